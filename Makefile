@@ -1,0 +1,31 @@
+# genspec: `make demo` and `make test` work on a fresh clone; both create .venv when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Every pip call goes through constraints.txt so torch stays the 2.13.0 CPU build.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export HF_HUB_OFFLINE := 1
+export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/inductor
+export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
+
+.PHONY: setup test bench demo regen clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[runtime,test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest tests/bench -q --benchmark-enable --benchmark-only -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .benchmarks

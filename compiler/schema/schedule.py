@@ -1,0 +1,146 @@
+"""The schedule section: ordered training stages, each with its data, resolution, batch and optimizer.
+
+A stage starts from scratch or from the checkpoint of an earlier stage; distillation stages also name a
+teacher stage. Stage-specific losses (distillation, preference) live on the stage; the base objective is
+the spec's `objective`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from compiler.schema.common import Size
+from compiler.schema.provenance import Node
+
+StageKind = Literal[
+    "pretrain",
+    "progressive_resolution",
+    "joint_image_video",
+    "continuing_training",
+    "sft",
+    "rlhf",
+    "guidance_distillation",
+    "speed_distillation",
+    "adversarial_distillation",
+    "safety_alignment",
+    "prompt_engineering",
+]
+DISTILLATION_KINDS = ("guidance_distillation", "speed_distillation", "adversarial_distillation")
+
+# Optimizers -----------------------------------------------------------------------------------------
+
+
+class AdamW(Node):
+    """AdamW (decoupled weight decay)."""
+
+    kind: Literal["adamw"] = "adamw"
+    lr: float = Field(gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class Adam(AdamW):
+    """Adam (L2 weight decay in the gradient)."""
+
+    kind: Literal["adam"] = "adam"  # type: ignore[assignment]
+
+
+class Adafactor(Node):
+    """Adafactor: factored second moments, the memory-lean choice of Imagen's base model."""
+
+    kind: Literal["adafactor"] = "adafactor"
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+Optimizer = Annotated[Union[AdamW, Adam, Adafactor], Field(discriminator="kind")]
+
+
+class LrSchedule(Node):
+    """Learning-rate schedule: linear warm-up, then constant, cosine or linear decay."""
+
+    kind: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final lr as a fraction of the peak (decays)")
+
+
+# Stage losses ---------------------------------------------------------------------------------------
+
+
+class GuidanceDistillation(Node):
+    """Student learns the teacher's CFG output with the guidance scale as an input (FLUX.1 dev)."""
+
+    kind: Literal["guidance_distillation"] = "guidance_distillation"
+    guidance_range: tuple[float, float] = (1.0, 5.0)
+
+
+class TimestepDistillation(Node):
+    """Few-step student from a teacher (FLUX.1 schnell: 1-4 steps); method undisclosed, LADD assumed."""
+
+    kind: Literal["timestep_distillation"] = "timestep_distillation"
+    student_steps: int = Field(4, gt=0)
+
+
+class AdversarialDistillation(Node):
+    """Latent Adversarial Diffusion Distillation: a discriminator on teacher features judges student samples."""
+
+    kind: Literal["ladd"] = "ladd"
+    student_steps: int = Field(4, gt=0)
+    adversarial_weight: float = Field(1.0, gt=0)
+    distillation_weight: float = Field(1.0, ge=0)
+
+
+class PreferenceLoss(Node):
+    """Diffusion-DPO on (prompt, preferred, rejected) triplets scored by a reward model."""
+
+    kind: Literal["diffusion_dpo"] = "diffusion_dpo"
+    beta: float = Field(5000.0, gt=0)
+    reward_model: str = Field(description="model that labels preferences, e.g. a VLM reward model")
+    reward_model_params: float | None = Field(None, gt=0)
+    iterations: int = Field(1, gt=0, description="rounds of sampling, labelling and training")
+
+
+StageLoss = Annotated[
+    Union[GuidanceDistillation, TimestepDistillation, AdversarialDistillation, PreferenceLoss],
+    Field(discriminator="kind"),
+]
+
+
+class DatasetUse(Node):
+    """A dataset a stage consumes and its share of the stage's samples."""
+
+    dataset: str
+    weight: float = Field(1.0, gt=0, le=1)
+
+
+class Stage(Node):
+    """One training stage."""
+
+    name: str
+    kind: StageKind
+    model: str = Field("main", description="the model trained; a cascade stage name for cascades")
+    datasets: list[DatasetUse] = Field(min_length=1)
+    resolutions: list[Size] = Field(min_length=1, description="sizes trained, in order (progressive within the stage)")
+    aspect_ratio_buckets: bool = Field(False, description="train at native aspect ratios in buckets of equal area")
+    frames: int | None = Field(None, gt=0, description="frames per video sample; None for images")
+    fps: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0, description="global batch, samples")
+    steps: int | None = Field(None, gt=0)
+    optimizer: Optimizer | None = None
+    lr_schedule: LrSchedule = Field(default_factory=LrSchedule)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    precision: Literal["bf16", "fp32"] = "bf16"
+    init_from: str | None = Field(None, description="stage whose final checkpoint this stage starts from")
+    teacher: str | None = Field(None, description="stage whose checkpoint teaches (distillation)")
+    loss: StageLoss | None = None
+    goal: str | None = Field(None, description="what the stage is for, in the model card's words")
+
+
+class ScheduleSpec(Node):
+    """The ordered training stages."""
+
+    stages: list[Stage] = Field(min_length=1)

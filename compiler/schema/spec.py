@@ -1,0 +1,56 @@
+"""The whole spec of one model version, and its inference defaults."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from compiler.schema.architecture import ArchitectureSpec
+from compiler.schema.data import DataSpec
+from compiler.schema.objective import Objective
+from compiler.schema.provenance import Node
+from compiler.schema.schedule import ScheduleSpec
+
+
+class DynamicThresholding(Node):
+    """Imagen's dynamic thresholding: s = quantile(|x0|, p), s = max(s, 1), x0 = clip(x0, -s, s) / s."""
+
+    percentile: float = Field(0.995, gt=0, lt=1)
+
+
+class InferenceSpec(Node):
+    """Sampling defaults as published."""
+
+    sampler: Literal["euler", "ddpm", "ddim", "dpm_solver", "heun", "unipc"]
+    steps: int = Field(gt=0)
+    cfg_scale: float | None = Field(None, ge=0, description="classifier-free guidance weight w")
+    cfg_scale_per_stage: dict[str, float] = Field(default_factory=dict, description="cascade stage -> w")
+    guidance_embedded: float | None = Field(None, gt=0, description="guidance fed to a distilled model")
+    dynamic_thresholding: DynamicThresholding | None = None
+    noise_augmentation_level: float | None = Field(None, ge=0, le=1, description="cascade SR conditioning noise")
+    upsample_factors: list[int] = Field(default_factory=list, description="latent/pixel upsamplers after the base")
+    resolution: int | None = Field(None, gt=0, description="default output side in pixels")
+    frames: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0)
+    max_seconds: float | None = Field(None, gt=0)
+    latency_seconds: float | None = Field(None, gt=0, description="reported generation time")
+
+
+class Spec(Node):
+    """A model version: its data curation, network, objective, training schedule and sampling defaults."""
+
+    name: str = Field(description="the shipped name, e.g. flux1-dev")
+    family: str
+    modality: Literal["image", "video", "image_edit"]
+    organisation: str
+    released: str | None = Field(None, description="year or year-month")
+    license: str | None = None
+    open_weights: Literal["yes", "no", "partial"] = "no"
+    derived_from: str | None = Field(None, description="the spec this one states changes against")
+    data: DataSpec
+    architecture: ArchitectureSpec
+    objective: Objective
+    schedule: ScheduleSpec
+    inference: InferenceSpec
+    notes: list[str] = Field(default_factory=list, description="key insights from the model card")
