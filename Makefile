@@ -27,5 +27,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/bench -q --benchmark-enable --benchmark-only -p no:cacheprovider
 
+# Until the end-to-end job exists (compile, curate, train, sample), the demo shows the spec language.
+demo: $(STAMP)
+	$(BIN)/genspec list
+	$(BIN)/genspec validate --all
+	$(BIN)/genspec explain flux1-dev architecture.backbone
+	$(BIN)/genspec explain hailuo-02
+
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .benchmarks

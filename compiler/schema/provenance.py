@@ -26,7 +26,7 @@ Status = Literal["documented", "likely", "assumed", "undisclosed", "default", "d
 AUTHORED_STATUSES = ("documented", "likely", "assumed", "undisclosed")
 
 # Fields that identify an element rather than state a fact about the model.
-IDENTITY_FIELDS = frozenset({"name"})
+IDENTITY_FIELDS = frozenset({"name", "derived_from"})
 
 
 class Provenance(BaseModel):
@@ -103,10 +103,16 @@ class Node(BaseModel):
             plain[key] = value
         node = handler(plain)
         for key, provenance in marks.items():
-            if not is_branch(getattr(node, key, None)):
+            if key not in IDENTITY_FIELDS and not is_branch(getattr(node, key, None)):
                 node._provenance[key] = provenance
         for field in type(node).model_fields:
-            if field not in node.model_fields_set and not is_branch(getattr(node, field)):
+            if field in node.model_fields_set or field in IDENTITY_FIELDS:
+                continue
+            value = getattr(node, field)
+            if is_branch(value):
+                # A default sub-node may be a shared instance: give this node its own copy.
+                node.__dict__[field] = _stamp(value, _default_provenance(type(node), field))
+            else:
                 node._provenance.setdefault(field, _default_provenance(type(node), field))
         return node
 
@@ -161,6 +167,8 @@ def _fill(node: Node, provenance: Provenance) -> None:
     """Give `provenance` to every leaf the author set that has no status yet, and to the kind."""
     for field in type(node).model_fields:
         value = getattr(node, field)
+        if is_branch(value) and field not in node.model_fields_set:
+            continue  # a default sub-node keeps its default provenance
         if isinstance(value, Node):
             _fill(value, provenance)
         elif is_branch(value):

@@ -1,0 +1,207 @@
+"""The `genspec` command line. Exit codes: 0 success, 1 the spec is invalid (or specs differ), 2 usage or
+load error. Output is rich on a terminal and plain text when piped."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from compiler.yamlio import SpecFieldError, SpecLoadError
+
+app = typer.Typer(
+    name="genspec",
+    help="Compile typed specs of image and video generation models into runnable training bundles.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a value: PATH=VALUE, e.g. schedule.stages[pretrain].steps=1000."),
+]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _load(target: str, overrides: list[str] | None = None):
+    """Load and override a TARGET, turning every load problem into exit 2 (field errors: exit 1)."""
+    from compiler.resolve import OverrideError, apply_overrides
+    from compiler.targets import load_target
+
+    try:
+        return apply_overrides(load_target(target), overrides or [])
+    except SpecFieldError as error:
+        for diagnostic in error.diagnostics:
+            print(f"{error.origin}: {diagnostic}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except (SpecLoadError, OverrideError) as error:
+        raise _fail(str(error)) from None
+
+
+@app.command("list")
+def list_specs(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
+    """Every shipped spec."""
+    import specs
+
+    rows = []
+    for name in specs.SHIPPED:
+        spec = specs.load(name)
+        rows.append({
+            "name": name,
+            "family": spec.family,
+            "modality": spec.modality,
+            "organisation": spec.organisation,
+            "backbone": spec.architecture.backbone.kind,
+            "objective": spec.objective.kind,
+            "params_documented": spec.architecture.params_documented,
+            "derived_from": spec.derived_from,
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    console = _console()
+    if console.is_terminal:
+        from rich.table import Table
+
+        table = Table("name", "modality", "backbone", "objective", "params", "derived from", box=None)
+        for row in rows:
+            table.add_row(row["name"], row["modality"], row["backbone"], row["objective"],
+                          _params(row["params_documented"]), row["derived_from"] or "")
+        console.print(table)
+    else:
+        for row in rows:
+            print(f"{row['name']}\t{row['modality']}\t{row['backbone']}\t{row['objective']}\t"
+                  f"{_params(row['params_documented'])}\t{row['derived_from'] or ''}")
+
+
+def _params(value: float | None) -> str:
+    return "undisclosed" if value is None else f"{value / 1e9:.3g}B"
+
+
+@app.command()
+def show(
+    target: Annotated[str, typer.Argument(help="Shipped name, file.py:attr, or .yaml/.json file.")],
+    fmt: Annotated[str, typer.Option("--format", help="yaml or json.")] = "yaml",
+    resolved: Annotated[bool, typer.Option("--resolved", help="Apply the resolve pass (derived values).")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Print a spec as YAML or JSON with every value's provenance."""
+    from compiler.yamlio import dump_json, dump_yaml
+
+    if fmt not in ("yaml", "json"):
+        raise _fail(f"--format {fmt!r}: choose yaml or json")
+    spec = _load(target, overrides)
+    header = f"genspec spec {spec.name}: `genspec validate FILE` checks it, `genspec show FILE` prints it back."
+    if resolved:
+        from compiler.resolve import resolve
+
+        result = resolve(spec)
+        spec = result.spec
+        header += "\nResolved: derived values filled in."
+        for missing in result.missing:
+            header += f"\nMissing: {missing}"
+    sys.stdout.write(dump_yaml(spec, header=header) if fmt == "yaml" else dump_json(spec))
+
+
+@app.command()
+def validate(
+    targets: Annotated[Optional[list[str]], typer.Argument(help="Specs to check.")] = None,
+    all_specs: Annotated[bool, typer.Option("--all", help="Check every shipped spec.")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Check specs: field rules, then every semantic rule. Exit 0 valid, 1 invalid, 2 load error."""
+    import specs
+    from compiler.resolve import find_missing
+    from compiler.validate import validate as run_rules
+
+    names = list(targets or []) + (list(specs.SHIPPED) if all_specs else [])
+    if not names:
+        raise _fail("name at least one TARGET, or pass --all")
+    invalid = False
+    load_failed = False
+    for name in names:
+        try:
+            spec = _load(name, overrides)
+        except typer.Exit as exit_:
+            load_failed |= exit_.exit_code == 2
+            invalid |= exit_.exit_code == 1
+            continue
+        diagnostics = run_rules(spec)
+        errors = [d for d in diagnostics if d.severity == "error"]
+        for diagnostic in diagnostics:
+            print(f"{name}: {diagnostic}")
+        for missing in find_missing(spec):
+            print(f"{name}: note: {missing}")
+        warnings = len(diagnostics) - len(errors)
+        verdict = "invalid" if errors else "valid"
+        print(f"{name}: {verdict} ({len(errors)} error(s), {warnings} warning(s))")
+        invalid |= bool(errors)
+    raise typer.Exit(2 if load_failed else 1 if invalid else 0)
+
+
+@app.command()
+def explain(
+    target: Annotated[str, typer.Argument(help="Shipped name, file.py:attr, or .yaml/.json file.")],
+    path: Annotated[Optional[str], typer.Argument(help="A value's path, e.g. architecture.backbone.hidden_size.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Where a value comes from. Without PATH: the spec's undisclosed and assumed values."""
+    from compiler.document import walk_leaves
+
+    spec = _load(target, overrides)
+    leaves = [(p, node.provenance_of(field), value) for p, node, field, value in walk_leaves(spec)]
+    if path is None:
+        _explain_summary(spec.name, leaves)
+        return
+    under = [leaf for leaf in leaves if leaf[0] == path or leaf[0].startswith((path + ".", path + "["))]
+    if not under:
+        close = [p for p, _, _ in leaves if path.split(".")[-1].split("[")[0] in p][:8]
+        hint = f"; similar paths: {', '.join(close)}" if close else ""
+        raise _fail(f"{spec.name} has no value at {path!r}{hint}")
+    for leaf_path, provenance, value in under:
+        shown = "(no value)" if value is None else json.dumps(value, default=str)
+        print(f"{leaf_path} = {shown}")
+        print(f"  {provenance.describe() if provenance else 'no provenance recorded'}")
+
+
+def _explain_summary(name: str, leaves: list) -> None:
+    from collections import Counter
+
+    counts = Counter(provenance.status if provenance else "unrecorded" for _, provenance, _ in leaves)
+    print(f"{name}: {len(leaves)} values: " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
+    for status in ("undisclosed", "assumed", "override", "unrecorded"):
+        picked = [(p, prov) for p, prov, _ in leaves if (prov.status if prov else "unrecorded") == status]
+        if picked:
+            print(f"\n{status}:")
+            for leaf_path, provenance in picked:
+                detail = (provenance.reason or provenance.source) if provenance else ""
+                print(f"  {leaf_path}" + (f": {detail}" if detail else ""))
+
+
+@app.command()
+def schema() -> None:
+    """The JSON Schema of a spec file's `spec` section."""
+    from compiler.schema.spec import Spec
+
+    print(json.dumps(Spec.model_json_schema(), indent=2))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

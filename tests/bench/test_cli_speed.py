@@ -1,0 +1,26 @@
+"""Cold-start cost of the fast commands, against a bare interpreter start in the same run.
+
+Run with `make bench`. The contract (DESIGN.md): `genspec list` and `validate` stay sub-second because
+the compiler imports nothing heavy.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = {
+    "python_startup_baseline": [sys.executable, "-c", "pass"],
+    "genspec_list": [sys.executable, "-m", "compiler.cli", "list", "--json"],
+    "genspec_validate_all": [sys.executable, "-m", "compiler.cli", "validate", "--all"],
+}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_cold_start(benchmark, name):
+    benchmark.group = "cli cold start"
+    benchmark.extra_info["baseline"] = "python_startup_baseline"
+    result = benchmark.pedantic(
+        subprocess.run, args=(COMMANDS[name],), kwargs={"capture_output": True}, rounds=5, iterations=1
+    )
+    assert result.returncode == 0, result.stderr
