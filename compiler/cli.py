@@ -191,6 +191,55 @@ def _explain_summary(name: str, leaves: list) -> None:
                 print(f"  {leaf_path}" + (f": {detail}" if detail else ""))
 
 
+@app.command("diff")
+def diff_specs(
+    a: Annotated[str, typer.Argument(help="The spec before: shipped name, file.py:attr, or .yaml/.json.")],
+    b: Annotated[str, typer.Argument(help="The spec after.")],
+    fmt: Annotated[str, typer.Option("--format", help="text, markdown or json.")] = "text",
+    only: Annotated[Optional[str], typer.Option("--only", help="data, architecture, objective or schedule.")] = None,
+    graph: Annotated[bool, typer.Option("--graph", help="Print the stage-graph diff as DOT instead.")] = False,
+) -> None:
+    """What changed from A to B. Exit 0 when equal, 1 when they differ, 2 on error."""
+    from compiler import diff_format
+    from compiler.diff import SECTIONS, diff
+
+    if fmt not in ("text", "markdown", "json"):
+        raise _fail(f"--format {fmt!r}: choose text, markdown or json")
+    if only is not None and only not in SECTIONS:
+        raise _fail(f"--only {only!r}: choose one of {', '.join(SECTIONS)}")
+    spec_a, spec_b = _load(a), _load(b)
+    result = diff(spec_a, spec_b).only(only)
+    if graph:
+        from compiler.graph import build
+
+        sys.stdout.write(diff_format.graph_dot(result, build(spec_a).graph, build(spec_b).graph))
+    elif fmt == "json":
+        sys.stdout.write(diff_format.to_json(result))
+    elif fmt == "markdown":
+        sys.stdout.write(diff_format.to_markdown(result))
+    else:
+        console = _console()
+        if console.is_terminal:
+            console.print(diff_format.to_text(result, colour=True), end="")
+        else:
+            sys.stdout.write(diff_format.to_text(result))
+    raise typer.Exit(1 if result.changes else 0)
+
+
+@app.command()
+def clusters(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
+    """The cluster presets --cluster accepts (a .yaml/.json file or file.py:attr works too)."""
+    from compiler.schema.cluster import PRESETS
+
+    rows = [cluster.model_dump(mode="json") for cluster in PRESETS.values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for cluster in PRESETS.values():
+        device = f"{cluster.gpus_per_node} x {cluster.gpu.name}" if cluster.gpu else f"{cluster.cpus_per_node} CPU cores"
+        print(f"{cluster.name}\t{cluster.nodes} node(s) x {device}\t{cluster.scheduler}\t{cluster.interconnect}")
+
+
 @app.command()
 def schema() -> None:
     """The JSON Schema of a spec file's `spec` section."""

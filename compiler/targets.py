@@ -34,6 +34,14 @@ def load_target(target: str) -> Spec:
 
 
 def _load_python(file: str, attr: str) -> Spec:
+    value = _load_python_attr(file, attr)
+    if not isinstance(value, Spec):
+        raise TargetError(f"{file}:{attr} is a {type(value).__name__}, not a genspec Spec")
+    return value
+
+
+def _load_python_attr(file: str, attr: str) -> object:
+    """An attribute of the user's Python file, imported under a private module name."""
     path = Path(file)
     if path.suffix != ".py" or not path.is_file():
         raise TargetError(f"{file}: no such Python file (TARGET form: path/to/file.py:ATTRIBUTE)")
@@ -48,7 +56,4 @@ def _load_python(file: str, attr: str) -> Spec:
     if not hasattr(module, attr):
         specs_here = [name for name, value in vars(module).items() if isinstance(value, Spec)]
         raise TargetError(f"{file} has no attribute {attr!r}; Spec objects in it: {', '.join(specs_here) or 'none'}")
-    value = getattr(module, attr)
-    if not isinstance(value, Spec):
-        raise TargetError(f"{file}:{attr} is a {type(value).__name__}, not a genspec Spec")
-    return value
+    return getattr(module, attr)

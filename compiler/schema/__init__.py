@@ -4,7 +4,7 @@ from compiler.schema.architecture import *  # noqa: F403
 from compiler.schema.common import *  # noqa: F403
 from compiler.schema.data import *  # noqa: F403
 from compiler.schema.objective import *  # noqa: F403
-from compiler.schema.provenance import (
+from compiler.schema.provenance import (  # noqa: F401  (re-exported)
     Node,
     Provenance,
     Sourced,
@@ -14,4 +14,4 @@ from compiler.schema.provenance import (
     undisclosed,
 )
 from compiler.schema.schedule import *  # noqa: F403
-from compiler.schema.spec import DynamicThresholding, InferenceSpec, Spec
+from compiler.schema.spec import DynamicThresholding, InferenceSpec, Spec  # noqa: F401

@@ -102,8 +102,16 @@ class Backbone(Node):
     num_heads: int = Field(gt=0)
     head_dim: int = Field(gt=0)
     patch_size: tuple[int, int, int] = Field((1, 2, 2), description="(time, height, width) in latent cells")
-    in_channels: int = Field(gt=0, description="channels entering the patch embedding, per latent cell")
-    out_channels: int = Field(gt=0)
+    in_channels: int = Field(
+        gt=0,
+        description="as in the family's diffusers config: MMDiT, the packed token width (FLUX 16 x 2 x 2 = 64); "
+        "DiT, latent channels per cell (Wan 16)",
+    )
+    out_channels: int = Field(
+        gt=0,
+        description="as in the family's diffusers config: FLUX, the packed width (64); Qwen-Image and DiT, "
+        "latent channels per cell (16)",
+    )
     mlp_ratio: float = Field(4.0, gt=0)
     qkv_bias: bool = True
     qk_norm: QKNorm = "rmsnorm_per_head"

@@ -124,8 +124,10 @@ LossWeighting = Literal["none", "sigma_sqrt", "cosmap", "min_snr", "edm"]
 
 
 class ObjectiveBase(Node):
-    """Fields every objective shares."""
+    """Fields every objective shares. A timestep shift only makes sense in continuous time; the
+    `objective.shift-needs-continuous-time` rule says so for DDPM objectives."""
 
+    shift: TimestepShift = Field(default_factory=NoShift)
     loss_weighting: LossWeighting = "none"
     cfg_dropout: CfgDropout | None = None
     masked_loss: MaskedLoss | None = None
@@ -138,7 +140,6 @@ class FlowMatching(ObjectiveBase):
     kind: Literal["flow_matching"] = "flow_matching"
     prediction: Literal["velocity"] = "velocity"
     timesteps: TimestepSampler = Field(default_factory=LogitNormal)
-    shift: TimestepShift = Field(default_factory=NoShift)
     adaptive: bool = Field(False, description="Seedream 4.0's 'adaptive flow matching' (details undisclosed)")
 
 

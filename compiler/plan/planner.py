@@ -1,0 +1,173 @@
+"""The plan pass: each training stage laid out on a cluster so that memory per device fits.
+
+Passes, per stage:
+  1. workload     tokens and FLOPs per sample (cost.py), parameters from the architecture (params.py)
+  2. layout       data-parallel size = every device; the global batch must split evenly over it
+  3. search       ZeRO stage, offload and activation checkpointing in order of cost (no offload before
+                  offload, no recompute before recompute, lower ZeRO stage first), and within the first
+                  that fits, the largest micro batch; gradient accumulation makes up the global batch
+  4. estimate     FLOPs per step, step time at a stated MFU, GPU-hours for the stage's steps
+A stage that fits in no configuration is a PlanError with the numbers and what would make it fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from compiler.plan.cost import Workload, activation_bytes, training_flops, workload
+from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
+from compiler.schema.cluster import Cluster
+from compiler.schema.spec import Spec
+
+# NOTE: 40% model FLOPs utilisation is a typical sustained figure for large DiT training on H100s with
+# bf16 and fused attention; CPUs reach a smaller share of their peak on these small matmuls.
+GPU_MFU = 0.40
+CPU_MFU = 0.25
+_IN_DEVICE = [ZeroChoice(0), ZeroChoice(1), ZeroChoice(2), ZeroChoice(3)]
+_OFFLOAD = [ZeroChoice(2, "optimizer"), ZeroChoice(3, "optimizer"), ZeroChoice(3, "optimizer_and_params")]
+# Cheapest first: recomputing activations costs a third more compute; offloading to the host costs
+# PCIe traffic every step, which is usually worse, so it comes last.
+SEARCH = [(z, False) for z in _IN_DEVICE] + [(z, True) for z in _IN_DEVICE] + [
+    (z, checkpointing) for z in _OFFLOAD for checkpointing in (False, True)
+]
+
+
+class PlanError(ValueError):
+    """A stage that cannot be laid out on the cluster; the message says why and what would help."""
+
+
+@dataclass(frozen=True)
+class Memory:
+    """GiB per training process."""
+
+    model_states: float
+    activations: float
+    frozen: float
+    extra_copies: float
+    total: float
+    capacity: float
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How one stage runs on the cluster, and what it costs."""
+
+    stage: str
+    model: str
+    params: int
+    params_documented: float | None
+    image_tokens: int
+    text_tokens: int
+    latent_frames: int
+    dp_size: int
+    global_batch: int
+    micro_batch: int
+    grad_accumulation: int
+    zero_stage: int
+    offload: str
+    activation_checkpointing: bool
+    precision: str
+    memory_gib: Memory
+    flops_per_step: float
+    mfu: float
+    step_seconds: float
+    steps: int
+    device_hours: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every stage's plan on one cluster."""
+
+    spec: str
+    cluster: str
+    scale: str
+    stages: list[StagePlan] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice) -> float:
+    """EMA weights (fp32) and a frozen teacher (16-bit), partitioned under ZeRO-3."""
+    share = ranks if zero.stage == 3 else 1
+    extra = 4 * params / share if stage.ema_decay else 0.0
+    if stage.teacher:
+        extra += 2 * params / share
+    return extra
+
+
+def _frozen_bytes(spec: Spec, work: Workload) -> float:
+    """Text encoders and VAE stay resident unless the data pipeline precomputes their outputs."""
+    precomputed = any(op.kind == "precompute_embeddings" for p in spec.data.pipelines for op in p.ops)
+    return 0.0 if precomputed else 2 * work.frozen_params
+
+
+def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
+    work = workload(spec, stage)
+    ranks = cluster.world_size
+    batch, steps = stage.batch_size, stage.steps
+    if batch is None or steps is None:
+        raise PlanError(f"schedule.stages[{stage.name}]: batch_size and steps are needed to plan; "
+                        f"supply them with --set schedule.stages[{stage.name}].batch_size=N")
+    if batch % ranks:
+        raise PlanError(
+            f"schedule.stages[{stage.name}]: global batch {batch} does not split over {ranks} data-parallel "
+            f"ranks on {cluster.name}; use a batch that is a multiple of {ranks} "
+            f"(--set schedule.stages[{stage.name}].batch_size={max(ranks, batch // ranks * ranks)}) or another cluster"
+        )
+    precision = stage.precision if cluster.gpu else "fp32"  # CPUs train in fp32 here
+    capacity = cluster.device_memory_gib * cluster.memory_headroom
+    frozen = _frozen_bytes(spec, work)
+    per_rank = batch // ranks
+    micro_options = sorted((m for m in range(1, min(per_rank, 64) + 1) if per_rank % m == 0), reverse=True)
+    best_need = None
+    for zero, checkpointing in SEARCH:
+        if zero.offload != "none" and not cluster.gpu:
+            continue  # offloading to the CPU a CPU run already uses gains nothing
+        if zero.offload != "none" and host_bytes(work.params.total, cluster.gpus_per_node, cluster.nodes, zero) > cluster.memory_gib_per_node * GIB:
+            continue
+        states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision)
+        copies = _extra_copies(spec, stage, work.params.total, ranks, zero)
+        for micro in micro_options:
+            activations = activation_bytes(work, checkpointing) * micro
+            need = (states + frozen + copies + activations) / GIB
+            best_need = need if best_need is None else min(best_need, need)
+            if need <= capacity:
+                memory = Memory(states / GIB, activations / GIB, frozen / GIB, copies / GIB, need, capacity)
+                return _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory)
+    raise PlanError(
+        f"schedule.stages[{stage.name}] does not fit {cluster.name}: at best it needs {best_need:.1f} GiB per "
+        f"{'GPU' if cluster.gpu else 'process'} in its leanest layout (micro batch 1, every ZeRO and offload "
+        f"choice tried, activation checkpointing on), "
+        f"the cluster has {capacity:.1f} GiB usable ({cluster.device_memory_gib:g} GiB x headroom "
+        f"{cluster.memory_headroom:g}). Model: {work.params.total / 1e9:.2f}B parameters, "
+        f"{work.image_tokens + work.text_tokens} tokens per sample. Fix: a cluster with more or larger devices, "
+        f"a smaller resolution or frame count, or `--scale smoke`."
+    )
+
+
+def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory) -> StagePlan:
+    ranks = cluster.world_size
+    flops = training_flops(work, checkpointing) * stage.batch_size
+    if cluster.gpu:
+        mfu, peak = GPU_MFU, cluster.gpu.peak_bf16_tflops * 1e12 * ranks
+    else:
+        mfu, peak = CPU_MFU, cluster.cpu_peak_tflops * 1e12 * cluster.nodes
+    step = flops / (peak * mfu)
+    devices = ranks if cluster.gpu else cluster.nodes
+    return StagePlan(
+        stage=stage.name, model=work.model, params=work.params.total,
+        params_documented=spec.architecture.params_documented,
+        image_tokens=work.image_tokens, text_tokens=work.text_tokens, latent_frames=work.latent_frames,
+        dp_size=ranks, global_batch=stage.batch_size, micro_batch=micro,
+        grad_accumulation=stage.batch_size // (micro * ranks), zero_stage=zero.stage, offload=zero.offload,
+        activation_checkpointing=checkpointing, precision=precision, memory_gib=memory,
+        flops_per_step=flops, mfu=mfu, step_seconds=step, steps=stage.steps,
+        device_hours=step * stage.steps * devices / 3600,
+    )
+
+
+def plan(spec: Spec, cluster: Cluster, scale: str = "full") -> Plan:
+    """Plan every stage; the first stage that cannot fit raises PlanError."""
+    return Plan(spec.name, cluster.name, scale, [plan_stage(spec, stage, cluster) for stage in spec.schedule.stages])

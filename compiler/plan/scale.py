@@ -1,0 +1,138 @@
+"""Scale profiles. `smoke` shrinks a spec so it compiles for `local-cpu` and runs in minutes, keeping its
+structure: the same families, block kinds, stages, datasets and ops, with small widths and sizes.
+
+Every shrunk value is recorded as an assumption whose reason starts with "smoke scale", so the bundle's
+assumptions report lists them. Curation thresholds are untouched (the curation runtime handles smoke
+models and thresholds itself).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compiler.document import apply_changes, from_document, to_document
+from compiler.schema.architecture import Cascade, DiT, LatentSpace, MMDiT
+from compiler.schema.provenance import Provenance
+from compiler.schema.spec import Spec
+
+SCALES = ("full", "smoke")
+HEADS, HEAD_DIM = 2, 16  # 32 wide: the smallest width with room for 3 even RoPE axes
+TEXT_DIM, TEXT_TOKENS = 32, 16
+DEPTH = 2
+BATCH, STEPS = 2, 3
+LONG_SIDE = 64  # the largest training resolution becomes 64 px; others keep their ratio to it
+FRAMES = 9  # 1 + 4 x 2 fits a causal 4x VAE; non-causal VAEs get a multiple of their stride
+
+
+def _even_split(dims: list[int], total: int) -> list[int]:
+    """Split `total` over the axes in proportion to `dims`, each even (RoPE rotates pairs)."""
+    scaled = [max(2, round(d * total / sum(dims) / 2) * 2) for d in dims]
+    scaled[scaled.index(max(scaled))] += total - sum(scaled)
+    return scaled
+
+
+def _multiple(value: float, step: int) -> int:
+    return max(step, int(round(value / step)) * step)
+
+
+def smoke(spec: Spec) -> Spec:
+    """The spec shrunk to smoke scale."""
+    changes: dict[str, tuple[Any, str]] = {}
+    arch = spec.architecture
+    backbone = arch.backbone
+    step = 16
+    if isinstance(backbone, (MMDiT, DiT)):
+        width = HEADS * HEAD_DIM
+        changes.update({
+            "architecture.backbone.hidden_size": (width, "2 heads x 16"),
+            "architecture.backbone.num_heads": (HEADS, "2 heads x 16"),
+            "architecture.backbone.head_dim": (HEAD_DIM, "2 heads x 16"),
+        })
+        if hasattr(backbone.positions, "axes_dims"):
+            changes["architecture.backbone.positions.axes_dims"] = (
+                _even_split(backbone.positions.axes_dims, HEAD_DIM), "RoPE axes rescaled to the smoke head dim")
+        if isinstance(backbone, MMDiT):
+            changes["architecture.backbone.double_blocks"] = (min(backbone.double_blocks, DEPTH), "2 blocks per kind")
+            changes["architecture.backbone.single_blocks"] = (min(backbone.single_blocks, DEPTH), "2 blocks per kind")
+            changes["architecture.backbone.context_dim"] = (TEXT_DIM, "tiny text encoders")
+            if backbone.pooled_dim:
+                changes["architecture.backbone.pooled_dim"] = (TEXT_DIM, "tiny text encoders")
+        else:
+            changes["architecture.backbone.depth"] = (DEPTH, "2 blocks")
+            changes["architecture.backbone.text_dim"] = (TEXT_DIM, "tiny text encoders")
+            if backbone.ffn_dim:
+                changes["architecture.backbone.ffn_dim"] = (2 * width, "MLP twice the smoke width")
+        compression = arch.space.spatial_compression if isinstance(arch.space, LatentSpace) else 1
+        step = compression * max(backbone.patch_size[1:])
+    elif isinstance(backbone, Cascade):
+        for unet in backbone.stages:
+            base = f"architecture.backbone.stages[{unet.name}]"
+            changes[f"{base}.channels"] = (16, "16 base channels")
+            changes[f"{base}.channel_mult"] = ([1, 2], "two levels")
+            changes[f"{base}.res_blocks"] = ([1, 1], "one block per level")
+        step = 8
+    for encoder in arch.text_encoders:
+        base = f"architecture.text_encoders[{encoder.name}]"
+        changes[f"{base}.dim"] = (TEXT_DIM, "tiny randomly initialised text encoders")
+        changes[f"{base}.max_tokens"] = (TEXT_TOKENS, "short prompts")
+    _shrink_cascade_sides(spec, changes)
+    _shrink_stages(spec, changes, step)
+    changes["inference.steps"] = (4, "a few sampling steps")
+    if spec.inference.resolution:
+        changes["inference.resolution"] = (LONG_SIDE, "smoke resolution")
+    if spec.inference.frames:
+        changes["inference.frames"] = (_frames(spec), "smoke frame count")
+    data, table = to_document(spec)
+    for path, (value, why) in changes.items():
+        data, table = apply_changes(data, table, {path: value}, Provenance(status="assumed", reason=f"smoke scale: {why}"))
+    return from_document(data, table)
+
+
+def _frames(spec: Spec) -> int:
+    space = spec.architecture.space
+    if isinstance(space, LatentSpace) and space.temporal_compression > 1 and not space.causal:
+        return 2 * space.temporal_compression
+    return FRAMES
+
+
+def _shrink_cascade_sides(spec: Spec, changes: dict[str, tuple[Any, str]]) -> None:
+    backbone = spec.architecture.backbone
+    if not isinstance(backbone, Cascade):
+        return
+    for index, unet in enumerate(backbone.stages):
+        side = 16 * 2**index  # 16, 32, 64: each SR stage doubles (the full cascade quadruples)
+        changes[f"architecture.backbone.stages[{unet.name}].resolution"] = (side, "cascade sides 16/32/64")
+        if unet.input_resolution:
+            changes[f"architecture.backbone.stages[{unet.name}].input_resolution"] = (side // 2, "cascade sides 16/32/64")
+        if unet.train_crop:
+            changes[f"architecture.backbone.stages[{unet.name}].train_crop"] = (side // 2, "half-size crops")
+        changes[f"architecture.backbone.stages[{unet.name}].attention_resolutions"] = ([side // 2], "attention at the lower level")
+
+
+def _shrink_stages(spec: Spec, changes: dict[str, tuple[Any, str]], step: int) -> None:
+    largest = max(max(s.height, s.width) for stage in spec.schedule.stages for s in stage.resolutions)
+    cascade = spec.architecture.backbone if isinstance(spec.architecture.backbone, Cascade) else None
+    for stage in spec.schedule.stages:
+        base = f"schedule.stages[{stage.name}]"
+        if cascade is not None:
+            side = next((16 * 2**i for i, u in enumerate(cascade.stages) if u.name == stage.model), 16)
+            sizes = [{"height": side, "width": side}]
+        else:
+            # At least two patches a side, so attention has more than one token to look at.
+            sizes = [{"height": max(2 * step, _multiple(s.height * LONG_SIDE / largest, step)),
+                      "width": max(2 * step, _multiple(s.width * LONG_SIDE / largest, step))}
+                     for s in stage.resolutions]
+        changes[f"{base}.resolutions"] = (sizes, f"largest side {LONG_SIDE} px, ratios kept")
+        changes[f"{base}.batch_size"] = (BATCH, "2 samples per step")
+        changes[f"{base}.steps"] = (STEPS, "3 steps")
+        if stage.frames:
+            changes[f"{base}.frames"] = (_frames(spec), "smoke frame count")
+        if stage.lr_schedule.warmup_steps:
+            changes[f"{base}.lr_schedule.warmup_steps"] = (1, "warm-up shorter than the 3 steps")
+
+
+def scaled(spec: Spec, scale: str) -> Spec:
+    """The spec at a named scale profile."""
+    if scale not in SCALES:
+        raise ValueError(f"--scale {scale!r}: choose one of {', '.join(SCALES)}")
+    return spec if scale == "full" else smoke(spec)
