@@ -1,0 +1,1 @@
+"""genspec runtime: what a compiled bundle runs (curation, model blocks, objectives, trainer, samplers)."""
