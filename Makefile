@@ -16,13 +16,19 @@ export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	command -v shellcheck >/dev/null && command -v dot >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck graphviz; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[runtime,test]'
+	$(BIN)/python -m pip install --quiet -e '.[runtime,ray,test]'
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Recompile every committed bundle in generated/ (a test fails when they drift from the compiler).
+regen: $(STAMP)
+	$(BIN)/python -m compiler.regen
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/bench -q --benchmark-enable --benchmark-only -p no:cacheprovider

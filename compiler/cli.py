@@ -226,6 +226,43 @@ def diff_specs(
     raise typer.Exit(1 if result.changes else 0)
 
 
+@app.command("compile")
+def compile_spec(
+    target: Annotated[str, typer.Argument(help="Shipped name, file.py:attr, or .yaml/.json file.")],
+    cluster: Annotated[str, typer.Option("--cluster", help="Preset name (`genspec clusters`), .yaml/.json, or file.py:attr.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Bundle directory (default generated/SPEC/CLUSTER[-smoke]).")] = None,
+    scale: Annotated[str, typer.Option("--scale", help="full or smoke.")] = "full",
+    overrides: SetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+) -> None:
+    """Compile a spec for a cluster into a runnable bundle. Exit 0 written, 1 the spec cannot be compiled, 2 usage."""
+    from pathlib import Path
+
+    from compiler.clusters import load_cluster
+    from compiler.emit import CompileError, OutputExistsError, render, write_bundle
+    from compiler.plan import SCALES
+
+    if scale not in SCALES:
+        raise _fail(f"--scale {scale!r}: choose one of {', '.join(SCALES)}")
+    spec = _load(target, overrides)
+    try:
+        target_cluster = load_cluster(cluster)
+    except SpecLoadError as error:
+        raise _fail(str(error)) from None
+    out = Path(output) if output else Path("generated") / spec.name / (target_cluster.name + ("-smoke" if scale == "smoke" else ""))
+    if out.exists() and not force:
+        raise _fail(f"{out} exists; pass --force to replace it")
+    try:
+        bundle = render(spec, target_cluster, scale)
+        write_bundle(bundle, out, force=force)
+    except CompileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except OutputExistsError as error:
+        raise _fail(str(error)) from None
+    print(f"wrote {out} ({len(bundle.files)} files)")
+
+
 @app.command()
 def clusters(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
     """The cluster presets --cluster accepts (a .yaml/.json file or file.py:attr works too)."""

@@ -157,7 +157,7 @@ def _leaf_provenance(node: Node, name: str, value: Any) -> Provenance | None:
     provenance = node.provenance_of(name)
     if provenance is None and isinstance(value, Node):
         provenance = value.provenance_of("kind")
-    if provenance is None and is_branch(value):
+    if provenance is None and is_branch(value) and not isinstance(value, Node):
         provenance = next((v.provenance_of(f) for v in value for f in type(v).model_fields if v.provenance_of(f)), None)
     return provenance
 
@@ -210,9 +210,10 @@ def _diff_list(items_a: list[Node], items_b: list[Node], path: str, out: SpecDif
     kept = _stable_pairs(pairs, items_a)
     for i, j in pairs:
         item_a, item_b = items_a[i], items_b[j]
-        label = item_a.name if item_a.name == item_b.name else f"{item_a.name}"
+        # A renamed item (paired by its kind) shows both names: [old=>new].
+        label = item_a.name if item_a.name == item_b.name else f"{item_a.name}=>{item_b.name}"
         if item_a.name != item_b.name:
-            out.changes.append(Change("changed", f"{path}[{item_a.name}].name", item_a.name, item_b.name,
+            out.changes.append(Change("changed", f"{path}[{label}].name", item_a.name, item_b.name,
                                       detail="renamed (paired by kind)"))
         if (i, j) not in kept:
             out.changes.append(Change("moved", f"{path}[{label}]", i, j,

@@ -179,10 +179,25 @@ def apply_changes(data: dict[str, Any], table: Table, changes: dict[str, Any], r
                     for sub, prov in provenance_table(node).items():
                         table[f"{path}[{item_key(node, index)}].{sub}"] = prov
                 continue
+            renamed = _rename_target(data, path) if path.endswith(".name") else None
             _assign(data, path, value, insert, insert_after)
-            if provenance is not None:
+            if provenance is not None and not path.endswith(".name"):
                 table[path] = provenance
+            if renamed is not None:
+                _rekey(table, renamed, f"{renamed.rsplit('[', 1)[0]}[{value}]")
     return data, table
+
+
+def _rename_target(data: dict[str, Any], path: str) -> str | None:
+    """For `...items[old].name`, the item's current path `...items[old]`; None if not a list item."""
+    item_path = path[: -len(".name")]
+    return item_path if item_path.endswith("]") and _SEGMENT.fullmatch(item_path.rsplit(".", 1)[-1]) else None
+
+
+def _rekey(table: Table, old: str, new: str) -> None:
+    """Move provenance entries from an item's old path to its new one after a rename."""
+    for key in [k for k in table if k.startswith(old + ".") or k.startswith(old + "[")]:
+        table[new + key[len(old):]] = table.pop(key)
 
 
 def _join(sub: str) -> str:

@@ -29,6 +29,25 @@ SHIPPED: dict[str, str] = {
     "hailuo-02": "specs.minimax:HAILUO_02",
 }
 
+# The cluster each shipped spec is compiled for in generated/: sized to the model and its batch.
+NATURAL_CLUSTER: dict[str, str] = {
+    "sora": "h100-512",
+    "imagen-1": "a100-64",
+    "imagen-2": "a100-64",
+    "imagen-3": "h100-512",
+    "flux1-dev": "h100-64",
+    "flux1-schnell": "h100-64",
+    "flux-kontext": "h100-64",
+    "seedream-2.0": "h100-64",
+    "seedream-3.0": "h100-64",
+    "seedream-4.0": "h100-512",
+    "qwen-image": "h100-512",
+    "wan2.1-t2v-14b": "h100-512",
+    "wan2.1-t2v-1.3b": "h100-64",
+    "allegro": "h100-64",
+    "hailuo-02": "h100-512",
+}
+
 
 def load(name: str) -> Spec:
     """The shipped spec called `name`."""

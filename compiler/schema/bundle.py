@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from compiler.schema.architecture import ArchitectureSpec
+from compiler.schema.data import Subset
 from compiler.schema.objective import Objective
 from compiler.schema.schedule import Stage
 from compiler.schema.spec import InferenceSpec
@@ -23,6 +24,7 @@ class DataInput(BaseModel):
     weight: float = Field(gt=0, le=1)
     shards: str = Field(description="directory, glob or brace pattern of .tar shards, relative to the run root")
     modality: Literal["image", "video", "mixed"] = "image"
+    where: Subset | None = Field(None, description="keep only samples matching this subset of the shards")
 
 
 class Layout(BaseModel):

@@ -176,8 +176,14 @@ def _fill(node: Node, provenance: Provenance) -> None:
                 _fill(item, provenance)
         elif field in IDENTITY_FIELDS:
             continue
-        elif field == "kind" or (field in node.model_fields_set and node._provenance.get(field) is None):
+        elif field == "kind" and _is_default(node._provenance.get(field)):
+            node._provenance[field] = provenance  # the marker states what kind of thing this is
+        elif field in node.model_fields_set and node._provenance.get(field) is None:
             node._provenance[field] = provenance
+
+
+def _is_default(provenance: Provenance | None) -> bool:
+    return provenance is None or provenance.status == "default"
 
 
 def node_items(node: Node) -> list[tuple[str, Any]]:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from compiler.schema.architecture import ArchitectureSpec
 from compiler.schema.data import DataSpec
-from compiler.schema.objective import Objective
+from compiler.schema.objective import Objective, TimestepShift
 from compiler.schema.provenance import Node
 from compiler.schema.schedule import ScheduleSpec
 
@@ -27,6 +27,9 @@ class InferenceSpec(Node):
     cfg_scale: float | None = Field(None, ge=0, description="classifier-free guidance weight w")
     cfg_scale_per_stage: dict[str, float] = Field(default_factory=dict, description="cascade stage -> w")
     guidance_embedded: float | None = Field(None, gt=0, description="guidance fed to a distilled model")
+    shift: TimestepShift | None = Field(
+        None, description="timestep shift used when sampling, when it differs from the training objective's"
+    )
     dynamic_thresholding: DynamicThresholding | None = None
     noise_augmentation_level: float | None = Field(None, ge=0, le=1, description="cascade SR conditioning noise")
     upsample_factors: list[int] = Field(default_factory=list, description="latent/pixel upsamplers after the base")

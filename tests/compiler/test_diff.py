@@ -1,6 +1,7 @@
 """Spec diffs: the version pairs reviewers read, and the properties that make diffs trustworthy."""
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -111,8 +112,10 @@ def test_diff_with_itself_is_empty(name):
 
 
 def mirrored(change):
+    """The change as diff(b, a) must show it: added <-> removed, before <-> after, [old=>new] <-> [new=>old]."""
     flip = {"added": "removed", "removed": "added"}
-    return (flip.get(change.kind, change.kind), change.path, json.dumps(change.after, sort_keys=True),
+    path = re.sub(r"\[([^\]=]+)=>([^\]]+)\]", r"[\2=>\1]", change.path)
+    return (flip.get(change.kind, change.kind), path, json.dumps(change.after, sort_keys=True),
             json.dumps(change.before, sort_keys=True))
 
 

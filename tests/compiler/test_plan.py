@@ -89,7 +89,7 @@ def test_mmdit_flops_are_not_six_n_per_token():
 @pytest.mark.parametrize("name", list(specs.SHIPPED))
 def test_every_shipped_spec_plans_on_its_gpu_cluster_and_at_smoke_scale_locally(name):
     spec = specs.load(name)
-    for stage in plan(spec, PRESETS["h100-512"]).stages:
+    for stage in plan(spec, PRESETS[specs.NATURAL_CLUSTER[name]]).stages:
         assert stage.global_batch == stage.micro_batch * stage.grad_accumulation * stage.dp_size
         assert stage.memory_gib.total <= stage.memory_gib.capacity
     local = plan(scaled(spec, "smoke"), PRESETS["local-cpu"])

@@ -60,3 +60,19 @@ def test_assumed_needs_a_reason():
 def test_marker_on_a_plain_list_item_is_refused():
     with pytest.raises(ValidationError, match="mark the whole list"):
         Pipeline(name="p", sources=[documented("web", "x")], output="d", ops=[])
+
+
+def test_inner_marker_on_a_sub_node_survives_an_outer_marker():
+    from compiler.schema import AdamW, DatasetUse, Stage, square
+
+    stage = documented(
+        Stage(name="s", kind="pretrain", datasets=[DatasetUse(dataset="d")], resolutions=[square(256)],
+              optimizer=assumed(AdamW(lr=1e-4), "typical")),
+        "card",
+    )
+    from compiler.schema import ScheduleSpec
+
+    table = provenance_table(ScheduleSpec(stages=[stage]))
+    assert table["stages[s].optimizer.kind"].status == "assumed"
+    assert table["stages[s].optimizer.lr"].status == "assumed"
+    assert table["stages[s].kind"].status == "documented"

@@ -1,0 +1,289 @@
+"""The emit pass: a resolved, validated, planned spec becomes a bundle of files, deterministically.
+
+Passes:
+  1. prepare   overrides, scale profile, resolve, validate (errors stop here), plan, stage graph
+  2. render    every file as text, in memory: jinja2 templates for scripts and documents, json.dumps for
+               JSON; the same input gives byte-identical files (no timestamps, stable order)
+  3. manifest  spec hash and every file's sha256
+Writing (writer.py) is separate: files go to a temporary directory that is renamed into place.
+
+Every value that came from a spec reaches a shell script through `q` (shlex.quote), reaches a comment
+through `oneline` (control characters escaped, so a newline cannot start a line of code), and reaches a
+#SBATCH directive through `slurm_word` (only [A-Za-z0-9._-]). Directory names are slugs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compiler import __version__
+from compiler.plan import Plan, plan, scaled
+from compiler.resolve import resolve
+from compiler.schema.bundle import DataInput, Layout, StageFile
+from compiler.schema.cluster import Cluster
+from compiler.schema.spec import Spec
+
+MASTER_PORT = 29500
+
+
+class CompileError(ValueError):
+    """A spec that cannot be compiled for the target; the message lists every reason and its fix."""
+
+
+@dataclass
+class Bundle:
+    """Rendered files by bundle-relative path; `executable` marks the scripts."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    executable: set[str] = field(default_factory=set)
+
+    def add(self, path: str, text: str, executable: bool = False) -> None:
+        self.files[path] = text
+        if executable:
+            self.executable.add(path)
+
+
+# Filters -----------------------------------------------------------------------------------------
+
+
+def slug(name: str) -> str:
+    """A directory-safe name; an altered name gets a short hash so two names never collide."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "x"
+    return clean if clean == name else f"{clean[:40]}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
+def oneline(value: Any) -> str:
+    """A value safe inside a comment: one line, control characters escaped."""
+    return json.dumps(str(value))[1:-1]
+
+
+def slurm_word(value: Any) -> str:
+    """A value safe in a #SBATCH directive, which sbatch parses itself (no shell quoting applies)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(value)) or "_"
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    import templates
+
+    env = Environment(
+        loader=FileSystemLoader(Path(templates.__file__).parent),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(q=lambda v: shlex.quote(str(v)), oneline=oneline, slurm_word=slurm_word)
+    return env
+
+
+# Preparation -------------------------------------------------------------------------------------
+
+
+def prepare(spec: Spec, cluster: Cluster, scale: str) -> tuple[Spec, Plan, Any]:
+    """Scale, resolve, validate and plan; raise CompileError with every problem found."""
+    from compiler.plan import PlanError
+    from compiler.validate import validate
+
+    resolved = resolve(scaled(spec, scale))
+    problems = [str(m) for m in resolved.missing]
+    problems += [str(d) for d in validate(resolved.spec) if d.severity == "error"]
+    problems += _unimplemented_ops(resolved.spec)
+    if problems:
+        raise CompileError(f"{spec.name} cannot be compiled for {cluster.name}:\n- " + "\n- ".join(problems))
+    try:
+        planned = plan(resolved.spec, cluster, scale)
+    except PlanError as error:
+        raise CompileError(str(error)) from error
+    return resolved.spec, planned, resolved
+
+
+def _unimplemented_ops(spec: Spec) -> list[str]:
+    """Curation op kinds the runtime has no implementation for: refused here, never skipped later."""
+    try:
+        from runtime.curation.registry import missing_kinds
+    except ImportError:
+        return []
+    kinds = sorted({op.kind for p in spec.data.pipelines for op in p.ops})
+    return [f"data: curation op kind {kind!r} has no runtime implementation; remove the op or implement it "
+            f"(runtime/curation)" for kind in missing_kinds(kinds)]
+
+
+# Rendering ---------------------------------------------------------------------------------------
+
+
+def _root_dataset(spec: Spec, name: str) -> tuple[str, dict[str, Any] | None]:
+    """A dataset's root (the one a pipeline writes) and the subset filter on the way down, if any."""
+    datasets = {d.name: d for d in spec.data.datasets}
+    where = None
+    while name in datasets and datasets[name].subset_of:
+        if datasets[name].where is not None and where is None:
+            where = datasets[name].where
+        name = datasets[name].subset_of
+    return name, where
+
+
+def _modality(spec: Spec, dataset: str) -> str:
+    producers = [p for p in spec.data.pipelines if p.output == dataset]
+    sources = {s.name: s for s in spec.data.sources}
+    kinds = {("video" if sources[n].modality.startswith("video") else "image")
+             for p in producers for n in p.sources if n in sources}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def _order(spec: Spec) -> list[dict[str, Any]]:
+    """Jobs in dependency order: curation pipelines, then stages after their inputs."""
+    producer = {p.output: f"curate-{slug(p.name)}" for p in spec.data.pipelines}
+    jobs = [{"kind": "curation", "id": f"curate-{slug(p.name)}", "dir": slug(p.name),
+             "label": f"curation: {p.name}", "script": f"curation/{slug(p.name)}/sbatch_array.sh", "after": []}
+            for p in spec.data.pipelines]
+    for stage in spec.schedule.stages:
+        after = {producer[_root_dataset(spec, use.dataset)[0]] for use in stage.datasets
+                 if _root_dataset(spec, use.dataset)[0] in producer}
+        after |= {f"train-{slug(ref)}" for ref in (stage.init_from, stage.teacher) if ref}
+        jobs.append({"kind": "stage", "id": f"train-{slug(stage.name)}", "dir": slug(stage.name),
+                     "label": f"training stage: {stage.name}", "script": f"train/{slug(stage.name)}/sbatch.sh",
+                     "after": sorted(after)})
+    return jobs
+
+
+def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
+    inputs = []
+    for use in stage.datasets:
+        root, where = _root_dataset(spec, use.dataset)
+        inputs.append(DataInput(dataset=use.dataset, weight=use.weight, shards=f"curated/{root}",
+                                where=where, modality=_modality(spec, root)))
+    return StageFile(
+        spec=spec.name, scale=scale, stage=stage, architecture=spec.architecture, objective=spec.objective,
+        inference=spec.inference,
+        layout=Layout(dp_size=stage_plan.dp_size, micro_batch=stage_plan.micro_batch,
+                      grad_accumulation=stage_plan.grad_accumulation, zero_stage=stage_plan.zero_stage,
+                      offload=stage_plan.offload, activation_checkpointing=stage_plan.activation_checkpointing,
+                      precision=stage_plan.precision),
+        data=inputs,
+        output_dir=f"checkpoints/{slug(stage.name)}",
+        init_from=f"checkpoints/{slug(stage.init_from)}" if stage.init_from else None,
+        teacher=f"checkpoints/{slug(stage.teacher)}" if stage.teacher else None,
+    )
+
+
+def _yaml(data: Any, header: str) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    out = io.StringIO()
+    out.write("".join(f"# {oneline(line)}\n" for line in header.splitlines()))
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
+def render(spec: Spec, cluster: Cluster, scale: str) -> Bundle:
+    """Every file of the bundle, as text."""
+    from compiler.emit.deepspeed import ds_config
+    from compiler.emit.reports import assumption_groups, plan_json
+    from compiler.yamlio import dump_yaml
+
+    spec, planned, resolved = prepare(spec, cluster, scale)
+    env = _environment()
+    order = _order(spec)
+    common = {"version": __version__, "spec_name": spec.name, "cluster": cluster, "scale": scale,
+              "order": order, "environment": dict(sorted(cluster.environment.items()))}
+    bundle = Bundle()
+    how = f"genspec compile {spec.name} --cluster {cluster.name} --scale {scale}"
+    bundle.add("spec.resolved.yaml", dump_yaml(spec, header=f"Generated by genspec {__version__}: {how}\n"
+                                               "Every value of the spec with its provenance; "
+                                               "`genspec validate spec.resolved.yaml` checks it."))
+    bundle.add("assumptions.md", env.get_template("assumptions.md.j2").render(
+        groups=assumption_groups(resolved.table, spec), **common))
+    bundle.add("plan.md", env.get_template("plan.md.j2").render(plan=planned, **common))
+    bundle.add("plan.json", _json(plan_json(planned, how)))
+    _add_graph(bundle, spec, how)
+
+    for pipeline in spec.data.pipelines:
+        base = f"curation/{slug(pipeline.name)}"
+        contract = _curation_resources(spec, pipeline.name)
+        bundle.add(f"{base}/ops.json", _json({"generated_by": f"genspec {__version__}: {how}",
+                                               "pipeline": pipeline.name, "sources": pipeline.sources,
+                                               "output": pipeline.output,
+                                               "ops": [op.model_dump(mode="json") for op in pipeline.ops]}))
+        context = {**common, "pipeline": pipeline, "pipeline_dir": slug(pipeline.name), **contract}
+        bundle.add(f"{base}/run_local.sh", env.get_template("curation_local.sh.j2").render(**context), True)
+        bundle.add(f"{base}/run_ray.sh", env.get_template("curation_ray.sh.j2").render(**context), True)
+        bundle.add(f"{base}/sbatch_array.sh", env.get_template("curation_array.sbatch.j2").render(**context), True)
+
+    for stage, stage_plan in zip(spec.schedule.stages, planned.stages):
+        base = f"train/{slug(stage.name)}"
+        stage_file = _stage_file(spec, stage, stage_plan, scale)
+        context = {**common, "stage": stage, "stage_dir": slug(stage.name), "layout": stage_file.layout,
+                   "master_port": MASTER_PORT, "time_limit": _time_limit(stage_plan)}
+        bundle.add(f"{base}/stage.yaml", _yaml(stage_file.model_dump(mode="json"),
+                                               f"Generated by genspec {__version__}: {how}\n"
+                                               f"Training stage {stage.name}: read by `python -m runtime.train`."))
+        bundle.add(f"{base}/ds_config.json", _json(ds_config(stage, stage_plan, bool(cluster.gpu))))
+        bundle.add(f"{base}/hostfile", env.get_template("hostfile.j2").render(**context))
+        bundle.add(f"{base}/launch.sh", env.get_template("launch.sh.j2").render(**context), True)
+        bundle.add(f"{base}/sbatch.sh", env.get_template("sbatch.sh.j2").render(**context), True)
+        bundle.add(f"{base}/model.py", env.get_template("model.py.j2").render(
+            architecture=repr(spec.architecture.model_dump(mode="json")), model_name=repr(stage.model),
+            stage_name_literal=repr(stage.name), **{**common, "spec_name": repr(spec.name)}))
+
+    bundle.add("run_local.sh", env.get_template("run_local.sh.j2").render(**common), True)
+    bundle.add("submit_slurm.sh", env.get_template("submit_slurm.sh.j2").render(**common), True)
+    bundle.add("README.md", env.get_template("README.md.j2").render(
+        sources=[s.name for s in spec.data.sources], **common))
+    bundle.add("manifest.json", _json(_manifest(spec, cluster, scale, bundle, how)))
+    return bundle
+
+
+def _add_graph(bundle: Bundle, spec: Spec, how: str) -> None:
+    from compiler.graph import render as render_graph
+
+    bundle.add("graph.dot", f"// Generated by genspec {__version__}: {how}\n" + render_graph(spec, "dot"))
+    bundle.add("graph.mmd", f"%% Generated by genspec {__version__}: {how}\n" + render_graph(spec, "mermaid"))
+
+
+def _curation_resources(spec: Spec, pipeline: str) -> dict[str, int]:
+    """CPU and GPU a curation array task asks for: the largest of the pipeline's jobs."""
+    from compiler.graph import build
+
+    jobs = [job for job in build(spec).jobs if job.pipeline == pipeline]
+    return {"job_cpus": max((j.cpu_cores for j in jobs), default=4), "job_gpus": max((j.gpus for j in jobs), default=0),
+            "array_tasks": 64}
+
+
+def _time_limit(stage_plan) -> str:
+    """Wall-clock limit for sbatch: the estimate with 50% margin, at least an hour, at most 14 days."""
+    seconds = min(max(stage_plan.step_seconds * stage_plan.steps * 1.5, 3600), 14 * 86400)
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}-{hours:02d}:{rest // 60:02d}:00"
+
+
+def _manifest(spec: Spec, cluster: Cluster, scale: str, bundle: Bundle, how: str) -> dict[str, Any]:
+    from compiler.yamlio import document
+
+    canonical = json.dumps({"spec": document(spec), "cluster": cluster.model_dump(mode="json"), "scale": scale},
+                           sort_keys=True, separators=(",", ":"))
+    return {
+        "generated_by": f"genspec {__version__}: {how}",
+        "compiler_version": __version__,
+        "spec": spec.name,
+        "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+        "cluster": cluster.name,
+        "scale": scale,
+        "files": {path: hashlib.sha256(text.encode()).hexdigest() for path, text in sorted(bundle.files.items())},
+    }

@@ -1,0 +1,249 @@
+"""Render a stage graph as Graphviz DOT, a Mermaid flowchart, JSON, or SVG (through Graphviz's `dot`).
+
+Output is deterministic: the same spec gives byte-identical text. Nodes are grouped by kind (sources,
+pipelines as clusters with their ops in run order, datasets, stages, checkpoints) in spec order; edges and
+JSON nodes are sorted by id. Nodes that a diagnostic points at are outlined: red for errors, orange for
+warnings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import asdict
+from typing import Any
+
+from compiler.graph.build import StageGraph
+
+FORMATS = ("dot", "mermaid", "json", "svg")
+KIND_ORDER = ("source", "op", "dataset", "stage", "checkpoint")
+COLOURS = {"error": "#cc0000", "warning": "#e08000"}
+DOT_SHAPES = {"source": "cylinder", "dataset": "folder", "stage": "box3d", "checkpoint": "note"}
+DOT_OP_SHAPES = {"map": "box", "split": "trapezium", "barrier": "octagon"}
+DOT_EDGE_STYLES = {"initialises": "bold", "teaches": "dashed", "subset": "dotted"}
+MERMAID_SHAPES = {"source": ('[("', '")]'), "dataset": ('[["', '"]]'), "stage": ('(["', '"])'), "checkpoint": ('>"', '"]')}
+MERMAID_OP_SHAPES = {"map": ('["', '"]'), "split": ('[/"', '"\\]'), "barrier": ('{{"', '"}}')}
+MERMAID_ARROWS = {"initialises": "==>", "teaches": "-.->"}
+
+
+class RenderError(Exception):
+    """A stage graph that cannot be rendered in the format asked for."""
+
+
+def render_graph(stage_graph: StageGraph, fmt: str) -> str:
+    """The stage graph as text in `fmt`: dot, mermaid, json or svg."""
+    renderers = {"dot": to_dot, "mermaid": to_mermaid, "json": to_json, "svg": to_svg}
+    if fmt not in renderers:
+        raise RenderError(f"unknown graph format {fmt!r}; formats: {', '.join(FORMATS)}")
+    return renderers[fmt](stage_graph)
+
+
+# Shared ---------------------------------------------------------------------------------------------
+
+
+def _nodes_by_kind(stage_graph: StageGraph) -> list[tuple[str, dict[str, Any]]]:
+    """Nodes grouped by kind in spec order; ops by pipeline, then run order."""
+    nodes = list(stage_graph.graph.nodes(data=True))
+    pipelines = list(stage_graph.orders)
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+
+    def key(item: tuple[int, tuple[str, dict[str, Any]]]) -> tuple[int, int, int]:
+        position, (_, data) = item
+        if data["kind"] == "op":
+            return rank["op"], pipelines.index(data["pipeline"]), data["order"]
+        return rank[data["kind"]], position, 0
+
+    return [node for _, node in sorted(enumerate(nodes), key=key)]
+
+
+def _sorted_edges(stage_graph: StageGraph) -> list[tuple[str, str, dict[str, Any]]]:
+    return sorted(stage_graph.graph.edges(data=True), key=lambda edge: (edge[0], edge[1], edge[2]["kind"]))
+
+
+def _flags(stage_graph: StageGraph) -> dict[str, str]:
+    """Node id -> the worst severity of the diagnostics at or under its path."""
+    by_path = {data["path"]: node for node, data in stage_graph.graph.nodes(data=True) if data["kind"] != "checkpoint"}
+    flags: dict[str, str] = {}
+    for diagnostic in stage_graph.diagnostics:
+        owners = [p for p in by_path if diagnostic.path == p or diagnostic.path.startswith((p + ".", p + "["))]
+        if owners:
+            node = by_path[max(owners, key=len)]
+            if flags.get(node) != "error":
+                flags[node] = diagnostic.severity
+    return flags
+
+
+def _label_lines(data: dict[str, Any]) -> list[str]:
+    kind = data["kind"]
+    if kind == "source":
+        return [data["name"], data["modality"]]
+    if kind == "op":
+        title = data["name"] if data["name"] == data["op_kind"] else f"{data['name']} ({data['op_kind']})"
+        shape = "" if data["shape"] == "map" else f"{data['shape']}, "
+        return [title, f"{shape}{data['cost_tier']}, {data['resource']}", f"job {data['job']}"]
+    if kind == "dataset":
+        return [data["name"], "dataset"]
+    if kind == "stage":
+        model = "" if data["model"] == "main" else f", model {data['model']}"
+        return [data["name"], f"{data['stage_kind']}{model}"]
+    return [f"{data['name']} checkpoint"] + ([] if data["model"] == "main" else [f"model {data['model']}"])
+
+
+def _edge_label(data: dict[str, Any]) -> str:
+    if data["kind"] == "feeds":
+        return ""
+    if data["kind"] == "consumes":
+        return f"consumes {data['weight']:g}"
+    return data["kind"]
+
+
+# DOT ------------------------------------------------------------------------------------------------
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _dot_label(lines: list[str]) -> str:
+    return '"' + "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in lines) + '"'
+
+
+def to_dot(stage_graph: StageGraph) -> str:
+    """Graphviz DOT: a shape per node kind, one cluster per pipeline."""
+    flags = _flags(stage_graph)
+    lines = [
+        f"// Stage graph of spec {stage_graph.spec}, generated by `genspec graph {stage_graph.spec} --format dot`.",
+        "// Render it with Graphviz: dot -Tsvg graph.dot -o graph.svg",
+        f"digraph {_quote(stage_graph.spec)} {{",
+        "  graph [rankdir=LR, fontname=Helvetica, labelloc=t, label=" + _quote(f"stage graph: {stage_graph.spec}") + "];",
+        "  node [fontname=Helvetica, fontsize=10];",
+        "  edge [fontname=Helvetica, fontsize=9];",
+    ]
+    open_cluster: str | None = None
+    for node, data in _nodes_by_kind(stage_graph):
+        cluster = data.get("pipeline") if data["kind"] == "op" else None
+        if cluster != open_cluster:
+            if open_cluster is not None:
+                lines.append("  }")
+            if cluster is not None:
+                lines += [f"  subgraph {_quote('cluster_' + cluster)} {{", f"    label={_quote('pipeline ' + cluster)};",
+                          "    style=rounded;"]
+            open_cluster = cluster
+        indent = "    " if cluster is not None else "  "
+        lines.append(f"{indent}{_quote(node)} [{_dot_attributes(data, flags.get(node))}];")
+    if open_cluster is not None:
+        lines.append("  }")
+    for source, target, data in _sorted_edges(stage_graph):
+        attributes = [f"label={_quote(_edge_label(data))}"] if _edge_label(data) else []
+        if data["kind"] in DOT_EDGE_STYLES:
+            attributes.append(f"style={DOT_EDGE_STYLES[data['kind']]}")
+        suffix = f" [{', '.join(attributes)}]" if attributes else ""
+        lines.append(f"  {_quote(source)} -> {_quote(target)}{suffix};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_attributes(data: dict[str, Any], flag: str | None) -> str:
+    kind = data["kind"]
+    shape = DOT_OP_SHAPES[data["shape"]] if kind == "op" else DOT_SHAPES[kind]
+    attributes = [f"shape={shape}", f"label={_dot_label(_label_lines(data))}"]
+    if kind == "op" and data["shape"] == "map":
+        attributes.append("style=rounded")
+    if flag is not None:
+        attributes += [f"color={_quote(COLOURS[flag])}", "penwidth=2"]
+    return ", ".join(attributes)
+
+
+# Mermaid --------------------------------------------------------------------------------------------
+
+
+def _mermaid_ids(nodes: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Mermaid ids are word characters only: node ids with the rest replaced, made unique in id order."""
+    ids: dict[str, str] = {}
+    taken: set[str] = set()
+    for node in sorted(node for node, _ in nodes):
+        base = _word(node)
+        candidate, number = base, 2
+        while candidate in taken:
+            candidate, number = f"{base}_{number}", number + 1
+        ids[node] = candidate
+        taken.add(candidate)
+    return ids
+
+
+def _word(text: str) -> str:
+    return re.sub(r"\W", "_", text, flags=re.ASCII)
+
+
+def _mermaid_text(lines: list[str]) -> str:
+    return "<br/>".join(line.replace('"', "#quot;") for line in lines)
+
+
+def to_mermaid(stage_graph: StageGraph) -> str:
+    """A Mermaid flowchart (LR) with one subgraph per pipeline."""
+    nodes = _nodes_by_kind(stage_graph)
+    ids = _mermaid_ids(nodes)
+    flags = _flags(stage_graph)
+    lines = [
+        f"%% Stage graph of spec {stage_graph.spec}, generated by `genspec graph {stage_graph.spec} --format mermaid`.",
+        "flowchart LR",
+    ]
+    open_cluster: str | None = None
+    for node, data in nodes:
+        cluster = data.get("pipeline") if data["kind"] == "op" else None
+        if cluster != open_cluster:
+            if open_cluster is not None:
+                lines.append("  end")
+            if cluster is not None:
+                # node ids start with their kind, so a `pipeline_` id cannot collide with one
+                lines.append(f'  subgraph pipeline_{_word(cluster)}["pipeline {_mermaid_text([cluster])}"]')
+            open_cluster = cluster
+        opening, closing = MERMAID_OP_SHAPES[data["shape"]] if data["kind"] == "op" else MERMAID_SHAPES[data["kind"]]
+        indent = "    " if cluster is not None else "  "
+        lines.append(f"{indent}{ids[node]}{opening}{_mermaid_text(_label_lines(data))}{closing}")
+    if open_cluster is not None:
+        lines.append("  end")
+    for source, target, data in _sorted_edges(stage_graph):
+        arrow = MERMAID_ARROWS.get(data["kind"], "-->")
+        label = _edge_label(data)
+        lines.append(f"  {ids[source]} {arrow}{f'|{label}|' if label else ''} {ids[target]}")
+    for severity, colour in COLOURS.items():
+        flagged = sorted(ids[node] for node, flag in flags.items() if flag == severity)
+        if flagged:
+            lines += [f"  classDef {severity} stroke:{colour},stroke-width:2px", f"  class {','.join(flagged)} {severity}"]
+    return "\n".join(lines) + "\n"
+
+
+# JSON and SVG ---------------------------------------------------------------------------------------
+
+
+def to_json(stage_graph: StageGraph) -> str:
+    """Nodes, edges, run orders, jobs, the decode plan, reorders and diagnostics, with sorted keys."""
+    graph = stage_graph.graph
+    document = {
+        "generator": "genspec graph (compiler/graph/render.py)",
+        "spec": stage_graph.spec,
+        "nodes": [{"id": node, **data} for node, data in sorted(graph.nodes(data=True))],
+        "edges": [{"source": s, "target": t, **data} for s, t, data in _sorted_edges(stage_graph)],
+        "orders": {name: list(order) for name, order in stage_graph.orders.items()},
+        "jobs": [asdict(job) for job in stage_graph.jobs],
+        "decode_plan": [asdict(step) for step in stage_graph.decode_plan],
+        "reorders": [asdict(move) for move in stage_graph.reorders],
+        "diagnostics": [diagnostic.as_dict() for diagnostic in stage_graph.diagnostics],
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def to_svg(stage_graph: StageGraph) -> str:
+    """SVG text from Graphviz's `dot`; a RenderError if it is not installed or fails."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RenderError(
+            "svg needs Graphviz's `dot`; install graphviz (apt-get install graphviz) or use --format dot"
+        )
+    result = subprocess.run([dot, "-Tsvg"], input=to_dot(stage_graph), capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RenderError(f"`dot -Tsvg` failed with exit {result.returncode}: {result.stderr.strip()}")
+    return result.stdout

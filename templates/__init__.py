@@ -1,0 +1,1 @@
+"""jinja2 templates of every file a genspec bundle contains (loaded by compiler.emit)."""

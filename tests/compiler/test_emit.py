@@ -1,0 +1,197 @@
+"""Bundles: deterministic, DeepSpeed-valid, shellcheck-clean, quoted, written atomically."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import specs
+from compiler.cli import app
+from compiler.emit import render
+from compiler.regen import bundle_dir, targets
+from compiler.schema.cluster import PRESETS
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke_bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "flux-smoke"
+    result = runner.invoke(app, ["compile", "flux1-dev", "--cluster", "local-cpu", "--scale", "smoke", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_compiling_twice_gives_byte_identical_bundles(tmp_path):
+    first = render(specs.load("wan2.1-t2v-1.3b"), PRESETS["h100-64"], "full")
+    second = render(specs.load("wan2.1-t2v-1.3b"), PRESETS["h100-64"], "full")
+    assert first.files == second.files
+
+
+def test_bundle_layout(smoke_bundle):
+    names = {str(p.relative_to(smoke_bundle)) for p in smoke_bundle.rglob("*") if p.is_file()}
+    for required in ["manifest.json", "spec.resolved.yaml", "assumptions.md", "plan.md", "plan.json", "graph.dot",
+                     "graph.mmd", "run_local.sh", "submit_slurm.sh", "README.md"]:
+        assert required in names
+    stage = specs.load("flux1-dev").schedule.stages[0].name
+    for part in ["ds_config.json", "hostfile", "launch.sh", "sbatch.sh", "stage.yaml", "model.py"]:
+        assert f"train/{stage}/{part}" in names
+    manifest = json.loads((smoke_bundle / "manifest.json").read_text())
+    assert set(manifest["files"]) == names - {"manifest.json"}
+    assert "smoke scale" in (smoke_bundle / "assumptions.md").read_text()
+
+
+def test_resolved_spec_in_the_bundle_validates(smoke_bundle):
+    assert runner.invoke(app, ["validate", str(smoke_bundle / "spec.resolved.yaml")]).exit_code == 0
+
+
+def test_stage_file_is_the_trainer_contract(smoke_bundle):
+    from ruamel.yaml import YAML
+
+    from compiler.schema.bundle import StageFile
+
+    for path in smoke_bundle.glob("train/*/stage.yaml"):
+        stage_file = StageFile.model_validate(YAML(typ="safe").load(path.read_text()))
+        assert stage_file.scale == "smoke" and stage_file.layout.dp_size == 1
+
+
+def generated_bundles():
+    return [bundle_dir(*target) for target in targets()]
+
+
+@pytest.mark.parametrize("bundle", generated_bundles(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_generated_bundle_has_not_drifted(bundle):
+    """generated/ holds what the compiler produces today; `make regen` updates it."""
+    name, cluster = bundle.parent.name, bundle.name.removesuffix("-smoke")
+    scale = "smoke" if bundle.name.endswith("-smoke") else "full"
+    fresh = render(specs.load(name), PRESETS[cluster], scale)
+    on_disk = {str(p.relative_to(bundle)): p.read_text() for p in bundle.rglob("*") if p.is_file()}
+    assert sorted(on_disk) == sorted(fresh.files), "files differ: run `make regen`"
+    for path, text in fresh.files.items():
+        assert on_disk[path] == text, f"{bundle}/{path} drifted: run `make regen`"
+
+
+def _world_size(monkeypatch, size):
+    import deepspeed.runtime.config as ds_config_module
+
+    monkeypatch.setattr(ds_config_module.dist, "get_rank", lambda *a, **k: 0)
+    monkeypatch.setattr(ds_config_module.dist, "get_world_size", lambda *a, **k: size)
+
+
+@pytest.mark.parametrize("bundle", generated_bundles(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_ds_config_is_accepted_by_deepspeed(bundle, monkeypatch):
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    plan = {s["stage"]: s for s in json.loads((bundle / "plan.json").read_text())["stages"]}
+    configs = sorted(bundle.glob("train/*/ds_config.json"))
+    assert configs
+    for path in configs:
+        stage_yaml = (path.parent / "stage.yaml").read_text()
+        stage = next(s for s in plan.values() if f"name: {s['stage']}" in stage_yaml)
+        _world_size(monkeypatch, stage["dp_size"])
+        config = DeepSpeedConfig(str(path))
+        assert config.world_size == stage["dp_size"]
+        assert config.train_batch_size == (config.train_micro_batch_size_per_gpu
+                                           * config.gradient_accumulation_steps * stage["dp_size"])
+        assert config.zero_optimization_stage == stage["zero_stage"]
+
+
+def all_scripts():
+    return sorted(p for bundle in generated_bundles() for p in bundle.rglob("*.sh"))
+
+
+def test_every_generated_script_passes_bash_n_and_shellcheck():
+    scripts = all_scripts()
+    assert scripts
+    for script in scripts:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+        assert script.read_text().startswith("#!/usr/bin/env bash\n")
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is installed by `make setup` (Debian package shellcheck)"
+    result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[:3000]
+
+
+def test_every_generated_file_says_what_generated_it():
+    for bundle in generated_bundles():
+        for path in bundle.rglob("*"):
+            if path.is_file():
+                head = path.read_text()[:400]
+                assert "genspec" in head and "enerated" in head, path
+
+
+HOSTILE = "x'; touch CANARY; echo \"$(touch CANARY)\" `touch CANARY` ; \n touch CANARY #"
+
+
+def test_hostile_values_end_up_quoted(tmp_path):
+    cluster = tmp_path / "hostile.yaml"
+    cluster.write_text(json.dumps({
+        "name": "evil cluster", "nodes": 1, "gpus_per_node": 0, "cpus_per_node": 2, "memory_gib_per_node": 24,
+        "scheduler": "slurm", "partition": HOSTILE, "account": "a;b", "environment": {"GENSPEC_NOTE": HOSTILE},
+    }))
+    out = tmp_path / "bundle dir with spaces"
+    literal = json.dumps(HOSTILE)  # a YAML double-quoted string: quotes, '#' and newlines arrive intact
+    spec = specs.load("flux1-dev")
+    source, pipeline = spec.data.sources[0].name, spec.data.pipelines[0].name
+    result = runner.invoke(app, ["compile", "flux1-dev", "--cluster", str(cluster), "--scale", "smoke", "-o", str(out),
+                                 "--set", f"name={literal}",
+                                 "--set", f"data.sources[{source}].name={literal}",
+                                 "--set", f"data.pipelines[{pipeline}].sources=[{literal}]"])
+    assert result.exit_code == 0, result.output
+    scripts = sorted(out.rglob("*.sh"))
+    for script in scripts:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for tool in ("sbatch", "deepspeed", "genspec", "scontrol", "srun", "python"):
+        (fake_bin / tool).write_text("#!/usr/bin/env bash\necho 4242\n")
+        (fake_bin / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "n1",
+           "GENSPEC_RAW": str(tmp_path / "raw"), "GENSPEC_BUNDLE": str(out)}
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    runs = [["bash", str(out / "run_local.sh"), "--raw", str(raw)],
+            ["bash", str(out / "submit_slurm.sh"), "--raw", str(raw)],
+            *[["bash", str(s), "--dry-run"] for s in out.glob("train/*/launch.sh")],
+            *[["bash", str(s)] for s in out.glob("train/*/sbatch.sh")],
+            *[["bash", str(s), "--raw", str(raw)] for s in out.glob("curation/*/run_local.sh")],
+            *[["bash", str(s)] for s in out.glob("curation/*/sbatch_array.sh")]]
+    for command in runs:
+        completed = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+        assert completed.returncode == 0, (command, completed.stderr[-2000:])
+    assert not any(p.name == "CANARY" for p in tmp_path.rglob("*")), "an injected command ran"
+    sbatch_lines = [line for s in out.rglob("*.sh") for line in s.read_text().splitlines() if line.startswith("#SBATCH")]
+    assert all("'" not in line and ";" not in line for line in sbatch_lines)
+
+
+def test_existing_output_is_refused_without_force_and_replaced_with_it(smoke_bundle):
+    args = ["compile", "flux1-dev", "--cluster", "local-cpu", "--scale", "smoke", "-o", str(smoke_bundle)]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+
+
+def test_a_failed_compile_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["compile", "flux1-dev", "--cluster", "local-cpu", "-o", str(out)])
+    assert result.exit_code == 1 and "does not fit local-cpu" in result.output
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_compile_imports_no_torch(tmp_path):
+    probe = ("import sys\nfrom compiler.cli import app\n"
+             f"try:\n    app(['compile', 'wan2.1-t2v-1.3b', '--cluster', 'h100-64', '-o', {str(tmp_path / 'b')!r}])\n"
+             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+             "print(sorted(m for m in ['torch', 'deepspeed', 'transformers', 'diffusers', 'ray'] if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
