@@ -191,6 +191,27 @@ def _explain_summary(name: str, leaves: list) -> None:
                 print(f"  {leaf_path}" + (f": {detail}" if detail else ""))
 
 
+@app.command()
+def graph(
+    target: Annotated[str, typer.Argument(help="Shipped name, file.py:attr, or .yaml/.json file.")],
+    fmt: Annotated[str, typer.Option("--format", help="dot, mermaid, json or svg (svg needs Graphviz).")] = "dot",
+    overrides: SetOption = None,
+) -> None:
+    """The stage graph: sources, curation ops, datasets, stages, checkpoints; jobs and reorders in JSON.
+    Graph problems are printed to stderr; exit 1 if any is an error."""
+    from compiler.graph import RenderError, build, render_graph
+
+    spec = _load(target, overrides)
+    stage_graph = build(spec)
+    try:
+        sys.stdout.write(render_graph(stage_graph, fmt))
+    except RenderError as error:
+        raise _fail(str(error)) from None
+    for diagnostic in stage_graph.diagnostics:
+        print(f"{spec.name}: {diagnostic}", file=sys.stderr)
+    raise typer.Exit(1 if any(d.severity == "error" for d in stage_graph.diagnostics) else 0)
+
+
 @app.command("diff")
 def diff_specs(
     a: Annotated[str, typer.Argument(help="The spec before: shipped name, file.py:attr, or .yaml/.json.")],

@@ -138,9 +138,10 @@ def graph_dot(result: SpecDiff, graph_a: Any, graph_b: Any) -> str:
             colour, note = "white", ""
         label = node + (f"\\n({note})" if note else "")
         lines.append(f'  "{node}" [label="{label}", fillcolor={colour}];')
-    for u, v in sorted(set(graph_a.edges) | set(graph_b.edges)):
-        style = "" if (u, v) in graph_a.edges and (u, v) in graph_b.edges else (
-            " [color=darkgreen]" if (u, v) in graph_b.edges else " [color=red, style=dashed]")
+    pairs = {(u, v) for u, v, *_ in graph_a.edges} | {(u, v) for u, v, *_ in graph_b.edges}
+    for u, v in sorted(pairs):
+        in_a, in_b = graph_a.has_edge(u, v), graph_b.has_edge(u, v)
+        style = "" if in_a and in_b else (" [color=darkgreen]" if in_b else " [color=red, style=dashed]")
         lines.append(f'  "{u}" -> "{v}"{style};')
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -95,6 +95,9 @@ def prepare(spec: Spec, cluster: Cluster, scale: str) -> tuple[Spec, Plan, Any]:
     problems = [str(m) for m in resolved.missing]
     problems += [str(d) for d in validate(resolved.spec) if d.severity == "error"]
     problems += _unimplemented_ops(resolved.spec)
+    from compiler.graph import build
+
+    problems += [str(d) for d in build(resolved.spec).diagnostics if d.severity == "error"]
     if problems:
         raise CompileError(f"{spec.name} cannot be compiled for {cluster.name}:\n- " + "\n- ".join(problems))
     try:

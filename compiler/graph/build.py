@@ -27,13 +27,20 @@ Passes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import networkx as nx
 
 from compiler.document import item_key
 from compiler.graph.checks import graph_diagnostics
 from compiler.graph.contracts import contract, pipeline_inputs
-from compiler.graph.optimise import DecodeStep, Job, PipelinePlan, Reorder, plan_pipeline
+from compiler.graph.optimise import (
+    DecodeStep,
+    Job,
+    PipelinePlan,
+    Reorder,
+    plan_pipeline,
+)
 from compiler.graph.pipeline_checks import pipeline_diagnostics
 from compiler.schema.data import Pipeline, Source
 from compiler.schema.spec import Spec
@@ -107,7 +114,9 @@ def op_ids(pipeline: Pipeline) -> list[str]:
     return ids
 
 
-def _add_pipeline(graph: nx.MultiDiGraph, pipeline: Pipeline, plan: PipelinePlan, sources: dict[str, Source]) -> None:
+def _add_pipeline(
+    graph: nx.MultiDiGraph, pipeline: Pipeline, plan: PipelinePlan, sources: dict[str, Source]
+) -> None:
     path = f"data.pipelines[{pipeline.name}]"
     ids = op_ids(pipeline)
     jobs = [job for job in plan.jobs for _ in job.ops]  # jobs partition the run order, in order
@@ -120,22 +129,22 @@ def _add_pipeline(graph: nx.MultiDiGraph, pipeline: Pipeline, plan: PipelinePlan
             produces=sorted(terms.produces), path=f"{path}.ops[{item_key(op, index)}]",
         )
     chain = [ids[index] for index in plan.run]
+    output = f"dataset:{pipeline.output}"
     for name in pipeline.sources:
-        if name in sources and chain:
-            graph.add_edge(f"source:{name}", chain[0], key="feeds", kind="feeds", path=f"{path}.sources")
-        elif name in sources and graph.has_node(f"dataset:{pipeline.output}"):
-            graph.add_edge(f"source:{name}", f"dataset:{pipeline.output}", key="feeds", kind="feeds", path=f"{path}.sources")
-    for before, after in zip(chain, chain[1:]):
-        graph.add_edge(before, after, key="feeds", kind="feeds", path=f"{path}.ops")
-    if chain and graph.has_node(f"dataset:{pipeline.output}"):
-        graph.add_edge(chain[-1], f"dataset:{pipeline.output}", key="produces", kind="produces", path=f"{path}.output")
+        first = chain[0] if chain else output  # a pipeline without ops copies its sources into its dataset
+        if name in sources and graph.has_node(first):
+            _edge(graph, f"source:{name}", first, "feeds", f"{path}.sources")
+    for before, after in pairwise(chain):
+        _edge(graph, before, after, "feeds", f"{path}.ops")
+    if chain and graph.has_node(output):
+        _edge(graph, chain[-1], output, "produces", f"{path}.output")
 
 
 def _add_subsets(graph: nx.MultiDiGraph, spec: Spec) -> None:
     for dataset in _first_by_name(spec.data.datasets).values():
         if dataset.subset_of is not None and graph.has_node(f"dataset:{dataset.subset_of}"):
-            graph.add_edge(f"dataset:{dataset.subset_of}", f"dataset:{dataset.name}", key="subset", kind="subset",
-                           path=f"data.datasets[{dataset.name}].subset_of")
+            _edge(graph, f"dataset:{dataset.subset_of}", f"dataset:{dataset.name}", "subset",
+                  f"data.datasets[{dataset.name}].subset_of")
 
 
 def _add_stages(graph: nx.MultiDiGraph, spec: Spec) -> None:
@@ -144,18 +153,24 @@ def _add_stages(graph: nx.MultiDiGraph, spec: Spec) -> None:
         path = f"schedule.stages[{stage.name}]"
         graph.add_node(f"stage:{stage.name}", kind="stage", name=stage.name, stage_kind=stage.kind,
                        model=stage.model, path=path)
-        graph.add_node(f"checkpoint:{stage.name}", kind="checkpoint", name=stage.name, model=stage.model, path=path)
-        graph.add_edge(f"stage:{stage.name}", f"checkpoint:{stage.name}", key="produces", kind="produces", path=path)
+        graph.add_node(f"checkpoint:{stage.name}", kind="checkpoint", name=stage.name, model=stage.model,
+                       path=path)
+        _edge(graph, f"stage:{stage.name}", f"checkpoint:{stage.name}", "produces", path)
     for stage in stages.values():
         path = f"schedule.stages[{stage.name}]"
         for index, use in enumerate(stage.datasets):
             if graph.has_node(f"dataset:{use.dataset}"):
-                graph.add_edge(f"dataset:{use.dataset}", f"stage:{stage.name}", key="consumes", kind="consumes",
-                               weight=use.weight, path=f"{path}.datasets[{index}]")
+                _edge(graph, f"dataset:{use.dataset}", f"stage:{stage.name}", "consumes", f"{path}.datasets[{index}]",
+                      weight=use.weight)
         for field, kind in (("init_from", "initialises"), ("teacher", "teaches")):
             named = getattr(stage, field)
             if named is not None and named in stages:
-                graph.add_edge(f"checkpoint:{named}", f"stage:{stage.name}", key=kind, kind=kind, path=f"{path}.{field}")
+                _edge(graph, f"checkpoint:{named}", f"stage:{stage.name}", kind, f"{path}.{field}")
+
+
+def _edge(graph: nx.MultiDiGraph, source: str, target: str, kind: str, path: str, **attributes: float) -> None:
+    """An edge keyed by its kind, so two kinds between one pair (initialises and teaches) both stay."""
+    graph.add_edge(source, target, key=kind, kind=kind, path=path, **attributes)
 
 
 def _fill_dataset_columns(graph: nx.MultiDiGraph, spec: Spec, sources: dict[str, Source]) -> None:

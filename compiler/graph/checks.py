@@ -3,7 +3,8 @@
 Rules:
   graph.cycle           the graph has a cycle: stages initialised or taught by each other's checkpoints,
                         or datasets that are subsets of each other; reported once per cycle, at the spec
-                        path of the edge that closes it (the edge into the cycle's smallest node id)
+                        path of the reference that closes it: the one into the node the spec lists first
+                        (a stage naming a later stage, a dataset naming a later one as its parent)
   graph.no-producer     objective.masked_loss takes mask:<op> from an op, and no dataset a training stage
                         consumes carries that column (the op is absent, emits no mask, or its pipeline's
                         dataset feeds no stage)

@@ -83,11 +83,11 @@ def _contract(
     return Contract(frozenset(needs), frozenset(produces), tier, resource, decode, cpu_cores=cores, **rest)
 
 
-def _model_scorer(op: Any, short_side_px: int | None, gpu_memory_gib: float, extra: Iterable[str] = ()) -> Contract:
+def _model_scorer(op: Any, short_side_px: int | None, gib: float, extra: Iterable[str] = ()) -> Contract:
     """A network scoring pixels on a GPU; the score is kept as a column, the threshold filters."""
     return _contract(
         {"pixels", *extra}, {f"score:{op.name}"}, "model", "gpu", DecodeNeed(short_side_px),
-        filters=True, gpu_memory_gib=gpu_memory_gib,
+        filters=True, gpu_memory_gib=gib,
     )
 
 
@@ -98,7 +98,8 @@ def _header_filter(op: Any) -> Contract:
 def _probe(op: Any) -> Contract:
     if op.check == "header":
         return _contract({"bytes"}, (), "header", "cpu", filters=True)
-    return _contract({"bytes"}, (), "decode", "cpu", DecodeNeed(ANY_SIZE, every_frame=op.check == "full"), filters=True)
+    need = DecodeNeed(ANY_SIZE, every_frame=op.check == "full")
+    return _contract({"bytes"}, (), "decode", "cpu", need, filters=True)
 
 
 def _scene_split(op: Any) -> Contract:
@@ -130,7 +131,9 @@ def _frame_consistency(op: Any) -> Contract:
 
 def _technical_quality(op: Any) -> Contract:
     # DOVER's technical branch cuts fragments at the stored resolution: downscaling would hide the artefacts.
-    return _contract({"frames"}, {f"score:{op.name}"}, "model", "gpu", DecodeNeed(None), filters=True, gpu_memory_gib=6.0)
+    return _contract(
+        {"frames"}, {f"score:{op.name}"}, "model", "gpu", DecodeNeed(None), filters=True, gpu_memory_gib=6.0
+    )
 
 
 def _aesthetic(op: Any) -> Contract:
@@ -156,6 +159,11 @@ def _human_review(op: Any) -> Contract:
 
 def _barrier(needs: Iterable[str], resource: Resource, decode: DecodeNeed | None, gib: float = 0.0) -> Contract:
     return _contract(needs, (), "global", resource, decode, filters=True, gpu_memory_gib=gib, cpu_cores=8)
+
+
+def _embedding_barrier(embedder: str) -> Contract:
+    # k-means over embeddings it computes itself: the embedder's pixels at its input size, on a GPU.
+    return _barrier({"pixels", f"embedding:{embedder}"}, "gpu", DecodeNeed(CLIP_INPUT_PX), 4.0)
 
 
 def _recaption(op: Any) -> Contract:
@@ -196,7 +204,9 @@ CONTRACTS: dict[str, Callable[[Any], Contract]] = {
     "corruption": lambda op: _contract(
         {"bytes"}, (), "decode", "cpu", DecodeNeed(ANY_SIZE, every_frame=True), filters=True
     ),
-    "blur": lambda op: _contract({"pixels"}, (), "decode", "cpu", DecodeNeed(op.analysis_short_side_px), filters=True),
+    "blur": lambda op: _contract(
+        {"pixels"}, (), "decode", "cpu", DecodeNeed(op.analysis_short_side_px), filters=True
+    ),
     # Mean luma and the clipped fraction barely change with size: 64 px is plenty.
     "exposure": lambda op: _contract({"pixels"}, (), "decode", "cpu", DecodeNeed(64), filters=True),
     "motion_score": _motion_score,
@@ -216,8 +226,8 @@ CONTRACTS: dict[str, Callable[[Any], Contract]] = {
     "exact_dedup": lambda op: _barrier({"bytes"}, "cpu", None),
     # pHash resizes to 32x32; a 64 px draft decode gives the same bits (0.1 ms vs 1.8 ms at full size).
     "perceptual_dedup": lambda op: _barrier({"pixels"}, "cpu", DecodeNeed(64)),
-    "semantic_dedup": lambda op: _barrier({"pixels", f"embedding:{op.embedder}"}, "gpu", DecodeNeed(CLIP_INPUT_PX), 4.0),
-    "balance": lambda op: _barrier({"pixels", f"embedding:{op.embedder}"}, "gpu", DecodeNeed(CLIP_INPUT_PX), 4.0),
+    "semantic_dedup": lambda op: _embedding_barrier(op.embedder),
+    "balance": lambda op: _embedding_barrier(op.embedder),
     "active_learning": lambda op: _barrier({"pixels"}, "gpu", DecodeNeed(CLIP_INPUT_PX), 8.0),
     "recaption": _recaption,
     "caption_pii": _caption_pii,
@@ -231,7 +241,9 @@ def contract(op: Op) -> Contract:
     """The column contract of one curation op."""
     kind = getattr(op, "kind", type(op).__name__)
     if kind not in CONTRACTS:
-        raise KeyError(f"no column contract for op kind {kind!r}; add one to CONTRACTS in compiler/graph/contracts.py")
+        raise KeyError(
+            f"no column contract for op kind {kind!r}; add one to CONTRACTS in compiler/graph/contracts.py"
+        )
     return CONTRACTS[kind](op)
 
 

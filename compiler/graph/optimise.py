@@ -33,7 +33,14 @@ from fractions import Fraction
 from math import gcd, lcm
 from typing import Literal
 
-from compiler.graph.contracts import TIER_RANK, Contract, DecodeNeed, Resource, contract, provides
+from compiler.graph.contracts import (
+    TIER_RANK,
+    Contract,
+    DecodeNeed,
+    Resource,
+    contract,
+    provides,
+)
 from compiler.schema.data import Op, Pipeline
 
 
@@ -77,7 +84,7 @@ class DecodeStep:
 
 @dataclass(frozen=True)
 class PipelinePlan:
-    """The run order of a pipeline's ops (names, and indices into the spec's list) with its reorders, jobs, decodes."""
+    """A pipeline's run order (op names, and indices into the spec's list), its reorders, jobs and decodes."""
 
     order: tuple[str, ...]
     run: tuple[int, ...]
@@ -126,12 +133,14 @@ def reorder(pipeline: Pipeline, contracts: list[Contract]) -> tuple[list[int], l
         position = len(order)
         passed: list[int] = []
         if commutes(contracts[index], op, contracts):
-            while position > 0 and may_pass(contracts[index], pipeline.ops[order[position - 1]], contracts[order[position - 1]]):
+            while position > 0 and may_pass(contracts[index], pipeline.ops[order[position - 1]],
+                                            contracts[order[position - 1]]):
                 position -= 1
                 passed.append(order[position])
         order.insert(position, index)
         if passed:
-            moves.append(Reorder(pipeline.name, op.name, index, position, _reason(pipeline, contracts, index, passed)))
+            reason = _reason(pipeline, contracts, index, passed)
+            moves.append(Reorder(pipeline.name, op.name, index, position, reason))
     return order, moves
 
 

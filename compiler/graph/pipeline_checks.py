@@ -22,7 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from compiler.document import item_key
-from compiler.graph.contracts import Contract, contract, pipeline_inputs, provides, satisfied
+from compiler.graph.contracts import (
+    Contract,
+    contract,
+    pipeline_inputs,
+    provides,
+    satisfied,
+)
 from compiler.schema.data import DurationFilter, Op, Pipeline, Source
 from compiler.schema.spec import Spec
 from compiler.validate import Diagnostic
@@ -82,7 +88,8 @@ def _columns(
                     op_path(path, pipeline, index),
                     "graph.duplicate-producer",
                     f"{op.kind} op {op.name!r} (position {index}) produces column {column}, which {first.kind} op "
-                    f"{first.name!r} (position {producers[column]}) produces already: the later value overwrites it",
+                    f"{first.name!r} (position {producers[column]}) produces already: the later value "
+                    "overwrites it",
                     "keep one of the two ops (one recaption op takes several styles and languages)",
                 )
             producers.setdefault(column, index)
@@ -127,7 +134,7 @@ def _no_producer(
 
 
 def _barriers(pipeline: Pipeline, path: str, contracts: list[Contract]) -> Iterator[Diagnostic]:
-    checks = [i for i, op in enumerate(pipeline.ops) if op.kind == "corruption" or (op.kind == "probe" and op.check != "header")]
+    checks = [i for i, op in enumerate(pipeline.ops) if _decode_check(op)]
     for index, (op, terms) in enumerate(zip(pipeline.ops, contracts)):
         if op.shape != "barrier" or terms.decode is None:
             continue
@@ -150,7 +157,7 @@ def _barriers(pipeline: Pipeline, path: str, contracts: list[Contract]) -> Itera
     for index in range(first + 1, len(pipeline.ops)):
         op = pipeline.ops[index]
         if contracts[index].filters and op.kind not in DECIDING_BARRIERS:
-            undone = "its clusters are no longer even" if barrier.kind == "balance" else "its selection misses its budget"
+            undone = "its clusters are no longer even" if barrier.kind == "balance" else "it misses its budget"
             yield Diagnostic(
                 op_path(path, pipeline, index),
                 "graph.barrier-placement",
@@ -158,6 +165,11 @@ def _barriers(pipeline: Pipeline, path: str, contracts: list[Contract]) -> Itera
                 f"(position {first}) chose them: {undone}",
                 f"move {op.name!r} before {barrier.name!r}",
             )
+
+
+def _decode_check(op: Op) -> bool:
+    """Corruption, or a probe that decodes beyond the header: the checks that quarantine unreadable samples."""
+    return op.kind == "corruption" or (op.kind == "probe" and op.check != "header")  # type: ignore[attr-defined]
 
 
 # Frame rates ----------------------------------------------------------------------------------------

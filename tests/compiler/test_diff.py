@@ -146,3 +146,18 @@ def test_reordering_ops_yields_only_moves(name, data):
     changes = diff(spec, reordered).changes
     assert {c.kind for c in changes} <= {"moved"}
     assert bool(changes) == ([op["name"] for op in permuted] != [op["name"] for op in ops])
+
+
+def test_graph_diff_colours_added_removed_and_changed_nodes():
+    result = runner.invoke(app, ["diff", "flux1-dev", "flux1-schnell", "--graph"])
+    assert result.exit_code == 1
+    dot = result.stdout
+    assert dot.startswith('digraph "flux1-dev -> flux1-schnell"')
+    assert "fillcolor=palegreen" in dot and "fillcolor=lightpink" in dot
+    removed = [line for line in dot.splitlines() if "(removed)" in line]
+    assert any("stage:guidance_distillation" in line for line in removed)
+    import shutil
+    import subprocess
+
+    assert shutil.which("dot"), "graphviz is installed by `make setup`"
+    subprocess.run(["dot", "-Tsvg"], input=dot, text=True, capture_output=True, check=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from compiler.schema import (
-    Aesthetic,
     AdamW,
+    Aesthetic,
     AiGenerated,
     ArchitectureSpec,
     AspectRatioFilter,
@@ -19,9 +19,9 @@ from compiler.schema import (
     Cascade,
     ClipSimilarity,
     Corruption,
-    DataSpec,
     Dataset,
     DatasetUse,
+    DataSpec,
     DefectMask,
     DiT,
     DurationFilter,
@@ -44,8 +44,8 @@ from compiler.schema import (
     ResolutionFilter,
     Rope,
     Safety,
-    ScheduleSpec,
     SceneSplit,
+    ScheduleSpec,
     Source,
     Spec,
     Stage,
