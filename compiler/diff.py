@@ -207,7 +207,7 @@ def _diff_list(items_a: list[Node], items_b: list[Node], path: str, out: SpecDif
         if j not in paired_b:
             out.changes.append(Change("added", f"{path}[{item.name}]", None, _plain(item),
                                       None, _leaf_provenance(item, "kind", item), _position(items_b, j)))
-    kept = _stable_pairs(pairs, items_a)
+    kept = _stable_pairs(pairs, items_a, items_b)
     for i, j in pairs:
         item_a, item_b = items_a[i], items_b[j]
         # A renamed item (paired by its kind) shows both names: [old=>new].
@@ -225,15 +225,19 @@ def _position(items: list[Node], index: int) -> str:
     return "first" if index == 0 else f"after {items[index - 1].name}"
 
 
-def _stable_pairs(pairs: list[tuple[int, int]], items_a: list[Node]) -> set[tuple[int, int]]:
+def _stable_pairs(pairs: list[tuple[int, int]], items_a: list[Node], items_b: list[Node]) -> set[tuple[int, int]]:
     """The pairs that keep their relative order: a longest chain increasing on both sides, chosen
-    by a criterion symmetric in the two sides (least displacement, then names)."""
+    by a criterion symmetric in the two sides (least displacement, then the pairs' names)."""
     if len(pairs) <= 1:
         return set(pairs)
+
+    def names(chain: tuple[tuple[int, int], ...]) -> list[tuple[str, str]]:
+        return sorted(tuple(sorted((items_a[i].name, items_b[j].name))) for i, j in chain)
+
     for size in range(len(pairs), 0, -1):
         chains = [c for c in combinations(pairs, size) if _increasing(c)] if len(pairs) <= 16 else []
         if chains:
-            return set(min(chains, key=lambda c: (sum(abs(i - j) for i, j in c), sorted(items_a[i].name for i, _ in c))))
+            return set(min(chains, key=lambda c: (sum(abs(i - j) for i, j in c), names(c))))
         if len(pairs) > 16:
             return set(_greedy_chain(pairs))
     return set()

@@ -208,10 +208,10 @@ def resolution_divisible(spec: Spec) -> Iterator[Diagnostic]:
                     f"stage {stage.name!r} trains at {problem}",
                     f"round the size to a multiple of {divisor[0]}",
                 )
-    side = spec.inference.resolution
+    size = spec.inference.resolution
     final_model = ([*unets(spec)] or ["main"])[-1]  # a cascade samples at its last U-Net's resolution
     divisor = _spatial_divisor(spec, final_model)
-    problem = _indivisible(Size(height=side, width=side), divisor) if side and divisor else None
+    problem = _indivisible(size, divisor) if size and divisor else None
     if problem:
         yield Diagnostic(
             "inference.resolution",

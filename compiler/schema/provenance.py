@@ -103,7 +103,13 @@ class Node(BaseModel):
             plain[key] = value
         node = handler(plain)
         for key, provenance in marks.items():
-            if key not in IDENTITY_FIELDS and not is_branch(getattr(node, key, None)):
+            value = getattr(node, key, None)
+            if key in IDENTITY_FIELDS:
+                continue
+            if is_branch(value):
+                # A marked plain value that validated into a sub-node (a side into a Size): mark its leaves.
+                node.__dict__[key] = _stamp(value, provenance)
+            else:
                 node._provenance[key] = provenance
         for field in type(node).model_fields:
             if field in node.model_fields_set or field in IDENTITY_FIELDS:

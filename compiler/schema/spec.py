@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from compiler.schema.architecture import ArchitectureSpec
+from compiler.schema.common import Size
 from compiler.schema.data import DataSpec
 from compiler.schema.objective import Objective, TimestepShift
 from compiler.schema.provenance import Node
@@ -33,11 +34,17 @@ class InferenceSpec(Node):
     dynamic_thresholding: DynamicThresholding | None = None
     noise_augmentation_level: float | None = Field(None, ge=0, le=1, description="cascade SR conditioning noise")
     upsample_factors: list[int] = Field(default_factory=list, description="latent/pixel upsamplers after the base")
-    resolution: int | None = Field(None, gt=0, description="default output side in pixels")
+    resolution: Size | None = Field(None, description="default output size; a number means a square side")
     frames: int | None = Field(None, gt=0)
     fps: float | None = Field(None, gt=0)
     max_seconds: float | None = Field(None, gt=0)
     latency_seconds: float | None = Field(None, gt=0, description="reported generation time")
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _square_side(cls, value: object) -> object:
+        # Model cards state "1024" for 1024x1024: accept a side as a square size.
+        return {"height": value, "width": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Spec(Node):

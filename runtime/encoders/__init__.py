@@ -1,0 +1,40 @@
+"""Conditioning and latent space: text encoders, VAEs, and the folder their released weights live in.
+
+- `build_conditioning(architecture, scale, model_dir, device)`: a `Conditioning` with `encode_text`,
+  `encode_images`, `decode` and a `report` of what was loaded from where, or randomly initialised and why
+- `ModelDirectory`, `MissingWeightsError`: model ids -> local folders (no hub downloads)
+- `build_text_encoder`, `TextEncoderModel`, `TextEmbedding`, `family_of`: transformers text encoders
+- `AutoencoderKL2D` / `AutoencoderKLConfig`: FLUX-style 2D VAE, diffusers AutoencoderKL key names
+- `CausalVideoVAE` / `CausalVAEConfig`: Wan 2.1 causal video VAE, diffusers AutoencoderKLWan key names
+- `LatentCodec`, `PixelCodec`, `build_latent_space`: VAE plus latent normalisation, or identity on pixels
+"""
+
+from runtime.encoders.conditioning import Conditioning, build_conditioning
+from runtime.encoders.latent import LatentCodec, PixelCodec, build_latent_space
+from runtime.encoders.model_directory import MissingWeightsError, ModelDirectory
+from runtime.encoders.text import (
+    TextEmbedding,
+    TextEncoderModel,
+    build_text_encoder,
+    family_of,
+)
+from runtime.encoders.vae_kl import AutoencoderKL2D, AutoencoderKLConfig
+from runtime.encoders.vae_wan import CausalVAEConfig, CausalVideoVAE
+
+__all__ = [
+    "AutoencoderKL2D",
+    "AutoencoderKLConfig",
+    "CausalVAEConfig",
+    "CausalVideoVAE",
+    "Conditioning",
+    "LatentCodec",
+    "MissingWeightsError",
+    "ModelDirectory",
+    "PixelCodec",
+    "TextEmbedding",
+    "TextEncoderModel",
+    "build_conditioning",
+    "build_latent_space",
+    "build_text_encoder",
+    "family_of",
+]

@@ -1,0 +1,216 @@
+"""The space the backbone denoises in: VAE latents, normalised, or pixels as they are.
+
+Pixels are in [-1, 1], [B, C, H, W] for images and [B, C, F, H, W] for videos. A LatentSpace gets:
+- a 2D KL VAE (runtime/encoders/vae_kl.py) for image specs, or
+- the causal Wan-style VAE (runtime/encoders/vae_wan.py) for video specs (causal, or temporal compression > 1);
+  released weights choose for themselves through their config's _class_name, so Qwen-Image's
+  AutoencoderKLQwenImage (a causal VAE) encodes its images as one-frame videos.
+
+Normalisation: latents = (z - shift) * scale, z the posterior mean (or a sample of it). The spec's
+scaling_factor / shift_factor win (FLUX: (z - 0.1159) * 0.3611, black-forest-labs/flux src/flux/util.py);
+without them the weights' config supplies its own (diffusers scaling_factor / shift_factor, or Wan's
+per-channel latents_mean / latents_std: (z - mean) / std, as in diffusers WanPipeline); a spec and config
+that disagree is an error. PixelSpace (Imagen's cascade) encodes and decodes as the identity.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from runtime.encoders.model_directory import MissingWeightsError, ModelDirectory
+from runtime.encoders.vae_kl import AutoencoderKL2D, AutoencoderKLConfig
+from runtime.encoders.vae_wan import CausalVAEConfig, CausalVideoVAE
+
+if TYPE_CHECKING:
+    from compiler.schema.architecture import LatentSpace, PixelSpace
+
+FIELD = "architecture.space"
+VAE_FOLDER = ("a diffusers-format VAE folder (config.json and diffusion_pytorch_model.safetensors, e.g. the vae/ "
+              "folder of a diffusers pipeline repository)")
+VAE_CLASSES = {"AutoencoderKL": "kl", "AutoencoderKLWan": "causal", "AutoencoderKLQwenImage": "causal"}
+TINY_WIDTH = 8  # smoke VAEs: 8 channels at full resolution, 16 below; the compression factors are the spec's
+
+
+class PixelCodec(nn.Module):
+    """Pixel space: encode and decode are the identity."""
+
+    def encode(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None):
+        """The pixels themselves."""
+        return pixels
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """The pixels themselves."""
+        return latents
+
+
+class LatentCodec(nn.Module):
+    """A frozen VAE plus the latent normalisation: pixels -> normalised latents -> pixels."""
+
+    def __init__(self, vae: AutoencoderKL2D | CausalVideoVAE, shift: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+        self.register_buffer("shift", shift, persistent=False)  # [channels] or [1]
+        self.register_buffer("scale", scale, persistent=False)
+        self.causal = isinstance(vae, CausalVideoVAE)
+
+    def encode(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None):
+        """Normalised latents of `pixels`: the posterior mean, or a draw from it when `sample`.
+
+        Images [B, C, H, W] give [B, c, h, w]; videos [B, C, F, H, W] (causal VAE only) give [B, c, f, h, w].
+        """
+        vae_param = next(self.vae.parameters())
+        pixels = pixels.to(device=vae_param.device, dtype=vae_param.dtype)
+        image = pixels.ndim == 4
+        if not self.causal and not image:
+            raise ValueError(f"this spec's VAE is an image VAE: pass images [B, C, H, W], got {tuple(pixels.shape)}")
+        moments = self.vae.encode_moments(pixels.unsqueeze(2) if image and self.causal else pixels)
+        mean, logvar = moments.chunk(2, dim=1)
+        z = mean
+        if sample:  # diffusers DiagonalGaussianDistribution: log-variance clamped to [-30, 20]
+            std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+            z = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        z = z.squeeze(2) if image and self.causal else z
+        return (z - self._per_channel(self.shift, z)) * self._per_channel(self.scale, z)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels of normalised `latents`, shaped like the input of `encode`."""
+        z = latents / self._per_channel(self.scale, latents) + self._per_channel(self.shift, latents)
+        image = z.ndim == 4
+        if self.causal:
+            pixels = self.vae.decode(z.unsqueeze(2) if image else z)
+            return pixels.squeeze(2) if image else pixels
+        if not image:
+            raise ValueError(f"this spec's VAE is an image VAE: pass latents [B, c, h, w], got {tuple(z.shape)}")
+        return self.vae.decode(z)
+
+    @staticmethod
+    def _per_channel(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return value.view(1, -1, *(1,) * (like.ndim - 2)).to(like.dtype)
+
+
+def build_latent_space(space: LatentSpace | PixelSpace, scale: str, directory: ModelDirectory,
+                       device: str | torch.device = "cpu",
+                       dtype: torch.dtype = torch.float32) -> tuple[PixelCodec | LatentCodec, list[str]]:
+    """The codec of `space` and the report lines saying which VAE and normalisation it uses."""
+    if space.kind == "pixel":
+        return PixelCodec(), [f"space: pixel space ({space.channels} channels): identity encode/decode, no VAE"]
+    video = space.temporal_compression > 1 or space.causal
+    if space.temporal_compression > 1 and not space.causal:
+        raise NotImplementedError(
+            f"{FIELD}: a non-causal video VAE ({space.temporal_compression}x in time, e.g. Allegro's "
+            f"AutoencoderKLAllegro) is not implemented; only causal video VAEs (Wan 2.1 layout) are")
+    entry = directory.entry(space.vae)
+    label = f"VAE {space.vae}"
+    if entry.present:
+        config = json.loads((entry.path / "config.json").read_text())
+        vae = _load_vae(config, entry.path, space, video)
+        lines = [f"{label}: {type(vae).__name__} loaded from {entry.path}"]
+    elif scale == "full" or (entry.path is not None and entry.path.is_dir()):
+        raise MissingWeightsError(directory.missing_message(entry, f"{FIELD}.vae", VAE_FOLDER))
+    else:
+        config = {}
+        vae = _tiny_vae(space, video)
+        why = f"no weights at {entry.path}" if entry.path else "no model directory was given"
+        lines = [(f"{label}: RANDOMLY INITIALISED tiny {type(vae).__name__} (width {TINY_WIDTH}, "
+                  f"{space.spatial_compression}x space, {space.temporal_compression}x time, {space.channels} "
+                  f"channels, as the spec), because scale is smoke and {why}")]
+    shift, multiplier, how = _normalisation(space, config, entry.path)
+    codec = LatentCodec(vae, shift, multiplier).to(device=device, dtype=dtype)
+    return codec, [*lines, f"{label}: latents = {how}"]
+
+
+def _load_vae(config: dict, path: Path, space: LatentSpace, video: bool) -> AutoencoderKL2D | CausalVideoVAE:
+    from safetensors.torch import load_file
+
+    source = path / "config.json"
+    kind = VAE_CLASSES.get(config.get("_class_name"))
+    if kind is None:
+        raise ValueError(f"{source}: _class_name {config.get('_class_name')!r} is not a VAE this runtime builds; "
+                         f"supported: {', '.join(VAE_CLASSES)}")
+    if video and kind == "kl":
+        raise ValueError(f"{FIELD} is a video space ({space.temporal_compression}x time, causal={space.causal}) but "
+                         f"{source} is a 2D AutoencoderKL; point {FIELD}.vae at a causal video VAE")
+    if kind == "kl":
+        vae: AutoencoderKL2D | CausalVideoVAE = AutoencoderKL2D(AutoencoderKLConfig.from_diffusers(config, str(source)))
+        channels = vae.config.latent_channels
+    else:
+        vae = CausalVideoVAE(CausalVAEConfig.from_diffusers(config, str(source)))
+        channels = vae.config.z_dim
+    checks = [("channels", space.channels, channels),
+              ("spatial_compression", space.spatial_compression, vae.config.spatial_compression)]
+    if video:  # an image spec feeds one frame at a time, so a causal VAE's time factor does not apply
+        checks.append(("temporal_compression", space.temporal_compression, vae.config.temporal_compression))
+    for name, wanted, found in checks:
+        if wanted != found:
+            raise ValueError(f"{FIELD}.{name} is {wanted} but the VAE in {path} has {found}; fix the spec or "
+                             f"point {FIELD}.vae at matching weights")
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise MissingWeightsError(f"{path} has a config.json but no *.safetensors weights; it must hold {VAE_FOLDER}")
+    state = {key: value for file in files for key, value in load_file(file).items()}
+    try:
+        vae.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"the weights in {path} do not fit the {type(vae).__name__} its config.json describes "
+                         f"(diffusers key names expected): {error}") from error
+    return vae
+
+
+def _tiny_vae(space: LatentSpace, video: bool) -> AutoencoderKL2D | CausalVideoVAE:
+    """A randomly initialised VAE with the spec's channels and compression factors, 8-16 channels wide."""
+    levels, time_levels = math.log2(space.spatial_compression), math.log2(space.temporal_compression)
+    if not levels.is_integer() or not time_levels.is_integer() or time_levels > levels:
+        raise ValueError(f"{FIELD}: the smoke VAE halves space (and time) once per level, so spatial_compression "
+                         f"{space.spatial_compression} and temporal_compression {space.temporal_compression} must be "
+                         f"powers of 2 with no more time halvings than space halvings")
+    levels, time_levels = int(levels), int(time_levels)
+    # Seeded by the VAE id so every process (every data-parallel rank) builds the same stand-in.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(space.vae.encode()))
+        if video:
+            # Time halves at the last levels, as Wan 2.1's (False, True, True).
+            temporal = tuple(level >= levels - time_levels for level in range(levels))
+            return CausalVideoVAE(CausalVAEConfig(base_dim=TINY_WIDTH, z_dim=space.channels,
+                                                  dim_mult=(1,) + (2,) * levels, num_res_blocks=1,
+                                                  temperal_downsample=temporal))
+        widths = (TINY_WIDTH,) + (2 * TINY_WIDTH,) * levels
+        return AutoencoderKL2D(AutoencoderKLConfig(block_out_channels=widths, latent_channels=space.channels,
+                                                   layers_per_block=1, norm_num_groups=4))
+
+
+def _normalisation(space: LatentSpace, config: dict, path: Path | None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(shift, scale, description): the spec's factors, else the weights' config's, else none."""
+    spec_given = space.scaling_factor is not None or space.shift_factor is not None
+    mean, std = config.get("latents_mean"), config.get("latents_std")  # diffusers writes null when absent
+    if mean is not None and std is not None:
+        if len(mean) != space.channels or len(std) != space.channels:
+            raise ValueError(f"{path}/config.json: latents_mean / latents_std have {len(mean)} / {len(std)} values "
+                             f"for {space.channels} latent channels")
+        if spec_given:
+            raise ValueError(f"{FIELD} gives scaling_factor={space.scaling_factor}, shift_factor={space.shift_factor} "
+                             f"but {path}/config.json states per-channel latents_mean / latents_std; drop the spec's "
+                             f"factors to use the weights' statistics")
+        return (torch.tensor(mean), 1.0 / torch.tensor(std),
+                f"(z - latents_mean) / latents_std, per channel, from {path}/config.json")
+    from_config = {key: config.get(key) for key in ("scaling_factor", "shift_factor")}
+    if spec_given:
+        for key, stated in from_config.items():
+            wanted = getattr(space, key)
+            if stated is not None and wanted is not None and not math.isclose(stated, wanted, rel_tol=1e-6):
+                raise ValueError(f"{FIELD}.{key} is {wanted} but {path}/config.json states {stated}; "
+                                 f"make them agree")
+        factors, source = {key: getattr(space, key) for key in from_config}, FIELD
+    elif any(value is not None for value in from_config.values()):
+        factors, source = from_config, f"{path}/config.json"
+    else:
+        return torch.zeros(1), torch.ones(1), "z, unnormalised: neither the spec nor the VAE config gives a scale"
+    shift = factors["shift_factor"] or 0.0
+    scale = factors["scaling_factor"] if factors["scaling_factor"] is not None else 1.0
+    return torch.tensor([shift]), torch.tensor([scale]), f"(z - {shift}) * {scale}, from {source}"
