@@ -99,6 +99,8 @@ def _shrink_cascade_sides(spec: Spec, changes: dict[str, tuple[Any, str]]) -> No
     backbone = spec.architecture.backbone
     if not isinstance(backbone, Cascade):
         return
+    if spec.inference.upsample_factors:
+        changes["inference.upsample_factors"] = ([2] * (len(backbone.stages) - 1), "cascade sides 16/32/64")
     for index, unet in enumerate(backbone.stages):
         side = 16 * 2**index  # 16, 32, 64: each SR stage doubles (the full cascade quadruples)
         changes[f"architecture.backbone.stages[{unet.name}].resolution"] = (side, "cascade sides 16/32/64")
@@ -129,6 +131,8 @@ def _shrink_stages(spec: Spec, changes: dict[str, tuple[Any, str]], step: int) -
             changes[f"{base}.frames"] = (_frames(spec), "smoke frame count")
         if stage.lr_schedule.warmup_steps:
             changes[f"{base}.lr_schedule.warmup_steps"] = (1, "warm-up shorter than the 3 steps")
+        if stage.ema_decay:
+            changes[f"{base}.ema_decay"] = (0.5, "an EMA horizon (1 / (1 - decay) = 2 steps) inside 3 steps")
 
 
 def scaled(spec: Spec, scale: str) -> Spec:
