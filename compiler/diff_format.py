@@ -29,7 +29,10 @@ def show_value(value: Any, limit: int = 160) -> str:
 
 def _headline(change: Change) -> str:
     symbol = SYMBOLS[change.kind]
-    if change.kind == "changed" and change.detail == "provenance only":
+    if change.kind == "changed" and _text_lists(change):
+        added, removed = _list_edits(change)
+        body = f"{change.path}: {len(added)} item(s) added, {len(removed)} removed"
+    elif change.kind == "changed" and change.detail == "provenance only":
         body = f"{change.path}: {show_value(change.after)} (provenance only)"
     elif change.kind == "changed":
         body = f"{change.path}: {show_value(change.before)} -> {show_value(change.after)}"
@@ -42,8 +45,21 @@ def _headline(change: Change) -> str:
     return f"{symbol} {body}"
 
 
+def _text_lists(change: Change) -> bool:
+    return all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (change.before, change.after))
+
+
+def _list_edits(change: Change) -> tuple[list[str], list[str]]:
+    added = [item for item in change.after if item not in change.before]
+    removed = [item for item in change.before if item not in change.after]
+    return added, removed
+
+
 def _details(change: Change) -> list[str]:
     lines = []
+    if change.kind == "changed" and _text_lists(change):
+        added, removed = _list_edits(change)
+        return [f"- {show_value(item)}" for item in removed] + [f"+ {show_value(item)}" for item in added]
     if change.kind in ("added", "replaced") and change.after is not None:
         lines.append(f"after:  {show_value(change.after, 400)}")
     if change.kind in ("removed", "replaced") and change.before is not None:
