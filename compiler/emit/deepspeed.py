@@ -15,8 +15,9 @@ from compiler.schema.schedule import Stage
 _BUCKET = 500_000_000
 
 
-def ds_config(stage: Stage, plan: StagePlan, on_gpu: bool) -> dict[str, Any]:
-    """The ds_config.json of one training stage."""
+def ds_config(stage: Stage, plan: StagePlan, on_gpu: bool, generated_by: str) -> dict[str, Any]:
+    """The ds_config.json of one training stage. JSON has no comments: the first key says what wrote it
+    (DeepSpeed ignores unknown top-level keys; it rejects unknown keys inside its sections)."""
     zero: dict[str, Any] = {
         "stage": plan.zero_stage,
         "contiguous_gradients": plan.zero_stage >= 2,
@@ -36,6 +37,7 @@ def ds_config(stage: Stage, plan: StagePlan, on_gpu: bool) -> dict[str, Any]:
     if plan.offload == "optimizer_and_params":
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     config: dict[str, Any] = {
+        "_generated_by": generated_by,
         "train_batch_size": plan.global_batch,
         "train_micro_batch_size_per_gpu": plan.micro_batch,
         "gradient_accumulation_steps": plan.grad_accumulation,

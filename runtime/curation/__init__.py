@@ -1,0 +1,28 @@
+"""Curation runtime: records flow through the ops of a spec's pipeline, from webdataset shards to shards.
+
+- `run(spec_or_ops, input, output, pipeline=None, executor="local", workers=2, scale="full",
+  model_dir=None) -> Report`: what `genspec curate` calls (runtime/curation/curate.py)
+- the op API for implementers: runtime/curation/api.py; `register` in runtime/curation/registry.py
+- `missing_kinds(kinds)`, `missing_implementations(ops)`: what the compiler asks before accepting a pipeline
+"""
+
+from runtime.curation.api import CurationError, OpConfigError
+from runtime.curation.curate import run
+from runtime.curation.registry import (
+    missing_implementations,
+    missing_kinds,
+    register,
+    registered,
+)
+from runtime.curation.report import Report
+
+__all__ = [
+    "CurationError",
+    "OpConfigError",
+    "Report",
+    "missing_implementations",
+    "missing_kinds",
+    "register",
+    "registered",
+    "run",
+]

@@ -1,0 +1,210 @@
+"""`run`: curate webdataset shards with one pipeline of a spec; what `genspec curate` calls.
+
+The run is planned (every op built once, so configuration errors surface before any sample is read),
+then executed stage by stage: the shards of a stage run on the chosen executor; between stages the
+barrier decides over all shards in this process. Finally the ledger is checked (every sample in exactly
+one place), the report is written to OUTPUT/report.json, and a run that read or kept nothing fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from compiler.schema.data import Op, Pipeline
+from compiler.schema.spec import Spec
+from runtime.curation.api import BarrierItem, CurationError, OpContext
+from runtime.curation.layout import Layout
+from runtime.curation.registry import build
+from runtime.curation.report import Report, build_report, check_ledger, load_manifests
+from runtime.curation.shards import expand_shards, shard_stem
+from runtime.curation.stages import ShardJob, StagePlan, op_from_json, plan_stages
+
+SMOKE_SHARDS = 1  # a smoke run curates the first shard only: every op runs end to end, in seconds
+Scale = Literal["smoke", "full"]
+
+
+def select_pipeline(spec_or_ops: Spec | Pipeline | list, pipeline: str | None) -> tuple[str, list[Op]]:
+    """(pipeline name, ops) from a Spec (by name, or its only pipeline), a Pipeline, or a list of ops."""
+    if isinstance(spec_or_ops, Spec):
+        pipelines = {p.name: p for p in spec_or_ops.data.pipelines}
+        if pipeline is None and len(pipelines) == 1:
+            pipeline = next(iter(pipelines))
+        if pipeline not in pipelines:
+            raise CurationError(
+                f"spec {spec_or_ops.name!r} has pipelines {sorted(pipelines)}; choose one with --pipeline NAME"
+                + ("" if pipeline is None else f" (got {pipeline!r})")
+            )
+        return pipeline, list(pipelines[pipeline].ops)
+    if isinstance(spec_or_ops, Pipeline):
+        return spec_or_ops.name, list(spec_or_ops.ops)
+    ops = [op if isinstance(op, Op) else op_from_json(op) for op in spec_or_ops]
+    return pipeline or "pipeline", ops
+
+
+@dataclass
+class CurationRun:
+    """A planned run: stages, input shards and where everything goes. Executors run its jobs."""
+
+    name: str
+    stages: list[StagePlan]
+    shards: list[str]
+    output: Path
+    cache_dir: Path
+    model_dir: Path | None
+    scale: Scale
+    barrier_seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def plan(
+        cls,
+        spec_or_ops: Spec | Pipeline | list,
+        input: str | os.PathLike | list,
+        output: str | os.PathLike,
+        pipeline: str | None = None,
+        scale: Scale = "full",
+        model_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> CurationRun:
+        if scale not in ("smoke", "full"):
+            raise CurationError(f"scale must be 'smoke' or 'full', got {scale!r}")
+        name, ops = select_pipeline(spec_or_ops, pipeline)
+        if not ops:
+            raise CurationError(f"pipeline {name!r} has no ops")
+        model = Path(model_dir) if model_dir is not None else None
+        stages = plan_stages(ops, OpContext(model, scale))
+        shards = expand_shards(input)
+        if scale == "smoke":
+            shards = shards[:SMOKE_SHARDS]
+        output = Path(output)
+        cache = Path(cache_dir) if cache_dir is not None else Layout(output).cache()
+        return cls(name, stages, shards, output, cache, model, scale)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.output)
+
+    def jobs(self, stage: StagePlan, shards: list[str] | None = None) -> list[ShardJob]:
+        """The jobs of `stage` for `shards` (default all); a later stage needs the earlier one finished."""
+        shards = self.shards if shards is None else shards
+        verdicts: dict[str, dict[str, dict[str, Any]]] = {}
+        if stage.barrier_in is not None:
+            verdicts = self._barrier_verdicts(stage)
+        jobs = []
+        for path in shards:
+            stem = shard_stem(path)
+            if stage.index == 0:
+                info = os.stat(path)
+                source, source_id = path, f"{os.path.abspath(path)}:{info.st_size}:{info.st_mtime_ns}"
+            else:
+                source = str(self.layout.intermediate(stage.index - 1, stem))
+                source_id = _manifest(self.layout.manifest(stage.index - 1, stem))["job_hash"]
+            jobs.append(ShardJob(
+                stage=stage, source=source, stem=stem, output=str(self.output), cache_dir=str(self.cache_dir),
+                source_id=source_id, verdicts=verdicts.get(stem, {}),
+                model_dir=str(self.model_dir) if self.model_dir else None, scale=self.scale,
+            ))
+        return jobs
+
+    def pending(self, jobs: list[ShardJob]) -> list[ShardJob]:
+        """Jobs without a matching manifest and complete outputs: what a rerun still has to do."""
+        return [job for job in jobs if not self._finished(job)]
+
+    def _finished(self, job: ShardJob) -> bool:
+        path = self.layout.manifest(job.stage.index, job.stem)
+        if not path.is_file():
+            return False
+        manifest = _manifest(path)
+        if manifest.get("job_hash") != job.job_hash():
+            return False
+        layout = self.layout
+        shard = layout.kept(job.stem) if job.stage.final else layout.intermediate(job.stage.index, job.stem)
+        return manifest["written"]["kept"] == 0 or shard.is_file()
+
+    def _barrier_verdicts(self, stage: StagePlan) -> dict[str, dict[str, dict[str, Any]]]:
+        """The incoming barrier's decisions over every shard, grouped by shard (keeps without metadata omitted)."""
+        started = time.perf_counter()
+        barrier = build(op_from_json(stage.barrier_in), OpContext(self.model_dir, self.scale))
+        items = []
+        for path in self.shards:
+            manifest = _manifest(self.layout.manifest(stage.index - 1, shard_stem(path)))
+            items.extend(
+                BarrierItem(e["key"], manifest["shard"], e["barrier_score"])
+                for e in manifest["records"]
+                if e["fate"] == "pass" and "barrier_score" in e
+            )
+        items.sort(key=lambda item: (item.key, item.shard))
+        verdicts: dict[str, dict[str, dict[str, Any]]] = {}
+        for item, verdict in zip(items, barrier.decide_all(items), strict=True):
+            if verdict.fate != "keep" or verdict.metadata:
+                verdicts.setdefault(item.shard, {})[item.key] = {
+                    "fate": verdict.fate, "reason": verdict.reason, "detail": verdict.detail,
+                    "metadata": dict(verdict.metadata),
+                }
+        self.barrier_seconds[barrier.name] = time.perf_counter() - started
+        return verdicts
+
+    def finish(self, executor: str, workers: int, seconds: float) -> Report:
+        """Check the ledger, write the report, and fail a run that read or kept nothing."""
+        stems = [shard_stem(p) for p in self.shards]
+        manifests = load_manifests(self.layout, self.stages, stems)
+        check_ledger(self.layout, self.stages, manifests)
+        report = build_report(
+            self.stages, manifests, self.layout.figures(),
+            pipeline=self.name, input=self.shards, output=str(self.output), executor=executor,
+            workers=workers, scale=self.scale, shards=len(self.shards), seconds=round(seconds, 3),
+        )
+        for item in report.ops:
+            item.seconds = round(item.seconds + self.barrier_seconds.get(item.name, 0.0), 4)
+        report.write(self.layout.report())
+        ended = report.kept + report.dropped + report.review + report.quarantined + report.split
+        if ended != report.samples_read + report.created:
+            raise CurationError(
+                f"{report.samples_read} samples read + {report.created} created, but {ended} ended somewhere; "
+                f"see {self.layout.report()}"
+            )
+        if report.samples_read == 0:
+            raise CurationError(f"read 0 samples from {len(self.shards)} shards ({self.shards[:3]}...): nothing to curate")
+        if report.kept == 0:
+            raise CurationError(
+                f"kept 0 of {report.samples_read} samples; every sample was dropped or quarantined, see the funnel "
+                f"in {self.layout.report()}"
+            )
+        return report
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CurationError(f"{path} is missing: run the earlier stage for every shard first")
+    return json.loads(path.read_text())
+
+
+def run(
+    spec_or_ops: Spec | Pipeline | list,
+    input: str | os.PathLike | list,
+    output: str | os.PathLike,
+    pipeline: str | None = None,
+    executor: Literal["local", "ray"] = "local",
+    workers: int = 2,
+    scale: Scale = "full",
+    model_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Report:
+    """Curate the shards at `input` into `output` with one pipeline; returns the report (also in
+    OUTPUT/report.json). Raises OpConfigError before reading anything if an op cannot run, and
+    CurationError if the run read nothing, kept nothing, or lost track of a sample."""
+    started = time.perf_counter()
+    plan = CurationRun.plan(spec_or_ops, input, output, pipeline, scale, model_dir, cache_dir)
+    if executor == "local":
+        from runtime.curation.executor_local import run_jobs
+    elif executor == "ray":
+        from runtime.curation.executor_ray import run_jobs
+    else:
+        raise CurationError(f"executor must be 'local' or 'ray', got {executor!r}")
+    for stage in plan.stages:
+        run_jobs(plan.pending(plan.jobs(stage)), workers, f"{plan.name} stage {stage.index}")
+    return plan.finish(executor, workers, time.perf_counter() - started)

@@ -1,0 +1,24 @@
+"""Model loading for the curation ops in runtime/curation/ops_model_*.py, and the tiny stand-ins.
+
+- weights.py: where weights live (MODEL_DIR/<model id>), the full-scale error, the smoke stand-in and its
+  note, quantile thresholds for stand-ins (`Limit`)
+- clip.py, heads.py: CLIP embeddings and the LAION aesthetic MLP head
+- classifier.py, segmenter.py: transformers image classifiers and defect segmenters
+- lpips.py, craft.py: LPIPS-Alex and CRAFT, built in torch with the original module names
+- captioner.py, conditioning.py, embedders.py: VLM captions, frozen text encoders and VAE latents,
+  sentence embeddings
+- tokenizer.py: a byte-level tokenizer that needs no files, for stand-ins
+
+Nothing here imports torch or transformers at module level: the registry imports the op modules to learn
+which kinds exist.
+"""
+
+from runtime.curation.modelzoo.weights import (
+    SMOKE_DROP_FRACTION,
+    Limit,
+    Located,
+    ModelBacked,
+    locate,
+)
+
+__all__ = ["SMOKE_DROP_FRACTION", "Limit", "Located", "ModelBacked", "locate"]

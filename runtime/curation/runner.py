@@ -1,0 +1,376 @@
+"""Run ops over records: the score cache, verdicts, quarantine, and one shard through one stage.
+
+Both executors use `BoundOp.process` on batches of records; the local executor (and the Slurm task)
+also use `process_shard`, which reads a shard, runs the stage, writes the kept, review and quarantine
+shards atomically and writes the shard's manifest last. The manifest is the done-marker: a rerun skips a
+shard whose manifest matches the job, and redoes (overwrites) any other, so no sample is ever written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from runtime.curation.api import (
+    FULL,
+    MapOp,
+    OpContext,
+    OpImpl,
+    Score,
+    SplitOp,
+    UnreadableSample,
+    Verdict,
+)
+from runtime.curation.layout import Layout
+from runtime.curation.records import Fate, Record
+from runtime.curation.registry import build
+from runtime.curation.scorecache import ScoreCache, score_id
+from runtime.curation.shards import (
+    ShardWriter,
+    Unreadable,
+    read_shard,
+    remove_stale_temporaries,
+)
+from runtime.curation.stages import ShardJob, op_from_json
+
+
+class BoundOp:
+    """An op implementation with its score id, run on batches of records."""
+
+    def __init__(self, impl: OpImpl, plan_side: int) -> None:
+        self.impl = impl
+        self.name = impl.name
+        params = impl.scoring_params()
+        side = plan_side if impl.decode_side() is not None else None
+        self.score_id = None if params is None else score_id(impl.spec.kind, impl.version, params, side)
+
+    def process(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
+        """Score and decide `records`; returns the survivors (and children), appends the others to `ended`."""
+        started = time.perf_counter()
+        targets = [r for r in records if self.impl.applies(r)]
+        scores = self._scores(targets, cache, ended)
+        per_record = (time.perf_counter() - started) / max(1, len(targets))
+        survivors: list[Record] = []
+        for record in records:
+            record.trace[self.name] = 0.0
+            if record.fate is not None:  # quarantined while scoring
+                record.trace[self.name] = per_record
+                continue
+            if record not in scores:
+                survivors.append(record)
+                continue
+            tick = time.perf_counter()
+            try:
+                survivors.extend(self._apply(record, scores[record], ended))
+            except UnreadableSample as error:
+                quarantine(record, self.name, str(error))
+                ended.append(record)
+            record.trace[self.name] = per_record + time.perf_counter() - tick
+        return survivors
+
+    def score_only(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
+        """A barrier's scoring pass at the end of a stage: store the score, keep every readable record."""
+        started = time.perf_counter()
+        scores = self._scores(records, cache, ended)
+        per_record = (time.perf_counter() - started) / max(1, len(records))
+        for record in records:
+            record.trace[self.name] = per_record
+            if record in scores and scores[record] is not None:
+                record.scores[self.name] = scores[record]
+        return [r for r in records if r.fate is None]
+
+    def _scores(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> dict[Record, Score | None]:
+        """Scores from the cache, the rest from one score() call; unreadable records are quarantined."""
+        found: dict[Record, Score | None] = {}
+        misses = records
+        if self.score_id is not None and cache is not None and records:
+            cached = cache.get(self.score_id, [(r.key, r.digest) for r in records])
+            found = {r: cached[r.key] for r in records if r.key in cached}
+            misses = [r for r in records if r.key not in cached]
+        if self.score_id is not None and self.impl.decode_side() is not None:
+            misses = self._decodable(misses, ended)
+        for record, score in self._score_isolating(misses, ended):
+            found[record] = score
+        if self.score_id is not None and cache is not None:
+            cache.put(self.score_id, [(r.key, r.digest, found[r]) for r in misses if found.get(r) is not None])
+        return found
+
+    def _decodable(self, records: list[Record], ended: list[Record]) -> list[Record]:
+        """Decode each record before scoring, so an undecodable one is quarantined alone and the batch
+        scorer never sees it (the decode is cached: score() reads the same pixels)."""
+        readable = []
+        for record in records:
+            try:
+                record.pixels.frames(self.impl.decode_side())
+                readable.append(record)
+            except UnreadableSample as error:
+                quarantine(record, self.name, str(error))
+                ended.append(record)
+        return readable
+
+    def _score_isolating(self, records: list[Record], ended: list[Record]) -> Iterator[tuple[Record, Score | None]]:
+        """score() on the batch; if one sample is unreadable, score one by one to quarantine only it."""
+        if not records:
+            return
+        try:
+            yield from zip(records, self._checked_score(records))
+            return
+        except UnreadableSample:
+            pass
+        for record in records:
+            try:
+                yield record, self._checked_score([record])[0]
+            except UnreadableSample as error:
+                quarantine(record, self.name, str(error))
+                ended.append(record)
+
+    def _checked_score(self, records: list[Record]) -> list[Score | None]:
+        scores = self.impl.score(records)
+        if len(scores) != len(records):
+            raise RuntimeError(f"{type(self.impl).__name__}.score returned {len(scores)} scores for {len(records)} records")
+        return scores
+
+    def _apply(self, record: Record, score: Score | None, ended: list[Record]) -> list[Record]:
+        if score is not None:
+            record.scores[self.name] = score
+        if isinstance(self.impl, SplitOp):
+            result = self.impl.split(record, score)
+            if isinstance(result, list):
+                return self._replace(record, result, ended)
+            verdict = result
+        elif isinstance(self.impl, MapOp):
+            verdict = self.impl.decide(record, score)
+        else:
+            raise TypeError(f"{type(self.impl).__name__} is a {self.impl.shape} op; process() runs map and split ops")
+        if apply_verdict(record, verdict, self.name):
+            return [record]
+        ended.append(record)
+        return []
+
+    def _replace(self, record: Record, result: list[Record], ended: list[Record]) -> list[Record]:
+        children = [r for r in result if r is not record]
+        plan = record.pixels.plan_side
+        for index, child in enumerate(children):
+            child.origin, child.seq = self.name, (*record.seq, index)
+            child.attach_decoder(plan)
+        if any(r is record for r in result):
+            return result
+        if not children:
+            apply_verdict(record, Verdict.drop("no output records"), self.name)
+        else:
+            record.fate = Fate("split", self.name, children=tuple(c.key for c in children))
+        ended.append(record)
+        return children
+
+
+def apply_verdict(record: Record, verdict: Verdict, op: str) -> bool:
+    """Set the record's fate from a verdict; True if it stays in the pipeline."""
+    if verdict.fate == "keep":
+        record.metadata.update(verdict.metadata)
+        return True
+    kind = "dropped" if verdict.fate == "drop" else "review"
+    record.fate = Fate(kind, op, verdict.reason, verdict.detail)
+    return False
+
+
+def quarantine(record: Record, op: str, error: str) -> None:
+    record.fate = Fate("quarantined", op, "unreadable", error)
+
+
+# One shard through one stage ------------------------------------------------------------------------
+
+_BUILT: dict[tuple[str, str | None, str], tuple[list[OpImpl], OpImpl | None]] = {}
+
+
+def stage_ops(job: ShardJob) -> tuple[list[OpImpl], OpImpl | None]:
+    """Op instances of a stage, built once per process (model weights load once per worker)."""
+    slot = (job.stage.config_hash(), job.model_dir, job.scale)
+    if slot not in _BUILT:
+        ctx = OpContext(Path(job.model_dir) if job.model_dir else None, job.scale)  # type: ignore[arg-type]
+        ops = [build(op_from_json(op), ctx) for op in job.stage.ops]
+        barrier = build(op_from_json(job.stage.barrier_out), ctx) if job.stage.barrier_out else None
+        _BUILT[slot] = (ops, barrier)
+    return _BUILT[slot]
+
+
+def plan_side(impls: Iterable[OpImpl]) -> int:
+    """The one decode size of a stage: the largest any op reads (the smallest size all of them accept)."""
+    return max((s for s in (i.decode_side() for i in impls) if s is not None), default=FULL)
+
+
+class StageRunner:
+    """The ops of one stage bound for execution; `run` takes a batch of read items to their fates.
+
+    `ops` selects a slice of the stage's map/split ops (the Ray executor runs model ops on their own
+    actors); by default all of them. `first` applies the incoming barrier's verdicts (`verdicts`:
+    shard -> key -> verdict, default the job's shard); `last` scores the outgoing barrier and sets the
+    final fate.
+    """
+
+    def __init__(
+        self,
+        job: ShardJob,
+        ops: slice = slice(None),
+        first: bool = True,
+        last: bool = True,
+        verdicts: dict[str, dict[str, dict[str, Any]]] | None = None,
+    ) -> None:
+        impls, barrier = stage_ops(job)
+        side = plan_side([*impls, *([barrier] if barrier else [])])
+        self.side, self.first, self.last, self.final = side, first, last, job.stage.final
+        self.bound = [BoundOp(op, side) for op in impls[ops]]
+        self.barrier = BoundOp(barrier, side) if barrier is not None and last else None
+        self.barrier_in = op_from_json(job.stage.barrier_in).name if job.stage.barrier_in else ""
+        self.verdicts = {job.stem: job.verdicts} if verdicts is None else verdicts  # shard -> key -> verdict
+        self.cache = ScoreCache(Path(job.cache_dir))
+        self.batch_size = max([op.batch_size for op in impls] + [barrier.batch_size if barrier else 1])
+
+    def run(self, items: list[Record | Unreadable]) -> list[Record | Unreadable]:
+        """Every item with its fate set (or, when not `last`, live records still without one), in seq order."""
+        ended: list[Record | Unreadable] = [i for i in items if isinstance(i, Unreadable) or i.fate is not None]
+        live = []
+        for record in (i for i in items if isinstance(i, Record) and i.fate is None):
+            record.attach_decoder(self.side)
+            verdict = self.verdicts.get(record.shard, {}).get(record.key) if self.first else None
+            if verdict is not None and not apply_verdict(record, Verdict(**verdict), self.barrier_in):
+                ended.append(record)
+            else:
+                live.append(record)
+        for op in self.bound:
+            live = op.process(live, self.cache, ended)
+        if self.barrier is not None:
+            live = self.barrier.score_only(live, self.cache, ended)
+        if self.last:
+            for record in live:
+                record.fate = Fate("kept" if self.final else "pass")
+        for record in [*ended, *live]:
+            if isinstance(record, Record):
+                record.release()
+        return sorted([*ended, *live], key=lambda item: item.seq)
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+class ShardSink:
+    """Where one shard's records go in one stage: kept/pass, review and quarantine shards, the ledger.
+
+    `close` renames the shards into place and writes the manifest last: the manifest is the done-marker.
+    """
+
+    def __init__(self, job: ShardJob) -> None:
+        layout = Layout(Path(job.output))
+        stage = job.stage
+        self.job = job
+        self.barrier = op_from_json(stage.barrier_out).name if stage.barrier_out else None
+        self.writers = {
+            "kept": ShardWriter(layout.kept(job.stem) if stage.final else layout.intermediate(stage.index, job.stem)),
+            "review": ShardWriter(layout.review(job.stem, stage.index)),
+            "quarantined": ShardWriter(layout.quarantine(job.stem, stage.index)),
+        }
+        self.manifest_path = layout.manifest(stage.index, job.stem)
+        remove_stale_temporaries([w.path for w in self.writers.values()] + [self.manifest_path])
+        self.ledger: list[dict[str, Any]] = []
+
+    def add(self, item: Record | Unreadable) -> None:
+        if isinstance(item, Unreadable):
+            error = json.dumps({"op": item.op, "error": item.error, "shard": item.shard}).encode()
+            self.writers["quarantined"].write(item.key, {**item.members, "error.json": error})
+            self.ledger.append(
+                {"key": item.key, "fate": "quarantined", "op": item.op, "reason": "unreadable", "detail": item.error, "trace": {}}
+            )
+            return
+        fate = item.fate
+        if fate.kind in ("kept", "pass"):
+            self.writers["kept"].write(item.key, item.to_members())
+        elif fate.kind == "review":
+            self.writers["review"].write(item.key, item.to_members())
+        elif fate.kind == "quarantined":
+            error = json.dumps({"op": fate.op, "error": fate.detail, "shard": item.shard}).encode()
+            self.writers["quarantined"].write(item.key, {**item.to_members(), "error.json": error})
+        self.ledger.append(_entry(item, self.barrier))
+
+    def close(self) -> dict[str, Any]:
+        for writer in self.writers.values():
+            writer.close()
+        manifest = {
+            "stage": self.job.stage.index,
+            "shard": self.job.stem,
+            "source": self.job.source,
+            "job_hash": self.job.job_hash(),
+            "written": {kind: writer.count for kind, writer in self.writers.items()},
+            "records": self.ledger,
+        }
+        _write_json_atomic(self.manifest_path, manifest)
+        return manifest
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+
+def read_items(source: str) -> Iterator[Record | Unreadable]:
+    """The shard's samples with their position (seq) set."""
+    for index, item in enumerate(read_shard(source)):
+        item.seq = (index,)
+        yield item
+
+
+def process_shard(job: ShardJob) -> dict[str, Any]:
+    """Run one stage over one shard; returns the manifest (also written, last, as the done-marker)."""
+    sink = ShardSink(job)
+    runner = StageRunner(job)
+    try:
+        for batch in _batches(read_items(job.source), runner.batch_size):
+            for item in runner.run(batch):
+                sink.add(item)
+        return sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        runner.close()
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _entry(record: Record, barrier: str | None) -> dict[str, Any]:
+    """The ledger entry of a record: fate, op and reason, seconds per op, numeric score values."""
+    fate = record.fate
+    entry: dict[str, Any] = {"key": record.key, "fate": fate.kind, "trace": record.trace}
+    if fate.op:
+        entry.update(op=fate.op, reason=fate.reason, detail=fate.detail)
+    if fate.children:
+        entry["children"] = list(fate.children)
+    if record.origin:
+        entry["origin"] = record.origin
+    values = {op: s["value"] for op, s in record.scores.items() if isinstance(s, dict) and _is_number(s.get("value"))}
+    if values:
+        entry["values"] = values
+    if fate.kind == "pass" and barrier is not None and barrier in record.scores:
+        entry["barrier_score"] = record.scores[barrier]
+    return entry
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, sort_keys=True))
+    os.replace(tmp, path)

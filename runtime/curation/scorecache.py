@@ -1,0 +1,77 @@
+"""Scores kept apart from decisions: a sqlite table of (score id, sample key) -> (media sha256, score).
+
+A score id names what was computed (op kind, implementation version, scoring parameters, decode size), so
+a rerun that changes only thresholds finds every score here and calls no scorer. The media digest guards
+against a key whose bytes changed (a clip trimmed differently): such an entry is ignored and rescored.
+
+sqlite in WAL mode lets the local executor's worker processes read and write concurrently. On a cluster,
+point each task at node-local storage (or its own cache directory): sqlite's locking is unreliable on
+network filesystems, and the cache is an optimisation, never needed for a correct result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from runtime.curation.api import Score
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    score_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    score TEXT NOT NULL,
+    PRIMARY KEY (score_id, key)
+)
+"""
+
+
+def score_id(kind: str, version: str, params: dict[str, Any], decode_side: int | None) -> str:
+    """A short stable id for one scoring configuration."""
+    text = json.dumps([kind, version, params, decode_side], sort_keys=True, default=str)
+    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+class ScoreCache:
+    """Score lookups and inserts for one process; open one per worker."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "scores.sqlite"
+        self._db = sqlite3.connect(self.path, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+        self._db.execute(_SCHEMA)
+        self._db.commit()
+
+    def get(self, sid: str, keys_digests: list[tuple[str, str]]) -> dict[str, Score]:
+        """Cached scores of those keys whose stored digest matches."""
+        found: dict[str, Score] = {}
+        wanted = dict(keys_digests)
+        for start in range(0, len(keys_digests), 500):  # sqlite caps the number of bound parameters
+            chunk = [key for key, _ in keys_digests[start : start + 500]]
+            rows = self._db.execute(
+                f"SELECT key, digest, score FROM scores WHERE score_id = ? AND key IN ({','.join('?' * len(chunk))})",
+                [sid, *chunk],
+            )
+            for key, digest, score in rows:
+                if wanted[key] == digest:
+                    found[key] = json.loads(score)
+        return found
+
+    def put(self, sid: str, entries: list[tuple[str, str, Score]]) -> None:
+        """Store (key, digest, score) entries in one transaction."""
+        if not entries:
+            return
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO scores (score_id, key, digest, score) VALUES (?, ?, ?, ?)",
+                [(sid, key, digest, json.dumps(score, sort_keys=True)) for key, digest, score in entries],
+            )
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,111 @@
+"""Slurm array entry point: one array task curates its range of the input shards for one stage.
+
+    python -m runtime.curation.slurm_task --bundle DIR --pipeline NAME --input SHARDS --output OUT --stage K
+    python -m runtime.curation.slurm_task --bundle DIR --pipeline NAME --input SHARDS --output OUT --finalize
+
+A pipeline with B barriers has B + 1 stages (`--print-stages` prints the number): submit one array job
+per stage, each after the previous one succeeded (--dependency=afterok), then one `--finalize` task,
+which checks the ledger, writes OUT/report.json and fails if nothing was read or kept. Task i of n
+(SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) takes the i-th contiguous
+slice of the sorted shards. Stage K > 0 reads every shard's stage K-1 manifest to let the barrier decide,
+so all tasks agree without talking to each other. A rerun of a task skips its finished shards.
+
+The pipeline comes from BUNDLE/curation/NAME.json (the schema's Pipeline as JSON), --pipeline-file, or
+--spec TARGET (a shipped spec name or spec file) with --pipeline NAME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from compiler.schema.data import Pipeline
+from runtime.curation.api import CurationError, OpConfigError, OpContext
+from runtime.curation.curate import CurationRun, select_pipeline
+from runtime.curation.executor_local import run_jobs
+from runtime.curation.stages import plan_stages
+
+
+def array_slice(items: list[str], task: int, tasks: int) -> list[str]:
+    """The task-th of `tasks` contiguous, nearly equal slices of `items`."""
+    if not 0 <= task < tasks:
+        raise CurationError(f"array task {task} is outside 0..{tasks - 1}")
+    return items[task * len(items) // tasks : (task + 1) * len(items) // tasks]
+
+
+def array_position(environ: os._Environ | dict = os.environ) -> tuple[int, int]:
+    """(task index from 0, task count) from Slurm's array variables; (0, 1) outside an array job."""
+    if "SLURM_ARRAY_TASK_ID" not in environ:
+        return 0, 1
+    first = int(environ.get("SLURM_ARRAY_TASK_MIN", 0))
+    return int(environ["SLURM_ARRAY_TASK_ID"]) - first, int(environ["SLURM_ARRAY_TASK_COUNT"])
+
+
+def load_pipeline(args: argparse.Namespace) -> Pipeline:
+    if args.pipeline_file:
+        return Pipeline.model_validate_json(Path(args.pipeline_file).read_text())
+    if args.bundle:
+        if not args.pipeline:
+            raise CurationError("--bundle needs --pipeline NAME (the file BUNDLE/curation/NAME.json)")
+        return Pipeline.model_validate_json((Path(args.bundle) / "curation" / f"{args.pipeline}.json").read_text())
+    if args.spec:
+        from compiler.targets import (
+            load_target,  # loads the spec library: only when asked for
+        )
+
+        spec = load_target(args.spec)
+        name, _ = select_pipeline(spec, args.pipeline)
+        return next(p for p in spec.data.pipelines if p.name == name)
+    raise CurationError("give the pipeline with --bundle DIR --pipeline NAME, --pipeline-file FILE or --spec TARGET")
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="python -m runtime.curation.slurm_task", description=__doc__.split("\n")[0])
+    cli.add_argument("--bundle", help="compiled bundle directory holding curation/NAME.json")
+    cli.add_argument("--pipeline", help="pipeline name")
+    cli.add_argument("--pipeline-file", help="a Pipeline as JSON")
+    cli.add_argument("--spec", help="a spec TARGET instead of a bundle")
+    cli.add_argument("--input", help="shards: directory, glob or brace pattern")
+    cli.add_argument("--output", help="output directory shared by all tasks")
+    cli.add_argument("--stage", type=int, default=0, help="stage to run (0 .. stages-1)")
+    cli.add_argument("--finalize", action="store_true", help="check the ledger and write the report")
+    cli.add_argument("--print-stages", action="store_true", help="print the number of stages and exit")
+    cli.add_argument("--workers", type=int, default=int(os.environ.get("SLURM_CPUS_PER_TASK", 1)))
+    cli.add_argument("--scale", choices=("smoke", "full"), default="full")
+    cli.add_argument("--model-dir")
+    cli.add_argument("--cache-dir", help="score cache; default OUTPUT/_cache (keep it off NFS)")
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        pipeline = load_pipeline(args)
+        if args.print_stages:
+            print(len(plan_stages(list(pipeline.ops), OpContext(Path(args.model_dir) if args.model_dir else None))))
+            return 0
+        if not args.input or not args.output:
+            raise CurationError("--input and --output are required")
+        run = CurationRun.plan(pipeline, args.input, args.output, None, args.scale, args.model_dir, args.cache_dir)
+        if args.finalize:
+            print(run.finish("slurm", args.workers, time.perf_counter() - started).summary())
+            return 0
+        if not 0 <= args.stage < len(run.stages):
+            raise CurationError(f"--stage {args.stage}: pipeline {run.name!r} has stages 0..{len(run.stages) - 1}")
+        task, tasks = array_position()
+        mine = array_slice(run.shards, task, tasks)
+        stage = run.stages[args.stage]
+        run_jobs(run.pending(run.jobs(stage, mine)), args.workers, f"{run.name} stage {stage.index} task {task}/{tasks}")
+        print(f"{run.name} stage {stage.index}: task {task} of {tasks} finished {len(mine)} shards")
+        return 0
+    except (CurationError, OpConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Cut a pipeline's op list into stages at its barriers, and describe one shard's work in a stage.
+
+A barrier (dedup, balancing) must see every record before it decides, so the executor runs the ops in
+stages: stage k runs its map and split ops per shard and scores the barrier that ends it; then the
+barrier decides over all shards at once; stage k+1 applies those verdicts first and goes on. Without
+barriers a pipeline is one stage and each input shard becomes one output shard in one pass.
+
+    ops:     probe  blur  exact_dedup  caption_pii  perceptual_dedup  score_conditioning
+    stages:  [0: probe, blur | score exact_dedup] [1: apply exact_dedup, caption_pii | score perceptual_dedup]
+             [2: apply perceptual_dedup, score_conditioning]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from compiler.schema.data import CurationOp, Op
+from runtime.curation.api import OpConfigError, OpContext, OpImpl
+from runtime.curation.registry import build
+
+
+@cache
+def _op_adapter() -> TypeAdapter:
+    return TypeAdapter(CurationOp)
+
+
+def op_from_json(data: dict[str, Any]) -> Op:
+    """A schema op from its JSON dump (how ops travel to worker processes and Ray tasks)."""
+    return _op_adapter().validate_python(data)
+
+
+def op_json(op: Op) -> dict[str, Any]:
+    return op.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """The ops of one stage: a barrier applied first, map/split ops, a barrier scored last."""
+
+    index: int
+    ops: tuple[dict[str, Any], ...]
+    barrier_in: dict[str, Any] | None
+    barrier_out: dict[str, Any] | None
+    final: bool
+
+    def config_hash(self) -> str:
+        text = json.dumps([self.ops, self.barrier_in, self.barrier_out, self.final], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan_stages(ops: list[Op], ctx: OpContext) -> list[StagePlan]:
+    """Stages of `ops`. Builds every op once, so a bad parameter, a missing implementation, a duplicate
+    name or a score read before it is made raises OpConfigError before any sample is read."""
+    impls = [build(op, ctx) for op in ops]
+    _check_names(impls)
+    groups: list[list[Op]] = [[]]
+    barriers: list[Op] = []
+    for op, impl in zip(ops, impls):
+        if impl.shape == "barrier":
+            barriers.append(op)
+            groups.append([])
+        else:
+            groups[-1].append(op)
+    last = len(groups) - 1
+    return [
+        StagePlan(
+            index=i,
+            ops=tuple(op_json(op) for op in group),
+            barrier_in=op_json(barriers[i - 1]) if i > 0 else None,
+            barrier_out=op_json(barriers[i]) if i < last else None,
+            final=i == last,
+        )
+        for i, group in enumerate(groups)
+    ]
+
+
+def _check_names(impls: list[OpImpl]) -> None:
+    seen: set[str] = set()
+    for index, impl in enumerate(impls):
+        op = impl.spec
+        if op.name in seen:
+            raise OpConfigError(
+                f"ops[{index}] ({op.kind}): name {op.name!r} is used twice in the pipeline; scores and the "
+                "funnel are keyed by op name, so set a distinct `name` on one of them"
+            )
+        for name in impl.requires_scores():
+            if name not in seen:
+                raise OpConfigError(
+                    f"ops[{index}] ({op.name}) reads the score of {name!r}, which is not an earlier op of the "
+                    f"pipeline; move {op.name!r} after {name!r} or fix the name (earlier ops: {sorted(seen)})"
+                )
+        seen.add(op.name)
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard through one stage; everything a worker process or Ray task needs, as plain values."""
+
+    stage: StagePlan
+    source: str  # input shard (stage 0) or the previous stage's intermediate shard
+    stem: str
+    output: str
+    cache_dir: str
+    source_id: str  # changes when the source's content may have changed
+    verdicts: dict[str, dict[str, Any]]  # barrier_in verdicts for this shard's keys: fate, reason, detail, metadata
+    model_dir: str | None = None
+    scale: str = "full"
+
+    def job_hash(self) -> str:
+        """What a finished shard's manifest must match to be skipped on a rerun."""
+        text = json.dumps([self.stage.config_hash(), self.source_id, self.verdicts], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,91 @@
+"""Dedup: the multi-index Hamming search against brute force, and exact / perceptual dedup across shards."""
+
+import json
+
+import numpy as np
+import pytest
+
+from compiler.schema.data import ExactDedup, PerceptualDedup
+from runtime.curation import run
+from runtime.curation.api import OpConfigError
+from runtime.curation.hamming import HammingIndex
+from runtime.curation.registry import build
+from runtime.curation.shards import read_shard
+
+
+def planted(count: int, bits: int, radius: int, seed: int) -> list[int]:
+    """Random codes where every fifth is an earlier code with 0..radius+2 bits flipped."""
+    rng = np.random.default_rng(seed)
+    codes: list[int] = []
+    for i in range(count):
+        if i % 5 == 4:
+            code = codes[int(rng.integers(0, len(codes)))]
+            for bit in rng.choice(bits, int(rng.integers(0, radius + 3)), replace=False):
+                code ^= 1 << int(bit)
+        else:
+            code = int.from_bytes(rng.bytes(bits // 8), "little")
+        codes.append(code)
+    return codes
+
+
+def keep_first_brute_force(codes: list[int], radius: int) -> list[int | None]:
+    kept: list[int] = []
+    result = []
+    for code in codes:
+        match = next((k for k in kept if (codes[k] ^ code).bit_count() <= radius), None)
+        result.append(match)
+        if match is None:
+            kept.append(len(result) - 1)
+    return result
+
+
+@pytest.mark.parametrize("bits, radius", [(64, 0), (64, 4), (64, 10), (256, 12)])
+def test_multi_index_search_matches_brute_force(bits, radius):
+    codes = planted(1500, bits, radius, seed=bits + radius)
+    index = HammingIndex(bits, radius)
+    kept_ids: list[int] = []
+    found = []
+    for position, code in enumerate(codes):
+        match = index.find(code)
+        found.append(None if match is None else kept_ids[match[0]])
+        if match is None:
+            index.add(code)
+            kept_ids.append(position)
+    assert found == keep_first_brute_force(codes, radius)
+    assert sum(m is not None for m in found) > len(codes) // 20  # the planted duplicates were found
+
+
+def test_index_reports_the_earliest_match():
+    index = HammingIndex(64, 4)
+    index.add(0b1111)
+    index.add(0b0111)
+    assert index.find(0b0111) == (0, 1)
+
+
+def test_exact_and_perceptual_dedup_across_shards(shards, tmp_path):
+    report = run([ExactDedup(), PerceptualDedup(max_hamming=4)], f"{shards}/images-*.tar", tmp_path / "out", workers=1)
+    rejects = report.rejects
+    assert rejects["exact_dedup: exact duplicate"] == [{"key": "sharp0_copy", "shard": "images-001", "detail": "same sha256 as sharp0"}]
+    (near,) = rejects["perceptual_dedup: near duplicate"]
+    assert (near["key"], near["detail"]) == ("sharp1_resized", "0 bits from sharp1")
+    kept = {r.key for r in read_shard(str(tmp_path / "out" / "shards" / "images-000.tar"))}
+    assert {"sharp0", "sharp1"} <= kept
+
+
+def test_perceptual_dedup_can_downweight(shards, tmp_path):
+    op = PerceptualDedup(max_hamming=4, action="downweight", downweight=0.25)
+    run([op], f"{shards}/images-*.tar", tmp_path / "out", workers=1)
+    records = {r.key: r for r in read_shard(str(tmp_path / "out" / "shards" / "images-001.tar"))}
+    assert records["sharp1_resized"].metadata["sampling_weight"] == 0.25
+    assert records["sharp1_resized"].metadata["near_duplicate_of"] == "sharp1"
+    assert "sampling_weight" not in records["sharp3"].metadata
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["dropped"] == 0
+
+
+def test_dedup_parameters_that_cannot_run_are_refused():
+    with pytest.raises(OpConfigError, match="square"):
+        build(PerceptualDedup(hash_bits=60), None)
+    with pytest.raises(OpConfigError, match="needs perceptual_dedup.downweight"):
+        build(PerceptualDedup(action="downweight"), None)
+    with pytest.raises(OpConfigError, match="set exact_dedup.hash = 'sha256'"):
+        build(ExactDedup(hash="md5_packets"), None)

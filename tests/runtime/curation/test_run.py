@@ -1,0 +1,168 @@
+"""End-to-end runs: the funnel and ledger, faults, failing loudly, resume, the score cache, a killed run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import specs
+from compiler.schema.data import (
+    AspectRatioFilter,
+    Blur,
+    DurationFilter,
+    ExactDedup,
+    Exposure,
+    MotionScore,
+    PerceptualDedup,
+    Pipeline,
+    Probe,
+    ResolutionFilter,
+    SceneSplit,
+)
+from runtime.curation import CurationError, executor_local, ops_image, registry, run
+from runtime.curation.curate import select_pipeline
+from runtime.curation.shards import member_keys, read_shard
+from tests.runtime.curation.conftest import encode, meta, shard, sharp_image
+from tests.runtime.curation.sleepy import OPS as SLEEPY_OPS
+from tests.runtime.curation.sleepy import register_sleepy
+
+ROOT = Path(__file__).resolve().parents[3]
+PIPELINE = [
+    Probe(),
+    ResolutionFilter(min_short_side_px=64),
+    AspectRatioFilter(min_ratio=1 / 3, max_ratio=3),
+    DurationFilter(min_seconds=1, min_fps=12),
+    Blur(min_laplacian_var=20),
+    Exposure(min_mean_luma=20, max_mean_luma=235),
+    ExactDedup(),
+    SceneSplit(),
+    MotionScore(min_score=0.25),
+    PerceptualDedup(max_hamming=4),
+]
+
+
+def test_every_sample_ends_in_exactly_one_place(shards, corrupt_shard, tmp_path):
+    inputs = [*sorted(map(str, shards.glob("*.tar"))), str(corrupt_shard)]
+    report = run(PIPELINE, inputs, tmp_path / "out", workers=1)
+    assert report.samples_read == 10 + 7 + 8 + 4  # the corrupt shard: 2 samples, a broken one, a bad byte range
+    assert report.kept + report.dropped + report.quarantined + report.split == report.samples_read + report.created
+    static = {r["key"] for r in report.rejects["motion_score: too little motion"]}
+    assert {"video_static", "video_scene_cut_scene000", "video_scene_cut_scene001"} <= static  # both scenes are stills
+    quarantined = {r["key"] for label, rows in report.rejects.items() if "unreadable" in label for r in rows}
+    assert {"truncated", "not_an_image", "video_no_frames", "sharp1"} <= quarantined
+    assert report.quarantined == 5
+    funnel = {op.name: op for op in report.ops}
+    assert funnel["blur"].dropped["too blurry"] >= 2 and funnel["blur"].quarantined == 1  # the truncated JPEG
+    assert funnel["duration"].dropped == {"shorter than min_seconds": 1, "frame rate below min_fps": 1}
+    assert funnel["exact_dedup"].dropped == {"exact duplicate": 3}  # sharp0_copy, and the corrupt shard re-holds two
+    assert all(op.seconds >= 0 for op in report.ops)
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["kept"] == report.kept and Path(written["histograms"]["blur"]).is_file()
+    errors = [json.loads(r.columns["error.json"]) for r in read_shard(str(tmp_path / "out" / "quarantine" / "images-001.stage0.tar"))]
+    assert {e["op"] for e in errors} == {"probe", "blur"}
+
+
+def test_nothing_read_or_nothing_kept_fails(shards, tmp_path):
+    empty = shard(tmp_path / "empty-000.tar", [])
+    with pytest.raises(CurationError, match="read 0 samples"):
+        run([Blur(min_laplacian_var=1)], empty, tmp_path / "a")
+    with pytest.raises(CurationError, match="kept 0 of 10 samples"):
+        run([Blur(min_laplacian_var=1e9)], f"{shards}/images-000.tar", tmp_path / "b", workers=1)
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["dropped"] == 10  # the funnel explains why
+
+
+def test_rerun_skips_finished_shards(shards, tmp_path, monkeypatch):
+    calls = []
+    original = executor_local.process_shard
+    monkeypatch.setattr(executor_local, "process_shard", lambda job: calls.append(job.stem) or original(job))
+    ops = [Blur(min_laplacian_var=20), ExactDedup()]
+    run(ops, shards, tmp_path / "out", workers=1)
+    assert sorted(calls) == ["images-000", "images-000", "images-001", "images-001", "videos-000", "videos-000"]
+    calls.clear()
+    again = run(ops, shards, tmp_path / "out", workers=1)
+    assert calls == [] and again.samples_read == 25
+
+
+def test_threshold_change_does_not_rescore(shards, tmp_path, monkeypatch):
+    scored = []
+    original = ops_image.Blur.score
+    monkeypatch.setattr(ops_image.Blur, "score", lambda self, records: scored.extend(records) or original(self, records))
+    images = f"{shards}/images-*.tar"
+    loose = run([Blur(min_laplacian_var=20)], images, tmp_path / "out", workers=1)
+    assert len(scored) == 15  # 17 images, each decodable one once: not the non-image, not the truncated JPEG
+    scored.clear()
+    strict = run([Blur(min_laplacian_var=150)], images, tmp_path / "out", workers=1)
+    assert scored == [] and strict.kept < loose.kept
+    shared = run([Blur(min_laplacian_var=150)], images, tmp_path / "other", workers=1, cache_dir=tmp_path / "out" / "_cache")
+    assert scored == [] and shared.kept == strict.kept
+    run([Blur(min_laplacian_var=150, analysis_short_side_px=128)], images, tmp_path / "out", workers=1)
+    assert len(scored) == 15  # a scoring parameter changed: scores are recomputed
+
+
+@pytest.mark.slow
+def test_two_workers_write_the_same_shards_as_one(shards, tmp_path):
+    ops = [Blur(min_laplacian_var=20), ExactDedup(), SceneSplit(), PerceptualDedup()]
+    run(ops, shards, tmp_path / "one", workers=1)
+    run(ops, shards, tmp_path / "two", workers=2)
+    for path in sorted((tmp_path / "one" / "shards").iterdir()):
+        assert path.read_bytes() == (tmp_path / "two" / "shards" / path.name).read_bytes()
+
+
+def test_smoke_scale_curates_the_first_shard(shards, tmp_path):
+    report = run([Blur(min_laplacian_var=20)], shards, tmp_path / "out", scale="smoke", workers=1)
+    assert report.shards == 1 and report.input == [str(shards / "images-000.tar")]
+
+
+def test_pipeline_selection():
+    flux = specs.load("flux1-dev")
+    assert select_pipeline(flux, None)[0] == "flux"
+    with pytest.raises(CurationError, match="has pipelines \\['flux'\\]"):
+        select_pipeline(flux, "wan")
+    pipeline = Pipeline(name="p", sources=["s"], ops=[Blur(min_laplacian_var=1)], output="d")
+    assert select_pipeline(pipeline, None) == ("p", list(pipeline.ops))
+    assert select_pipeline([{"kind": "blur", "min_laplacian_var": 1}], "mine")[0] == "mine"
+
+
+@pytest.fixture(scope="module")
+def many_shards(tmp_path_factory) -> Path:
+    """5 shards of 12 distinct small images: enough work to kill a run in the middle."""
+    directory = tmp_path_factory.mktemp("many")
+    for number in range(5):
+        samples = [(f"s{number}_{i:02d}", {"jpg": encode(sharp_image(100 * number + i, 256, 192)), **meta()}) for i in range(12)]
+        shard(directory / f"part-{number:03d}.tar", samples)
+    return directory
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_outputs(many_shards, tmp_path, monkeypatch):
+    registry._discover()
+    monkeypatch.setattr(registry, "_IMPLEMENTATIONS", dict(registry._IMPLEMENTATIONS))
+    register_sleepy()
+    reference = run(SLEEPY_OPS, many_shards, tmp_path / "reference", workers=1)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.runtime.curation.sleepy", str(many_shards), str(killed)],
+        cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    manifests = killed / "_work" / "stage0"
+    deadline = time.monotonic() + 60
+    while not list(manifests.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list(manifests.glob("*.json")))
+    assert 1 <= finished < 5, "the run must be killed in the middle"
+    assert not (killed / "shards").exists()  # stage 0 had not finished: no final shard can exist
+
+    resumed = run(SLEEPY_OPS, many_shards, killed, workers=1)
+    assert (resumed.samples_read, resumed.kept, resumed.dropped) == (reference.samples_read, reference.kept, reference.dropped)
+    for path in sorted((tmp_path / "reference" / "shards").iterdir()):
+        assert member_keys(killed / "shards" / path.name) == member_keys(path)
+        assert (killed / "shards" / path.name).read_bytes() == path.read_bytes()
+    assert list(killed.rglob("*.tmp-*")) == []

@@ -1,0 +1,108 @@
+"""Where weights come from: the full-scale error, the smoke stand-in with its note and quantile
+thresholds, and every schema kind having an implementation."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import typing
+
+import pytest
+
+from compiler.schema.data import (
+    ActiveLearning,
+    Aesthetic,
+    AiGenerated,
+    Balance,
+    ClipSimilarity,
+    CurationOp,
+    DefectMask,
+    FrameConsistency,
+    OcrTextArea,
+    PrecomputeEmbeddings,
+    Recaption,
+    Safety,
+    SemanticDedup,
+    TechnicalQuality,
+    VisualQuality,
+    Watermark,
+)
+from runtime.curation.api import OpConfigError, OpContext
+from runtime.curation.modelzoo.weights import SMOKE_DROP_FRACTION, Limit
+from runtime.curation.registry import build, missing_kinds
+from runtime.curation.runner import BoundOp
+
+MODEL_OPS = [
+    Aesthetic(min_score=6.5), TechnicalQuality(scorer="clip-technical-regressor"), Safety(categories=["nsfw"]),
+    Watermark(), VisualQuality(), ClipSimilarity(), FrameConsistency(), OcrTextArea(), DefectMask(),
+    Recaption(model="Qwen/Qwen2-VL-7B-Instruct"), PrecomputeEmbeddings(text_encoders=["t5_xxl"]),
+    SemanticDedup(), Balance(), AiGenerated(), ActiveLearning(scorer="difficulty-classifier"),
+]
+
+
+def test_every_kind_of_the_schema_has_an_implementation():
+    kinds = [op.model_fields["kind"].default for op in typing.get_args(typing.get_args(CurationOp)[0])]
+    assert len(kinds) == 32
+    assert missing_kinds(kinds) == []
+
+
+@pytest.mark.parametrize("op", MODEL_OPS, ids=lambda op: op.kind)
+def test_a_missing_model_at_full_scale_names_the_model_and_the_folder(tmp_path, op):
+    with pytest.raises(OpConfigError) as error:
+        build(op, OpContext(tmp_path, "full"))
+    message = str(error.value)
+    assert str(tmp_path) in message and "must hold" in message and "smoke" in message
+
+
+@pytest.mark.parametrize("op", MODEL_OPS, ids=lambda op: op.kind)
+def test_a_missing_model_at_smoke_scale_is_a_reported_stand_in(smoke, op):
+    impl = build(op, smoke)
+    (note, *_) = impl.notes()
+    assert "RANDOMLY INITIALISED" in note and op.name in note
+
+
+def test_a_broken_model_folder_is_an_error_even_at_smoke_scale(tmp_path):
+    (tmp_path / "laion-aesthetic-v2" / "clip").mkdir(parents=True)
+    with pytest.raises(OpConfigError, match="head.safetensors"):
+        build(Aesthetic(min_score=5), OpContext(tmp_path, "smoke"))
+
+
+def test_real_weights_leave_no_note_and_score_apart_from_the_stand_in(full, smoke):
+    real, stand_in = build(Aesthetic(min_score=5), full), build(Aesthetic(min_score=5), smoke)
+    assert real.notes() == []
+    assert BoundOp(real, 224).score_id != BoundOp(stand_in, 224).score_id  # cached stand-in scores never reused
+
+
+def test_stand_in_thresholds_become_quantiles_of_the_observed_scores(kit, smoke):
+    records = [kit.image_record(f"s{i:02d}", i) for i in range(20)]
+    run = kit.run_op(Aesthetic(min_score=6.5), records, smoke)
+    values = sorted(r.scores["aesthetic"]["value"] for r in run.kept + run.ended)
+    assert all(r.scores["aesthetic"]["stand_in"] == "laion-aesthetic-v2" for r in run.kept)
+    assert 1 <= len(run.dropped) <= round(SMOKE_DROP_FRACTION * 20)  # not all dropped on the 0-10 scale
+    assert "quantile" in run.ended[0].fate.detail and "6.5" in run.ended[0].fate.detail
+    assert values[0] in {r.scores["aesthetic"]["value"] for r in run.ended}
+
+
+def test_an_absolute_limit_is_kept_when_real_weights_score():
+    limit = Limit("op.max_score", 0.5, "max", stand_in=False)
+    assert limit.failure("a", 0.4) is None
+    assert limit.failure("b", 0.6) == "0.6 > op.max_score 0.5"
+
+
+@pytest.mark.slow
+def test_a_smoke_run_of_model_ops_completes_without_weights(kit, tmp_path):
+    from runtime.curation import run
+
+    with tarfile.open(tmp_path / "in-000000.tar", "w") as tar:
+        for i in range(12):
+            for ext, data in {"png": kit.png(kit.texture(i)), "txt": f"caption {i % 5}".encode()}.items():
+                info = tarfile.TarInfo(f"s{i:03d}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    ops = [Aesthetic(min_score=6.5), Safety(categories=["nsfw"]), SemanticDedup(clusters=3), ClipSimilarity()]
+    report = run(ops, str(tmp_path / "in-000000.tar"), tmp_path / "out", scale="smoke", workers=1,
+                 model_dir=tmp_path / "no-models")
+    assert 0 < report.kept < 12
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["scale"] == "smoke"
