@@ -285,6 +285,50 @@ def compile_spec(
 
 
 @app.command()
+def curate(
+    target: Annotated[str, typer.Argument(help="A spec (shipped name, file.py:attr, .yaml/.json) or a compiled bundle directory.")],
+    inputs: Annotated[list[str], typer.Option("--input", help="Shards: a directory, glob or brace pattern (repeatable).")],
+    output: Annotated[str, typer.Option("--output", help="Directory for kept shards, quarantine and report.json.")],
+    pipeline: Annotated[Optional[str], typer.Option("--pipeline", help="Pipeline name (needed when there are several).")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local or ray.")] = "local",
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes (local) or actors (ray).")] = 2,
+    scale: Annotated[Optional[str], typer.Option("--scale", help="full or smoke (a bundle's own scale by default).")] = None,
+    model_dir: Annotated[Optional[str], typer.Option("--model-dir", help="Local model directory for model-backed ops.")] = None,
+) -> None:
+    """Run a curation pipeline over webdataset shards. Exit 0 on success, 1 when the run fails (nothing read or
+    kept, a lost sample, an op that cannot run), 2 on usage errors."""
+    from pathlib import Path
+
+    from runtime.curation import run
+    from runtime.curation.api import CurationError, OpConfigError
+
+    if executor not in ("local", "ray"):
+        raise _fail(f"--executor {executor!r}: choose local or ray")
+    if Path(target).is_dir():
+        source, bundle_scale = _bundle_pipeline(Path(target), pipeline)
+    else:
+        source, bundle_scale = _load(target), "full"
+    try:
+        report = run(source, inputs if len(inputs) > 1 else inputs[0], output, pipeline=pipeline, executor=executor,
+                     workers=workers, scale=scale or bundle_scale, model_dir=model_dir)
+    except (CurationError, OpConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(f"{report.pipeline}: read {report.samples_read}, kept {report.kept}, dropped {report.dropped}, "
+          f"quarantined {report.quarantined}; report: {Path(output) / 'report.json'}")
+
+
+def _bundle_pipeline(bundle, pipeline: str | None):
+    """The schema Pipeline a compiled bundle ships for `pipeline`, and the bundle's scale."""
+    from compiler.emit.bundle import read_bundle_pipeline
+
+    try:
+        return read_bundle_pipeline(bundle, pipeline)
+    except (OSError, ValueError) as error:
+        raise _fail(str(error)) from None
+
+
+@app.command()
 def clusters(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
     """The cluster presets --cluster accepts (a .yaml/.json file or file.py:attr works too)."""
     from compiler.schema.cluster import PRESETS

@@ -301,6 +301,24 @@ def _slurm_jobs(spec: Spec, order: list[dict[str, Any]]) -> list[dict[str, Any]]
     return jobs
 
 
+def read_bundle_pipeline(bundle: Path, pipeline: str | None):
+    """The curation Pipeline a compiled bundle ships (curation/<slug>/pipeline.json) and the bundle's scale.
+    With one pipeline, `pipeline` may be None."""
+    from compiler.schema.data import Pipeline
+
+    bundle = Path(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    shipped = sorted(p.parent.name for p in bundle.glob("curation/*/pipeline.json"))
+    if pipeline is None and len(shipped) == 1:
+        folder = shipped[0]
+    elif pipeline is not None and slug(pipeline) in shipped:
+        folder = slug(pipeline)
+    else:
+        raise ValueError(f"{bundle}: choose a pipeline with --pipeline NAME; the bundle has: {', '.join(shipped)}")
+    document = json.loads((bundle / "curation" / folder / "pipeline.json").read_text())
+    return Pipeline.model_validate(document["pipeline"]), manifest["scale"]
+
+
 def _time_limit(stage_plan) -> str:
     """Wall-clock limit for sbatch: the estimate with 50% margin, at least an hour, at most 14 days."""
     seconds = min(max(stage_plan.step_seconds * stage_plan.steps * 1.5, 3600), 14 * 86400)

@@ -61,6 +61,7 @@ KNOWN_SCALES: dict[str, Scale] = {
     "clip-vit-l14": Scale(low=-1, high=1, unit="CLIP image-text cosine similarity"),
     "dover": Scale(unit="DOVER technical quality score (unbounded; 0 separates good from bad)"),
     "lpips": Scale(low=0, high=1, unit="LPIPS perceptual distance between sampled frames"),
+    "dssim": Scale(low=0, high=1, unit="structural dissimilarity (1 - SSIM) / 2 between sampled frames"),
     "farneback": Scale(low=0, unit="mean optical-flow magnitude, pixels per frame at the analysis size"),
     "unimatch": Scale(low=0, unit="mean optical-flow magnitude, pixels per frame at the analysis size"),
     "raft": Scale(low=0, unit="mean optical-flow magnitude, pixels per frame at the analysis size"),

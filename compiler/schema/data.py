@@ -398,6 +398,7 @@ class SyntheticText(Op):
     """Add rendered-text images with a curriculum from pure rendering to complex layouts (Qwen-Image)."""
 
     kind: Literal["synthetic_text"] = "synthetic_text"
+    shape: ClassVar[Shape] = "split"  # adds records beside the ones it passes through
     curriculum: list[Literal["pure_rendering", "compositional", "complex_layout"]] = Field(
         default_factory=lambda: ["pure_rendering", "compositional", "complex_layout"]
     )

@@ -10,8 +10,8 @@ which checks the ledger, writes OUT/report.json and fails if nothing was read or
 slice of the sorted shards. Stage K > 0 reads every shard's stage K-1 manifest to let the barrier decide,
 so all tasks agree without talking to each other. A rerun of a task skips its finished shards.
 
-The pipeline comes from BUNDLE/curation/NAME.json (the schema's Pipeline as JSON), --pipeline-file, or
---spec TARGET (a shipped spec name or spec file) with --pipeline NAME.
+The pipeline comes from a compiled bundle (BUNDLE/curation/<pipeline>/pipeline.json), --pipeline-file, or
+--spec TARGET (a shipped spec name or spec file) with --pipeline NAME. --input may be given once per source.
 """
 
 from __future__ import annotations
@@ -48,9 +48,13 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
     if args.pipeline_file:
         return Pipeline.model_validate_json(Path(args.pipeline_file).read_text())
     if args.bundle:
-        if not args.pipeline:
-            raise CurationError("--bundle needs --pipeline NAME (the file BUNDLE/curation/NAME.json)")
-        return Pipeline.model_validate_json((Path(args.bundle) / "curation" / f"{args.pipeline}.json").read_text())
+        from compiler.emit.bundle import read_bundle_pipeline
+
+        try:
+            pipeline, _ = read_bundle_pipeline(Path(args.bundle), args.pipeline)
+        except (OSError, ValueError) as error:
+            raise CurationError(f"--bundle {args.bundle}: {error}") from error
+        return pipeline
     if args.spec:
         from compiler.targets import (
             load_target,  # loads the spec library: only when asked for
@@ -64,16 +68,16 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
 
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="python -m runtime.curation.slurm_task", description=__doc__.split("\n")[0])
-    cli.add_argument("--bundle", help="compiled bundle directory holding curation/NAME.json")
+    cli.add_argument("--bundle", help="compiled bundle directory (reads curation/<pipeline>/pipeline.json)")
     cli.add_argument("--pipeline", help="pipeline name")
     cli.add_argument("--pipeline-file", help="a Pipeline as JSON")
     cli.add_argument("--spec", help="a spec TARGET instead of a bundle")
-    cli.add_argument("--input", help="shards: directory, glob or brace pattern")
+    cli.add_argument("--input", action="append", help="shards: directory, glob or brace pattern (repeatable)")
     cli.add_argument("--output", help="output directory shared by all tasks")
     cli.add_argument("--stage", type=int, default=0, help="stage to run (0 .. stages-1)")
     cli.add_argument("--finalize", action="store_true", help="check the ledger and write the report")
     cli.add_argument("--print-stages", action="store_true", help="print the number of stages and exit")
-    cli.add_argument("--workers", type=int, default=int(os.environ.get("SLURM_CPUS_PER_TASK", 1)))
+    cli.add_argument("--workers", type=int, default=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")))
     cli.add_argument("--scale", choices=("smoke", "full"), default="full")
     cli.add_argument("--model-dir")
     cli.add_argument("--cache-dir", help="score cache; default OUTPUT/_cache (keep it off NFS)")
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         task, tasks = array_position()
         mine = array_slice(run.shards, task, tasks)
         stage = run.stages[args.stage]
-        run_jobs(run.pending(run.jobs(stage, mine)), args.workers, f"{run.name} stage {stage.index} task {task}/{tasks}")
+        description = f"{run.name} stage {stage.index} task {task}/{tasks}"
+        run_jobs(run.pending(run.jobs(stage, mine)), args.workers, description)
         print(f"{run.name} stage {stage.index}: task {task} of {tasks} finished {len(mine)} shards")
         return 0
     except (CurationError, OpConfigError) as error:

@@ -1,5 +1,7 @@
 """The Slurm array entry point: tasks split the shards, stages chain through manifests, finalize reports."""
 
+import json
+
 from compiler.schema.data import Blur, ExactDedup, PerceptualDedup, Pipeline
 from runtime.curation import run
 from runtime.curation.slurm_task import array_position, array_slice, main
@@ -13,15 +15,17 @@ PIPELINE = Pipeline(
 def test_array_slices_cover_every_shard_once():
     shards = [f"s{i}" for i in range(7)]
     slices = [array_slice(shards, task, 3) for task in range(3)]
-    assert sum(slices, []) == shards and [len(s) for s in slices] == [2, 2, 3]
+    assert [s for part in slices for s in part] == shards and [len(s) for s in slices] == [2, 2, 3]
     assert array_position({}) == (0, 1)
     assert array_position({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}) == (2, 4)
 
 
 def test_array_tasks_per_stage_then_finalize_match_a_local_run(shards, tmp_path, monkeypatch, capsys):
-    bundle = tmp_path / "bundle"
-    (bundle / "curation").mkdir(parents=True)
-    (bundle / "curation" / "images.json").write_text(PIPELINE.model_dump_json())
+    bundle = tmp_path / "bundle"  # the layout `genspec compile` writes (compiler/emit/bundle.py)
+    (bundle / "curation" / "images").mkdir(parents=True)
+    (bundle / "manifest.json").write_text(json.dumps({"scale": "full"}))
+    (bundle / "curation" / "images" / "pipeline.json").write_text(
+        json.dumps({"generated_by": "test", "pipeline": PIPELINE.model_dump(mode="json")}))
     common = ["--bundle", str(bundle), "--pipeline", "images", "--input", str(shards), "--output", str(tmp_path / "slurm")]
     assert main(common + ["--print-stages"]) == 0
     stages = int(capsys.readouterr().out)
