@@ -33,12 +33,14 @@ regen: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/bench -q --benchmark-enable --benchmark-only -p no:cacheprovider
 
-# Until the end-to-end job exists (compile, curate, train, sample), the demo shows the spec language.
+# Until the end-to-end job exists (curate, train, sample on this machine), the demo runs the compiler:
+# every spec validated, a version diff, and flux1-dev compiled at smoke scale for this machine.
 demo: $(STAMP)
 	$(BIN)/genspec list
 	$(BIN)/genspec validate --all
-	$(BIN)/genspec explain flux1-dev architecture.backbone
-	$(BIN)/genspec explain hailuo-02
+	$(BIN)/genspec diff seedream-2.0 seedream-3.0 --only objective || test $$? -eq 1
+	$(BIN)/genspec compile flux1-dev --cluster local-cpu --scale smoke -o .cache/demo/flux1-dev --force
+	@echo "demo bundle: .cache/demo/flux1-dev (plan.md, assumptions.md, run_local.sh, submit_slurm.sh)"
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .benchmarks

@@ -13,7 +13,7 @@ from torch import nn
 
 from runtime.models.rope import RopeTables, apply_rope
 
-QKNorm = Literal["per_head", "across_heads"]
+QKNorm = Literal["per_head", "across_heads", "none"]
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -30,22 +30,23 @@ class Attention(nn.Module):
 
     qk_norm="per_head" normalises each head of q and k over head_dim (FLUX, Qwen-Image); "across_heads"
     normalises the whole inner dim before the head split (Wan 2.1, diffusers transformer_wan.py
-    WanAttnProcessor). out_proj=False returns the heads unprojected: FLUX single-stream blocks fuse the
-    attention output projection with the MLP's.
+    WanAttnProcessor); "none" leaves q and k as projected (Allegro, diffusers transformer_allegro.py).
+    out_proj=False returns the heads unprojected: FLUX single-stream blocks fuse the attention output
+    projection with the MLP's.
     """
 
     def __init__(
         self, dim: int, heads: int, head_dim: int, *, qk_norm: QKNorm, eps: float = 1e-6, out_proj: bool = True
     ):
         super().__init__()
-        if qk_norm not in ("per_head", "across_heads"):
-            raise ValueError(f"qk_norm is {qk_norm!r}; it must be 'per_head' or 'across_heads'")
+        if qk_norm not in ("per_head", "across_heads", "none"):
+            raise ValueError(f"qk_norm is {qk_norm!r}; it must be 'per_head', 'across_heads' or 'none'")
         inner = heads * head_dim
         self.head_dim = head_dim
         self.qk_norm = qk_norm
         norm_dim = head_dim if qk_norm == "per_head" else inner
-        self.norm_q = nn.RMSNorm(norm_dim, eps=eps)
-        self.norm_k = nn.RMSNorm(norm_dim, eps=eps)
+        self.norm_q = nn.RMSNorm(norm_dim, eps=eps) if qk_norm != "none" else None
+        self.norm_k = nn.RMSNorm(norm_dim, eps=eps) if qk_norm != "none" else None
         self.to_q = nn.Linear(dim, inner)
         self.to_k = nn.Linear(dim, inner)
         self.to_v = nn.Linear(dim, inner)

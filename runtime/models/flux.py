@@ -1,7 +1,8 @@
 """FLUX-style MMDiT: double-stream blocks over [text, image], then single-stream blocks over the joint sequence.
 
 Covers FLUX.1 dev (guidance embedding), schnell (none) and Kontext (context image tokens appended after the
-target). Module names and chunk orders are diffusers' FluxTransformer2DModel (transformer_flux.py), so its
+target), and Seedream's variant: no pooled text vector, glyph-encoder tokens projected and appended after the
+text tokens (Seedream 2.0 technical report, arXiv:2503.07703, Glyph-aligned ByT5). Module names and chunk orders are diffusers' FluxTransformer2DModel (transformer_flux.py), so its
 state dict loads with strict=True; the structure is BFL's (black-forest-labs/flux src/flux/model.py).
 """
 
@@ -12,7 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.models.attention import Attention, JointAttention
-from runtime.models.layers import AdaLNOut, AdaLNZero, EmbeddingMLP, GeluMLP, layer_norm, modulate, timestep_embedding
+from runtime.models.checkpointing import ActivationCheckpointing
+from runtime.models.kernels import layer_norm_modulate
+from runtime.models.layers import AdaLNOut, AdaLNZero, EmbeddingMLP, GeluMLP, init_dit_weights, timestep_embedding
 from runtime.models.rope import RopeTables, rope_frequencies
 
 TIMESTEP_CHANNELS = 256  # sinusoidal width before the MLP (flux src/flux/model.py: timestep_embedding(t, 256))
@@ -30,12 +33,15 @@ class MMDiTConfig:
     num_attention_heads: int
     attention_head_dim: int
     joint_attention_dim: int  # text encoder width (T5-XXL: 4096)
-    pooled_projection_dim: int  # pooled text vector width (CLIP-L: 768)
+    pooled_projection_dim: int | None  # pooled text vector width (CLIP-L: 768); None: no pooled text (Seedream)
     guidance_embeds: bool  # guidance-distilled (dev, Kontext) embed the CFG scale; schnell does not
     axes_dims_rope: tuple[int, ...]  # RoPE dims per position axis (index, row, col); sums to attention_head_dim
     out_channels: int | None = None  # None: same as in_channels
     rope_theta: float = 10000.0
     mlp_ratio: float = 4.0
+    # Glyph encoder width (Seedream's Glyph-ByT5: 1472); its tokens are projected to joint_attention_dim and
+    # follow the text tokens. None: no glyph encoder.
+    glyph_dim: int | None = None
 
     def __post_init__(self):
         if sum(self.axes_dims_rope) != self.attention_head_dim:
@@ -57,24 +63,29 @@ class MMDiTConfig:
 
 
 class TimestepGuidanceTextEmbedding(nn.Module):
-    """Conditioning vector: MLP(sinusoid(t)) [+ MLP(sinusoid(guidance))] + MLP(pooled text).
+    """Conditioning vector: MLP(sinusoid(t)) [+ MLP(sinusoid(guidance))] [+ MLP(pooled text)].
 
     As diffusers embeddings.py CombinedTimestep(Guidance)TextProjEmbeddings; guidance_embedder is None for
-    models without guidance distillation, so their state dict has no such keys.
+    models without guidance distillation and text_embedder for models without a pooled text vector, so their
+    state dicts have no such keys.
     """
 
-    def __init__(self, dim: int, pooled_dim: int, guidance_embeds: bool):
+    def __init__(self, dim: int, pooled_dim: int | None, guidance_embeds: bool):
         super().__init__()
         self.timestep_embedder = EmbeddingMLP(TIMESTEP_CHANNELS, dim, nn.SiLU())
         self.guidance_embedder = EmbeddingMLP(TIMESTEP_CHANNELS, dim, nn.SiLU()) if guidance_embeds else None
-        self.text_embedder = EmbeddingMLP(pooled_dim, dim, nn.SiLU())
+        self.text_embedder = EmbeddingMLP(pooled_dim, dim, nn.SiLU()) if pooled_dim else None
 
-    def forward(self, timestep: torch.Tensor, guidance: torch.Tensor | None, pooled: torch.Tensor) -> torch.Tensor:
-        """Already scaled timestep and guidance (B,), pooled text (B, pooled_dim) -> (B, dim)."""
-        emb = self.timestep_embedder(timestep_embedding(timestep, TIMESTEP_CHANNELS).to(pooled.dtype))
+    def forward(
+        self, timestep: torch.Tensor, guidance: torch.Tensor | None, pooled: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Already scaled timestep and guidance (B,), pooled text (B, pooled_dim) or None -> (B, dim)."""
+        # The sinusoids are cast to the pooled text's dtype, as diffusers does, else to the weights'.
+        dtype = self.timestep_embedder.linear_1.weight.dtype if pooled is None else pooled.dtype
+        emb = self.timestep_embedder(timestep_embedding(timestep, TIMESTEP_CHANNELS).to(dtype))
         if self.guidance_embedder is not None:
-            emb = emb + self.guidance_embedder(timestep_embedding(guidance, TIMESTEP_CHANNELS).to(pooled.dtype))
-        return emb + self.text_embedder(pooled)
+            emb = emb + self.guidance_embedder(timestep_embedding(guidance, TIMESTEP_CHANNELS).to(dtype))
+        return emb if self.text_embedder is None else emb + self.text_embedder(pooled)
 
 
 class DoubleStreamBlock(nn.Module):
@@ -98,9 +109,9 @@ class DoubleStreamBlock(nn.Module):
         x_attn, c_attn = self.attn(x_mod, c_mod, rope)
 
         x = x + gate_msa[:, None] * x_attn
-        x = x + gate_mlp[:, None] * self.ff(modulate(layer_norm(x), shift_mlp, scale_mlp))
+        x = x + gate_mlp[:, None] * self.ff(layer_norm_modulate(x, shift_mlp, scale_mlp))
         context = context + c_gate_msa[:, None] * c_attn
-        c_mlp = self.ff_context(modulate(layer_norm(context), c_shift_mlp, c_scale_mlp))
+        c_mlp = self.ff_context(layer_norm_modulate(context, c_shift_mlp, c_scale_mlp))
         context = context + c_gate_mlp[:, None] * c_mlp
         return x, context
 
@@ -125,7 +136,7 @@ class SingleStreamBlock(nn.Module):
         return x + gate[:, None] * self.proj_out(torch.cat([self.attn(x_mod, rope=rope), mlp], dim=-1))
 
 
-class MMDiT(nn.Module):
+class MMDiT(ActivationCheckpointing, nn.Module):
     """FLUX-style MMDiT denoiser over packed latent tokens; returns the prediction for the target tokens.
 
     Forward mirrors diffusers FluxTransformer2DModel.forward (packed tokens, 2D ids, t in [0, 1]) and adds
@@ -142,6 +153,11 @@ class MMDiT(nn.Module):
         dim, heads, head_dim = config.inner_dim, config.num_attention_heads, config.attention_head_dim
         self.time_text_embed = TimestepGuidanceTextEmbedding(dim, config.pooled_projection_dim, config.guidance_embeds)
         self.context_embedder = nn.Linear(config.joint_attention_dim, dim)
+        self.glyph_embedder = (
+            EmbeddingMLP(config.glyph_dim, config.joint_attention_dim, nn.GELU(approximate="tanh"))
+            if config.glyph_dim
+            else None
+        )
         self.x_embedder = nn.Linear(config.in_channels, dim)
         self.transformer_blocks = nn.ModuleList(
             DoubleStreamBlock(dim, heads, head_dim, config.mlp_ratio) for _ in range(config.num_layers)
@@ -156,24 +172,31 @@ class MMDiT(nn.Module):
         self,
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
-        pooled_projections: torch.Tensor,
+        pooled_projections: torch.Tensor | None,
         timestep: torch.Tensor,
         img_ids: torch.Tensor,
         txt_ids: torch.Tensor,
         guidance: torch.Tensor | None = None,
         context_latents: torch.Tensor | None = None,
         context_ids: torch.Tensor | None = None,
+        glyph_hidden_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict for the target tokens.
 
         hidden_states (B, L, in_channels) packed target latents; encoder_hidden_states (B, T, joint_dim);
-        pooled_projections (B, pooled_dim); timestep (B,) in [0, 1]; img_ids (L, axes) and txt_ids (T, axes)
-        positions; guidance (B,) CFG scale, required exactly when config.guidance_embeds; context_latents
-        (B, L_c, in_channels) and context_ids (L_c, axes) for Kontext. Returns (B, L, out_channels).
+        pooled_projections (B, pooled_dim), None exactly when config.pooled_projection_dim is; timestep (B,)
+        in [0, 1]; img_ids (L, axes) and txt_ids (T + T_g, axes) positions; guidance (B,) CFG scale, required
+        exactly when config.guidance_embeds; context_latents (B, L_c, in_channels) and context_ids (L_c, axes)
+        for Kontext; glyph_hidden_states (B, T_g, glyph_dim), glyph tokens that follow the text tokens.
+        Returns (B, L, out_channels).
         """
         self._check_inputs(
-            hidden_states, encoder_hidden_states, img_ids, txt_ids, guidance, context_latents, context_ids
+            hidden_states, encoder_hidden_states, pooled_projections, img_ids, txt_ids, guidance, context_latents,
+            context_ids, glyph_hidden_states,
         )
+        if glyph_hidden_states is not None:
+            glyphs = self.glyph_embedder(glyph_hidden_states).to(encoder_hidden_states.dtype)
+            encoder_hidden_states = torch.cat([encoder_hidden_states, glyphs], dim=1)
         target_len = hidden_states.shape[1]
         if context_latents is not None:
             hidden_states = torch.cat([hidden_states, context_latents], dim=1)
@@ -196,22 +219,49 @@ class MMDiT(nn.Module):
         x = joint[:, context.shape[1] : context.shape[1] + target_len]
         return self.proj_out(self.norm_out(x, temb))
 
+    def init_weights(self) -> None:
+        """Initialise for training from scratch: DiT's scheme with adaLN-Zero (layers.init_dit_weights).
+
+        Zeroed: every block's modulation projection (so all gates start at zero and each block is the
+        identity), the final modulation and the output projection (so the prediction starts at zero).
+        """
+        init_dit_weights(
+            self,
+            embedders=[self.time_text_embed] + ([self.glyph_embedder] if self.glyph_embedder else []),
+            zeroed=[
+                *(block.norm1.linear for block in self.transformer_blocks),
+                *(block.norm1_context.linear for block in self.transformer_blocks),
+                *(block.norm.linear for block in self.single_transformer_blocks),
+                self.norm_out.linear,
+                self.proj_out,
+            ],
+        )
+
     def _check_inputs(
-        self, hidden_states, encoder_hidden_states, img_ids, txt_ids, guidance, context_latents, context_ids
+        self, hidden_states, encoder_hidden_states, pooled, img_ids, txt_ids, guidance, context_latents, context_ids,
+        glyphs,
     ):
+        if (pooled is None) != (self.config.pooled_projection_dim is None):
+            needs = "needs" if self.config.pooled_projection_dim else "takes no"
+            raise ValueError(f"this MMDiT {needs} pooled_projections (config.pooled_projection_dim)")
+        if glyphs is not None and self.glyph_embedder is None:
+            raise ValueError(
+                "glyph_hidden_states was passed but config.glyph_dim is None: the model has no glyph encoder"
+            )
         if self.config.guidance_embeds and guidance is None:
             raise ValueError("config.guidance_embeds is True but guidance is None: pass one CFG scale per sample")
         if not self.config.guidance_embeds and guidance is not None:
             raise ValueError("guidance was passed but config.guidance_embeds is False: drop it or enable the embedding")
         if (context_latents is None) != (context_ids is None):
             raise ValueError("Kontext needs context_latents and context_ids (ids[..., 0] = 1): pass both or neither")
-        pairs = [("img_ids", img_ids, hidden_states), ("txt_ids", txt_ids, encoder_hidden_states)]
+        text_len = encoder_hidden_states.shape[1] + (0 if glyphs is None else glyphs.shape[1])
+        pairs = [("img_ids", img_ids, hidden_states.shape[1]), ("txt_ids", txt_ids, text_len)]
         if context_latents is not None:
-            pairs.append(("context_ids", context_ids, context_latents))
+            pairs.append(("context_ids", context_ids, context_latents.shape[1]))
         axes = len(self.config.axes_dims_rope)
-        for name, ids, tokens in pairs:
-            if tuple(ids.shape) != (tokens.shape[1], axes):
+        for name, ids, count in pairs:
+            if tuple(ids.shape) != (count, axes):
                 raise ValueError(
-                    f"{name} has shape {tuple(ids.shape)} but its tokens need ({tokens.shape[1]}, {axes}): "
-                    "one position per token and RoPE axis, without a batch dim"
+                    f"{name} has shape {tuple(ids.shape)} but its tokens need ({count}, {axes}): one position "
+                    "per token (text then glyph tokens for txt_ids) and RoPE axis, without a batch dim"
                 )

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from runtime.models.kernels import layer_norm_modulate
+
 
 class GeluMLP(nn.Module):
     """Linear -> GELU (tanh approximation) -> Linear, the transformer MLP of FLUX, Qwen-Image and Wan.
@@ -87,21 +89,9 @@ def timestep_embedding(
     return torch.cat(halves, dim=-1)
 
 
-def layer_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """LayerNorm over the last dim without affine parameters: adaLN supplies scale and shift."""
-    return F.layer_norm(x, (x.shape[-1],), eps=eps)
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x * (1 + scale) + shift with (B, D) parameters broadcast over the sequence of x (B, S, D).
-
-    adaLN from DiT (Peebles & Xie 2023, arXiv:2212.09748); `1 + scale` so a zero modulation is the identity.
-    """
-    return x * (1 + scale[:, None]) + shift[:, None]
-
-
 class AdaLNZero(nn.Module):
-    """adaLN-Zero: LayerNorm of x modulated by chunks of Linear(SiLU(cond)).
+    """adaLN-Zero: LayerNorm of x modulated by chunks of Linear(SiLU(cond)), x_hat * (1 + scale) + shift
+    (DiT, Peebles & Xie 2023, arXiv:2212.09748; `1 + scale` so a zero modulation is the identity).
 
     The chunks come in the order shift, scale, then the rest (gates and later shifts/scales), as
     diffusers normalization.py AdaLayerNormZero (6 chunks) and AdaLayerNormZeroSingle (3 chunks).
@@ -117,7 +107,7 @@ class AdaLNZero(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x (B, S, D), cond (B, D) -> (modulated x, [remaining num_chunks - 2 chunks])."""
         shift, scale, *rest = self.linear(F.silu(cond)).chunk(self.num_chunks, dim=-1)
-        return modulate(layer_norm(x, self.eps), shift, scale), rest
+        return layer_norm_modulate(x, shift, scale, self.eps), rest
 
 
 class AdaLNOut(nn.Module):
@@ -132,7 +122,7 @@ class AdaLNOut(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x (B, S, D), cond (B, D) -> (B, S, D)."""
         scale, shift = self.linear(F.silu(cond).to(x.dtype)).chunk(2, dim=-1)
-        return modulate(layer_norm(x, self.eps), shift, scale)
+        return layer_norm_modulate(x, shift, scale, self.eps)
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -191,3 +181,25 @@ def unpatchify_3d(tokens: torch.Tensor, grid: tuple[int, int, int], patch: tuple
         "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
         f=frames, h=height, w=width, pt=pt, ph=ph, pw=pw,
     )
+
+
+def init_dit_weights(model: nn.Module, embedders: list[nn.Module], zeroed: list[nn.Module | nn.Parameter]) -> None:
+    """DiT's initialisation for training from scratch (facebookresearch/DiT models.py DiT.initialize_weights):
+    Xavier-uniform linear and patch-embedding weights with zero biases, N(0, 0.02) conditioning embedders,
+    then adaLN-Zero: every module or parameter in `zeroed` (modulation projections, output layers) set to
+    zero, so each residual block starts as the identity and the model's output starts at zero.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, SpacetimePatchEmbed)):
+            # A patch embedding is a linear map of the flattened patch (DiT: xavier on weight.view(out, -1)).
+            nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    for embedder in embedders:
+        for module in embedder.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+    with torch.no_grad():
+        for item in zeroed:
+            for parameter in [item] if isinstance(item, nn.Parameter) else item.parameters():
+                parameter.zero_()

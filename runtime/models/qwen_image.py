@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from runtime.models.attention import JointAttention
-from runtime.models.layers import AdaLNOut, EmbeddingMLP, GeluMLP, layer_norm, modulate, timestep_embedding
+from runtime.models.checkpointing import ActivationCheckpointing
+from runtime.models.kernels import layer_norm_modulate
+from runtime.models.layers import AdaLNOut, EmbeddingMLP, GeluMLP, init_dit_weights, timestep_embedding
 from runtime.models.rope import RopeTables, qwen_image_ids, qwen_text_ids, rope_frequencies
 
 TIMESTEP_CHANNELS = 256
@@ -79,16 +81,16 @@ class QwenImageBlock(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.img_mod(temb).chunk(6, dim=-1)
         c_shift1, c_scale1, c_gate1, c_shift2, c_scale2, c_gate2 = self.txt_mod(temb).chunk(6, dim=-1)
         x_attn, c_attn = self.attn(
-            modulate(layer_norm(x), shift1, scale1), modulate(layer_norm(context), c_shift1, c_scale1), rope, mask
+            layer_norm_modulate(x, shift1, scale1), layer_norm_modulate(context, c_shift1, c_scale1), rope, mask
         )
         x = x + gate1[:, None] * x_attn
         context = context + c_gate1[:, None] * c_attn
-        x = x + gate2[:, None] * self.img_mlp(modulate(layer_norm(x), shift2, scale2))
-        context = context + c_gate2[:, None] * self.txt_mlp(modulate(layer_norm(context), c_shift2, c_scale2))
+        x = x + gate2[:, None] * self.img_mlp(layer_norm_modulate(x, shift2, scale2))
+        context = context + c_gate2[:, None] * self.txt_mlp(layer_norm_modulate(context, c_shift2, c_scale2))
         return x, context
 
 
-class QwenImageMMDiT(nn.Module):
+class QwenImageMMDiT(ActivationCheckpointing, nn.Module):
     """Qwen-Image denoiser over packed latent tokens.
 
     Forward mirrors diffusers QwenImageTransformer2DModel.forward, except that img_shapes lists the
@@ -147,3 +149,20 @@ class QwenImageMMDiT(nn.Module):
         for block in self.transformer_blocks:
             x, context = block(x, context, temb, rope, mask)
         return self.proj_out(self.norm_out(x, temb))
+
+    def init_weights(self) -> None:
+        """Initialise for training from scratch: DiT's scheme with adaLN-Zero (layers.init_dit_weights).
+
+        Zeroed: every block's img_mod / txt_mod projection (gates start at zero, each block is the identity),
+        the final modulation and the output projection (the prediction starts at zero).
+        """
+        init_dit_weights(
+            self,
+            embedders=[self.time_text_embed],
+            zeroed=[
+                *(block.img_mod for block in self.transformer_blocks),
+                *(block.txt_mod for block in self.transformer_blocks),
+                self.norm_out.linear,
+                self.proj_out,
+            ],
+        )

@@ -10,8 +10,10 @@ axis and rotate each block by that axis's position:
   44 / 42 / 42 for d = 128 (Wan-Video/Wan2.1 wan/modules/model.py rope_apply).
 - Qwen-Image (MSRoPE): axes (frame, row, col), image rows and columns centred on zero, text tokens on the
   diagonal starting after the largest image half-extent (diffusers transformer_qwenimage.py QwenEmbedRope).
+- Seedream 3.0 (cross-modality RoPE): FLUX's image ids; text tokens are a one-row image placed after the
+  image's last column.
 
-All three rotate interleaved pairs (x[2i], x[2i+1]). The reference implementations multiply complex numbers;
+All of them rotate interleaved pairs (x[2i], x[2i+1]). The reference implementations multiply complex numbers;
 this module writes the product out with cos/sin tables because inductor cannot generate code for complex
 tensors.
 """
@@ -113,3 +115,14 @@ def qwen_text_ids(img_shapes: Sequence[tuple[int, int, int]], text_len: int, dev
     start = max(max(height // 2, width // 2) for _, height, width in img_shapes)
     positions = torch.arange(text_len, device=device, dtype=torch.float32) + start
     return positions[:, None].expand(text_len, 3)
+
+
+def cross_modality_text_ids(text_len: int, grid_width: int, device=None) -> torch.Tensor:
+    """Seedream 3.0 cross-modality RoPE: text tokens form a 1 x text_len row of 2D tokens whose column
+    positions continue after the image's, (0, 0, grid_width + j) in (index, row, col) order, (text_len, 3).
+
+    Seedream 3.0 Technical Report (arXiv:2504.11346), "Cross-modality RoPE".
+    """
+    ids = torch.zeros(text_len, 3, device=device)
+    ids[:, 2] = torch.arange(text_len, device=device, dtype=torch.float32) + grid_width
+    return ids

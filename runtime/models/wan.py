@@ -4,6 +4,9 @@ time projection plus a learned per-block table.
 The modulation, norms and residual sums run in float32 whatever the parameter dtype, as in the reference
 (Wan-Video/Wan2.1 wan/modules/model.py WanAttentionBlock). Module names are diffusers'
 WanTransformer3DModel (transformer_wan.py), so its state dict loads with strict=True.
+
+The factory builds the other cross-attention DiTs (Allegro, Sora, Hailuo, Imagen 3) from this class;
+`rope_axes_dims` and `qk_norm` cover where their specs differ from Wan (RoPE split, per-head or no QK norm).
 """
 
 import math
@@ -13,13 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.models.attention import Attention
+from runtime.models.attention import Attention, QKNorm
+from runtime.models.checkpointing import ActivationCheckpointing
+from runtime.models.kernels import layer_norm_modulate
 from runtime.models.layers import (
     EmbeddingMLP,
     FP32LayerNorm,
     GeluMLP,
     SpacetimePatchEmbed,
-    layer_norm,
+    init_dit_weights,
     timestep_embedding,
     unpatchify_3d,
 )
@@ -43,12 +48,26 @@ class WanDiTConfig:
     cross_attn_norm: bool = True  # affine LayerNorm before cross-attention (Wan 2.1: on)
     eps: float = 1e-6
     rope_theta: float = 10000.0
+    # RoPE dims over (frame, row, col), 0 for an axis without rotation; None: Wan's split (44/42/42 of 128).
+    rope_axes_dims: tuple[int, int, int] | None = None
+    qk_norm: QKNorm = "across_heads"  # Wan 2.1 normalises q and k over all heads; "per_head" as FLUX
 
     def __post_init__(self):
         if len(self.patch_size) != 3:
             raise ValueError(f"WanDiTConfig.patch_size is {self.patch_size}; give (frames, height, width)")
         if self.attention_head_dim % 2:
             raise ValueError(f"WanDiTConfig.attention_head_dim is {self.attention_head_dim}; RoPE needs it even")
+        axes = self.axes_dims_rope
+        if len(axes) != 3 or sum(axes) != self.attention_head_dim or any(dim % 2 for dim in axes):
+            raise ValueError(
+                f"WanDiTConfig.rope_axes_dims is {axes}; give three even dims for (frame, row, col) summing to "
+                f"attention_head_dim {self.attention_head_dim}, or None for Wan's split"
+            )
+
+    @property
+    def axes_dims_rope(self) -> tuple[int, int, int]:
+        """RoPE dims over (frame, row, col)."""
+        return self.rope_axes_dims or wan_axes_dims(self.attention_head_dim)
 
     @property
     def inner_dim(self) -> int:
@@ -80,11 +99,11 @@ class WanBlock(nn.Module):
     text, modulated GELU-tanh FFN. Modulation = scale_shift_table + time projection, chunks shift, scale,
     gate (self-attention) then shift, scale, gate (FFN)."""
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, cross_attn_norm: bool, eps: float):
+    def __init__(self, dim: int, heads: int, ffn_dim: int, cross_attn_norm: bool, eps: float, qk_norm: QKNorm):
         super().__init__()
         self.eps = eps
-        self.attn1 = Attention(dim, heads, dim // heads, qk_norm="across_heads", eps=eps)
-        self.attn2 = Attention(dim, heads, dim // heads, qk_norm="across_heads", eps=eps)
+        self.attn1 = Attention(dim, heads, dim // heads, qk_norm=qk_norm, eps=eps)
+        self.attn2 = Attention(dim, heads, dim // heads, qk_norm=qk_norm, eps=eps)
         self.norm2 = FP32LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else nn.Identity()
         self.ffn = GeluMLP(dim, ffn_dim)
         # Wan2.1 wan/modules/model.py WanAttentionBlock.modulation, initialised randn / sqrt(dim) as there.
@@ -94,15 +113,16 @@ class WanBlock(nn.Module):
         self, x: torch.Tensor, context: torch.Tensor, modulation: torch.Tensor, rope: RopeTables
     ) -> torch.Tensor:
         """x (B, S, D) video tokens, context (B, T, D) text, modulation (B, 6, D), rope (S, head_dim) -> x."""
-        shift, scale, gate, c_shift, c_scale, c_gate = (self.scale_shift_table + modulation.float()).chunk(6, dim=1)
-        h = (layer_norm(x.float(), self.eps) * (1 + scale) + shift).type_as(x)
-        x = (x.float() + self.attn1(h, rope=rope) * gate).type_as(x)
+        table = self.scale_shift_table + modulation.float()
+        shift, scale, gate, c_shift, c_scale, c_gate = table.unbind(dim=1)
+        h = layer_norm_modulate(x, shift, scale, self.eps)
+        x = (x.float() + self.attn1(h, rope=rope) * gate[:, None]).type_as(x)
         x = x + self.attn2(self.norm2(x.float()).type_as(x), context)
-        h = (layer_norm(x.float(), self.eps) * (1 + c_scale) + c_shift).type_as(x)
-        return (x.float() + self.ffn(h).float() * c_gate).type_as(x)
+        h = layer_norm_modulate(x, c_shift, c_scale, self.eps)
+        return (x.float() + self.ffn(h).float() * c_gate[:, None]).type_as(x)
 
 
-class WanDiT(nn.Module):
+class WanDiT(ActivationCheckpointing, nn.Module):
     """Wan 2.1 text-to-video denoiser: video latents (B, C, F, H, W) in, same shape out.
 
     Forward mirrors diffusers WanTransformer3DModel.forward for text-to-video (one timestep per sample).
@@ -116,9 +136,9 @@ class WanDiT(nn.Module):
         dim = config.inner_dim
         self.patch_embedding = SpacetimePatchEmbed(config.in_channels, dim, config.patch_size)
         self.condition_embedder = WanConditionEmbedder(dim, config.freq_dim, config.text_dim)
+        block_sizes = (dim, config.num_attention_heads, config.ffn_dim)
         self.blocks = nn.ModuleList(
-            WanBlock(dim, config.num_attention_heads, config.ffn_dim, config.cross_attn_norm, config.eps)
-            for _ in range(config.num_layers)
+            WanBlock(*block_sizes, config.cross_attn_norm, config.eps, config.qk_norm) for _ in range(config.num_layers)
         )
         self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
         # Final (shift, scale) table, no gate (Wan2.1 wan/modules/model.py Head.modulation).
@@ -137,11 +157,32 @@ class WanDiT(nn.Module):
         x = self.patch_embedding(hidden_states)
         temb, modulation, context = self.condition_embedder(timestep, encoder_hidden_states)
         ids = grid_ids(*grid, device=x.device)
-        rope = rope_frequencies(ids, wan_axes_dims(self.config.attention_head_dim), self.config.rope_theta)
+        rope = rope_frequencies(ids, self.config.axes_dims_rope, self.config.rope_theta)
 
         for block in self.blocks:
             x = block(x, context, modulation, rope)
 
-        shift, scale = (self.scale_shift_table + temb[:, None]).chunk(2, dim=1)
-        x = (layer_norm(x.float(), self.config.eps) * (1 + scale) + shift).type_as(x)
+        shift, scale = (self.scale_shift_table + temb[:, None]).unbind(dim=1)
+        x = layer_norm_modulate(x, shift, scale, self.config.eps)
         return unpatchify_3d(self.proj_out(x), grid, self.config.patch_size)
+
+    def init_weights(self) -> None:
+        """Initialise for training from scratch: DiT's scheme with adaLN-Zero (layers.init_dit_weights).
+
+        Zeroed: the shared time projection and every modulation table (so all gates start at zero), the
+        cross-attention output projections (ungated in Wan, zeroed as PixArt-alpha does: PixArt-alpha
+        diffusion/model/nets/PixArt.py initialize_weights) and the output projection. Every block then starts
+        as the identity and the model's output as zero.
+        """
+        embedder = self.condition_embedder
+        init_dit_weights(
+            self,
+            embedders=[embedder.time_embedder, embedder.text_embedder],
+            zeroed=[
+                embedder.time_proj,
+                self.scale_shift_table,
+                self.proj_out,
+                *(block.scale_shift_table for block in self.blocks),
+                *(block.attn2.to_out for block in self.blocks),
+            ],
+        )

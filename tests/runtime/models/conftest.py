@@ -72,6 +72,39 @@ def wan_kwargs():
 
 
 @pytest.fixture(scope="session")
+def unet_kwargs():
+    """An Efficient U-Net super-resolving 8 -> 16 px in miniature: two levels, attention at the deepest."""
+    return dict(
+        resolution=16,
+        channels=16,
+        channel_mult=(1, 2),
+        res_blocks=(1, 1),
+        attention_resolutions=(8,),
+        text_dim=12,
+        efficient=True,
+        skip_scale=2**-0.5,
+        low_res_conditioning=True,
+        noise_conditioning_augmentation=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def unet_inputs(unet_kwargs):
+    """Keyword inputs of the U-Nets' forward; the second sample's last two text tokens are padding."""
+    generator = torch.Generator().manual_seed(4)
+    mask = torch.ones(BATCH, 5, dtype=torch.bool)
+    mask[1, -2:] = False
+    return dict(
+        sample=torch.randn(BATCH, 3, 16, 16, generator=generator),
+        timestep=torch.tensor([3.0, 700.0]),
+        text=torch.randn(BATCH, 5, unet_kwargs["text_dim"], generator=generator),
+        text_mask=mask,
+        low_res=torch.randn(BATCH, 3, 8, 8, generator=generator),
+        low_res_noise_level=torch.tensor([0.1, 0.4]),
+    )
+
+
+@pytest.fixture(scope="session")
 def flux_inputs(flux_kwargs):
     """Keyword inputs of FluxTransformer2DModel.forward and MMDiT.forward (the names agree)."""
     generator = torch.Generator().manual_seed(1)

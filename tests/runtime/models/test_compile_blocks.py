@@ -10,6 +10,7 @@ from runtime.models import (
     MMDiTConfig,
     QwenImageConfig,
     QwenImageMMDiT,
+    UNetConfig,
     WanDiT,
     WanDiTConfig,
     compile_blocks,
@@ -19,6 +20,7 @@ FAMILIES = {
     "flux": (MMDiT, MMDiTConfig, "flux_kwargs", "flux_inputs"),
     "qwen_image": (QwenImageMMDiT, QwenImageConfig, "qwen_image_kwargs", "qwen_image_inputs"),
     "wan": (WanDiT, WanDiTConfig, "wan_kwargs", "wan_inputs"),
+    "efficient_unet": (lambda config: config.build(), UNetConfig, "unet_kwargs", "unet_inputs"),
 }
 
 

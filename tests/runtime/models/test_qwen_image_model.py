@@ -43,7 +43,7 @@ def test_edit_style_second_image_matches_diffusers(qwen_image, qwen_image_inputs
     """Qwen-Image-Edit appends a reference image as a second segment with frame index 1."""
     reference, ours = qwen_image
     img_shapes = [*qwen_image_inputs["img_shapes"], (1, 3, 3)]
-    batch, image_len, channels = qwen_image_inputs["hidden_states"].shape
+    batch, _, channels = qwen_image_inputs["hidden_states"].shape
     reference_image = torch.randn(batch, 9, channels, generator=torch.Generator().manual_seed(5))
     inputs = dict(
         qwen_image_inputs,
