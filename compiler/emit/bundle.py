@@ -166,7 +166,8 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
     inputs = []
     for use in stage.datasets:
         root, where = _root_dataset(spec, use.dataset)
-        inputs.append(DataInput(dataset=use.dataset, weight=use.weight, shards=f"curated/{root}",
+        # A curation run keeps its samples in OUTPUT/shards (runtime/curation/layout.py).
+        inputs.append(DataInput(dataset=use.dataset, weight=use.weight, shards=f"curated/{root}/shards",
                                 where=where, modality=_modality(spec, root)))
     return StageFile(
         spec=spec.name, scale=scale, stage=stage, architecture=spec.architecture, objective=spec.objective,

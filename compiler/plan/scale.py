@@ -111,9 +111,20 @@ def _shrink_cascade_sides(spec: Spec, changes: dict[str, tuple[Any, str]]) -> No
         changes[f"architecture.backbone.stages[{unet.name}].attention_resolutions"] = ([side // 2], "attention at the lower level")
 
 
+def _shrink_subsets(spec: Spec, changes: dict[str, tuple[Any, str]], largest: int) -> None:
+    """Resolution tiers shrink with the training sizes, so a high-resolution subset keeps some samples."""
+    for dataset in spec.data.datasets:
+        if dataset.where is not None and dataset.where.min_short_side_px:
+            side = max(8, int(dataset.where.min_short_side_px * LONG_SIDE / largest))
+            changes[f"data.datasets[{dataset.name}].where.min_short_side_px"] = (
+                side, "resolution tier scaled like the training sizes")
+
+
 def _shrink_stages(spec: Spec, changes: dict[str, tuple[Any, str]], step: int) -> None:
     largest = max(max(s.height, s.width) for stage in spec.schedule.stages for s in stage.resolutions)
     cascade = spec.architecture.backbone if isinstance(spec.architecture.backbone, Cascade) else None
+    # A cascade's largest output side can exceed its training crops: its subsets scale against the output.
+    _shrink_subsets(spec, changes, max(u.resolution for u in cascade.stages) if cascade else largest)
     for stage in spec.schedule.stages:
         base = f"schedule.stages[{stage.name}]"
         if cascade is not None:

@@ -251,7 +251,7 @@ def declared_inputs(bundle: Path, jobs: list[Job]) -> dict[str, set[str]]:
         folder = bundle / Path(job.script).parent
         if (folder / "pipeline.json").exists():
             output = json.loads((folder / "pipeline.json").read_text())["pipeline"]["output"]
-            producers[f"curated/{output}"] = job.name  # the last job of a pipeline (its finalize) produces it
+            producers[f"curated/{output}/shards"] = job.name  # the last job of a pipeline (its finalize) writes it
         if (folder / "stage.yaml").exists():
             stages[job.name] = YAML(typ="safe").load((folder / "stage.yaml").read_text())
             producers[stages[job.name]["output_dir"]] = job.name

@@ -102,7 +102,8 @@ def test_requests_fit_the_cluster_they_were_compiled_for(slurm, stub_bundle):
     pytest.param(True, id="real-runtime", marks=pytest.mark.slow),
 ])
 def test_every_job_runs_in_dependency_order(run_dag, use_real_runtime):
-    dag = run_dag(use_real_runtime=use_real_runtime, timeout=150 if use_real_runtime else 90)
+    # The real DAG: 2 x 2 curation array tasks + finalize, then 4 DeepSpeed stages of 3 steps (~4 min here).
+    dag = run_dag(use_real_runtime=use_real_runtime, timeout=420 if use_real_runtime else 90)
     # submit_slurm.sh chains every input the stages' own files name (checked first: the order below follows it).
     for name, inputs in dag.declared_inputs().items():
         assert inputs <= set(dag.by_name()[name].parents), \
