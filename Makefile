@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export HF_HUB_OFFLINE := 1
+export OMP_WAIT_POLICY := PASSIVE
 export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/inductor
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 

@@ -1,0 +1,139 @@
+"""Checkpoints: DeepSpeed's training state plus the trainer's own, the final weights, and weight loading.
+
+output_dir/
+  checkpoints/step00000012/   DeepSpeed save_checkpoint (model, optimizer, LR schedule; per rank for ZeRO)
+                              + trainer_rank<r>.pt: step, data position, objective state (noise-aware
+                              compute), EMA shadow, stage-loss state (LADD heads), RNG states
+  checkpoints/latest          written by DeepSpeed after a complete save: a killed save is never resumed
+  final/model.safetensors     whole fp32 weights at the stage's last step (the weights the model ran with;
+  final/ema.safetensors       under bf16 they are bf16-rounded, the fp32 masters stay in the checkpoint)
+  final/architecture.json     the architecture the weights belong to
+
+`init_from` loads final/model.safetensors of an earlier stage into this stage's model; parameters the
+checkpoint lacks are an error, except in guidance distillation, whose student adds a guidance embedding.
+A teacher is rebuilt from its own final/architecture.json and loads final/ema.safetensors when it exists
+(the weights one samples from), else model.safetensors.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINTS = "checkpoints"
+FINAL = "final"
+ARCHITECTURE = "architecture.json"
+KEEP = 2  # checkpoints kept: the newest may be mid-save when a run is killed; `latest` points at the other
+
+
+def tag(step: int) -> str:
+    """The checkpoint tag of a step."""
+    return f"step{step:08d}"
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch global RNG states."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what rng_state returned."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save(engine, output_dir: Path, step: int, trainer_state: dict, rank: int) -> None:
+    """Save a resumable checkpoint of `step` (collective: every rank calls it)."""
+    directory = output_dir / CHECKPOINTS
+    (directory / tag(step)).mkdir(parents=True, exist_ok=True)
+    torch.save({**trainer_state, "step": step, "rng": rng_state()}, directory / tag(step) / f"trainer_rank{rank}.pt")
+    engine.save_checkpoint(str(directory), tag=tag(step))
+    if rank == 0:
+        older = sorted(p for p in directory.glob("step*") if p.is_dir() and p.name < tag(step))
+        for old in older[: len(older) - (KEEP - 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_step(output_dir: Path) -> int | None:
+    """The step of the last complete checkpoint, None if there is none."""
+    pointer = output_dir / CHECKPOINTS / "latest"
+    if not pointer.is_file():
+        return None
+    return int(pointer.read_text().strip().removeprefix("step"))
+
+
+def load(engine, output_dir: Path, rank: int) -> dict | None:
+    """Load the last complete checkpoint into `engine`; returns the trainer state, None without one."""
+    step = latest_step(output_dir)
+    if step is None:
+        return None
+    path, _ = engine.load_checkpoint(str(output_dir / CHECKPOINTS), tag=tag(step))
+    if path is None:
+        raise RuntimeError(f"DeepSpeed could not load checkpoint {tag(step)} from {output_dir / CHECKPOINTS}")
+    trainer_file = output_dir / CHECKPOINTS / tag(step) / f"trainer_rank{rank}.pt"
+    if not trainer_file.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {tag(step)} in {output_dir / CHECKPOINTS} has no {trainer_file.name}: it was written by "
+            "fewer data-parallel ranks; resume with the world size it was saved with"
+        )
+    state = torch.load(trainer_file, weights_only=False)
+    set_rng_state(state["rng"])
+    return state
+
+
+def full_weights(engine) -> dict[str, torch.Tensor]:
+    """The whole model weights as fp32 on every rank (collective under ZeRO-3)."""
+    module = engine.module
+    if engine.zero_optimization_stage() == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            return {name: p.detach().float().clone() for name, p in module.named_parameters()}
+    return {name: tensor.detach().float().clone() for name, tensor in module.state_dict().items()}
+
+
+def export_final(engine, ema, output_dir: Path, rank: int, architecture_json: str) -> None:
+    """Write final/model.safetensors (and ema.safetensors with EMA) and the architecture they belong to
+    (architecture.json, so a later stage can rebuild this model as its teacher) from rank 0 (collective)."""
+    weights = full_weights(engine)
+    ema_weights = None if ema is None else ema.full_state_dict()
+    if rank != 0:
+        return
+    final = output_dir / FINAL
+    final.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(final / "model.safetensors"))
+    (final / ARCHITECTURE).write_text(architecture_json)
+    if ema_weights is not None:
+        save_file({k: v.contiguous() for k, v in ema_weights.items()}, str(final / "ema.safetensors"))
+
+
+def weights_file(directory: Path, field: str, prefer_ema: bool) -> Path:
+    """The weights file of a stage checkpoint directory (its output_dir or its final/ directory)."""
+    names = ("ema.safetensors", "model.safetensors") if prefer_ema else ("model.safetensors",)
+    for base in (directory, directory / FINAL):
+        for name in names:
+            if (base / name).is_file():
+                return base / name
+    raise FileNotFoundError(
+        f"{field} = {directory}: no {' or '.join(names)} there or in {directory / FINAL}; run that stage to its "
+        "last step first (it writes final/model.safetensors)"
+    )
+
+
+def load_weights(module: torch.nn.Module, path: Path, field: str, allow_missing: bool = False) -> list[str]:
+    """Load a weights file into `module`; every checkpoint key must fit, and every model key must be present
+    unless allow_missing. Returns the model keys left at their initialisation."""
+    state = load_file(str(path))
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected or (missing and not allow_missing):
+        raise ValueError(
+            f"{field}: {path} does not fit the model: missing {sorted(missing)[:5]}, unexpected "
+            f"{sorted(unexpected)[:5]}; it was written for another architecture"
+        )
+    return sorted(missing)

@@ -1,0 +1,354 @@
+"""Run one training stage of a bundle through DeepSpeed.
+
+Passes of `train`:
+  1. environment: CPU accelerator and single-process rendezvous variables unless a launcher set them;
+  2. read train/<stage>/stage.yaml (StageFile) and ds_config.json; DeepSpeed's config decides micro batch,
+     gradient accumulation, ZeRO stage and precision;
+  3. build the denoiser with the model factory (seeded, so every rank builds the same weights), load
+     init_from weights, build teacher / reference models, optimizer and LR schedule, deepspeed.initialize;
+  4. resume from output_dir/checkpoints when a checkpoint exists (weights, optimizer, schedule, data
+     position, noise-aware compute, EMA, LADD heads, RNG);
+  5. per step: this rank's samples of the global batch, one generator per (seed, step, rank, micro-batch),
+     forward / backward / step per micro-batch, EMA update, noise-aware compute update, metrics, validation
+     every validation_every steps, checkpoint every checkpoint_every steps and at the last step run;
+  6. at the stage's last step, final/model.safetensors (and ema.safetensors).
+Rerunning after a kill continues from the last complete checkpoint and reproduces the uninterrupted run's
+per-step losses exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from ruamel.yaml import YAML
+
+from compiler.schema.architecture import ArchitectureSpec, Cascade, UNetStage
+from compiler.schema.bundle import StageFile
+from compiler.schema.schedule import AdversarialDistillation, GuidanceDistillation, PreferenceLoss, TimestepDistillation
+from runtime.objectives import ConditioningDropout, build_objective
+from runtime.train import checkpoint
+from runtime.train.batch import Batch, BatchBuilder
+from runtime.train.data import StageData
+from runtime.train.ema import EMA
+from runtime.train.launch import derived_seed, prepare_environment, step_generator
+from runtime.train.losses import Denoise, DenoisingLoss, GuidanceDistillationLoss, LaddLoss, PreferenceDPOLoss
+from runtime.train.metrics import Metrics
+from runtime.train.optim import build_lr_schedule, build_optimizer
+from runtime.train.protocol import DEFAULT_FACTORY, ModelFactory, check_denoiser, load_factory
+from runtime.train.validation import VALIDATION_SAMPLES, Validator
+
+
+@dataclass
+class RunOptions:
+    """Command-line options of `python -m runtime.train`."""
+
+    stage: Path
+    ds_config: Path
+    run_root: Path = Path(".")
+    max_steps: int | None = None
+    model_factory: str | ModelFactory = DEFAULT_FACTORY  # 'module:function', or the callable itself
+    model_dir: Path | None = None
+
+
+def load_stage_file(path: Path) -> StageFile:
+    """train/<stage>/stage.yaml, validated against the StageFile contract."""
+    with open(path) as stream:
+        return StageFile.model_validate(YAML(typ="safe").load(stream))
+
+
+def embeds_guidance(architecture: ArchitectureSpec) -> bool:
+    """Whether the architecture's backbone takes the guidance scale as an input (FLUX.1 dev)."""
+    return bool(getattr(architecture.backbone, "guidance_embed", False))
+
+
+def image_geometry(stage_file: StageFile, latents: torch.Tensor) -> tuple[int, int]:
+    """(backbone tokens, pixels per frame) of a batch's latents (B, C, [F,] H, W)."""
+    space, backbone = stage_file.architecture.space, stage_file.architecture.backbone
+    grid = latents.shape[2:]
+    patch = getattr(backbone, "patch_size", (1, 1, 1))[-len(grid) :]
+    tokens = math.prod(size // step for size, step in zip(grid, patch))
+    compression = space.spatial_compression if space.kind == "latent" else 1
+    return tokens, grid[-1] * grid[-2] * compression**2
+
+
+class Run:
+    """One stage's training run on this rank."""
+
+    def __init__(self, options: RunOptions):
+        prepare_environment()
+        import deepspeed
+
+        self.options = options
+        self.stage_file = load_stage_file(options.stage)
+        self.stage = self.stage_file.stage
+        self.ds_config = json.loads(Path(options.ds_config).read_text())
+        self.run_root = Path(options.run_root)
+        self.output_dir = self.run_root / self.stage_file.output_dir
+        deepspeed.init_distributed()
+        self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        self.total_steps = self.stage.steps or options.max_steps
+        if self.total_steps is None:
+            raise ValueError(f"stage {self.stage.name!r}: stage.steps is not set; pass --max-steps")
+        self.stop = min(self.total_steps, options.max_steps or self.total_steps)
+        self.seed = self.stage_file.seed
+
+        factory = load_factory(options.model_factory)
+        factory_name = options.model_factory if isinstance(options.model_factory, str) else factory.__qualname__
+        model = self._build_model(factory, factory_name)
+        self.engine = self._initialize(deepspeed, model)
+        self.dtype = torch.bfloat16 if self.engine.bfloat16_enabled() else torch.float32
+        self.micro_batch = self.engine.train_micro_batch_size_per_gpu()
+        self.accumulation = self.engine.gradient_accumulation_steps()
+        self.global_batch = self.engine.train_batch_size()
+
+        self.data = StageData(self.stage_file.data, self.run_root, self.seed, self.global_batch, self.rank, self.world)
+        self.cascade_stage = self._cascade_stage()
+        self.builder = BatchBuilder(
+            self.stage_file.architecture,
+            self._mask_from(),
+            self._encoder(options),
+            lowres_side=self.cascade_stage and self.cascade_stage.input_resolution,
+        )
+        validation = self._validation_batches()
+        probe = validation[0] if validation else self.builder(self.data.first_samples(self.micro_batch), self._size(1))
+        self.augment = bool(self.cascade_stage and self.cascade_stage.noise_conditioning_augmentation)
+        self.base_objective = self._objective(probe)
+        self.loss = self._stage_loss(factory, factory_name, probe)
+        self.ema = EMA(self.engine.module, self.stage.ema_decay) if self.stage.ema_decay else None
+        self.student = Denoise(self.engine, self.dtype, embeds_guidance(self.stage_file.architecture))
+        self.validator = (
+            Validator(
+                validation,
+                self.objective_for,
+                self.stage_file.validation_timesteps,
+                self.seed,
+                self.rank,
+                lowres_level=(self.stage_file.inference.noise_augmentation_level or 0.0) if self.augment else None,
+            )
+            if validation
+            else None
+        )
+
+    # --- construction ----------------------------------------------------------------------------------
+    def _build_model(self, factory, name: str):
+        """The trained model: built seeded (every rank alike), then either initialised for training from scratch
+        (its init_weights, when it has one) or loaded from init_from."""
+        torch.manual_seed(derived_seed(self.seed))
+        model = factory(self.stage_file.architecture, self.stage.model)
+        check_denoiser(model, name)
+        if self.stage_file.layout.activation_checkpointing:
+            if not hasattr(model, "enable_activation_checkpointing"):
+                raise TypeError(
+                    f"layout.activation_checkpointing is on but {name}'s {type(model).__name__} has no "
+                    "enable_activation_checkpointing(); add it or turn checkpointing off in the plan"
+                )
+            model.enable_activation_checkpointing()
+        if not self.stage_file.init_from:
+            if hasattr(model, "init_weights"):  # from scratch: the family's own initialisation
+                model.init_weights()
+            return model
+        source = checkpoint.weights_file(self.run_root / self.stage_file.init_from, "init_from", prefer_ema=False)
+        fresh = checkpoint.load_weights(
+            model, source, "init_from", allow_missing=isinstance(self.stage.loss, GuidanceDistillation)
+        )
+        if fresh and self.rank == 0:
+            print(f"init_from {source}: {len(fresh)} parameters start fresh (not in it): {fresh[:5]}", file=sys.stderr)
+        return model
+
+    def _initialize(self, deepspeed, model):
+        own_optimizer = "optimizer" not in self.ds_config
+        optimizer = (
+            build_optimizer(self.stage, [p for p in model.parameters() if p.requires_grad]) if own_optimizer else None
+        )
+        schedule = None
+        if optimizer is not None and "scheduler" not in self.ds_config:
+            schedule = build_lr_schedule(self.stage, optimizer, self.total_steps)
+        engine, _, _, _ = deepspeed.initialize(
+            model=model,
+            optimizer=optimizer,
+            lr_scheduler=schedule,
+            config=self.ds_config,
+            model_parameters=None if own_optimizer else [p for p in model.parameters() if p.requires_grad],
+        )
+        return engine
+
+    def _frozen(self, factory, name: str, directory: str, field: str):
+        """A frozen teacher / reference: its own architecture (final/architecture.json) and weights."""
+        weights = checkpoint.weights_file(self.run_root / directory, field, prefer_ema=True)
+        saved = weights.parent / checkpoint.ARCHITECTURE
+        architecture = (
+            ArchitectureSpec.model_validate_json(saved.read_text()) if saved.is_file() else self.stage_file.architecture
+        )
+        torch.manual_seed(derived_seed(self.seed))
+        model = factory(architecture, self.stage.model)
+        check_denoiser(model, name)
+        checkpoint.load_weights(model, weights, field)
+        return Denoise(model.to(self.dtype).eval().requires_grad_(False), self.dtype, embeds_guidance(architecture))
+
+    def _cascade_stage(self) -> UNetStage | None:
+        """The cascade U-Net this stage trains (stage.model), None for single-model specs."""
+        backbone = self.stage_file.architecture.backbone
+        if not isinstance(backbone, Cascade):
+            return None
+        named = [unet for unet in backbone.stages if unet.name == self.stage.model]
+        if not named:
+            names = [unet.name for unet in backbone.stages]
+            raise ValueError(f"stage.model is {self.stage.model!r}; the cascade's models are {names}")
+        return named[0]
+
+    def _mask_from(self) -> str | None:
+        masked = self.stage_file.objective.masked_loss
+        return None if masked is None else masked.mask_from
+
+    def _encoder(self, options: RunOptions):
+        """runtime.encoders' Conditioning, built only when the shards need on-the-fly encoding."""
+        probe = self.data.first_samples(1)
+        if probe and "latents.npy" in probe[0]:
+            return None
+        from runtime.encoders import build_conditioning
+
+        return build_conditioning(self.stage_file.architecture, self.stage_file.scale, options.model_dir)
+
+    def _size(self, step: int) -> tuple[int, int]:
+        """Pixel size at `step` for on-the-fly encoding: the stage's resolutions split its steps evenly."""
+        sizes = self.stage.resolutions
+        size = sizes[min((step - 1) * len(sizes) // self.total_steps, len(sizes) - 1)]
+        return size.height, size.width
+
+    def _validation_batches(self) -> list[Batch]:
+        samples = self.data.first_samples(VALIDATION_SAMPLES)
+        usable = len(samples) // self.world * self.world
+        mine = samples[self.rank : usable : self.world]
+        return [
+            self.builder(mine[i : i + self.micro_batch], self._size(1)) for i in range(0, len(mine), self.micro_batch)
+        ]
+
+    def _objective(self, batch: Batch):
+        tokens, pixels = image_geometry(self.stage_file, batch.latents)
+        return build_objective(
+            self.stage_file.objective,
+            self.stage,
+            tokens,
+            pixels=pixels,
+            time_scale=float(self.engine.module.time_scale),
+        )
+
+    def objective_for(self, batch: Batch):
+        """The objective at a batch's resolution (shifts may depend on it); noise-aware state is shared."""
+        return self.base_objective.at_resolution(*image_geometry(self.stage_file, batch.latents))
+
+    def _stage_loss(self, factory, name: str, probe: Batch):
+        config = self.stage_file.objective.cfg_dropout
+        dropout = None if config is None else ConditioningDropout(config, self.stage_file.architecture.text_encoders)
+        loss = self.stage.loss
+        if loss is None:
+            return DenoisingLoss(dropout, augment_lowres=self.augment)
+        if isinstance(loss, PreferenceLoss):
+            if self.stage_file.teacher:
+                reference = self._frozen(factory, name, self.stage_file.teacher, "teacher")
+            else:
+                model = self._build_model(factory, name).to(self.dtype).eval().requires_grad_(False)
+                reference = Denoise(model, self.dtype, embeds_guidance(self.stage_file.architecture))
+            return PreferenceDPOLoss(dropout, reference, loss)
+        if not self.stage_file.teacher:
+            raise ValueError(
+                f"stage {self.stage.name!r}: stage.loss is {loss.kind}, which needs a teacher; set teacher"
+            )
+        teacher = self._frozen(factory, name, self.stage_file.teacher, "teacher")
+        if isinstance(loss, GuidanceDistillation):
+            return GuidanceDistillationLoss(dropout, teacher, loss)
+        if isinstance(loss, (AdversarialDistillation, TimestepDistillation)):
+            lr = self.stage.optimizer.lr if self.stage.optimizer else self.ds_config["optimizer"]["params"]["lr"]
+            return LaddLoss(dropout, teacher, loss, self.base_objective, probe, lr)
+        raise TypeError(f"stage.loss: no trainer loss for {type(loss).__name__}; add it to Run._stage_loss")
+
+    # --- state -----------------------------------------------------------------------------------------
+    def trainer_state(self) -> dict:
+        """What checkpoint.save stores beside DeepSpeed's state."""
+        return {
+            "data": self.data.state_dict(),
+            "objective": self.base_objective.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "loss": self.loss.state_dict(),
+        }
+
+    def resume(self) -> int:
+        """Load the last checkpoint if there is one; returns the step it ended."""
+        state = checkpoint.load(self.engine, self.output_dir, self.rank)
+        if state is None:
+            return 0
+        self.data.load_state_dict(state["data"])
+        self.base_objective.load_state_dict(state["objective"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.loss.load_state_dict(state["loss"])
+        return state["step"]
+
+    # --- the loop --------------------------------------------------------------------------------------
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum over ranks (a copy)."""
+        tensor = tensor.clone()
+        torch.distributed.all_reduce(tensor)
+        return tensor
+
+    def train_step(self, step: int) -> dict:
+        """One optimizer step; returns its metrics record."""
+        started = time.perf_counter()
+        lr = self.engine.get_lr()[0]
+        samples = self.data.step(step)
+        losses, per_sample, timesteps = [], [], []
+        for micro in range(self.accumulation):
+            batch = self.builder(samples[micro * self.micro_batch : (micro + 1) * self.micro_batch], self._size(step))
+            generator = step_generator(self.seed, step, self.rank, micro)
+            torch.manual_seed(derived_seed(self.seed, step, self.rank, micro))
+            out = self.loss(self.student, self.objective_for(batch), batch, generator)
+            self.engine.backward(out.loss)
+            self.engine.step()
+            self.loss.after_step()
+            losses.append(out.loss.detach().double())
+            per_sample.append(out.per_sample)
+            timesteps.append(out.t)
+        if self.ema is not None:
+            self.ema.update()
+        self.base_objective.observe(torch.cat(timesteps), torch.cat(per_sample), self.all_reduce_sum)
+        loss = self.all_reduce_sum(torch.stack(losses).mean().reshape(1)) / self.world
+        elapsed = time.perf_counter() - started
+        return {"step": step, "loss": loss.item(), "lr": lr, "samples_per_s": self.global_batch / elapsed}
+
+    def run(self) -> int:
+        """Train to the stop step; returns it."""
+        start = self.resume()
+        metrics = Metrics(self.output_dir, self.rank == 0, start, self.stop, self.stage.name)
+        if start == 0 and self.validator is not None:
+            metrics.log({"step": 0, "val_loss": self.validate()})
+        for step in range(start + 1, self.stop + 1):
+            record = self.train_step(step)
+            if self.validator is not None and step % self.stage_file.validation_every == 0:
+                record["val_loss"] = self.validate()
+            metrics.log(record)
+            if step % self.stage_file.checkpoint_every == 0 or step == self.stop:
+                checkpoint.save(self.engine, self.output_dir, step, self.trainer_state(), self.rank)
+        metrics.close()
+        if self.stop == self.total_steps:
+            architecture = self.stage_file.architecture.model_dump_json()
+            checkpoint.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture)
+        return self.stop
+
+    def validate(self) -> float:
+        """The validation loss with the current weights."""
+        self.engine.eval()
+        try:
+            return self.validator(self.student)
+        finally:
+            self.engine.train()
+
+
+def train(options: RunOptions) -> int:
+    """Run a training stage; returns the last step trained."""
+    return Run(options).run()

@@ -1,0 +1,135 @@
+"""Shard reading order: deterministic, resumable by skipping, mixed by weight, split over ranks."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+from compiler.schema.bundle import DataInput
+from runtime.train.data import DatasetStream, StageData, expand_shards, read_shard
+
+
+def write(directory: Path, counts: list[int], prefix="s") -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths, index = [], 0
+    for shard, count in enumerate(counts):
+        path = directory / f"{prefix}-{shard:03d}.tar"
+        with wds.TarWriter(str(path)) as sink:
+            for _ in range(count):
+                sink.write({"__key__": f"{prefix}{index:05d}", "value.npy": np.array([index])})
+                index += 1
+        paths.append(path)
+    return paths
+
+
+def keys(samples):
+    return [s["__key__"].decode() for s in samples]
+
+
+@pytest.fixture
+def shards(tmp_path):
+    return write(tmp_path / "d", [5, 3, 7, 0, 4])  # an empty shard in the middle
+
+
+def test_each_epoch_visits_every_sample_once_in_a_new_order(shards):
+    stream = DatasetStream(shards, seed=1, index=0)
+    first = keys(stream.next() for _ in range(19))
+    second = keys(stream.next() for _ in range(19))
+    assert sorted(first) == sorted(second) == sorted(f"s{i:05d}" for i in range(19))
+    assert first != second
+    again = DatasetStream(shards, seed=1, index=0)
+    assert keys(again.next() for _ in range(19)) == first
+
+
+@pytest.mark.parametrize("consumed", [0, 1, 5, 8, 15, 19, 23, 40])
+def test_skip_to_lands_where_the_stream_would_be(shards, consumed):
+    reference = DatasetStream(shards, seed=3, index=2)
+    for _ in range(consumed):
+        reference.next()
+    resumed = DatasetStream(shards, seed=3, index=2)
+    resumed.skip_to(consumed)
+    assert keys(resumed.next() for _ in range(25)) == keys(reference.next() for _ in range(25))
+
+
+def test_empty_dataset_is_an_error(tmp_path):
+    stream = DatasetStream(write(tmp_path / "e", [0, 0]), seed=0, index=0)
+    with pytest.raises(ValueError, match="no sample"):
+        stream.next()
+
+
+def test_ranks_split_the_global_batch(shards, tmp_path):
+    inputs = [DataInput(dataset="d", weight=1.0, shards="d")]
+    ranks = [StageData(inputs, tmp_path, seed=0, global_batch=6, rank=r, dp_size=2) for r in range(2)]
+    single = StageData(inputs, tmp_path, seed=0, global_batch=6, rank=0, dp_size=1)
+    for step in range(1, 6):
+        parts = [keys(data.step(step)) for data in ranks]
+        assert len(parts[0]) == len(parts[1]) == 3
+        assert parts[0] + parts[1] == keys(single.step(step))
+
+
+def test_mixing_follows_weights_and_resumes(tmp_path):
+    write(tmp_path / "a", [50, 50], prefix="a")
+    write(tmp_path / "b", [50], prefix="b")
+    inputs = [DataInput(dataset="a", weight=0.75, shards="a"), DataInput(dataset="b", weight=0.25, shards="b/*.tar")]
+    data = StageData(inputs, tmp_path, seed=0, global_batch=8, rank=0, dp_size=1)
+    drawn = [k for step in range(1, 301) for k in keys(data.step(step))]
+    share_a = sum(k.startswith("a") for k in drawn) / len(drawn)
+    assert share_a == pytest.approx(0.75, abs=0.03)
+
+    state = data.state_dict()
+    after = [keys(data.step(step)) for step in range(301, 311)]
+    resumed = StageData(inputs, tmp_path, seed=0, global_batch=8, rank=0, dp_size=1)
+    resumed.load_state_dict(state)
+    assert [keys(resumed.step(step)) for step in range(301, 311)] == after
+
+
+def test_expand_shards_patterns(tmp_path):
+    write(tmp_path / "x", [1, 1, 1], prefix="x")
+    assert len(expand_shards("x", tmp_path, "data[0].shards")) == 3
+    assert len(expand_shards("x/x-00{0,2}.tar", tmp_path, "data[0].shards")) == 2
+    assert len(expand_shards("x/*.tar", tmp_path, "data[0].shards")) == 3
+    with pytest.raises(FileNotFoundError, match=r"data\[0\].shards"):
+        expand_shards("missing", tmp_path, "data[0].shards")
+
+
+def test_read_shard_groups_members_by_key(tmp_path):
+    path = tmp_path / "g.tar"
+    with wds.TarWriter(str(path)) as sink:
+        sink.write({"__key__": "dir/k1", "latents.npy": np.zeros(2), "txt": "a cat"})
+        sink.write({"__key__": "dir/k2", "latents.npy": np.ones(2), "txt": "a dog"})
+    samples = read_shard(path)
+    assert keys(samples) == ["dir/k1", "dir/k2"]
+    assert samples[1]["txt"] == b"a dog" and set(samples[0]) == {"__key__", "latents.npy", "txt"}
+
+
+def test_where_filter_keeps_the_subset_and_counts_what_it_skips(tmp_path):
+    from compiler.schema.data import Subset
+
+    (tmp_path / "q").mkdir()
+    with wds.TarWriter(str(tmp_path / "q" / "q-000.tar")) as sink:
+        for index in range(12):
+            sink.write(
+                {
+                    "__key__": f"q{index:03d}",
+                    "latents.npy": np.zeros((1, 2, 2)),
+                    "json": {"width": 512 if index % 3 else 256, "height": 512},
+                    "scores.json": {"aesthetic": {"value": index / 2}},
+                }
+            )
+    where = Subset(min_short_side_px=512, min_score={"aesthetic": 2.0})
+    inputs = [DataInput(dataset="q", weight=1.0, shards="q", where=where)]
+    data = StageData(inputs, tmp_path, seed=0, global_batch=2, rank=0, dp_size=1)
+    kept = {k for step in range(1, 4) for k in keys(data.step(step))}
+    assert kept == {"q004", "q005", "q007", "q008", "q010", "q011"}  # index >= 4, not a multiple of 3
+    assert 6 < data.state_dict()["consumed"][0] <= 12  # skipped samples count towards the position
+    assert keys(data.first_samples(2)) == ["q004", "q005"]
+    with pytest.raises(ValueError, match=r"data\[0\].where.min_score needs the score of op 'ocr'"):
+        StageData(
+            [DataInput(dataset="q", weight=1.0, shards="q", where=Subset(min_score={"ocr": 1.0}))],
+            tmp_path,
+            seed=0,
+            global_batch=2,
+            rank=0,
+            dp_size=1,
+        ).step(1)

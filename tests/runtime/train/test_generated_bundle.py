@@ -1,0 +1,116 @@
+"""Bundles as the compiler emits them drive the trainer with the default model factory (runtime.models):
+
+- FLUX.1 dev's whole schedule from the committed smoke bundle (generated/flux1-dev/local-cpu-smoke), stage
+  after stage, init_from and teacher included, DeepSpeed-built AdamW and WarmupLR, on synthetic latent shards;
+- Imagen 1's cascade compiled at smoke scale: the base U-Net (Adafactor, built by the trainer) and a
+  super-resolution U-Net with noise conditioning augmentation, encoding images and captions on the fly with
+  runtime.encoders' smoke stand-ins (pixel space: the codec is the identity).
+"""
+
+import io
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from runtime.train import RunOptions, load_stage_file, train
+from runtime.train.metrics import read_metrics
+
+BUNDLE = Path(__file__).resolve().parents[3] / "generated" / "flux1-dev" / "local-cpu-smoke" / "train"
+STAGES = ["pretrain", "highres_finetune", "timestep_shifting", "guidance_distillation"]
+
+
+def write_latent_shards(root: Path, stage_file) -> None:
+    """Curation's output as the trainer reads it: latents at the first stage resolution, T5 tokens, CLIP pooled,
+    and the metadata a subset filter may read."""
+    architecture = stage_file.architecture
+    encoders = {encoder.role: encoder for encoder in architecture.text_encoders}
+    side = stage_file.stage.resolutions[0].height // architecture.space.spatial_compression
+    rng = np.random.default_rng(0)
+    for data in stage_file.data:
+        directory = root / data.shards
+        directory.mkdir(parents=True, exist_ok=True)
+        with wds.TarWriter(str(directory / "shard-00000.tar")) as sink:
+            for index in range(16):
+                sink.write(
+                    {
+                        "__key__": f"{index:05d}",
+                        "latents.npy": rng.standard_normal((architecture.space.channels, side, side)).astype(
+                            np.float32
+                        ),
+                        "text.npy": rng.standard_normal((encoders["tokens"].max_tokens, encoders["tokens"].dim)).astype(
+                            np.float32
+                        ),
+                        "pooled.npy": rng.standard_normal(encoders["pooled"].dim).astype(np.float32),
+                        "json": {"width": 2048, "height": 2048},
+                    }
+                )
+
+
+@pytest.mark.slow
+def test_flux1_dev_schedule_trains_from_the_bundle(tmp_path):
+    if not BUNDLE.is_dir():
+        pytest.skip(f"{BUNDLE} is not generated")
+    write_latent_shards(tmp_path, load_stage_file(BUNDLE / STAGES[0] / "stage.yaml"))
+    for stage in STAGES:
+        stage_file = load_stage_file(BUNDLE / stage / "stage.yaml")
+        train(RunOptions(BUNDLE / stage / "stage.yaml", BUNDLE / stage / "ds_config.json", tmp_path))
+        output = tmp_path / stage_file.output_dir
+        records = read_metrics(output)
+        assert [r["step"] for r in records] == list(range(stage_file.stage.steps + 1)), stage
+        assert all(math.isfinite(r.get("loss", 0.0)) and math.isfinite(r.get("val_loss", 0.0)) for r in records)
+        assert (output / "final" / "model.safetensors").is_file()
+
+
+def write_image_shards(root: Path, stage_file) -> None:
+    """Curation's output with media: PNG images, captions and the metadata a subset filter may read."""
+    rng = np.random.default_rng(0)
+    for data in stage_file.data:
+        directory = root / data.shards
+        directory.mkdir(parents=True, exist_ok=True)
+        with wds.TarWriter(str(directory / "shard-00000.tar")) as sink:
+            for index in range(8):
+                png = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(png, format="PNG")
+                sink.write(
+                    {
+                        "__key__": f"{index:05d}",
+                        "png": png.getvalue(),
+                        "txt": f"picture number {index}",
+                        "json": {"width": 2048, "height": 2048},
+                    }
+                )
+
+
+@pytest.mark.slow
+def test_imagen_cascade_trains_on_the_fly(tmp_path):
+    bundle = tmp_path / "bundle"
+    command = [
+        sys.executable,
+        "-m",
+        "compiler.cli",
+        "compile",
+        "imagen-1",
+        "--cluster",
+        "local-cpu",
+        "--scale",
+        "smoke",
+        "-o",
+        str(bundle),
+    ]
+    subprocess.run(command, check=True, capture_output=True)
+    run_root = tmp_path / "run"
+    write_image_shards(run_root, load_stage_file(bundle / "train" / "base64" / "stage.yaml"))
+    for stage in ("base64", "sr256"):
+        stage_file = load_stage_file(bundle / "train" / stage / "stage.yaml")
+        train(
+            RunOptions(bundle / "train" / stage / "stage.yaml", bundle / "train" / stage / "ds_config.json", run_root)
+        )
+        records = read_metrics(run_root / stage_file.output_dir)
+        assert [r["step"] for r in records] == list(range(stage_file.stage.steps + 1)), stage
+        assert all(math.isfinite(r.get("loss", 0.0)) and math.isfinite(r.get("val_loss", 0.0)) for r in records)
