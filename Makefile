@@ -31,8 +31,12 @@ test: $(STAMP)
 regen: $(STAMP)
 	$(BIN)/python -m compiler.regen
 
+# Every benchmark suite in one run; BENCHMARKS.md gets each figure as a ratio to its same-run baseline.
 bench: $(STAMP)
-	$(BIN)/python -m pytest tests/bench -q --benchmark-enable --benchmark-only -p no:cacheprovider
+	mkdir -p .benchmarks
+	$(BIN)/python -m pytest tests/bench -q --benchmark-enable --benchmark-only -p no:cacheprovider \
+		--benchmark-json=.benchmarks/latest.json
+	$(BIN)/python scripts/benchmarks_md.py .benchmarks/latest.json BENCHMARKS.md
 
 # Until the end-to-end job exists (curate, train, sample on this machine), the demo runs the compiler:
 # every spec validated, a version diff, and flux1-dev compiled at smoke scale for this machine.

@@ -8,6 +8,7 @@ slow, with the real runtime on generated shards. Switching is the `use_real_runt
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -176,9 +177,11 @@ def check_stub_calls(dag) -> None:
 
 def check_real_outputs(dag) -> None:
     """Each curation pipeline wrote its output and each stage its checkpoint directory (stage.yaml's output_dir)."""
-    for script in dag.bundle.glob("curation/*/sbatch_array.sh"):
-        output = re.search(r'--output "\$run_root/"(\S+)', script.read_text()).group(1).strip("'")
-        assert any((dag.run_root / output).iterdir()), f"{script}: nothing in {dag.run_root / output}"
+    for pipeline_file in dag.bundle.glob("curation/*/pipeline.json"):
+        output = json.loads(pipeline_file.read_text())["pipeline"]["output"]
+        kept = dag.run_root / "curated" / output / "shards"
+        assert kept.is_dir() and any(kept.glob("*.tar")), f"{pipeline_file}: no kept shards in {kept}"
+        assert (dag.run_root / "curated" / output / "report.json").is_file(), f"{pipeline_file}: no report.json"
     for stage_yaml in dag.bundle.glob("train/*/stage.yaml"):
         output_dir = re.search(r"^output_dir: *(\S+)", stage_yaml.read_text(), re.M).group(1).strip("'\"")
         path = dag.run_root / output_dir
