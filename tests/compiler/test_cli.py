@@ -128,7 +128,8 @@ def test_schema_is_json_schema():
     assert schema["title"] == "Spec" and "architecture" in schema["properties"]
 
 
-@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["validate", "--all"]])
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["validate", "--all"],
+                                  ["diff", "seedream-2.0", "seedream-3.0"], ["graph", "wan2.1-t2v-14b"]])
 def test_fast_commands_import_no_heavy_library(args):
     probe = (
         "import sys\nfrom compiler.cli import app\n"
