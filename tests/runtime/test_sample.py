@@ -1,0 +1,148 @@
+"""runtime.sample end to end: FLUX.1 dev compiled at smoke scale, its first stage trained for 2 steps on a tiny
+on-the-fly shard (PNG + caption), then sampled into a PNG grid with a JSON sidecar, deterministically."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+import numpy as np
+import pytest
+import webdataset as wds
+from PIL import Image
+from ruamel.yaml import YAML
+
+from runtime.sample import main
+
+STAGE = "pretrain"
+
+
+def compile_bundle(directory: Path) -> Path:
+    command = [
+        sys.executable,
+        "-m",
+        "compiler.cli",
+        "compile",
+        "flux1-dev",
+        "--cluster",
+        "local-cpu",
+    ]
+    subprocess.run(
+        [*command, "--scale", "smoke", "-o", str(directory)],
+        check=True,
+        capture_output=True,
+    )
+    return directory / "train" / STAGE
+
+
+def shorten(stage_dir: Path, steps: int) -> dict:
+    """Make the stage end at `steps` (so the trainer exports final/); returns the stage file as a dict."""
+    yaml = YAML(typ="safe")
+    path = stage_dir / "stage.yaml"
+    stage = yaml.load(path.read_text())
+    stage["stage"]["steps"] = steps
+    with open(path, "w") as stream:
+        yaml.dump(stage, stream)
+    return stage
+
+
+def write_image_shard(run_root: Path, shards: str) -> None:
+    """Images and captions, encoded on the fly by the trainer (batch.py: KEY.png, KEY.txt)."""
+    directory = run_root / shards
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    with wds.TarWriter(str(directory / "shard-00000.tar")) as sink:
+        for index in range(4):
+            png = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(png, format="PNG")
+            sink.write(
+                {
+                    "__key__": f"{index:05d}",
+                    "png": png.getvalue(),
+                    "txt": f"shape number {index}",
+                    "json": {"width": 2048, "height": 2048},
+                }
+            )
+
+
+@pytest.mark.slow
+def test_sample_writes_a_deterministic_grid_and_sidecar(tmp_path, capsys):
+    stage_dir = compile_bundle(tmp_path / "bundle")
+    stage = shorten(stage_dir, steps=2)
+    run_root = tmp_path / "run"
+    write_image_shard(run_root, stage["data"][0]["shards"])
+    out = run_root / "samples" / f"{STAGE}.png"
+    args = [
+        "--stage",
+        str(stage_dir / "stage.yaml"),
+        "--run-root",
+        str(run_root),
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+    ]
+    args += ["--prompts", "a red circle", "a blue square"]
+
+    # No checkpoint yet: the error names the path and the command that makes it.
+    assert main([*args, "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "final/model.safetensors" in error and "python -m runtime.train --stage" in error
+    assert not out.exists()
+
+    from runtime.train import RunOptions, train
+
+    assert train(RunOptions(stage_dir / "stage.yaml", stage_dir / "ds_config.json", run_root)) == 2
+    final = run_root / stage["output_dir"] / "final"
+
+    assert main([*args, "--out", str(out)]) == 0
+    side = stage["stage"]["resolutions"][0]
+    with Image.open(out) as image:
+        assert image.size == (2 * side["width"], side["height"]) and image.mode == "RGB"
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["prompts"] == ["a red circle", "a blue square"]
+    assert sidecar["seed"] == 3 and sidecar["steps"] == 2 and sidecar["sampler"] == "euler"
+    assert sidecar["guidance_embedded"] == stage["inference"]["guidance_embedded"]
+    weights = "ema.safetensors" if (final / "ema.safetensors").is_file() else "model.safetensors"
+    assert sidecar["checkpoint"] == str(final / weights)
+
+    again = run_root / "samples" / "again.png"
+    assert main([*args, "--out", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
+
+    other = run_root / "samples" / "other.png"
+    assert (
+        main(
+            [
+                *args[:-3],
+                "--seed",
+                "4",
+                "--prompts",
+                "a red circle",
+                "a blue square",
+                "--out",
+                str(other),
+            ]
+        )
+        == 0
+    )
+    assert other.read_bytes() != out.read_bytes()
+
+    # An unsupported sampler names the supported ones.
+    assert main([*args, "--sampler", "unipc", "--out", str(tmp_path / "x.png")]) == 1
+    assert "supported: euler" in capsys.readouterr().err
+
+
+def test_video_grid_has_first_middle_last_frame_per_prompt():
+    import torch
+
+    from runtime.sample import grid, tiles_of
+
+    videos = [torch.linspace(-1, 1, 5).view(1, 5, 1, 1).expand(3, 5, 4, 6) for _ in range(2)]
+    image = grid(tiles_of(videos))
+    assert image.shape == (2 * 4, 3 * 6, 3)
+    assert [image[0, 6 * column, 0] for column in range(3)] == [0, 128, 255]  # frames 0, 2, 4
