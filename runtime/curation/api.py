@@ -66,8 +66,12 @@ one sample with the message; the pixel accessors raise it for undecodable media.
 bug and stops the run.
 
 Pixels: `record.pixels` decodes once per stage at the largest `decode_side()` of the stage's ops and
-serves each op its own size from that: `header()`, `image(side)`, `frames(side, fps)`, `keyframes(side)`,
-`video_path()`, `memo(key, fn)` (see runtime/curation/decode.py). Images are RGB uint8 arrays.
+serves each op its own size from that: `header()`, `image(side)`, `grey(side)`, `frames(side, fps)`,
+`keyframes(side)`, `load(side)`, `video_path()`, `memo(key, fn)` (see runtime/curation/decode.py). Images
+are RGB uint8 arrays; `grey(side)` and `grey=True` give BT.601 luma (2-D uint8). An op that reads only
+luma sets `needs_color = False`: when no op of a stage needs colour, the stage decodes luma only (a JPEG
+decodes about 1.2x faster than in colour at the same reduced size). An op that reads colour while saying
+it does not still gets correct pixels, from a second (colour) decode.
 """
 
 from __future__ import annotations
@@ -172,6 +176,7 @@ class OpImpl:
     version: ClassVar[str] = "1"
     stateful: ClassVar[bool] = False
     batch_size: ClassVar[int] = 16
+    needs_color: ClassVar[bool] = True  # False: reads only header / luma (grey=True), lets the stage skip colour
 
     def __init__(self, spec: Op, ctx: OpContext) -> None:
         self.spec = spec

@@ -168,7 +168,9 @@ class CurationRun:
                 f"see {self.layout.report()}"
             )
         if report.samples_read == 0:
-            raise CurationError(f"read 0 samples from {len(self.shards)} shards ({self.shards[:3]}...): nothing to curate")
+            raise CurationError(
+                f"read 0 samples from {len(self.shards)} shards ({self.shards[:3]}...): nothing to curate"
+            )
         if report.kept == 0:
             raise CurationError(
                 f"kept 0 of {report.samples_read} samples; every sample was dropped or quarantined, see the funnel "

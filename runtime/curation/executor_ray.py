@@ -46,7 +46,9 @@ def _order(seq: tuple[int, ...]) -> str:
 
 def _read_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
     job: ShardJob = pickle.loads(row["job"])
-    rows = [{"stem": job.stem, "order": _order(item.seq), "payload": pickle.dumps(item)} for item in read_items(job.source)]
+    rows = [
+        {"stem": job.stem, "order": _order(item.seq), "payload": pickle.dumps(item)} for item in read_items(job.source)
+    ]
     rows.append({"stem": job.stem, "order": "~end", "payload": b""})  # "~" sorts after every digit
     return rows
 
@@ -67,7 +69,9 @@ def _run_batch(runner: StageRunner, batch: dict[str, Any]) -> dict[str, list[Any
     return out
 
 
-def _run_segment(batch: dict[str, Any], job: bytes, start: int, stop: int, first: bool, last: bool, verdicts: dict) -> dict:
+def _run_segment(
+    batch: dict[str, Any], job: bytes, start: int, stop: int, first: bool, last: bool, verdicts: dict
+) -> dict[str, list[Any]]:
     runner = StageRunner(pickle.loads(job), slice(start, stop), first, last, verdicts)
     try:
         return _run_batch(runner, batch)
@@ -134,7 +138,8 @@ def run_jobs(jobs: list[ShardJob], workers: int, description: str) -> None:
     dataset = ray.data.from_items([{"job": pickle.dumps(job)} for job in jobs]).flat_map(_read_rows)
     plan = segments(template)
     for number, (start, stop, resources) in enumerate(plan):
-        args = dict(job=payload, start=start, stop=stop, first=number == 0, last=number == len(plan) - 1, verdicts=verdicts)
+        args = {"job": payload, "start": start, "stop": stop, "first": number == 0,
+                "last": number == len(plan) - 1, "verdicts": verdicts}
         if resources is None:
             dataset = dataset.map_batches(_run_segment, fn_kwargs=args, batch_size=batch_size)
         else:

@@ -13,7 +13,12 @@ from runtime.curation.registry import register
 
 @register("probe")
 class Probe(MapOp):
-    """Reads the header into metadata; `check` first_last / full also decodes pixels. Unreadable: quarantined."""
+    """Reads the header into metadata; `check` first_last / full also decodes pixels. Unreadable: quarantined.
+
+    An image's decoding check is the stage's decode (luma-only if no op needs colour: it entropy-decodes
+    every component all the same)."""
+
+    needs_color = False
 
     def decode_side(self) -> int | None:
         return None if self.spec.check == "header" else FULL
@@ -27,9 +32,9 @@ class Probe(MapOp):
         else:
             record.metadata["orientation"] = header.orientation
         if self.spec.check == "first_last":
-            pixels.first_last_frames() if header.kind == "video" else pixels.image(FULL)
+            pixels.first_last_frames() if header.kind == "video" else pixels.load(FULL, grey=True)
         elif self.spec.check == "full":
-            pixels.verify_video() if header.kind == "video" else pixels.image(FULL)
+            pixels.verify_video() if header.kind == "video" else pixels.load(FULL, grey=True)
         return KEEP
 
 
@@ -58,12 +63,10 @@ class AspectRatio(MapOp):
 
     def decide(self, record: Record, score: Score | None) -> Verdict:
         header = record.pixels.header()
-        ratio = header.width / header.height
-        if not self.spec.min_ratio <= ratio <= self.spec.max_ratio:
-            return Verdict.drop(
-                "aspect ratio out of range",
-                f"{header.width}x{header.height} = {ratio:.3f}, allowed [{self.spec.min_ratio:g}, {self.spec.max_ratio:g}]",
-            )
+        ratio, low, high = header.width / header.height, self.spec.min_ratio, self.spec.max_ratio
+        if not low <= ratio <= high:
+            detail = f"{header.width}x{header.height} = {ratio:.3f}, allowed [{low:g}, {high:g}]"
+            return Verdict.drop("aspect ratio out of range", detail)
         return KEEP
 
 

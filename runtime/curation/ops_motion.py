@@ -14,6 +14,7 @@ left to model-backed implementations; the scorer here is named for what it compu
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ def flow_steps(record: Record, fps: float, side: int) -> list[tuple[float, float
     def compute() -> list[tuple[float, float, float, float]]:
         grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in record.pixels.frames(side, fps)]
         steps = []
-        for before, after in zip(grey, grey[1:]):
+        for before, after in pairwise(grey):
             flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
             vectors = flow.reshape(-1, 2)
             camera = np.median(vectors, axis=0)
@@ -187,8 +188,9 @@ class FrameConsistency(MapOp):
     def score(self, records: list[Record]) -> list[Score | None]:
         scores = []
         for record in records:
-            grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in record.pixels.frames(CONSISTENCY_SIDE, CONSISTENCY_FPS)]
-            distances = [(1 - ssim(a, b)) / 2 for a, b in zip(grey, grey[1:])]
+            frames = record.pixels.frames(CONSISTENCY_SIDE, CONSISTENCY_FPS)
+            grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+            distances = [(1 - ssim(a, b)) / 2 for a, b in pairwise(grey)]
             scores.append({"value": float(np.mean(distances)) if distances else 0.0, "steps": len(distances)})
         return scores
 

@@ -27,7 +27,18 @@ from runtime.curation.registry import register
 
 SIZE = 512  # rendered images are SIZE x SIZE
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
-WORDS = ["open", "daily", "fresh", "coffee", "market", "river", "north", "station", "garden", "quiet", "morning", "light", "city", "library", "museum", "bakery", "welcome", "exit", "entrance", "platform", "ticket", "harbor", "bridge", "mountain", "trail", "summer", "winter", "festival", "orange", "blue", "green", "silver", "golden", "house", "school", "office", "hotel", "cinema", "pharmacy", "bicycle", "parking", "limited", "offer", "sale", "new", "classic", "modern", "simple", "bright", "warm", "cold", "fast", "slow", "east", "west", "south", "central", "park", "street", "avenue", "square", "tower", "castle", "island", "valley", "forest", "ocean", "bread", "cheese", "apple", "honey", "tea", "juice", "menu", "lunch", "dinner", "breakfast", "special", "today", "tomorrow", "always", "never", "every", "weekend", "holiday", "notice", "please", "thank", "you", "quality", "service", "repair", "design", "studio", "gallery", "music", "theater", "dance", "art", "craft", "books", "maps", "travel", "guide"]
+WORDS = (
+    "open", "daily", "fresh", "coffee", "market", "river", "north", "station", "garden", "quiet", "morning",
+    "light", "city", "library", "museum", "bakery", "welcome", "exit", "entrance", "platform", "ticket", "harbor",
+    "bridge", "mountain", "trail", "summer", "winter", "festival", "orange", "blue", "green", "silver", "golden",
+    "house", "school", "office", "hotel", "cinema", "pharmacy", "bicycle", "parking", "limited", "offer", "sale",
+    "new", "classic", "modern", "simple", "bright", "warm", "cold", "fast", "slow", "east", "west", "south",
+    "central", "park", "street", "avenue", "square", "tower", "castle", "island", "valley", "forest", "ocean",
+    "bread", "cheese", "apple", "honey", "tea", "juice", "menu", "lunch", "dinner", "breakfast", "special",
+    "today", "tomorrow", "always", "never", "every", "weekend", "holiday", "notice", "please", "thank", "you",
+    "quality", "service", "repair", "design", "studio", "gallery", "music", "theater", "dance", "art", "craft",
+    "books", "maps", "travel", "guide",
+)
 LANGUAGES = ("en",)
 
 
@@ -62,7 +73,8 @@ def render_pure(rng: np.random.Generator) -> tuple[Image.Image, str, str]:
     size = 72
     while size > 16 and draw.textlength(text, font=_font(font_name, size)) > SIZE - 40:
         size -= 4
-    draw.text((SIZE / 2, SIZE / 2), text, fill=_colour(rng, light=not dark_on_light), font=_font(font_name, size), anchor="mm")
+    ink = _colour(rng, light=not dark_on_light)
+    draw.text((SIZE / 2, SIZE / 2), text, fill=ink, font=_font(font_name, size), anchor="mm")
     return image, text, font_name
 
 
@@ -82,7 +94,8 @@ def render_compositional(rng: np.random.Generator) -> tuple[Image.Image, str, st
         width = draw.textlength(text, font=font)
         x = int(rng.integers(10, max(11, SIZE - int(width) - 30)))
         y = 60 + row * 220 + int(rng.integers(0, 80))
-        draw.rectangle((x - 10, y - 10, x + width + 10, y + font.size + 14), fill=_colour(rng, True), outline=(0, 0, 0), width=3)
+        sign = (x - 10, y - 10, x + width + 10, y + font.size + 14)
+        draw.rectangle(sign, fill=_colour(rng, True), outline=(0, 0, 0), width=3)
         draw.text((x, y), text, fill=_colour(rng, False), font=font)
         texts.append(text)
     return image, " / ".join(texts), font_name
@@ -99,7 +112,8 @@ def render_complex(rng: np.random.Generator) -> tuple[Image.Image, str, str]:
     lines = textwrap.wrap(paragraph, 24)
     half = math.ceil(len(lines) / 2)
     for column, chunk in enumerate((lines[:half], lines[half:])):
-        draw.multiline_text((24 + column * 246, 80), "\n".join(chunk), fill=(40, 40, 40), font=_font(body_font, 16), spacing=4)
+        position, body = (24 + column * 246, 80), "\n".join(chunk)
+        draw.multiline_text(position, body, fill=(40, 40, 40), font=_font(body_font, 16), spacing=4)
     bullets = [_words(rng, 2) for _ in range(3)]
     y = 80 + (half + 1) * 21
     for bullet in bullets:

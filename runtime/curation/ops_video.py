@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -133,9 +134,10 @@ class SceneSplit(SplitOp):
     def scenes(self, score: Score, fps: float) -> list[tuple[int, int]]:
         """Frame ranges [start, stop) of the clips to write."""
         spec = self.spec
-        bounds = [0, *cut_frames(score["frame_scores"], spec.detector, spec.threshold, spec.min_scene_frames), score["frames"]]
+        cuts = cut_frames(score["frame_scores"], spec.detector, spec.threshold, spec.min_scene_frames)
+        bounds = [0, *cuts, score["frames"]]
         clips = []
-        for start, stop in zip(bounds, bounds[1:]):
+        for start, stop in pairwise(bounds):
             if spec.clip_min_seconds is not None and (stop - start) / fps < spec.clip_min_seconds:
                 continue
             longest = stop - start if spec.clip_max_seconds is None else max(1, int(spec.clip_max_seconds * fps))
@@ -149,9 +151,8 @@ class SceneSplit(SplitOp):
         fps = record.pixels.header().fps
         clips = self.scenes(score, fps)
         if not clips:
-            return Verdict.drop(
-                "no scene long enough", f"{score['frames']} frames at {fps:g} fps; clip_min_seconds {self.spec.clip_min_seconds}"
-            )
+            detail = f"{score['frames']} frames at {fps:g} fps; clip_min_seconds {self.spec.clip_min_seconds}"
+            return Verdict.drop("no scene long enough", detail)
         if clips == [(0, score["frames"])]:
             return [record]  # one scene, nothing to cut: keep the original bytes
         media = encode_ranges(record.pixels.video_path(), clips, fps)
@@ -187,7 +188,10 @@ class Trim(MapOp):
     def decide(self, record: Record, score: Score | None) -> Verdict:
         header = record.pixels.header()
         spec, fps, count = self.spec, header.fps, header.frame_count
-        head, tail = (int(spec.head), int(spec.tail)) if spec.unit == "frames" else (round(spec.head * fps), round(spec.tail * fps))
+        if spec.unit == "frames":
+            head, tail = int(spec.head), int(spec.tail)
+        else:
+            head, tail = round(spec.head * fps), round(spec.tail * fps)
         if head == 0 and tail == 0:
             return KEEP
         if head + tail >= count:

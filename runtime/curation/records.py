@@ -5,7 +5,8 @@ Members of sample KEY in a shard:
     KEY.jpg | .jpeg | .png | .webp | .mp4 | ...   the media (exactly one)
     KEY.json                                     metadata
     KEY.txt                                      the original caption (img2dataset convention)
-    KEY.captions.json                            {"original": str | null, "synthetic": [{"text", "model", "style", "language"}]}
+    KEY.captions.json                            {"original": str | null,
+                                                  "synthetic": [{"text", "model", "style", "language"}]}
     KEY.scores.json                              {op name: score object}
     KEY.NAME.mask.png                            one mask per NAME (e.g. defect)
     anything else                                passed through unchanged (e.g. precomputed embeddings)
@@ -80,17 +81,18 @@ class Record:
             self._pixels = Decoded(self.media, self.media_ext)
         return self._pixels
 
-    def attach_decoder(self, plan_side: int) -> None:
-        """Decode at `plan_side`: the largest size any op of the stage reads."""
+    def attach_decoder(self, plan_side: int, *, color: bool = True) -> None:
+        """Decode at `plan_side`: the largest size any op of the stage reads; in colour unless no op of the
+        stage needs colour (`color=False`: a luma-only decode, see runtime/curation/decode.py)."""
         self.release()
-        self._pixels = Decoded(self.media, self.media_ext, plan_side)
+        self._pixels = Decoded(self.media, self.media_ext, plan_side, color)
 
     def replace_media(self, media: bytes, ext: str) -> None:
         """New media (a trimmed clip): the digest and decoded pixels of the old bytes are dropped."""
-        plan = self._pixels.plan_side if self._pixels else None
+        old = self._pixels
         self.media, self.media_ext, self._digest = media, ext, None
-        if plan is not None:
-            self.attach_decoder(plan)
+        if old is not None:
+            self.attach_decoder(old.plan_side, color=old.color)
 
     def release(self) -> None:
         """Free decoded pixels and scratch files."""
@@ -164,5 +166,5 @@ def _load(data: bytes, key: str, name: str) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"member {key}.{name} is not valid JSON: {error}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"member {key}.{name} must be a JSON object, got {type(value).__name__}")
+        raise TypeError(f"member {key}.{name} must be a JSON object, got {type(value).__name__}")
     return value

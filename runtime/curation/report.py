@@ -162,7 +162,9 @@ def build_report(
                 if fate in ("dropped", "review", "quarantined") and op:
                     label = f"{op}: {entry.get('reason', '')}"
                     if len(rejects[label]) < REJECT_SAMPLES:
-                        rejects[label].append({"key": entry["key"], "shard": manifest["shard"], "detail": entry.get("detail", "")})
+                        rejects[label].append(
+                            {"key": entry["key"], "shard": manifest["shard"], "detail": entry.get("detail", "")}
+                        )
     for item in funnel.values():
         item.kept = item.seen - sum(item.dropped.values()) - item.review - item.quarantined - item.split
         item.seconds = round(item.seconds, 4)

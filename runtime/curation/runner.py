@@ -1,8 +1,9 @@
 """Run ops over records: the score cache, verdicts, quarantine, and one shard through one stage.
 
-Both executors use `BoundOp.process` on batches of records; the local executor (and the Slurm task)
-also use `process_shard`, which reads a shard, runs the stage, writes the kept, review and quarantine
-shards atomically and writes the shard's manifest last. The manifest is the done-marker: a rerun skips a
+`BoundOp` runs one op over a batch (cache lookups, one score() call, verdicts); `StageRunner` runs a
+stage's ops over a batch (both executors use it); `ShardSink` writes one shard's outputs and manifest.
+The local executor (and the Slurm task) run `process_shard`: read a shard, run the stage batch by batch,
+write the kept, review and quarantine shards atomically and the shard's manifest last. The manifest is the done-marker: a rerun skips a
 shard whose manifest matches the job, and redoes (overwrites) any other, so no sample is ever written twice.
 """
 
@@ -37,16 +38,22 @@ from runtime.curation.shards import (
 )
 from runtime.curation.stages import ShardJob, op_from_json
 
+_UNSCORED = object()  # process(): a record the op does not apply to
+
 
 class BoundOp:
     """An op implementation with its score id, run on batches of records."""
 
-    def __init__(self, impl: OpImpl, plan_side: int) -> None:
+    def __init__(self, impl: OpImpl, plan_side: int, color: bool = True) -> None:
         self.impl = impl
         self.name = impl.name
+        self.decode_side = impl.decode_side()
+        self.grey = not impl.needs_color  # the op reads luma: from a luma-only decode if the stage has one
         params = impl.scoring_params()
-        side = plan_side if impl.decode_side() is not None else None
-        self.score_id = None if params is None else score_id(impl.spec.kind, impl.version, params, side)
+        decode: int | str | None = plan_side if self.decode_side is not None else None
+        if decode is not None and self.grey and not color:
+            decode = f"{plan_side} luma"  # JPEG's Y channel, not luma(RGB): equal up to rounding, not bit-exact
+        self.score_id = None if params is None else score_id(impl.spec.kind, impl.version, params, decode)
 
     def process(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
         """Score and decide `records`; returns the survivors (and children), appends the others to `ended`."""
@@ -55,21 +62,23 @@ class BoundOp:
         scores = self._scores(targets, cache, ended)
         per_record = (time.perf_counter() - started) / max(1, len(targets))
         survivors: list[Record] = []
+        name, clock, apply = self.name, time.perf_counter, self._apply
         for record in records:
-            record.trace[self.name] = 0.0
             if record.fate is not None:  # quarantined while scoring
-                record.trace[self.name] = per_record
+                record.trace[name] = per_record
                 continue
-            if record not in scores:
+            score = scores.get(record, _UNSCORED)
+            if score is _UNSCORED:  # not for this op
+                record.trace[name] = 0.0
                 survivors.append(record)
                 continue
-            tick = time.perf_counter()
+            tick = clock()
             try:
-                survivors.extend(self._apply(record, scores[record], ended))
+                survivors.extend(apply(record, score, ended))
             except UnreadableSample as error:
-                quarantine(record, self.name, str(error))
+                quarantine(record, name, str(error))
                 ended.append(record)
-            record.trace[self.name] = per_record + time.perf_counter() - tick
+            record.trace[name] = per_record + clock() - tick
         return survivors
 
     def score_only(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
@@ -83,7 +92,9 @@ class BoundOp:
                 record.scores[self.name] = scores[record]
         return [r for r in records if r.fate is None]
 
-    def _scores(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> dict[Record, Score | None]:
+    def _scores(
+        self, records: list[Record], cache: ScoreCache | None, ended: list[Record]
+    ) -> dict[Record, Score | None]:
         """Scores from the cache, the rest from one score() call; unreadable records are quarantined."""
         found: dict[Record, Score | None] = {}
         misses = records
@@ -91,7 +102,7 @@ class BoundOp:
             cached = cache.get(self.score_id, [(r.key, r.digest) for r in records])
             found = {r: cached[r.key] for r in records if r.key in cached}
             misses = [r for r in records if r.key not in cached]
-        if self.score_id is not None and self.impl.decode_side() is not None:
+        if self.score_id is not None and self.decode_side is not None:
             misses = self._decodable(misses, ended)
         for record, score in self._score_isolating(misses, ended):
             found[record] = score
@@ -103,9 +114,10 @@ class BoundOp:
         """Decode each record before scoring, so an undecodable one is quarantined alone and the batch
         scorer never sees it (the decode is cached: score() reads the same pixels)."""
         readable = []
+        side, grey = self.decode_side, self.grey
         for record in records:
             try:
-                record.pixels.frames(self.impl.decode_side())
+                record.pixels.load(side, grey)
                 readable.append(record)
             except UnreadableSample as error:
                 quarantine(record, self.name, str(error))
@@ -131,7 +143,9 @@ class BoundOp:
     def _checked_score(self, records: list[Record]) -> list[Score | None]:
         scores = self.impl.score(records)
         if len(scores) != len(records):
-            raise RuntimeError(f"{type(self.impl).__name__}.score returned {len(scores)} scores for {len(records)} records")
+            raise RuntimeError(
+                f"{type(self.impl).__name__}.score returned {len(scores)} scores for {len(records)} records"
+            )
         return scores
 
     def _apply(self, record: Record, score: Score | None, ended: list[Record]) -> list[Record]:
@@ -153,10 +167,10 @@ class BoundOp:
 
     def _replace(self, record: Record, result: list[Record], ended: list[Record]) -> list[Record]:
         children = [r for r in result if r is not record]
-        plan = record.pixels.plan_side
+        plan, color = record.pixels.plan_side, record.pixels.color
         for index, child in enumerate(children):
             child.origin, child.seq = self.name, (*record.seq, index)
-            child.attach_decoder(plan)
+            child.attach_decoder(plan, color=color)
         if any(r is record for r in result):
             return result
         if not children:
@@ -202,6 +216,11 @@ def plan_side(impls: Iterable[OpImpl]) -> int:
     return max((s for s in (i.decode_side() for i in impls) if s is not None), default=FULL)
 
 
+def plan_color(impls: Iterable[OpImpl]) -> bool:
+    """Whether the stage decodes colour: some op that reads pixels needs it (else luma only, faster)."""
+    return any(i.needs_color for i in impls if i.decode_side() is not None)
+
+
 class StageRunner:
     """The ops of one stage bound for execution; `run` takes a batch of read items to their fates.
 
@@ -220,10 +239,11 @@ class StageRunner:
         verdicts: dict[str, dict[str, dict[str, Any]]] | None = None,
     ) -> None:
         impls, barrier = stage_ops(job)
-        side = plan_side([*impls, *([barrier] if barrier else [])])
-        self.side, self.first, self.last, self.final = side, first, last, job.stage.final
-        self.bound = [BoundOp(op, side) for op in impls[ops]]
-        self.barrier = BoundOp(barrier, side) if barrier is not None and last else None
+        every = [*impls, *([barrier] if barrier else [])]
+        side, color = plan_side(every), plan_color(every)
+        self.side, self.color, self.first, self.last, self.final = side, color, first, last, job.stage.final
+        self.bound = [BoundOp(op, side, color) for op in impls[ops]]
+        self.barrier = BoundOp(barrier, side, color) if barrier is not None and last else None
         self.barrier_in = op_from_json(job.stage.barrier_in).name if job.stage.barrier_in else ""
         self.verdicts = {job.stem: job.verdicts} if verdicts is None else verdicts  # shard -> key -> verdict
         self.cache = ScoreCache(Path(job.cache_dir))
@@ -234,7 +254,7 @@ class StageRunner:
         ended: list[Record | Unreadable] = [i for i in items if isinstance(i, Unreadable) or i.fate is not None]
         live = []
         for record in (i for i in items if isinstance(i, Record) and i.fate is None):
-            record.attach_decoder(self.side)
+            record.attach_decoder(self.side, color=self.color)
             verdict = self.verdicts.get(record.shard, {}).get(record.key) if self.first else None
             if verdict is not None and not apply_verdict(record, Verdict(**verdict), self.barrier_in):
                 ended.append(record)
@@ -280,9 +300,10 @@ class ShardSink:
         if isinstance(item, Unreadable):
             error = json.dumps({"op": item.op, "error": item.error, "shard": item.shard}).encode()
             self.writers["quarantined"].write(item.key, {**item.members, "error.json": error})
-            self.ledger.append(
-                {"key": item.key, "fate": "quarantined", "op": item.op, "reason": "unreadable", "detail": item.error, "trace": {}}
-            )
+            self.ledger.append({
+                "key": item.key, "fate": "quarantined", "op": item.op, "reason": "unreadable",
+                "detail": item.error, "trace": {},
+            })
             return
         fate = item.fate
         if fate.kind in ("kept", "pass"):

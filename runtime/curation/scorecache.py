@@ -30,8 +30,8 @@ CREATE TABLE IF NOT EXISTS scores (
 """
 
 
-def score_id(kind: str, version: str, params: dict[str, Any], decode_side: int | None) -> str:
-    """A short stable id for one scoring configuration."""
+def score_id(kind: str, version: str, params: dict[str, Any], decode_side: int | str | None) -> str:
+    """A short stable id for one scoring configuration; `decode_side` names the decode (size, luma-only)."""
     text = json.dumps([kind, version, params, decode_side], sort_keys=True, default=str)
     return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 

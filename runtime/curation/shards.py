@@ -84,56 +84,61 @@ def read_shard(path: str) -> Iterator[Record | Unreadable]:
     """Every sample of a shard in order, as a Record or, when unreadable, an Unreadable with the error."""
     stem = shard_stem(path)
     try:
-        file = open(path, "rb")
+        size = os.path.getsize(path)
     except OSError as error:
         yield Unreadable(f"_shard_{stem}", stem, f"shard cannot be opened: {error}")
         return
-    with file, open(path, "rb") as raw:
-        size = os.fstat(file.fileno()).st_size
+    # Two handles: tarfile seeks its own; damaged byte ranges are read through the other.
+    with open(path, "rb") as file, open(path, "rb") as raw:
         try:
-            tar = tarfile.open(fileobj=file, mode="r:", ignore_zeros=True)
+            tar = tarfile.open(fileobj=file, mode="r:", ignore_zeros=True)  # noqa: SIM115 - closed by `with tar`
         except tarfile.TarError as error:
             yield Unreadable(f"_shard_{stem}", stem, f"not a tar archive: {error}", {"bin": raw.read()})
             return
-        seen: set[str] = set()
-        key, members, expected = None, {}, 0
-        while True:
-            try:
-                info = tar.next()
-            except tarfile.TarError as error:
-                yield from _flush(key, members, stem, seen)
-                key, members = None, {}
-                yield from _region(raw, stem, expected, size, f"tar unreadable from here: {error}")
-                return
-            if info is None:
-                break
-            if info.offset > expected:
-                yield from _region(raw, stem, expected, info.offset, "corrupt tar header(s) skipped")
-            expected = info.offset_data + -(-info.size // _BLOCK) * _BLOCK
-            if not info.isfile():
-                continue
-            match = _KEY_EXT.match(info.name)
-            if match is None:
-                yield Unreadable(f"_member_{info.offset}", stem, f"member name {info.name!r} has no extension")
-                continue
-            member_key, ext = match.groups()
-            if member_key != key:
-                yield from _flush(key, members, stem, seen)
-                key, members = member_key, {}
-            try:
-                members[ext] = tar.extractfile(info).read()
-            except (tarfile.TarError, OSError) as error:
-                members.pop(ext, None)
-                yield Unreadable(key, stem, f"member {info.name} unreadable: {error}", dict(members))
-                key, members = None, {}
-                seen.add(member_key)
-        if key is not None and size - expected < _BLOCK:
-            # Writers end a tar with zero blocks; without them the file was cut at a member boundary
-            # and the last sample may be missing members.
-            yield Unreadable(key, stem, "shard ends without an end-of-archive marker (truncated?)", members)
-        else:
+        with tar:
+            yield from _read_members(tar, raw, stem, size)
+
+
+def _read_members(tar: tarfile.TarFile, raw: io.BufferedReader, stem: str, size: int) -> Iterator[Record | Unreadable]:
+    """Group members into samples by key; quarantine every byte range no member accounts for."""
+    seen: set[str] = set()
+    key, members, expected = None, {}, 0
+    while True:
+        try:
+            info = tar.next()
+        except tarfile.TarError as error:
             yield from _flush(key, members, stem, seen)
-        yield from _region(raw, stem, expected, size, "trailing bytes after the last member")
+            yield from _region(raw, stem, expected, size, f"tar unreadable from here: {error}")
+            return
+        if info is None:
+            break
+        if info.offset > expected:
+            yield from _region(raw, stem, expected, info.offset, "corrupt tar header(s) skipped")
+        expected = info.offset_data + -(-info.size // _BLOCK) * _BLOCK
+        if not info.isfile():
+            continue
+        match = _KEY_EXT.match(info.name)
+        if match is None:
+            yield Unreadable(f"_member_{info.offset}", stem, f"member name {info.name!r} has no extension")
+            continue
+        member_key, ext = match.groups()
+        if member_key != key:
+            yield from _flush(key, members, stem, seen)
+            key, members = member_key, {}
+        try:
+            members[ext] = tar.extractfile(info).read()
+        except (tarfile.TarError, OSError) as error:
+            members.pop(ext, None)
+            yield Unreadable(key, stem, f"member {info.name} unreadable: {error}", dict(members))
+            key, members = None, {}
+            seen.add(member_key)
+    if key is not None and size - expected < _BLOCK:
+        # Writers end a tar with zero blocks; without them the file was cut at a member boundary
+        # and the last sample may be missing members.
+        yield Unreadable(key, stem, "shard ends without an end-of-archive marker (truncated?)", members)
+    else:
+        yield from _flush(key, members, stem, seen)
+    yield from _region(raw, stem, expected, size, "trailing bytes after the last member")
 
 
 def _flush(key: str | None, members: dict[str, bytes], stem: str, seen: set[str]) -> Iterator[Record | Unreadable]:
@@ -145,7 +150,7 @@ def _flush(key: str | None, members: dict[str, bytes], stem: str, seen: set[str]
     seen.add(key)
     try:
         yield Record.from_members(key, members, stem)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         yield Unreadable(key, stem, str(error), members)
 
 
@@ -171,7 +176,8 @@ class ShardWriter:
     def write(self, key: str, members: dict[str, bytes]) -> None:
         if self._tar is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tar = tarfile.open(self._tmp, "w", format=tarfile.PAX_FORMAT)
+            # Closed by close() or abort(), never left open: a context manager cannot span write() calls.
+            self._tar = tarfile.open(self._tmp, "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         for ext in sorted(members):
             info = tarfile.TarInfo(f"{key}.{ext}")
             info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644

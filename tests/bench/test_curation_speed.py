@@ -2,9 +2,10 @@
 
 Group "curation image decode": the same shard of 48 photographic-texture 1024x1024 JPEGs, read from the
 tar, (a) fully decoded with PIL and nothing else, (b) through the fused image pipeline as the runtime
-runs it: probe + resolution + aspect ratio on the header, one reduced decode (JPEG draft to 256 px) shared
-by blur, exposure and the pHash of perceptual dedup, (c) the same checks unfused, each op decoding the
-full image itself, as per-op curation tools do. Scores are not cached, so every round computes them.
+runs it: probe + resolution + aspect ratio on the header, one reduced decode shared by blur, exposure and
+the pHash of perceptual dedup (none of them reads colour, so the stage decodes luma only: the JPEG's Y
+channel, DCT-scaled to 256 px), (c) the same checks unfused, each op decoding the full image itself, as
+per-op curation tools do. Scores are not cached, so every round computes them.
 
 Group "near-duplicate search": keep-first deduplication of 64-bit perceptual hashes within 4 bits, where
 every fifth hash is a copy of an earlier one with 0-6 bits flipped. The multi-index hash
@@ -36,7 +37,7 @@ from runtime.curation.api import OpContext
 from runtime.curation.hamming import HammingIndex
 from runtime.curation.records import Record
 from runtime.curation.registry import build
-from runtime.curation.runner import BoundOp, plan_side
+from runtime.curation.runner import BoundOp, plan_color, plan_side
 from runtime.curation.shards import ShardWriter, read_shard
 
 IMAGES = 48
@@ -84,11 +85,11 @@ def fused_pipeline(shard: str) -> int:
            Blur(min_laplacian_var=20), Exposure(min_mean_luma=10, max_mean_luma=245)]
     impls = [build(op, OpContext()) for op in ops]
     dedup = build(PerceptualDedup(max_hamming=RADIUS), OpContext())
-    side = plan_side([*impls, dedup])
-    bound, hashing = [BoundOp(impl, side) for impl in impls], BoundOp(dedup, side)
+    side, color = plan_side([*impls, dedup]), plan_color([*impls, dedup])  # as StageRunner plans the stage
+    bound, hashing = [BoundOp(impl, side, color) for impl in impls], BoundOp(dedup, side, color)
     records: list[Record] = list(read_shard(shard))
     for record in records:
-        record.attach_decoder(side)
+        record.attach_decoder(side, color=color)
     ended: list[Record] = []
     for op in bound:
         records = op.process(records, None, ended)
@@ -161,7 +162,10 @@ def dedup_all_pairs(codes: np.ndarray, rows: int = 256) -> np.ndarray:
     return duplicate
 
 
-@pytest.mark.parametrize("contender, count", [("all_pairs_numpy", 20_000), ("multi_index_hash", 20_000), ("multi_index_hash", 200_000)])
+SEARCHES = [("all_pairs_numpy", 20_000), ("multi_index_hash", 20_000), ("multi_index_hash", 200_000)]
+
+
+@pytest.mark.parametrize("contender, count", SEARCHES)
 def test_near_duplicate_search(benchmark, contender, count):
     benchmark.group = "near-duplicate search"
     benchmark.extra_info["baseline"] = "all_pairs_numpy (20000 only)"

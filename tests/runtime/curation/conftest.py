@@ -21,7 +21,7 @@ from PIL import Image
 from runtime.curation.api import OpContext
 from runtime.curation.records import Fate, Record
 from runtime.curation.registry import build
-from runtime.curation.runner import BoundOp, plan_side
+from runtime.curation.runner import BoundOp, plan_color, plan_side
 
 VIDEO_SIZE = (192, 144)  # width, height: short side under 256, so flow is measured at native size
 FPS = 24
@@ -70,7 +70,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = FPS) -> bytes
 def video_frames(kind: str, seconds: float = 3.0, fps: float = FPS) -> list[np.ndarray]:
     """Frames of one synthetic video case."""
     width, height = VIDEO_SIZE
-    count = int(round(seconds * fps))
+    count = round(seconds * fps)
     if kind == "static":
         base = texture(1, height, width)
         return [base] * count
@@ -203,12 +203,12 @@ def apply_op(media):
 
     def apply(op, names: list[str], model_dir: Path | None = None) -> Outcome:
         impl = build(op, OpContext(model_dir))
-        side = plan_side([impl])
+        side, color = plan_side([impl]), plan_color([impl])  # as the runner plans a stage of this one op
         records = [Record(name, media[name], ext_of(name), shard="test", seq=(i,)) for i, name in enumerate(names)]
         for record in records:
-            record.attach_decoder(side)
+            record.attach_decoder(side, color=color)
         ended: list[Record] = []
-        survivors = BoundOp(impl, side).process(records, None, ended)
+        survivors = BoundOp(impl, side, color).process(records, None, ended)
         return Outcome(records, survivors)
 
     return apply

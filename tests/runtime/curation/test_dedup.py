@@ -1,15 +1,23 @@
 """Dedup: the multi-index Hamming search against brute force, and exact / perceptual dedup across shards."""
 
+import io
+import itertools
 import json
 
+import cv2
+import imagehash
 import numpy as np
 import pytest
+from PIL import Image
 
 from compiler.schema.data import ExactDedup, PerceptualDedup
 from runtime.curation import run
-from runtime.curation.api import OpConfigError
+from runtime.curation.api import OpConfigError, OpContext
 from runtime.curation.hamming import HammingIndex
+from runtime.curation.ops_dedup import dhash, phash
+from runtime.curation.records import Record
 from runtime.curation.registry import build
+from runtime.curation.runner import plan_color, plan_side
 from runtime.curation.shards import read_shard
 
 
@@ -65,7 +73,8 @@ def test_index_reports_the_earliest_match():
 def test_exact_and_perceptual_dedup_across_shards(shards, tmp_path):
     report = run([ExactDedup(), PerceptualDedup(max_hamming=4)], f"{shards}/images-*.tar", tmp_path / "out", workers=1)
     rejects = report.rejects
-    assert rejects["exact_dedup: exact duplicate"] == [{"key": "sharp0_copy", "shard": "images-001", "detail": "same sha256 as sharp0"}]
+    (exact,) = rejects["exact_dedup: exact duplicate"]
+    assert exact == {"key": "sharp0_copy", "shard": "images-001", "detail": "same sha256 as sharp0"}
     (near,) = rejects["perceptual_dedup: near duplicate"]
     assert (near["key"], near["detail"]) == ("sharp1_resized", "0 bits from sharp1")
     kept = {r.key for r in read_shard(str(tmp_path / "out" / "shards" / "images-000.tar"))}
@@ -89,3 +98,50 @@ def test_dedup_parameters_that_cannot_run_are_refused():
         build(PerceptualDedup(action="downweight"), None)
     with pytest.raises(OpConfigError, match="set exact_dedup.hash = 'sha256'"):
         build(ExactDedup(hash="md5_packets"), None)
+
+
+def test_phash_and_dhash_are_imagehash_on_the_square_they_hash():
+    rng = np.random.default_rng(0)
+    for side in (8, 6, 16):  # 64, 36 (not a whole number of bytes) and 256 bits
+        for _ in range(10):
+            square = rng.integers(0, 256, (4 * side, 4 * side), dtype=np.uint8)
+            assert phash(square, side) == str(imagehash.phash(Image.fromarray(square), hash_size=side))
+            strip = rng.integers(0, 256, (side, side + 1), dtype=np.uint8)
+            assert dhash(strip, side) == str(imagehash.dhash(Image.fromarray(strip), hash_size=side))
+
+
+def encode(image: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def perceptual_hashes(op, media: dict[str, tuple[bytes, str]]) -> dict[str, int]:
+    """The op's hashes of named (bytes, ext) media, decoded as a stage of this op decodes them."""
+    impl = build(op, OpContext())
+    records = [Record(name, data, ext) for name, (data, ext) in media.items()]
+    for record in records:
+        record.attach_decoder(plan_side([impl]), color=plan_color([impl]))
+    return {r.key: int(s["hash"], 16) for r, s in zip(records, impl.score(records))}
+
+
+@pytest.mark.parametrize("kind", ["phash", "dhash"])
+def test_near_duplicates_hash_within_the_radius_and_unrelated_images_do_not(media, kind):
+    op = PerceptualDedup(hash=kind, max_hamming=4)
+    copies, originals = {}, {}
+    for i in range(6):
+        original = np.asarray(Image.open(io.BytesIO(media[f"sharp{i}"])))
+        height, width = original.shape[:2]
+        originals[f"sharp{i}"] = (media[f"sharp{i}"], "jpg")
+        copies[f"sharp{i}_q40"] = (encode(original, "JPEG", quality=40), "jpg")
+        copies[f"sharp{i}_png"] = (encode(original, "PNG"), "png")
+        half = cv2.resize(original, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        copies[f"sharp{i}_half"] = (encode(half, "JPEG", quality=75), "jpg")
+        larger = cv2.resize(original, (width * 3 // 2, height * 3 // 2), interpolation=cv2.INTER_CUBIC)
+        copies[f"sharp{i}_larger"] = (encode(larger, "JPEG", quality=90), "jpg")
+    hashes = perceptual_hashes(op, {**originals, **copies})
+    for name in copies:
+        original = name.rsplit("_", 1)[0]
+        assert (hashes[name] ^ hashes[original]).bit_count() <= op.max_hamming, name
+    for a, b in itertools.combinations(originals, 2):
+        assert (hashes[a] ^ hashes[b]).bit_count() > 3 * op.max_hamming, (a, b)

@@ -24,7 +24,8 @@ def frame_count(media: bytes) -> int:
 
 
 def test_duration_and_fps(apply_op):
-    out = apply_op(DurationFilter(min_seconds=1, max_seconds=10, min_fps=12), VIDEOS + ["video_short", "video_low_fps", "video_no_frames", "sharp0"])
+    cases = VIDEOS + ["video_short", "video_low_fps", "video_no_frames", "sharp0"]
+    out = apply_op(DurationFilter(min_seconds=1, max_seconds=10, min_fps=12), cases)
     assert out.kept() == VIDEOS + ["sharp0"]  # images pass through
     assert out.fates["video_short"].reason == "shorter than min_seconds"
     assert "0.50 s" in out.fates["video_short"].detail
@@ -85,7 +86,9 @@ def test_motion_score_orders_and_filters(apply_op):
 def test_motion_tiers(apply_op):
     out = apply_op(MotionTiers(keep=["optimal", "medium", "camera_driven"]), VIDEOS[:4])
     tiers = {k: out.records[k].metadata["motion_tier"] for k in VIDEOS[:4]}
-    assert tiers == {"video_static": "static", "video_moving_object": "medium", "video_pan": "camera_driven", "video_shaky": "shaky"}
+    assert tiers == {
+        "video_static": "static", "video_moving_object": "medium", "video_pan": "camera_driven", "video_shaky": "shaky",
+    }
     assert out.kept() == ["video_moving_object", "video_pan"]
     assert out.fates["video_shaky"].reason == "motion tier shaky"
 

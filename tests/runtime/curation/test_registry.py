@@ -53,7 +53,8 @@ def test_scorers_without_weights_are_refused_with_the_alternative(core_only):
     with pytest.raises(OpConfigError, match="scorer 'lpips' has no implementation; implemented scorers: dssim"):
         implementation_for(FrameConsistency())
     assert implementation_for(MotionScore()).__name__ == "MotionScore"
-    (message,) = missing_implementations([MotionScore(scorer="raft", scale={"low": 0, "unit": "px"}), Blur(min_laplacian_var=1)])
+    raft = MotionScore(scorer="raft", scale={"low": 0, "unit": "px"})
+    (message,) = missing_implementations([raft, Blur(min_laplacian_var=1)])
     assert "farneback" in message
 
 

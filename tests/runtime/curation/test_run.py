@@ -63,7 +63,8 @@ def test_every_sample_ends_in_exactly_one_place(shards, corrupt_shard, tmp_path)
     assert all(op.seconds >= 0 for op in report.ops)
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["kept"] == report.kept and Path(written["histograms"]["blur"]).is_file()
-    errors = [json.loads(r.columns["error.json"]) for r in read_shard(str(tmp_path / "out" / "quarantine" / "images-001.stage0.tar"))]
+    quarantine = tmp_path / "out" / "quarantine" / "images-001.stage0.tar"
+    errors = [json.loads(r.columns["error.json"]) for r in read_shard(str(quarantine))]
     assert {e["op"] for e in errors} == {"probe", "blur"}
 
 
@@ -133,7 +134,9 @@ def many_shards(tmp_path_factory) -> Path:
     """5 shards of 12 distinct small images: enough work to kill a run in the middle."""
     directory = tmp_path_factory.mktemp("many")
     for number in range(5):
-        samples = [(f"s{number}_{i:02d}", {"jpg": encode(sharp_image(100 * number + i, 256, 192)), **meta()}) for i in range(12)]
+        samples = [
+            (f"s{number}_{i:02d}", {"jpg": encode(sharp_image(100 * number + i, 256, 192)), **meta()}) for i in range(12)
+        ]
         shard(directory / f"part-{number:03d}.tar", samples)
     return directory
 
@@ -161,7 +164,8 @@ def test_killed_run_resumes_to_identical_outputs(many_shards, tmp_path, monkeypa
     assert not (killed / "shards").exists()  # stage 0 had not finished: no final shard can exist
 
     resumed = run(SLEEPY_OPS, many_shards, killed, workers=1)
-    assert (resumed.samples_read, resumed.kept, resumed.dropped) == (reference.samples_read, reference.kept, reference.dropped)
+    counts = ("samples_read", "kept", "dropped")
+    assert [getattr(resumed, c) for c in counts] == [getattr(reference, c) for c in counts]
     for path in sorted((tmp_path / "reference" / "shards").iterdir()):
         assert member_keys(killed / "shards" / path.name) == member_keys(path)
         assert (killed / "shards" / path.name).read_bytes() == path.read_bytes()

@@ -55,7 +55,7 @@ def test_truncated_tar_quarantines_the_tail(shards, tmp_path, cut):
     path.write_bytes(data[:end])
     items = list(read_shard(str(path)))
     assert [i.key for i in items if isinstance(i, Record)] == ["sharp0", "sharp1", "sharp2"]
-    assert [i.key for i in items if isinstance(i, Unreadable)][0] == "blurred"
+    assert next(i.key for i in items if isinstance(i, Unreadable)) == "blurred"
 
 
 def test_non_tar_shard_is_one_unreadable_item(tmp_path):

@@ -23,7 +23,7 @@ from PIL import Image
 from runtime.curation.api import OpContext
 from runtime.curation.records import Record
 from runtime.curation.registry import build
-from runtime.curation.runner import BoundOp, plan_side
+from runtime.curation.runner import BoundOp, plan_color, plan_side
 from runtime.curation.scorecache import ScoreCache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,10 +87,10 @@ def run_op(op, records: list[Record], ctx: OpContext, cache: ScoreCache | None =
         return original(batch)
 
     impl.score = counted
-    side = plan_side([impl])
+    side, color = plan_side([impl]), plan_color([impl])  # as the runner plans a stage of this one op
     for record in records:
-        record.attach_decoder(side, None)
-    run.kept = BoundOp(impl, side).process(records, cache, run.ended)
+        record.attach_decoder(side, color=color)
+    run.kept = BoundOp(impl, side, color).process(records, cache, run.ended)
     impl.score = original
     return run
 
