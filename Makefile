@@ -38,14 +38,10 @@ bench: $(STAMP)
 		--benchmark-json=.benchmarks/latest.json
 	$(BIN)/python scripts/benchmarks_md.py .benchmarks/latest.json BENCHMARKS.md
 
-# Until the end-to-end job exists (curate, train, sample on this machine), the demo runs the compiler:
-# every spec validated, a version diff, and flux1-dev compiled at smoke scale for this machine.
+# The main job on the embedded default: flux1-dev at smoke scale on this machine, end to end (about
+# 2 minutes; a rerun resumes). The report is demo-run/report.md.
 demo: $(STAMP)
-	$(BIN)/genspec list
-	$(BIN)/genspec validate --all
-	$(BIN)/genspec diff seedream-2.0 seedream-3.0 --only objective || test $$? -eq 1
-	$(BIN)/genspec compile flux1-dev --cluster local-cpu --scale smoke -o .cache/demo/flux1-dev --force
-	@echo "demo bundle: .cache/demo/flux1-dev (plan.md, assumptions.md, run_local.sh, submit_slurm.sh)"
+	$(BIN)/genspec demo --spec flux1-dev --workdir demo-run
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .benchmarks

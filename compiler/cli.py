@@ -329,6 +329,22 @@ def _bundle_pipeline(bundle, pipeline: str | None):
 
 
 @app.command()
+def demo(
+    spec: Annotated[str, typer.Option("--spec", help="Shipped spec to run end to end (image specs today).")] = "flux1-dev",
+    workdir: Annotated[str, typer.Option("--workdir", help="Where the bundle, data, run and report go.")] = "demo-run",
+) -> None:
+    """Compile SPEC at smoke scale for this machine, make synthetic raw data, run curation, every training
+    stage through DeepSpeed and sampling, and write WORKDIR/report.md. A rerun resumes."""
+    from runtime.demo import main as run_demo
+
+    try:
+        report = run_demo(spec, workdir)
+    except NotImplementedError as error:
+        raise _fail(f"genspec demo --spec {spec}: {error}") from None
+    print(f"report: {report}")
+
+
+@app.command()
 def clusters(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
     """The cluster presets --cluster accepts (a .yaml/.json file or file.py:attr works too)."""
     from compiler.schema.cluster import PRESETS
