@@ -22,7 +22,7 @@ from runtime.curation.layout import Layout
 from runtime.curation.registry import build
 from runtime.curation.report import Report, build_report, check_ledger, load_manifests
 from runtime.curation.shards import expand_shards, shard_stem
-from runtime.curation.stages import ShardJob, StagePlan, op_from_json, plan_stages
+from runtime.curation.stages import ShardJob, StagePlan, op_from_json, op_notes, plan_stages
 
 SMOKE_SHARDS = 1  # a smoke run curates the first shard only: every op runs end to end, in seconds
 Scale = Literal["smoke", "full"]
@@ -58,6 +58,7 @@ class CurationRun:
     model_dir: Path | None
     scale: Scale
     barrier_seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def plan(
@@ -77,12 +78,13 @@ class CurationRun:
             raise CurationError(f"pipeline {name!r} has no ops")
         model = Path(model_dir) if model_dir is not None else None
         stages = plan_stages(ops, OpContext(model, scale))
+        notes = op_notes(ops, OpContext(model, scale))
         shards = expand_shards(input)
         if scale == "smoke":
             shards = shards[:SMOKE_SHARDS]
         output = Path(output)
         cache = Path(cache_dir) if cache_dir is not None else Layout(output).cache()
-        return cls(name, stages, shards, output, cache, model, scale)
+        return cls(name, stages, shards, output, cache, model, scale, notes=notes)
 
     @property
     def layout(self) -> Layout:
@@ -160,6 +162,7 @@ class CurationRun:
         )
         for item in report.ops:
             item.seconds = round(item.seconds + self.barrier_seconds.get(item.name, 0.0), 4)
+        report.notes = list(self.notes)
         report.write(self.layout.report())
         ended = report.kept + report.dropped + report.review + report.quarantined + report.split
         if ended != report.samples_read + report.created:

@@ -64,6 +64,7 @@ class Report:
     rejects: dict[str, list[dict[str, str]]]
     histograms: dict[str, str]
     seconds: float
+    notes: list[str] = field(default_factory=list)  # stand-ins and other ways the run differs from full scale
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -54,6 +54,12 @@ class StagePlan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def op_notes(ops: list[Op], ctx: OpContext) -> list[str]:
+    """What each op says about how it runs here (a smoke-scale stand-in model, an unported scorer), for the
+    run report. Constructors are cheap and locate their weights, so building them again costs little."""
+    return [note for op in ops for note in getattr(build(op, ctx), "notes", lambda: [])()]
+
+
 def plan_stages(ops: list[Op], ctx: OpContext) -> list[StagePlan]:
     """Stages of `ops`. Builds every op once, so a bad parameter, a missing implementation, a duplicate
     name or a score read before it is made raises OpConfigError before any sample is read."""

@@ -106,3 +106,7 @@ def test_a_smoke_run_of_model_ops_completes_without_weights(kit, tmp_path):
     assert 0 < report.kept < 12
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["scale"] == "smoke"
+    # Every model op says in the report that a random stand-in scored in place of its missing weights.
+    for op in ops:
+        assert any(note.startswith(f"{op.name} ") and "RANDOMLY INITIALISED" in note for note in written["notes"]), \
+            (op.name, written["notes"])
