@@ -492,6 +492,10 @@ def run_dag(slurm: SlurmCluster, stub_bundle: Path, stub_dir: Path, tmp_path: Pa
                        GENSPEC_STUB_SLEEP="0.5")
             if fail:
                 env["GENSPEC_STUB_FAIL"] = fail
+        # Submit as a user's fresh shell would: no torch.distributed variables left behind by in-process
+        # trainer tests (submit_slurm.sh exports the environment, and a stale MASTER_PORT is still bound).
+        for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+            env.pop(name, None)
         dag = DagRun(slurm, bundle, run_root, raw, bundle_jobs(bundle), stub_log=stub_log, adapted=adapted)
         done = subprocess.run(["bash", str(bundle / "submit_slurm.sh"), "--raw", str(raw), "--run-root",
                                str(run_root)], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)

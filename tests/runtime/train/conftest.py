@@ -221,3 +221,13 @@ def subprocess_env() -> dict:
     env["OMP_NUM_THREADS"] = str(torch.get_num_threads())  # the same arithmetic as in-process runs
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE), env.get("PYTHONPATH", "")])
     return env
+
+
+@pytest.fixture(scope="session")
+def deepspeed_ops_built():
+    """Build DeepSpeed's CPU shared-memory op once in this process. On a fresh machine the ranks of a
+    multi-process run would otherwise build it at the same time into the same cache and one can crash."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from deepspeed.accelerator import get_accelerator
+
+    get_accelerator().create_op_builder("ShareMemCommBuilder").load()

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_zero3_run_through_the_deepspeed_launcher(tmp_path):
+def test_two_process_zero3_run_through_the_deepspeed_launcher(tmp_path, deepspeed_ops_built):
     write_shards(tmp_path / "data" / "patterns", samples=32, per_shard=8, noise=0.05)
     stage, ds_config = write_stage(tmp_path, name="two", steps=4, micro=2, accum=2, dp=2, zero=3, checkpoint_every=2)
     launcher = Path(sys.executable).parent / "deepspeed"
