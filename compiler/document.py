@@ -169,8 +169,7 @@ def apply_changes(data: dict[str, Any], table: Table, changes: dict[str, Any], r
             plain = value.model_dump(mode="json")
             sub_table = provenance_table(value.with_provenance(provenance) if provenance else value)
             _assign(data, path, plain, insert, insert_after)
-            stored = _stored_path(data, path, plain)
-            table.update({f"{stored}{_join(sub)}": prov for sub, prov in sub_table.items()})
+            table.update({f"{path}{_join(sub)}": prov for sub, prov in sub_table.items()})
         else:
             if isinstance(value, (list, tuple)) and value and all(isinstance(v, Node) for v in value):
                 nodes = [v.with_provenance(provenance) if provenance else v for v in value]
@@ -202,11 +201,6 @@ def _rekey(table: Table, old: str, new: str) -> None:
 
 def _join(sub: str) -> str:
     return "." + sub if not sub.startswith("[") else sub
-
-
-def _stored_path(data: dict[str, Any], path: str, plain: dict[str, Any]) -> str:
-    """After inserting under `[name]`, the item's path uses its own name."""
-    return path
 
 
 def _drop_table_under(table: Table, path: str) -> None:
