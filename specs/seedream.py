@@ -34,6 +34,7 @@ from compiler.schema import (
     LrSchedule,
     MaskedLoss,
     MMDiT,
+    NoiseAwareCompute,
     Pipeline,
     PreferenceLoss,
     Recaption,
@@ -402,6 +403,7 @@ SEEDREAM_3_0 = derive(
 # Seedream 4.0 --------------------------------------------------------------------------------------
 
 EDITING = "4.0's editing inputs are undisclosed; references join the sequence with an index axis, as in Flux Kontext"
+ADAPTIVE = "adaptive flow matching is undisclosed; read as loss-adaptive timestep sampling (noise-aware bins)"
 
 SEEDREAM_4_0 = derive(
     SEEDREAM_3_0,
@@ -437,6 +439,11 @@ SEEDREAM_4_0 = derive(
         "architecture.backbone.positions.axes_dims": assumed([16, 56, 56], f"{EDITING}; FLUX's split"),
         "architecture.params_documented": undisclosed("the survey gives no parameter count for 4.0"),
         "objective.adaptive": documented(True, VERSIONS),  # "adaptive flow matching"
+        # 'Adaptive flow matching' is undisclosed; genspec reads it as timestep sampling that adapts to the
+        # running loss per timestep bin (Hailuo 02's noise-aware redistribution), at that schema's defaults.
+        "objective.noise_aware_compute": NoiseAwareCompute(
+            bins=assumed(16, ADAPTIVE), ema=assumed(0.99, ADAPTIVE), floor=assumed(0.25, ADAPTIVE)
+        ),
         "schedule.stages[highres].resolutions": documented(
             [square(512), square(1024), square(2048), square(4096)], RECIPE
         ),

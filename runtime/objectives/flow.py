@@ -7,6 +7,8 @@ Loss weightings (SD3 paper section 3.1; diffusers training_utils.py compute_loss
   none        1
   sigma_sqrt  t^-2
   cosmap      2 / (pi (1 - 2t + 2t^2))
+
+`adaptive` (Seedream 4.0, undisclosed) runs as the noise-aware timestep sampler the spec must then configure.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ class FlowMatchingObjective(DiffusionObjective):
         noise_aware: NoiseAwareSampler | None = None,
     ):
         super().__init__(noise_aware)
-        if config.adaptive:
+        if config.adaptive and config.noise_aware_compute is None:
             raise NotImplementedError(
-                "objective.adaptive is True: Seedream 4.0's adaptive flow matching is undisclosed and not "
-                "implemented; set adaptive=False"
+                "objective.adaptive is True but objective.noise_aware_compute is not set: Seedream 4.0's adaptive "
+                "flow matching is undisclosed, and the runtime implements it only as loss-adaptive timestep "
+                "sampling; set objective.noise_aware_compute (as specs/seedream.py does) or adaptive=False"
             )
         if config.loss_weighting not in FLOW_WEIGHTINGS:
             raise ValueError(

@@ -49,3 +49,10 @@ def test_state_round_trips():
     other.load_state_dict(obj.state_dict())
     g = lambda: torch.Generator().manual_seed(5)
     assert torch.equal(obj.sample_timesteps(64, g()), other.sample_timesteps(64, g()))
+
+
+def test_adaptive_flow_matching_runs_as_the_noise_aware_sampler_and_needs_its_config():
+    adaptive = build_objective(FlowMatching(adaptive=True, noise_aware_compute=NoiseAwareCompute(bins=4)), STAGE, 16)
+    assert isinstance(adaptive.noise_aware, NoiseAwareSampler)
+    with pytest.raises(NotImplementedError, match="noise_aware_compute is not set"):
+        build_objective(FlowMatching(adaptive=True), STAGE, 16)
