@@ -315,26 +315,17 @@ def stage_output(bundle: Path, stage: str) -> str:
 
 
 def stage_done(bundle: Path, run_root: Path, stage: str) -> bool:
-    final = run_root / stage_output(bundle, stage) / "final"
-    return (final / "model.safetensors").exists()
+    """Whether the stage finished on an earlier run (the trainer's final/done.json)."""
+    return (run_root / stage_output(bundle, stage) / "final" / "done.json").exists()
 
 
 def run_pipeline(bundle: Path, raw: Path, run_root: Path) -> list[str]:
-    """Run run_local.sh; stages already finished (final/ written) are skipped. Returns the skipped stages."""
-    script = (bundle / "run_local.sh").read_text()
+    """Run run_local.sh. Finished curation and training stages return at once (the runtime checks its own
+    outputs), so a rerun resumes. Returns the training stages that had finished before this run."""
     skipped = [stage for stage in stage_order(bundle) if stage_done(bundle, run_root, stage)]
     if skipped:
-        for stage in skipped:
-            script = re.sub(rf'^bash "\$bundle/train/{re.escape(stage)}/launch\.sh".*$',
-                            f"echo 'skipping {stage}: final/ exists under the run root (already trained)'",
-                            script, flags=re.MULTILINE)
-        script = re.sub(r'^bundle=.*$', f"bundle={json.dumps(str(bundle.resolve()))}", script, count=1, flags=re.MULTILINE)
-        path = run_root.parent / "run_local.resume.sh"
-        path.write_text(script)
-        log(f"resuming: {', '.join(skipped)} already trained, skipped")
-    else:
-        path = bundle / "run_local.sh"
-    run(["bash", str(path), "--raw", str(raw.resolve()), "--run-root", str(run_root.resolve())])
+        log(f"resuming: {', '.join(skipped)} already trained")
+    run(["bash", str(bundle / "run_local.sh"), "--raw", str(raw.resolve()), "--run-root", str(run_root.resolve())])
     return skipped
 
 

@@ -8,6 +8,8 @@ output_dir/
   final/model.safetensors     whole fp32 weights at the stage's last step (the weights the model ran with;
   final/ema.safetensors       under bf16 they are bf16-rounded, the fp32 masters stay in the checkpoint)
   final/architecture.json     the architecture the weights belong to
+  final/done.json             written last: the stage, its steps and the sha256 of the stage.yaml it ran; a
+                              rerun of a finished stage stops at once (see finished())
 
 `init_from` loads final/model.safetensors of an earlier stage into this stage's model; parameters the
 checkpoint lacks are an error, except in guidance distillation, whose student adds a guidance embedding.
@@ -17,6 +19,7 @@ A teacher is rebuilt from its own final/architecture.json and loads final/ema.sa
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -28,6 +31,7 @@ from safetensors.torch import load_file, save_file
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
 ARCHITECTURE = "architecture.json"
+DONE = "done.json"
 KEEP = 2  # checkpoints kept: the newest may be mid-save when a run is killed; `latest` points at the other
 
 
@@ -98,19 +102,44 @@ def full_weights(engine) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().float().clone() for name, tensor in module.state_dict().items()}
 
 
-def export_final(engine, ema, output_dir: Path, rank: int, architecture_json: str) -> None:
-    """Write final/model.safetensors (and ema.safetensors with EMA) and the architecture they belong to
-    (architecture.json, so a later stage can rebuild this model as its teacher) from rank 0 (collective)."""
+def export_final(engine, ema, output_dir: Path, rank: int, architecture_json: str, done: dict) -> None:
+    """Write final/model.safetensors (and ema.safetensors with EMA), the architecture they belong to
+    (architecture.json, so a later stage can rebuild this model as its teacher) and, last, done.json holding
+    `done`, from rank 0 (collective). Each file is written under a temporary name and renamed, so a kill leaves
+    no half-written final/ that looks finished."""
     weights = full_weights(engine)
     ema_weights = None if ema is None else ema.full_state_dict()
     if rank != 0:
         return
     final = output_dir / FINAL
     final.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(final / "model.safetensors"))
-    (final / ARCHITECTURE).write_text(architecture_json)
+    (final / DONE).unlink(missing_ok=True)
+    _replace(final / "model.safetensors", lambda path: save_file(_contiguous(weights), str(path)))
+    _replace(final / ARCHITECTURE, lambda path: path.write_text(architecture_json))
     if ema_weights is not None:
-        save_file({k: v.contiguous() for k, v in ema_weights.items()}, str(final / "ema.safetensors"))
+        _replace(final / "ema.safetensors", lambda path: save_file(_contiguous(ema_weights), str(path)))
+    _replace(final / DONE, lambda path: path.write_text(json.dumps(done, indent=2, sort_keys=True) + "\n"))
+
+
+def finished(output_dir: Path) -> dict | None:
+    """The done.json record of a stage whose final/ export completed, None otherwise."""
+    path = output_dir / FINAL / DONE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _replace(path: Path, write) -> None:
+    part = path.with_name(path.name + ".part")
+    write(part)
+    part.replace(path)
+
+
+def _contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.contiguous() for key, value in weights.items()}
 
 
 def weights_file(directory: Path, field: str, prefer_ema: bool) -> Path:

@@ -18,6 +18,7 @@ per-step losses exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -337,7 +338,8 @@ class Run:
         metrics.close()
         if self.stop == self.total_steps:
             architecture = self.stage_file.architecture.model_dump_json()
-            checkpoint.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture)
+            done = {"stage": self.stage.name, "steps": self.total_steps, "stage_sha256": stage_digest(self.options.stage)}
+            checkpoint.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done)
         return self.stop
 
     def validate(self) -> float:
@@ -349,6 +351,35 @@ class Run:
             self.engine.train()
 
 
+def stage_digest(path: Path) -> str:
+    """sha256 of a stage.yaml's bytes: which stage file a final/ export was trained from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def already_trained(stage_path: Path, output_dir: Path) -> int | None:
+    """The step a finished stage ended at, when output_dir/final/done.json says this very stage.yaml finished;
+    None when it has not finished. A final/ trained from a different stage.yaml is an error."""
+    record = checkpoint.finished(output_dir)
+    if record is None:
+        return None
+    digest = stage_digest(stage_path)
+    if record.get("stage_sha256") != digest:
+        raise ValueError(
+            f"{output_dir / checkpoint.FINAL} holds stage {record.get('stage')!r} trained from another stage.yaml "
+            f"(sha256 {str(record.get('stage_sha256'))[:12]}..., {stage_path} is {digest[:12]}...); "
+            f"delete {output_dir} to train this stage again, or pass another --run-root"
+        )
+    return int(record["steps"])
+
+
 def train(options: RunOptions) -> int:
-    """Run a training stage; returns the last step trained."""
+    """Run a training stage; returns the last step trained. A stage that already finished (final/done.json
+    written from this stage.yaml) returns at once, without starting DeepSpeed."""
+    stage_file = load_stage_file(options.stage)
+    output_dir = Path(options.run_root) / stage_file.output_dir
+    done = already_trained(options.stage, output_dir)
+    if done is not None:
+        print(f"stage {stage_file.stage.name}: already trained ({done} steps, {output_dir / checkpoint.FINAL}); "
+              "nothing to do", file=sys.stderr)
+        return done
     return Run(options).run()

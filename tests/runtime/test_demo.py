@@ -70,7 +70,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "reusing bundle" in out and "raw data present" in out
     for stage in stages:
-        assert f"skipping {stage}" in out
+        assert f"stage {stage}: already trained" in out
         output = run_root / demo.stage_output(bundle, stage)
         assert (output / "final" / "model.safetensors").stat().st_mtime_ns == finals[stage], stage
     assert second < first

@@ -152,3 +152,17 @@ def test_missing_steps_is_explained(image_root):
     stage_path, ds_config = write_stage(image_root, name="nosteps", steps=None)
     with pytest.raises(ValueError, match="--max-steps"):
         train(RunOptions(stage_path, ds_config, image_root, None, tiny_model.build))
+
+
+def test_a_finished_stage_returns_at_once_and_a_changed_one_is_refused(tmp_path, capsys):
+    write_shards(tmp_path / "data" / "patterns", samples=8, per_shard=8)
+    run(tmp_path, "done", steps=2, micro=2)
+    final = tmp_path / "runs" / "done" / "final"
+    written = (final / "model.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert run(tmp_path, "done", steps=2, micro=2)[-1]["step"] == 2
+    assert "stage done: already trained (2 steps" in capsys.readouterr().err
+    assert (final / "model.safetensors").stat().st_mtime_ns == written
+
+    with pytest.raises(ValueError, match="trained from another stage.yaml.*delete"):
+        run(tmp_path, "done", steps=3, micro=2)
