@@ -9,14 +9,19 @@ Passes:
   2. build the conditioning (text encoders, VAE) at the stage file's scale; at smoke scale these are the random
      stand-ins seeded by model id, i.e. the ones the trainer used;
   3. sample at the stage's (first) training resolution with the spec's inference defaults:
-       flow matching            -> flow_euler ("euler"), sigmas from sampling_sigmas with the inference shift
-                                   (else the objective's), true CFG (cfg_scale) and/or embedded guidance
+       flow matching            -> "euler" (flow_euler), "heun" (flow_heun, 2nd order), "dpm_solver"
+                                   (DPM-Solver++ 2M) or "unipc" (UniPC bh2, as diffusers runs Wan 2.1), along
+                                   sampling_sigmas with the inference shift (else the objective's), true CFG
+                                   (cfg_scale) and/or embedded guidance
+       score matching (EDM)     -> "heun" (edm_heun): Heun on the Karras schedule with the EDM paper's sigma_min
+                                   0.002, sigma_max 80, rho 7 (the schema has no fields for them; said in the
+                                   sidecar's notes), the preconditioning the trainer used, CFG
        noise / v prediction     -> ddim_sample ("ddim", eta 0) or ancestral ("ddpm", eta 1), with dynamic
                                    thresholding when the spec sets it
        cascades                 -> the stage's own U-Net only; a super-resolution U-Net reads a fixed noise image
                                    as its low-res input, noised to inference.noise_augmentation_level when it was
                                    trained with noise conditioning augmentation (said on stderr and in the sidecar)
-     Other samplers (dpm_solver, heun, unipc) and EDM objectives are refused, naming what is supported;
+     A sampler the objective has no implementation for is refused, naming what is supported;
      --sampler overrides the spec's sampler;
   4. decode to pixels and write the grid: one tile per prompt (images, about square), or one row per prompt with
      its first, middle and last frame (video); beside it <out>.json with prompts, seed, steps, guidance and the
@@ -39,11 +44,20 @@ from ruamel.yaml import YAML
 
 from compiler.schema.architecture import ArchitectureSpec, Cascade, UNetStage
 from compiler.schema.bundle import StageFile
-from compiler.schema.objective import FlowMatching, NoisePrediction, VPrediction
+from compiler.schema.objective import (
+    FlowMatching,
+    NoisePrediction,
+    ScoreMatching,
+    VPrediction,
+)
+from runtime.samplers.edm import RHO, SIGMA_MAX, SIGMA_MIN
 
-FLOW_SAMPLERS = ("euler",)
+FLOW_SAMPLERS = ("euler", "heun", "dpm_solver", "unipc")
+EDM_SAMPLERS = ("heun",)
 DDPM_SAMPLERS = ("ddim", "ddpm")
-SUPPORTED = "euler (flow matching), ddim and ddpm (noise / v prediction)"
+SUPPORTED = (
+    "euler, heun, dpm_solver and unipc (flow matching), heun (score matching), ddim and ddpm (noise / v prediction)"
+)
 FINAL = "final"
 ARCHITECTURE = "architecture.json"
 
@@ -122,6 +136,8 @@ def settings_for(stage_file: StageFile, architecture: ArchitectureSpec, options:
     sampler = options.sampler or inference.sampler
     if isinstance(objective, FlowMatching):
         allowed, instead = FLOW_SAMPLERS, "euler"
+    elif isinstance(objective, ScoreMatching):
+        allowed, instead = EDM_SAMPLERS, "heun"
     elif isinstance(objective, (NoisePrediction, VPrediction)):
         allowed, instead = DDPM_SAMPLERS, "ddim (or ddpm)"
     else:
@@ -146,9 +162,15 @@ def settings_for(stage_file: StageFile, architecture: ArchitectureSpec, options:
         guidance = None
         cfg_scale = options.cfg if options.cfg is not None else spec_cfg
     threshold = inference.dynamic_thresholding.percentile if inference.dynamic_thresholding else None
-    if isinstance(objective, FlowMatching):
+    notes = []
+    if isinstance(objective, (FlowMatching, ScoreMatching)):
         threshold = None
-    return Settings(sampler, steps, cfg_scale, guidance, threshold)
+    if isinstance(objective, ScoreMatching):
+        notes.append(
+            f"edm: Karras sigmas from sigma_max {SIGMA_MAX} to sigma_min {SIGMA_MIN}, rho {RHO} (the EDM paper's "
+            "defaults; the spec does not set them)"
+        )
+    return Settings(sampler, steps, cfg_scale, guidance, threshold, notes=notes)
 
 
 def text_conditioning(encoders, architecture: ArchitectureSpec, prompts: list[str]):
@@ -207,22 +229,38 @@ def sample_one(
     pixels,
 ):
     """One prompt's sample from `noise` with the stage's sampler."""
-    from runtime.objectives import sampling_sigmas
-    from runtime.samplers import ddim_sample, denoiser_call, flow_euler
+    from runtime.objectives import sampling_sigmas, shift_factor
+    from runtime.objectives.timesteps import applies_at
+    from runtime.samplers import (
+        ddim_sample,
+        denoiser_call,
+        edm_heun,
+        flow_dpm_solver,
+        flow_euler,
+        flow_heun,
+        flow_unipc,
+        karras_sigmas,
+    )
 
     call = denoiser_call(model)
-    if settings.sampler in FLOW_SAMPLERS:
-        shift = stage_file.inference.shift or stage_file.objective.shift
-        sigmas = sampling_sigmas(shift, settings.steps, image_tokens(architecture, shape), pixels)
-        return flow_euler(
+    shift = stage_file.inference.shift or stage_file.objective.shift
+    tokens = image_tokens(architecture, shape)
+    if isinstance(stage_file.objective, FlowMatching):
+        flow_samplers = {"euler": flow_euler, "heun": flow_heun, "dpm_solver": flow_dpm_solver, "unipc": flow_unipc}
+        return flow_samplers[settings.sampler](
             call,
             noise,
             cond,
-            sigmas.float(),
+            sampling_sigmas(shift, settings.steps, tokens, pixels).float(),
             cfg_scale=settings.cfg_scale,
             guidance=settings.guidance,
             time_scale=float(model.time_scale),
         )
+    if isinstance(stage_file.objective, ScoreMatching):
+        # A shift a multiplies sigma (runtime/objectives/edm.py), so it scales the whole Karras schedule.
+        factor = shift_factor(shift, tokens, pixels) if applies_at(shift, "sampling") else 1.0
+        sigmas = karras_sigmas(settings.steps, SIGMA_MIN, SIGMA_MAX, RHO) * factor
+        return edm_heun(call, objective, noise, cond, sigmas, cfg_scale=settings.cfg_scale, guidance=settings.guidance)
     if settings.steps > objective.steps:
         raise ValueError(f"--steps is {settings.steps}; the model was trained with {objective.steps} steps")
     guided = call
@@ -356,6 +394,11 @@ def sample(options: SampleOptions) -> Path:
                 shape,
                 pixels,
             )
+            if not bool(torch.isfinite(latents).all()):
+                raise ValueError(
+                    f"sampler {settings.sampler!r} produced non-finite latents for prompt {index} ({prompt!r}) in "
+                    f"{settings.steps} steps; try more --steps or another --sampler ({SUPPORTED})"
+                )
             decoded.append(encoders.decode(latents.float())[0].float())
 
     out = Path(options.out)

@@ -1,12 +1,20 @@
-"""Samplers: flow Euler (shift, CFG, embedded guidance), DDPM and DDIM (CFG, dynamic thresholding), and
-cascaded sampling with noise conditioning augmentation.
+"""Samplers: flow matching by Euler, Heun, DPM-Solver++(2M) and UniPC (shift, CFG, embedded guidance); EDM
+Heun on the Karras schedule for score matching; DDPM and DDIM (CFG, dynamic thresholding); cascaded sampling
+with noise conditioning augmentation.
 
 A sampler calls `model(latents, timestep, cond, guidance)`; `denoiser_call` adapts a trainer-protocol module.
 """
 
 from runtime.samplers.cascade import CascadeStage, cascade_sample
-from runtime.samplers.ddpm import ddim_sample, ddpm_sample, dynamic_threshold, respaced_steps
-from runtime.samplers.flow import flow_euler
+from runtime.samplers.ddpm import (
+    ddim_sample,
+    ddpm_sample,
+    dynamic_threshold,
+    respaced_steps,
+)
+from runtime.samplers.edm import edm_heun, karras_sigmas
+from runtime.samplers.flow import flow_euler, flow_heun
+from runtime.samplers.flow_multistep import flow_dpm_solver, flow_unipc
 from runtime.samplers.guidance import denoiser_call, guided_output
 
 __all__ = [
@@ -16,7 +24,12 @@ __all__ = [
     "ddpm_sample",
     "denoiser_call",
     "dynamic_threshold",
+    "edm_heun",
+    "flow_dpm_solver",
     "flow_euler",
+    "flow_heun",
+    "flow_unipc",
     "guided_output",
+    "karras_sigmas",
     "respaced_steps",
 ]

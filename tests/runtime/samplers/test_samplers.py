@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from compiler.schema.common import square
-from compiler.schema.objective import ConstantShift, MuLinearShift, NoisePrediction, VPrediction
+from compiler.schema.objective import (
+    ConstantShift,
+    MuLinearShift,
+    NoisePrediction,
+    VPrediction,
+)
 from compiler.schema.schedule import Stage
 from runtime.objectives import Conditioning, build_objective, sampling_sigmas
 from runtime.samplers import (
