@@ -1,39 +1,68 @@
-"""Raw shard samples -> a training batch: precomputed latents and embeddings, or media and captions encoded
-on the fly by runtime.encoders.
+"""Raw shard samples -> a training batch: each input precomputed where the shard carries it at the stage's
+shape, else encoded on the fly from the sample's media and caption by runtime.encoders.
 
-Shard members the trainer reads (per sample KEY):
+Shard members the trainer reads (per sample KEY), precomputed:
 
-    KEY.latents.npy    (C, H, W) or (C, F, H, W) float latents, normalised as the VAE codec does: x0
+    KEY.latents.npy    (C, h, w) or (C, f, h, w) float latents, normalised as the VAE codec does: x0
     KEY.text.npy       (T, D) token embeddings of the token / cross-attention text encoder
-    KEY.pooled.npy     (P,) pooled text vector (FLUX: CLIP)
     KEY.text_mask.npy  (T,) nonzero for real tokens; made from the lengths when texts are padded here
+    KEY.pooled.npy     (P,) pooled text vector (FLUX: CLIP)
     KEY.glyph.npy      (G, E) glyph-encoder tokens (an encoder with role glyph, Seedream)
-    KEY.context.npy    (C, H', W') latents of a reference image (FLUX Kontext editing)
+    KEY.context.npy    (C, h, w) latents of an edit's reference image (FLUX Kontext), the target's size
     KEY.mask.npy       loss mask on the latent grid or at pixel size, 1 where the loss counts
     KEY.rejected.npy   preference stages: latents of the rejected sample (latents.npy is the preferred one)
-    KEY.lowres.npy     cascade super-resolution stages: the low-resolution image (C, h, w)
-or, when latents.npy is absent, encoded on the fly (images only):
-    KEY.jpg|jpeg|png|webp  the image, centre-cropped to the target aspect and resized
-    KEY.txt or KEY.captions.json   the caption ("original", else the first synthetic caption)
+    KEY.lowres.npy     cascade super-resolution stages: the low-resolution image (C, s, s)
+and media, encoded on the fly:
+    KEY.jpg|jpeg|png|webp          an image (an edit triplet's target)
+    KEY.mp4|webm|mov|avi|mkv       a video clip (runtime/train/media.py: fps resampling, the first frames)
+    KEY.source.jpg|jpeg|png|webp   an edit triplet's reference image, encoded as context latents
+    KEY.txt or KEY.captions.json   the caption or edit instruction ("original", else the first synthetic one)
     KEY.<mask_from>.mask.png       curation's defect mask: nonzero pixels are excluded from the loss
-    (a super-resolution stage's low-res input is the same image resized to the stage's input_resolution)
+
+Per input, per sample: a precomputed member is used when it fits the stage, else the input is encoded from
+the media or caption, else the batch fails naming the key, the member, the shape needed and the one found.
+Fitting: latents and context are (channels, [latent frames,] H / s, W / s) for the stage's size, s the VAE's
+spatial compression; text and glyph tokens have the encoder's dim; pooled is (dim,); lowres is (3, side, side).
+So a shard with precomputed text but latents at another resolution trains: text from text.npy, latents
+encoded from the image. Loss masks and rejected latents are read as precomputed only (all samples or none).
+
+Geometry: in an image stage (stage.frames unset) samples are images, pixels (3, H, W) -> latents (c, h, w).
+In a video stage a video is stage.frames frames (3, F, H, W) -> (c, f, h, w) with F = 1 + k*(f - 1) for a
+causal VAE of temporal compression k (Wan 2.1: 9 -> 3), and an image is a one-frame video (3, 1, H, W) ->
+(c, 1, h, w), as Wan trains images. One micro-batch has one shape, so it may not mix videos with images, or
+edit triplets with plain images: StageData fills each micro-batch from one dataset.
 """
 
 from __future__ import annotations
 
-import io
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from compiler.schema.architecture import ArchitectureSpec
+from compiler.schema.architecture import ArchitectureSpec, LatentSpace, PixelSpace
 from runtime.objectives.conditioning import Conditioning, encoder_inputs
 from runtime.objectives.masked import cell_mask
 from runtime.train.data import Sample, load_npy
+from runtime.train.media import (
+    IMAGE_FIELDS,
+    SOURCE_FIELDS,
+    caption,
+    defect_keep,
+    first_member,
+    image_pixels,
+    key_of,
+    video_pixels,
+)
+from runtime.train.subset import VIDEO_FIELDS
 
-IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
+if TYPE_CHECKING:
+    from runtime.encoders.conditioning import Conditioning as Encoders
+
+MEDIA = "image (" + ", ".join(IMAGE_FIELDS) + ") or video (" + ", ".join(VIDEO_FIELDS) + ")"
+CAPTION_FIELDS = ("txt", "captions.json")
 
 
 @dataclass
@@ -52,13 +81,53 @@ class Batch:
         return self.latents.shape[0]
 
 
+@dataclass(frozen=True)
+class Part:
+    """One input of a batch: its precomputed member, what fits the stage, and the members it is encoded from."""
+
+    member: str
+    expected: str  # the shape the stage needs, for errors
+    accept: Callable[[np.ndarray], np.ndarray | None]  # the array as the batch takes it, None if it does not fit
+    sources: tuple[str, ...]  # members to encode it from, in order of preference
+    described: str  # the sources in words, for errors
+
+
+def latent_part(member: str, shape: tuple[int, ...], sources: tuple[str, ...], described: str) -> Part:
+    """A latent-grid input of exactly `shape`; a one-frame video also takes its image layout (c, h, w)."""
+    squeezed = shape[:1] + shape[2:] if len(shape) == 4 and shape[1] == 1 else None
+
+    def accept(array: np.ndarray) -> np.ndarray | None:
+        if array.shape == shape or array.shape == squeezed:
+            return array.reshape(shape)
+        return None
+
+    return Part(member, str(shape), accept, sources, described)
+
+
+def latent_frames(space: LatentSpace | PixelSpace, frames: int) -> int:
+    """Latent frames of `frames` video frames. A causal VAE encodes frame 0 alone, then k frames per latent frame
+    (runtime/encoders/vae_wan.py), so 1 + k*n frames give 1 + n; a non-causal one encodes k frames per latent frame."""
+    k = getattr(space, "temporal_compression", 1)
+    causal = getattr(space, "causal", False)
+    first = 1 if causal else 0  # frames encoded before the k-frame groups
+    if (frames - first) % k:
+        below = first + (frames - first) // k * k
+        valid = " or ".join(str(count) for count in (below, below + k) if count > 0)
+        rule = f"1 + {k}n" if causal else f"a multiple of {k}"
+        raise ValueError(
+            f"stage.frames is {frames}, but architecture.space ({'causal, ' if causal else ''}temporal_compression "
+            f"{k}) encodes {rule} frames; set stage.frames to {valid}"
+        )
+    return first + (frames - first) // k
+
+
 def stack(samples: list[Sample], field: str) -> torch.Tensor | None:
     """The .npy member `field` of every sample stacked, None if no sample has it; all or none must."""
     present = [field in sample for sample in samples]
     if not any(present):
         return None
     if not all(present):
-        missing = [sample["__key__"].decode() for sample in samples if field not in sample]
+        missing = [key_of(sample) for sample in samples if field not in sample]
         raise ValueError(f"shard member {field} is missing for samples {missing[:5]}; every sample needs it or none")
     arrays = [load_npy(sample[field]) for sample in samples]
     shapes = {array.shape for array in arrays}
@@ -70,129 +139,283 @@ def stack(samples: list[Sample], field: str) -> torch.Tensor | None:
     return torch.from_numpy(np.stack(arrays)).float()
 
 
-def padded_text(samples: list[Sample]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """text.npy padded with zeros to the longest sequence, and the text mask (given, or from the lengths)."""
-    if "text.npy" not in samples[0]:
-        return None, stack(samples, "text_mask.npy")
-    texts = [load_npy(sample["text.npy"]) for sample in samples]
-    longest = max(text.shape[0] for text in texts)
-    padded = np.zeros((len(texts), longest, texts[0].shape[1]), dtype=np.float32)
-    lengths = torch.zeros(len(texts), longest)
-    for i, text in enumerate(texts):
-        padded[i, : text.shape[0]] = text
-        lengths[i, : text.shape[0]] = 1
-    given = stack(samples, "text_mask.npy")
-    if given is None and any(text.shape[0] != longest for text in texts):
-        given = lengths
-    return torch.from_numpy(padded), given
-
-
 class BatchBuilder:
     """Builds micro-batches from raw samples for one stage."""
 
-    def __init__(self, architecture: ArchitectureSpec, mask_from: str | None, encode=None, lowres_side=None):
-        """encode: a runtime.encoders Conditioning, needed only for shards without latents.npy;
-        lowres_side: a super-resolution stage's input side, whose low-res image is made from the image itself
-        when encoding on the fly."""
+    def __init__(
+        self,
+        architecture: ArchitectureSpec,
+        mask_from: str | None,
+        encoders: Callable[[], Encoders] | None = None,
+        lowres_side: int | None = None,
+        frames: int | None = None,
+        fps: float | None = None,
+    ):
+        """encoders: builds runtime.encoders' Conditioning, called once, when a batch first needs on-the-fly
+        encoding (None: every input must be precomputed); lowres_side: a super-resolution stage's input side;
+        frames, fps: the stage's video geometry (stage.frames, stage.fps), None in image stages."""
         self.architecture = architecture
         self.mask_from = mask_from
-        self.encode = encode
+        self.load_encoders = encoders
+        self._encoders: Encoders | None = None
         self.lowres_side = lowres_side
+        self.frames, self.fps = frames, fps
+        if frames is not None:
+            latent_frames(architecture.space, frames)  # a frame count the VAE cannot encode fails here, not mid-run
+        self.text_inputs = encoder_inputs(architecture.text_encoders)  # encoder name -> 'text' | 'pooled' | 'glyph'
+        self.dims = {encoder.name: encoder.dim for encoder in architecture.text_encoders}
 
-    def __call__(self, samples: list[Sample], size: tuple[int, int] | None = None) -> Batch:
-        """A batch of `samples`; `size` (height, width) in pixels for on-the-fly encoding."""
-        keys = tuple(sample["__key__"].decode() for sample in samples)
-        if "latents.npy" in samples[0]:
-            latents = stack(samples, "latents.npy")
-            text, text_mask = padded_text(samples)
-            cond = Conditioning(
-                text=text,
-                pooled=stack(samples, "pooled.npy"),
-                text_mask=text_mask,
-                glyph=stack(samples, "glyph.npy"),
-                context_latents=stack(samples, "context.npy"),
-                lowres=stack(samples, "lowres.npy"),
-            )
-            mask = stack(samples, "mask.npy")
-            rejected = stack(samples, "rejected.npy")
-        else:
-            latents, cond, mask = self._encode(samples, size)
-            rejected = None
-        if mask is not None:
-            mask = cell_mask(mask.squeeze(1) if mask.ndim == latents.ndim else mask, tuple(latents.shape[2:]))
-        return Batch(latents, cond, mask, rejected, keys)
-
-    def _encode(self, samples: list[Sample], size: tuple[int, int] | None):
-        if self.encode is None or size is None:
+    def __call__(self, samples: list[Sample], size: tuple[int, int]) -> Batch:
+        """A batch of `samples` at `size` (height, width) in pixels."""
+        keys = tuple(key_of(sample) for sample in samples)
+        frames = self._frames(samples)
+        shape = self._latent_shape(frames, size)
+        latents = torch.stack(self._latents(samples, shape, frames, size))
+        cond = Conditioning(
+            **self._text(samples),
+            context_latents=self._context(samples, shape, size),
+            lowres=self._lowres(samples),
+        )
+        rejected = stack(samples, "rejected.npy")
+        if rejected is not None and rejected.shape != latents.shape:
             raise ValueError(
-                f"sample {samples[0]['__key__'].decode()} has no latents.npy (members: {sorted(samples[0])}); "
-                "precompute latents, or run the trainer with on-the-fly encoding (a model directory)"
+                f"samples {list(keys)[:5]}: rejected.npy is {tuple(rejected.shape[1:])} but the latents are "
+                f"{shape}; precompute the rejected latents at the stage's geometry, as latents.npy"
             )
-        pixels = torch.stack([_image(sample, size) for sample in samples])
+        return Batch(latents, cond, self._loss_mask(samples, size, latents), rejected, keys)
+
+    # --- geometry ----------------------------------------------------------------------------------------
+    def _frames(self, samples: list[Sample]) -> int | None:
+        """The micro-batch's frames per sample: None in an image stage, stage.frames for videos, 1 for images."""
+        if self.frames is None:
+            videos = [key_of(sample) for sample in samples if first_member(sample, VIDEO_FIELDS)]
+            if videos:
+                raise ValueError(
+                    f"samples {videos[:5]} are videos but stage.frames is unset (an image stage); keep images only "
+                    "with the dataset's where.modality: image, or set stage.frames"
+                )
+            return None
+        kinds = {key_of(sample): self._is_video(sample) for sample in samples}
+        if len(set(kinds.values())) > 1:
+            videos = [key for key, video in kinds.items() if video]
+            images = [key for key, video in kinds.items() if not video]
+            raise ValueError(
+                f"one micro-batch mixes videos {videos[:3]} with images {images[:3]}, which differ in frames; split "
+                "them into datasets by where.modality (each micro-batch is filled from one dataset)"
+            )
+        return self.frames if any(kinds.values()) else 1
+
+    @staticmethod
+    def _is_video(sample: Sample) -> bool:
+        """A video member, or (latents only) precomputed latents with more than one frame."""
+        if first_member(sample, VIDEO_FIELDS):
+            return True
+        if first_member(sample, IMAGE_FIELDS) or "latents.npy" not in sample:
+            return False
+        latents = load_npy(sample["latents.npy"])
+        return latents.ndim == 4 and latents.shape[1] > 1
+
+    def _latent_shape(self, frames: int | None, size: tuple[int, int]) -> tuple[int, ...]:
+        """(channels, [latent frames,] h, w) of a sample with `frames` frames at `size`."""
+        space = self.architecture.space
+        compression = space.spatial_compression if space.kind == "latent" else 1
+        grid = (size[0] // compression, size[1] // compression)
+        if frames is None:
+            return (space.channels, *grid)
+        return (space.channels, 1 if frames == 1 else latent_frames(space, frames), *grid)
+
+    # --- inputs ------------------------------------------------------------------------------------------
+    def _gather(self, samples: list[Sample], part: Part, encode) -> tuple[list, list[int]]:
+        """Each sample's `part`: the precomputed member where it fits, else encoded from its source members by
+        encode(samples, source members) -> one value per sample; also the indices that were encoded."""
+        values: list = []
+        pending: list[int] = []
+        for index, sample in enumerate(samples):
+            array = load_npy(sample[part.member]) if part.member in sample else None
+            fitted = None if array is None else part.accept(array)
+            if fitted is not None:
+                values.append(torch.from_numpy(np.array(fitted, dtype=np.float32)))
+                continue
+            found = "is missing" if array is None else f"is {array.shape}"
+            if first_member(sample, part.sources) is None:
+                raise ValueError(
+                    f"sample {key_of(sample)}: {part.member} {found}, the stage needs {part.expected}, and the sample "
+                    f"has no {part.described} to encode it from; precompute {part.member} as {part.expected} or keep "
+                    f"its {part.described} in the shards"
+                )
+            values.append(None)
+            pending.append(index)
+        if pending:
+            chosen = [samples[i] for i in pending]
+            first = chosen[0]
+            why = f"sample {key_of(first)}'s {part.member} is missing or not {part.expected}"
+            encoded = encode(chosen, [first_member(sample, part.sources) for sample in chosen], why)
+            for index, value in zip(pending, encoded):
+                values[index] = value
+        return values, pending
+
+    def _conditioning(self, why: str) -> Encoders:
+        """The encoders, built on first use."""
+        if self._encoders is None:
+            if self.load_encoders is None:
+                raise ValueError(
+                    f"{why}, so it must be encoded on the fly, but the trainer has no encoders for this stage; "
+                    "precompute it at the stage's shape, or run the trainer with on-the-fly encoding "
+                    "(a model directory)"
+                )
+            self._encoders = self.load_encoders()
+        return self._encoders
+
+    def _encode_media(self, chosen, fields, frames: int | None, size: tuple[int, int], why: str) -> list:
+        """Latents of each sample's media member: an image (3, H, W) -> (c, h, w), or (c, 1, h, w) in a video
+        stage (the codec encodes images as one latent frame, for causal and non-causal VAEs alike); a video
+        (3, F, H, W) -> (c, f, h, w)."""
+        encoders = self._conditioning(why)
+        pixels = [
+            video_pixels(sample, field, size, frames, self.fps) if field in VIDEO_FIELDS
+            else image_pixels(sample, field, size)
+            for sample, field in zip(chosen, fields)
+        ]
         with torch.no_grad():
-            latents = self.encode.encode_images(pixels).float()
-            embeddings = self.encode.encode_text([_caption(sample) for sample in samples])
+            latents = encoders.encode_images(torch.stack(pixels)).float()
+        return list(latents.unsqueeze(2) if frames == 1 else latents)
+
+    def _latents(self, samples, shape, frames, size) -> list[torch.Tensor]:
+        part = latent_part("latents.npy", shape, VIDEO_FIELDS + IMAGE_FIELDS, MEDIA)
+
+        def encode(chosen, fields, why):
+            return self._encode_media(chosen, fields, frames, size, why)
+
+        return self._gather(samples, part, encode)[0]
+
+    def _context(self, samples, shape, size) -> torch.Tensor | None:
+        """An edit triplet's reference-image latents at the target's size; None for plain samples."""
+        edits = {key_of(sample): bool(first_member(sample, SOURCE_FIELDS + ("context.npy",))) for sample in samples}
+        if not any(edits.values()):
+            return None
+        if not all(edits.values()):
+            plain = [key for key, edit in edits.items() if not edit]
+            raise ValueError(
+                f"one micro-batch mixes edit triplets (a source image or context.npy) with plain samples {plain[:3]}; "
+                "put edit triplets and plain images in separate datasets (each micro-batch is filled from one dataset)"
+            )
+        if len(shape) == 4 and shape[1] > 1:
+            raise NotImplementedError(
+                f"samples {list(edits)[:3]} are edit triplets with a video target; reference-image context is "
+                "implemented for image targets only"
+            )
+        part = latent_part("context.npy", shape, SOURCE_FIELDS, "reference image (" + ", ".join(SOURCE_FIELDS) + ")")
+        frames = None if len(shape) == 3 else 1
+
+        def encode(chosen, fields, why):
+            return self._encode_media(chosen, fields, frames, size, why)
+
+        return torch.stack(self._gather(samples, part, encode)[0])
+
+    def _lowres(self, samples) -> torch.Tensor | None:
+        """A super-resolution stage's low-resolution input: lowres.npy, else the image resized to its side."""
+        if self.lowres_side is None:
+            return None
+        side = self.lowres_side
+        expected = (3, side, side)  # pixels: cascades run in pixel space
+        part = Part(
+            "lowres.npy", str(expected), lambda a: a if a.shape == expected else None, IMAGE_FIELDS,
+            "image (" + ", ".join(IMAGE_FIELDS) + ")",
+        )
+
+        def encode(chosen, fields, why):
+            return [image_pixels(sample, field, (side, side)) for sample, field in zip(chosen, fields)]
+
+        return torch.stack(self._gather(samples, part, encode)[0])
+
+    def _text(self, samples) -> dict[str, torch.Tensor]:
+        """text (+ text_mask), pooled and glyph, for the inputs the architecture's encoders feed."""
+        embedded: dict[tuple[str, ...], dict] = {}
+
+        def embed(chosen, why):
+            keys = tuple(key_of(sample) for sample in chosen)
+            if keys not in embedded:
+                with torch.no_grad():
+                    embedded[keys] = self._conditioning(why).encode_text([caption(sample) for sample in chosen])
+            return embedded[keys]
+
         fields: dict[str, torch.Tensor] = {}
-        for name, slot in encoder_inputs(self.architecture.text_encoders).items():
-            embedding = embeddings[name]
+        for name, slot in self.text_inputs.items():
+            dim = self.dims[name]
             if slot == "pooled":
+                part = Part("pooled.npy", f"({dim},)", lambda a, d=dim: a if a.shape == (d,) else None,
+                            CAPTION_FIELDS, "caption (txt or captions.json)")
+            else:
+                part = Part(f"{slot}.npy", f"(tokens, {dim})",
+                            lambda a, d=dim: a if a.ndim == 2 and a.shape[1] == d else None,
+                            CAPTION_FIELDS, "caption (txt or captions.json)")
+
+            def encode(chosen, fields_, why, name=name, slot=slot):
+                embedding = embed(chosen, why)[name]
+                if slot != "pooled":
+                    return list(embedding.tokens.float())
                 if embedding.pooled is None:
                     raise ValueError(f"text encoder {name!r} has role 'pooled' but its model returns no pooled output")
-                fields["pooled"] = embedding.pooled.float()
+                return list(embedding.pooled.float())
+
+            values, encoded = self._gather(samples, part, encode)
+            if slot == "pooled":
+                fields["pooled"] = torch.stack(values)
             elif slot == "glyph":
-                fields["glyph"] = embedding.tokens.float()
+                if len({value.shape for value in values}) > 1:
+                    raise ValueError(
+                        f"glyph tokens of samples {[key_of(s) for s in samples][:5]} differ in length within one "
+                        "micro-batch and glyph tokens carry no mask; precompute glyph.npy padded to one length"
+                    )
+                fields["glyph"] = torch.stack(values)
             else:
-                fields["text"], fields["text_mask"] = embedding.tokens.float(), embedding.mask.float()
-        if self.lowres_side is not None:
-            fields["lowres"] = torch.stack([_image(sample, (self.lowres_side,) * 2) for sample in samples])
-        masks = [self._defect_keep(sample, size) for sample in samples]
-        mask = (
-            None
-            if all(m is None for m in masks)
-            else torch.stack([torch.ones(size) if m is None else m for m in masks])
-        )
-        return latents, Conditioning(**fields), mask
+                masks = [self._given_mask(sample, value) for sample, value in zip(samples, values)]
+                if encoded:
+                    rows = embed([samples[i] for i in encoded], "")[name].mask.float()  # cached by encode above
+                    for index, row in zip(encoded, rows):
+                        masks[index] = row
+                fields["text"], fields["text_mask"] = padded(values, masks)
+        return fields
 
-    def _defect_keep(self, sample: Sample, size: tuple[int, int]) -> torch.Tensor | None:
-        field = f"{self.mask_from}.mask.png"
-        if self.mask_from is None or field not in sample:
+    @staticmethod
+    def _given_mask(sample: Sample, tokens: torch.Tensor) -> torch.Tensor | None:
+        """text_mask.npy of a precomputed text, None if it has none (every token real)."""
+        if "text_mask.npy" not in sample:
             return None
-        return torch.from_numpy((_resized(sample[field], size, "L") == 0).astype(np.float32))
+        mask = torch.from_numpy(np.array(load_npy(sample["text_mask.npy"]), dtype=np.float32))
+        if mask.shape != tokens.shape[:1]:
+            raise ValueError(
+                f"sample {key_of(sample)}: text_mask.npy is {tuple(mask.shape)} but text.npy has {tokens.shape[0]} "
+                "tokens; write one mask value per token"
+            )
+        return mask
+
+    def _loss_mask(self, samples, size, latents: torch.Tensor) -> torch.Tensor | None:
+        """mask.npy, else curation's defect masks (when the objective names one), on the latent grid."""
+        mask = stack(samples, "mask.npy")
+        field = f"{self.mask_from}.mask.png"
+        if mask is None and self.mask_from is not None and any(field in sample for sample in samples):
+            mask = torch.stack([defect_keep(s, field, size) if field in s else torch.ones(size) for s in samples])
+        if mask is None:
+            return None
+        grid = tuple(latents.shape[2:])
+        if mask.ndim == latents.ndim:
+            mask = mask.squeeze(1)
+        if mask.ndim == len(grid):  # a per-image mask in a video stage: the same on every latent frame
+            mask = mask.unsqueeze(1).expand(-1, grid[0], *mask.shape[1:])
+        return cell_mask(mask, grid)
 
 
-def _resized(data: bytes, size: tuple[int, int], mode: str) -> np.ndarray:
-    """Decode, centre-crop to the aspect of `size` (height, width), resize; nearest for masks."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(data)).convert(mode)
-    height, width = size
-    scale = max(width / image.width, height / image.height)
-    resample = Image.Resampling.BICUBIC if mode == "RGB" else Image.Resampling.NEAREST
-    image = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))), resample)
-    left, top = (image.width - width) // 2, (image.height - height) // 2
-    return np.asarray(image.crop((left, top, left + width, top + height)))
-
-
-def _image(sample: Sample, size: tuple[int, int]) -> torch.Tensor:
-    """(3, H, W) pixels in [-1, 1]."""
-    field = next((f for f in IMAGE_FIELDS if f in sample), None)
-    if field is None:
-        raise ValueError(
-            f"sample {sample['__key__'].decode()} has neither latents.npy nor an image ({', '.join(IMAGE_FIELDS)}); "
-            "on-the-fly encoding reads images only (video shards need precomputed latents)"
-        )
-    pixels = torch.from_numpy(_resized(sample[field], size, "RGB").copy()).permute(2, 0, 1).float()
-    return pixels / 127.5 - 1
-
-
-def _caption(sample: Sample) -> str:
-    """The original caption, else the first synthetic one."""
-    if "txt" in sample:
-        return sample["txt"].decode()
-    if "captions.json" in sample:
-        captions = json.loads(sample["captions.json"])
-        if captions.get("original"):
-            return captions["original"]
-        if captions.get("synthetic"):
-            return captions["synthetic"][0]["text"]
-    raise ValueError(f"sample {sample['__key__'].decode()} has no caption (txt or captions.json) to encode")
+def padded(
+    tokens: list[torch.Tensor], masks: list[torch.Tensor | None]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token sequences (T_i, D) zero-padded to the longest, and their mask: None when every sequence is full
+    length and none came with a mask."""
+    longest = max(t.shape[0] for t in tokens)
+    batch = torch.zeros(len(tokens), longest, tokens[0].shape[1])
+    mask = torch.zeros(len(tokens), longest)
+    for i, (sequence, given) in enumerate(zip(tokens, masks)):
+        batch[i, : sequence.shape[0]] = sequence
+        mask[i, : sequence.shape[0]] = 1 if given is None else given
+    needed = any(m is not None for m in masks) or any(t.shape[0] != longest for t in tokens)
+    return batch, mask if needed else None

@@ -2,11 +2,13 @@
 
 Order. Each dataset is an endless sequence of epochs; epoch e visits the dataset's shards in a permutation
 seeded by (seed, dataset, e) and each shard's samples in a permutation seeded by (seed, dataset, e, shard).
-Step s takes the global batch (dp_size x micro_batch x grad_accumulation samples); each slot picks its
-dataset by the stage's weights with a generator seeded by (seed, s). Rank r takes the r-th contiguous block
-of the global batch. Every rank walks every dataset identically, so the data position is one number per
-dataset (samples consumed, counting those a subset's `where` filter passes over) and resuming skips whole
-shards by their member count (tar headers only).
+Step s takes the global batch (dp_size x grad_accumulation micro-batches of micro_batch samples); each
+micro-batch picks its dataset by the stage's weights with a generator seeded by (seed, s), and all its
+samples come from that dataset, so a micro-batch has one shape (videos and images, edit triplets and plain
+images, live in different datasets). Rank r takes the r-th contiguous block of grad_accumulation whole
+micro-batches. Every rank draws the same choices and walks every dataset identically, so the data position
+is one number per dataset (samples consumed, counting those a subset's `where` filter passes over) and
+resuming skips whole shards by their member count (tar headers only).
 
 A shard is read whole into memory as raw bytes while it is consumed; members are grouped into samples by
 key as webdataset does (`dir/key.field.ext`: key up to the first dot of the file name).
@@ -151,10 +153,25 @@ class DatasetStream:
 class StageData:
     """The stage's datasets mixed by weight; hands each rank its share of every step's global batch."""
 
-    def __init__(self, inputs: list[DataInput], run_root: Path, seed: int, global_batch: int, rank: int, dp_size: int):
+    def __init__(
+        self,
+        inputs: list[DataInput],
+        run_root: Path,
+        seed: int,
+        global_batch: int,
+        rank: int,
+        dp_size: int,
+        *,
+        micro_batch: int,
+    ):
+        if global_batch % (dp_size * micro_batch):
+            raise ValueError(
+                f"the global batch {global_batch} is not whole micro-batches of {micro_batch} on each of {dp_size} "
+                "ranks; make train_batch_size = micro batch x gradient accumulation x data-parallel size"
+            )
         self.inputs = inputs
         self.seed = seed
-        self.global_batch = global_batch
+        self.global_batch, self.micro_batch = global_batch, micro_batch
         self.rank, self.dp_size = rank, dp_size
         self.shards = [expand_shards(d.shards, run_root, f"data[{i}].shards") for i, d in enumerate(inputs)]
         weights = np.array([d.weight for d in inputs], dtype=np.float64)
@@ -183,18 +200,19 @@ class StageData:
 
     def step(self, step: int) -> list[Sample]:
         """This rank's raw samples of the global batch of `step`, in micro-batch order (steps come in order)."""
+        micro_batches = self.global_batch // self.micro_batch
         if len(self.streams) == 1:
-            choices = np.zeros(self.global_batch, dtype=np.int64)
+            choices = np.zeros(micro_batches, dtype=np.int64)
         else:
             rng = np.random.default_rng([self.seed, MIX_STREAM, step])
-            choices = rng.choice(len(self.streams), size=self.global_batch, p=self.weights)
-        per_rank = self.global_batch // self.dp_size
+            choices = rng.choice(len(self.streams), size=micro_batches, p=self.weights)
+        per_rank = micro_batches // self.dp_size
         mine = range(self.rank * per_rank, (self.rank + 1) * per_rank)
         samples = []
-        for slot, choice in enumerate(choices):
-            sample = self.streams[choice].next()
-            if slot in mine:
-                samples.append(sample)
+        for index, choice in enumerate(choices):
+            micro = [self.streams[choice].next() for _ in range(self.micro_batch)]
+            if index in mine:
+                samples.extend(micro)
         return samples
 
     def first_samples(self, count: int) -> list[Sample]:

@@ -108,13 +108,18 @@ class Run:
         self.accumulation = self.engine.gradient_accumulation_steps()
         self.global_batch = self.engine.train_batch_size()
 
-        self.data = StageData(self.stage_file.data, self.run_root, self.seed, self.global_batch, self.rank, self.world)
+        self.data = StageData(
+            self.stage_file.data, self.run_root, self.seed, self.global_batch, self.rank, self.world,
+            micro_batch=self.micro_batch,
+        )
         self.cascade_stage = self._cascade_stage()
         self.builder = BatchBuilder(
             self.stage_file.architecture,
             self._mask_from(),
             self._encoder(options),
             lowres_side=self.cascade_stage and self.cascade_stage.input_resolution,
+            frames=self.stage.frames,
+            fps=self.stage.fps,
         )
         validation = self._validation_batches()
         probe = validation[0] if validation else self.builder(self.data.first_samples(self.micro_batch), self._size(1))
@@ -208,13 +213,15 @@ class Run:
         return None if masked is None else masked.mask_from
 
     def _encoder(self, options: RunOptions):
-        """runtime.encoders' Conditioning, built only when the shards need on-the-fly encoding."""
-        probe = self.data.first_samples(1)
-        if probe and "latents.npy" in probe[0]:
-            return None
-        from runtime.encoders import build_conditioning
+        """Builds runtime.encoders' Conditioning; the batch builder calls it when a batch first needs on-the-fly
+        encoding (an input whose precomputed member is missing or does not fit the stage)."""
 
-        return build_conditioning(self.stage_file.architecture, self.stage_file.scale, options.model_dir)
+        def build():
+            from runtime.encoders import build_conditioning
+
+            return build_conditioning(self.stage_file.architecture, self.stage_file.scale, options.model_dir)
+
+        return build
 
     def _size(self, step: int) -> tuple[int, int]:
         """Pixel size at `step` for on-the-fly encoding: the stage's resolutions split its steps evenly."""

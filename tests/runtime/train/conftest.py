@@ -18,6 +18,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(HERE))  # tiny_model, for in-process runs
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -32,7 +33,8 @@ from compiler.schema.schedule import AdamW, DatasetUse, Stage
 from compiler.schema.spec import InferenceSpec
 
 CLASSES = 4
-CHANNELS, SIDE, FRAMES = 4, 8, 3
+CHANNELS, SIDE, FRAMES = 4, 8, 3  # latent sizes
+VIDEO_FRAMES = 1 + 4 * (FRAMES - 1)  # stage.frames: the causal VAE (4x in time) encodes 9 frames to 3
 TEXT_LEN, TEXT_DIM, POOLED_DIM = 4, 16, 8
 RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -74,6 +76,16 @@ def write_shards(directory: Path, samples: int, per_shard: int, video=False, rej
                     keep[:8, :8] = 0
                     sample["mask.npy"] = keep
                 sink.write(sample)
+
+
+def write_mp4(path: Path, levels: list[int], fps: float, size=(16, 16)) -> bytes:
+    """An mp4 (fourcc mp4v) whose frame i is uniform grey `levels[i]`; returns its bytes."""
+    height, width = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for level in levels:
+        writer.write(np.full((height, width, 3), level, dtype=np.uint8))
+    writer.release()
+    return path.read_bytes()
 
 
 def architecture(video=False, guidance=False):
@@ -158,7 +170,7 @@ def write_stage(
         kind=stage_kind,
         datasets=[DatasetUse(dataset=d) for d in datasets],
         resolutions=[Size(height=SIDE * 8, width=SIDE * 8)],
-        frames=FRAMES if video else None,
+        frames=VIDEO_FRAMES if video else None,
         batch_size=micro * accum * dp,
         steps=steps,
         optimizer=AdamW(lr=lr),

@@ -60,8 +60,8 @@ def test_empty_dataset_is_an_error(tmp_path):
 
 def test_ranks_split_the_global_batch(shards, tmp_path):
     inputs = [DataInput(dataset="d", weight=1.0, shards="d")]
-    ranks = [StageData(inputs, tmp_path, seed=0, global_batch=6, rank=r, dp_size=2) for r in range(2)]
-    single = StageData(inputs, tmp_path, seed=0, global_batch=6, rank=0, dp_size=1)
+    ranks = [StageData(inputs, tmp_path, seed=0, global_batch=6, rank=r, dp_size=2, micro_batch=3) for r in range(2)]
+    single = StageData(inputs, tmp_path, seed=0, global_batch=6, rank=0, dp_size=1, micro_batch=3)
     for step in range(1, 6):
         parts = [keys(data.step(step)) for data in ranks]
         assert len(parts[0]) == len(parts[1]) == 3
@@ -72,14 +72,14 @@ def test_mixing_follows_weights_and_resumes(tmp_path):
     write(tmp_path / "a", [50, 50], prefix="a")
     write(tmp_path / "b", [50], prefix="b")
     inputs = [DataInput(dataset="a", weight=0.75, shards="a"), DataInput(dataset="b", weight=0.25, shards="b/*.tar")]
-    data = StageData(inputs, tmp_path, seed=0, global_batch=8, rank=0, dp_size=1)
+    data = StageData(inputs, tmp_path, seed=0, global_batch=8, rank=0, dp_size=1, micro_batch=1)
     drawn = [k for step in range(1, 301) for k in keys(data.step(step))]
     share_a = sum(k.startswith("a") for k in drawn) / len(drawn)
     assert share_a == pytest.approx(0.75, abs=0.03)
 
     state = data.state_dict()
     after = [keys(data.step(step)) for step in range(301, 311)]
-    resumed = StageData(inputs, tmp_path, seed=0, global_batch=8, rank=0, dp_size=1)
+    resumed = StageData(inputs, tmp_path, seed=0, global_batch=8, rank=0, dp_size=1, micro_batch=1)
     resumed.load_state_dict(state)
     assert [keys(resumed.step(step)) for step in range(301, 311)] == after
 
@@ -119,7 +119,7 @@ def test_where_filter_keeps_the_subset_and_counts_what_it_skips(tmp_path):
             )
     where = Subset(min_short_side_px=512, min_score={"aesthetic": 2.0})
     inputs = [DataInput(dataset="q", weight=1.0, shards="q", where=where)]
-    data = StageData(inputs, tmp_path, seed=0, global_batch=2, rank=0, dp_size=1)
+    data = StageData(inputs, tmp_path, seed=0, global_batch=2, rank=0, dp_size=1, micro_batch=2)
     kept = {k for step in range(1, 4) for k in keys(data.step(step))}
     assert kept == {"q004", "q005", "q007", "q008", "q010", "q011"}  # index >= 4, not a multiple of 3
     assert 6 < data.state_dict()["consumed"][0] <= 12  # skipped samples count towards the position
@@ -132,4 +132,36 @@ def test_where_filter_keeps_the_subset_and_counts_what_it_skips(tmp_path):
             global_batch=2,
             rank=0,
             dp_size=1,
+            micro_batch=2,
         ).step(1)
+
+
+def test_each_micro_batch_comes_from_one_dataset_identically_on_every_rank(tmp_path):
+    write(tmp_path / "a", [30, 30], prefix="a")
+    write(tmp_path / "b", [40], prefix="b")
+    inputs = [DataInput(dataset="a", weight=0.5, shards="a"), DataInput(dataset="b", weight=0.5, shards="b")]
+
+    def stage_data(rank, dp_size):
+        return StageData(inputs, tmp_path, seed=0, global_batch=12, rank=rank, dp_size=dp_size, micro_batch=3)
+
+    ranks, single = [stage_data(r, 2) for r in range(2)], stage_data(0, 1)
+    sources_per_step = []
+    for step in range(1, 31):
+        parts = [keys(data.step(step)) for data in ranks]
+        assert parts[0] + parts[1] == keys(single.step(step))  # rank r: the r-th block of whole micro-batches
+        micro_batches = [parts[r][i : i + 3] for r in range(2) for i in range(0, 6, 3)]
+        assert all(len({key[0] for key in micro}) == 1 for micro in micro_batches)
+        sources_per_step.append({micro[0][0] for micro in micro_batches})
+    assert any(len(sources) == 2 for sources in sources_per_step)  # chosen per micro-batch, not per step
+
+    state = single.state_dict()
+    after = [keys(single.step(step)) for step in range(31, 36)]
+    resumed = stage_data(0, 1)
+    resumed.load_state_dict(state)
+    assert [keys(resumed.step(step)) for step in range(31, 36)] == after
+
+
+def test_the_global_batch_must_be_whole_micro_batches_per_rank(tmp_path):
+    write(tmp_path / "a", [4], prefix="a")
+    with pytest.raises(ValueError, match="global batch 6 is not whole micro-batches of 2 on each of 2 ranks"):
+        StageData([DataInput(dataset="a", weight=1.0, shards="a")], tmp_path, 0, 6, 0, 2, micro_batch=2)

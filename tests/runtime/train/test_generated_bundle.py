@@ -1,7 +1,9 @@
 """Bundles as the compiler emits them drive the trainer with the default model factory (runtime.models):
 
 - FLUX.1 dev's whole schedule from the committed smoke bundle (generated/flux1-dev/local-cpu-smoke), stage
-  after stage, init_from and teacher included, DeepSpeed-built AdamW and WarmupLR, on synthetic latent shards;
+  after stage, init_from and teacher included, DeepSpeed-built AdamW and WarmupLR, on synthetic shards with
+  precomputed latents at the first stage's resolution (later stages at other resolutions encode the image),
+  T5 tokens and CLIP pooled;
 - Imagen 1's cascade compiled at smoke scale: the base U-Net (Adafactor, built by the trainer) and a
   super-resolution U-Net with noise conditioning augmentation, encoding images and captions on the fly with
   runtime.encoders' smoke stand-ins (pixel space: the codec is the identity).
@@ -26,8 +28,8 @@ STAGES = ["pretrain", "highres_finetune", "timestep_shifting", "guidance_distill
 
 
 def write_latent_shards(root: Path, stage_file) -> None:
-    """Curation's output as the trainer reads it: latents at the first stage resolution, T5 tokens, CLIP pooled,
-    and the metadata a subset filter may read."""
+    """Curation's output as the trainer reads it: latents at the first stage resolution and the image they came
+    from, T5 tokens, CLIP pooled, and the metadata a subset filter may read."""
     architecture = stage_file.architecture
     encoders = {encoder.role: encoder for encoder in architecture.text_encoders}
     side = stage_file.stage.resolutions[0].height // architecture.space.spatial_compression
@@ -47,9 +49,17 @@ def write_latent_shards(root: Path, stage_file) -> None:
                             np.float32
                         ),
                         "pooled.npy": rng.standard_normal(encoders["pooled"].dim).astype(np.float32),
+                        "png": png_bytes(rng),
                         "json": {"width": 2048, "height": 2048},
                     }
                 )
+
+
+def png_bytes(rng: np.random.Generator) -> bytes:
+    """A random 96 x 128 PNG."""
+    png = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(png, format="PNG")
+    return png.getvalue()
 
 
 @pytest.mark.slow
@@ -75,12 +85,10 @@ def write_image_shards(root: Path, stage_file) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         with wds.TarWriter(str(directory / "shard-00000.tar")) as sink:
             for index in range(8):
-                png = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(png, format="PNG")
                 sink.write(
                     {
                         "__key__": f"{index:05d}",
-                        "png": png.getvalue(),
+                        "png": png_bytes(rng),
                         "txt": f"picture number {index}",
                         "json": {"width": 2048, "height": 2048},
                     }
