@@ -19,6 +19,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	command -v shellcheck >/dev/null && command -v dot >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck graphviz; }
+	# CJK font for synthetic_text's Chinese samples (runtime/curation/ops_synthetic.py).
+	test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[runtime,ray,test]'

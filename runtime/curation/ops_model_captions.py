@@ -2,18 +2,18 @@
 
 recaption adds synthetic captions beside the original (KEY.captions.json `synthetic`); the generated
 captions are its cached score, so re-running with the same model, styles and prompts costs nothing.
-precompute_embeddings writes frozen text-encoder outputs and VAE latent moments as .npz members.
+precompute_embeddings writes the trainer's precomputed members (latents.npy, text.npy, pooled.npy, ...).
 """
 
 from __future__ import annotations
 
 import math
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from runtime.curation.api import (
-    FULL,
     KEEP,
     MapOp,
     OpConfigError,
@@ -28,15 +28,13 @@ from runtime.curation.modelzoo.captioner import (
     VLM_FOLDER,
     has_chat_template,
 )
-from runtime.curation.modelzoo.conditioning import (
-    TEXT_ENCODER_FOLDER,
-    VAE_FOLDER,
-    VAE_ID,
-    VAE_REQUIRED,
-)
 from runtime.curation.modelzoo.weights import ModelBacked, model_resources
+from runtime.curation.precompute import TrainerMembers
 from runtime.curation.records import Record
 from runtime.curation.registry import register
+
+if TYPE_CHECKING:
+    from compiler.schema.architecture import ArchitectureSpec
 
 VLM_SIDE = 448  # Qwen2-VL-class processors tile 448 px inputs; larger decodes cost time, not caption quality
 STILL_FRAMES = 3  # frames of a video shown when the spec gives no fps
@@ -142,79 +140,66 @@ class VlmRecaption(ModelBacked, MapOp):
 
 
 @register("precompute_embeddings")
-class PrecomputeConditioning(ModelBacked, MapOp):
-    """FLUX-style frozen conditioning written into the shards.
+class PrecomputeConditioning(MapOp):
+    """The trainer's precomputed members written into the shards (runtime/curation/precompute.py): latents.npy
+    (and context.npy for edit triplets) with vae_latents, and text.npy / text_mask.npy / pooled.npy / glyph.npy
+    of the `text_encoders` named, with the architecture's encoders as the trainer builds them.
 
-    For each text encoder NAME (MODEL_DIR/NAME): KEY.NAME.text.npz with tokens [N, L, D] float16 (zero on
-    padding), mask [N, L] and, for CLIP, pooled [N, D], over the record's N captions (original first,
-    then the synthetic ones, in KEY.captions.json order; `sources` names each). With vae_latents: KEY.latents.npz
-    holding the posterior mean and logvar [C, h, w] float16 of MODEL_DIR/vae (diffusers AutoencoderKL) and
-    the centre crop. Records without a caption are dropped when text encoders are asked for.
-
-    The op names encoders, not model ids: the architecture that maps them (compiler/schema/architecture.py
-    TextEncoder.model, LatentSpace.vae) does not reach curation ops, so each NAME is its own folder.
-    Video latents need the architecture's video VAE and are not implemented.
+    `architecture` is the spec's architecture at the run's scale (the trainer's stage.yaml holds the same) and
+    `resolution` the (height, width) to encode latents at (None: each image's stored size, cropped down to a
+    multiple of the VAE's compression). Curation's OpContext does not carry the architecture yet; without
+    it the op refuses at full scale and, at smoke scale, writes nothing and says so in the run's notes (the
+    trainer then encodes on the fly). Records without a caption are dropped when text encoders are asked for.
     """
 
     stateful = True
     batch_size = 4
 
-    def __init__(self, spec, ctx) -> None:
+    def __init__(self, spec, ctx, architecture: ArchitectureSpec | None = None,
+                 resolution: tuple[int, int] | None = None) -> None:
         super().__init__(spec, ctx)
         if not spec.text_encoders and not spec.vae_latents:
             raise OpConfigError(f"{spec.name}: text_encoders is empty and vae_latents is False: nothing to precompute")
-        self.encoders = {name: self.locate(name, TEXT_ENCODER_FOLDER, (("config.json",),), thresholds=False) for name in spec.text_encoders}
-        self.vae = self.locate(VAE_ID, VAE_FOLDER, VAE_REQUIRED, thresholds=False) if spec.vae_latents else None
+        self.members = None
+        if architecture is None:
+            if ctx is None or ctx.scale != "smoke":
+                raise OpConfigError(
+                    f"op {spec.name!r} (precompute_embeddings) needs the spec's architecture (its text encoders and "
+                    "latent space) to encode as the trainer does, and curation was given none; run at --scale smoke "
+                    f"(the trainer then encodes on the fly) or remove {spec.name!r} from the pipeline"
+                )
+            return
+        known = [encoder.name for encoder in architecture.text_encoders]
+        if unknown := [name for name in spec.text_encoders if name not in known]:
+            raise OpConfigError(f"{spec.name}.text_encoders has {unknown}, not in architecture.text_encoders {known}")
+        self.members = TrainerMembers(architecture, ctx.scale if ctx else "full", ctx.model_dir if ctx else None,
+                                      list(spec.text_encoders), spec.vae_latents, resolution)
+        if missing := self.members.missing_weights():
+            raise OpConfigError(f"op {spec.name!r} (precompute_embeddings): " + "; ".join(missing))
 
-    @cached_property
-    def text_models(self):
-        from runtime.curation.modelzoo.conditioning import FrozenTextEncoder
-
-        return {name: FrozenTextEncoder.load(located) for name, located in self.encoders.items()}
-
-    @cached_property
-    def latent_model(self):
-        from runtime.curation.modelzoo.conditioning import LatentEncoder
-
-        return LatentEncoder.load(self.vae)
-
-    def decode_side(self) -> int | None:
-        return FULL if self.spec.vae_latents else None  # latents are encoded at the stored size
+    def notes(self) -> list[str]:
+        """Says when nothing is precomputed, and that smoke-scale encoders may be random stand-ins."""
+        if self.members is None:
+            return [(f"{self.name}: the spec's architecture did not reach curation, so nothing was precomputed; "
+                     "the trainer encodes latents and text on the fly")]
+        if self.members.scale == "smoke":
+            return [(f"{self.name}: at smoke scale a text encoder or VAE missing from the model directory is a tiny "
+                     "RANDOMLY INITIALISED stand-in (seeded by model id: the one the trainer builds at smoke scale)")]
+        return []
 
     def resources(self) -> Resources:
         return model_resources(24.0)
 
     def decide(self, record: Record, score: Score | None) -> Verdict:
-        from runtime.curation.modelzoo.conditioning import npz_bytes
-
-        if self.encoders:
-            texts, sources = captions_in_order(record)
-            if not texts:
-                return Verdict.drop("no caption to encode", f"text encoders {', '.join(self.encoders)} need a caption")
-            for name, encoder in self.text_models.items():
-                arrays = encoder.encode(texts)
-                record.columns[f"{name}.text.npz"] = npz_bytes({**arrays, "sources": np.array(sources)})
-        if self.vae is not None:
-            if record.is_video:
-                raise NotImplementedError(
-                    f"{self.spec.name}: video latents need the architecture's video VAE (runtime/encoders/vae_wan.py), "
-                    "which curation ops cannot name yet; set vae_latents = False for video pipelines"
-                )
-            record.columns["latents.npz"] = npz_bytes(self.latent_model.encode(record.pixels.image(FULL)))
-        stand_ins = [located.model_id for located in [*self.encoders.values(), self.vae] if located and located.stand_in]
-        if stand_ins:
-            record.metadata["precomputed_with_stand_ins"] = stand_ins
+        if self.members is None:
+            return KEEP
+        captions = record.captions
+        if self.spec.text_encoders and not (captions.get("original") or any(c.get("text") for c in captions.get("synthetic") or [])):
+            return Verdict.drop("no caption to encode", f"text encoders {', '.join(self.spec.text_encoders)} need a caption")
+        if self.spec.vae_latents and record.is_video:
+            raise NotImplementedError(
+                f"{self.spec.name}: video latents need the stage's frames and fps, which curation does not know; "
+                "set vae_latents = False for video pipelines (the trainer encodes videos on the fly)"
+            )
+        record.columns.update(self.members.members(record))
         return KEEP
-
-
-def captions_in_order(record: Record) -> tuple[list[str], list[str]]:
-    """The record's caption texts (original first, then synthetic) and where each comes from."""
-    texts, sources = [], []
-    if record.captions.get("original"):
-        texts.append(str(record.captions["original"]))
-        sources.append("original")
-    for caption in record.captions.get("synthetic") or []:
-        if caption.get("text"):
-            texts.append(str(caption["text"]))
-            sources.append(f"synthetic:{caption.get('style', '')}:{caption.get('language', '')}")
-    return texts, sources

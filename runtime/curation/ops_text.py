@@ -2,63 +2,35 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 from runtime.curation.api import KEEP, MapOp, OpConfigError, Score, Verdict
+from runtime.curation.pii import redact
 from runtime.curation.records import Record
 from runtime.curation.registry import register
-
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+[^\s<>\"'.,;:!?)]")
-# Digit groups with optional country code and area code in parentheses; the replacement keeps only
-# runs of 7 to 15 digits (E.164 numbers have at most 15) that are not ISO dates, so years, dates and
-# sizes ("1920 x 1080") survive.
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?!\w)")
-_REGEX_ENTITIES = ("email", "url", "phone")  # order matters: e-mails and URLs contain digit runs
-
-
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _phone_replacement(match: re.Match[str]) -> str:
-    text = match.group()
-    digits = sum(c.isdigit() for c in text)
-    return "<PHONE>" if 7 <= digits <= 15 and not _ISO_DATE.fullmatch(text) else text
-
-
-_REDACTORS: dict[str, tuple[re.Pattern[str], Callable[[re.Match[str]], str] | str]] = {
-    "email": (_EMAIL, "<EMAIL>"),
-    "url": (_URL, "<URL>"),
-    "phone": (_PHONE, _phone_replacement),
-}
-
-
-def redact(text: str, entities: list[str]) -> tuple[str, dict[str, int]]:
-    """`text` with each e-mail, URL and phone number of `entities` replaced by a tag, and counts per entity."""
-    counts: dict[str, int] = {}
-    for entity in _REGEX_ENTITIES:
-        if entity in entities:
-            pattern, replacement = _REDACTORS[entity]
-            text, count = pattern.subn(replacement, text)
-            tag = f"<{entity.upper()}>"
-            counts[entity] = text.count(tag) if callable(replacement) else count
-    return text, {k: v for k, v in counts.items() if v}
 
 
 @register("caption_pii")
 class CaptionPii(MapOp):
-    """Redacts e-mail addresses, URLs and phone numbers from original and synthetic captions."""
+    """Replaces the spec's entities (e-mails, URLs, phone numbers, addresses, person names) in the original
+    and every synthetic caption by tags (runtime/curation/pii.py says how each is found). Samples are kept;
+    the counts per entity go to metadata["pii_redacted"]."""
 
-    def __init__(self, spec, ctx) -> None:
-        super().__init__(spec, ctx)
-        unsupported = [e for e in spec.entities if e not in _REGEX_ENTITIES]
-        if unsupported:
-            raise OpConfigError(
-                f"{spec.name}.entities includes {unsupported}: person names and addresses need a named-entity "
-                f"model, which the core runtime does not have; keep {spec.name}.entities within "
-                f"{list(_REGEX_ENTITIES)} or register a model-backed caption_pii"
+    def notes(self) -> list[str]:
+        """What the run report should say about how names and addresses were found."""
+        notes = []
+        if "person_name" in self.spec.entities:
+            notes.append(
+                f"{self.name}: person names are found with a gazetteer of common English given names followed by "
+                "a capitalised surname, and honorifics (Mr, Mrs, Ms, Mx, Dr, Prof) followed by a capitalised word, "
+                "NOT a named-entity model: names outside the list, lower-case and non-English names are missed; "
+                "each match is replaced by <PERSON_NAME> in every caption and the sample is kept"
             )
+        if "address" in self.spec.entities:
+            notes.append(
+                f"{self.name}: addresses are found by regular expressions for US, UK and Canadian formats (house "
+                "number + street + suffix, PO boxes, state + ZIP, UK and Canadian postcodes); other countries' "
+                "addresses are missed; each match is replaced by <ADDRESS> in every caption and the sample is kept"
+            )
+        return notes
 
     def decide(self, record: Record, score: Score | None) -> Verdict:
         totals: dict[str, int] = {}

@@ -1,13 +1,10 @@
-"""Recaptioning with a tiny saved VLM, and precomputed text embeddings and latents."""
+"""Recaptioning with a tiny saved VLM."""
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
 
-from compiler.schema.data import PrecomputeEmbeddings, Recaption
+from compiler.schema.data import Recaption
 from runtime.curation.api import OpConfigError
 from runtime.curation.modelzoo.captioner import caption_plan
 from runtime.curation.registry import build
@@ -59,20 +56,3 @@ def test_recaption_rejects_bad_configuration(full):
         build(Recaption(model="tiny-vlm", languages=["xx"]), full)
     with pytest.raises(OpConfigError, match="chat template"):
         build(Recaption(model="clip-vit-b32"), full)  # a folder without a chat template is no VLM
-
-
-def test_precompute_writes_text_embeddings_and_latent_moments(kit, full):
-    op = PrecomputeEmbeddings(text_encoders=["clip_l", "t5_xxl"], vae_latents=True)
-    record = kit.image_record("a", 1, caption="a cat")
-    record.captions["synthetic"] = [{"text": "a grey cat on a mat", "style": "long", "language": "en"}]
-    run = kit.run_op(op, [record, kit.image_record("bare", 2)], full)
-    assert run.dropped == {"bare": "no caption to encode"}
-    (kept,) = run.kept
-    clip = np.load(io.BytesIO(kept.columns["clip_l.text.npz"]))
-    assert clip["tokens"].shape == (2, 16, 24) and clip["pooled"].shape == (2, 24)
-    assert list(clip["sources"]) == ["original", "synthetic:long:en"]
-    assert not clip["tokens"][~clip["mask"]].any()  # padding is zeroed
-    t5 = np.load(io.BytesIO(kept.columns["t5_xxl.text.npz"]))
-    assert t5["tokens"].shape == (2, 24, 20) and "pooled" not in t5
-    latents = np.load(io.BytesIO(kept.columns["latents.npz"]))
-    assert latents["mean"].shape == (4, 48, 64) and latents["logvar"].shape == (4, 48, 64)  # 96x128 / 2

@@ -20,7 +20,6 @@ from compiler.schema.data import (
     DefectMask,
     FrameConsistency,
     OcrTextArea,
-    PrecomputeEmbeddings,
     Recaption,
     Safety,
     SemanticDedup,
@@ -33,10 +32,11 @@ from runtime.curation.modelzoo.weights import SMOKE_DROP_FRACTION, Limit
 from runtime.curation.registry import build, missing_kinds
 from runtime.curation.runner import BoundOp
 
+# precompute_embeddings loads its models through runtime.encoders: tests/runtime/curation_models/test_precompute.py
 MODEL_OPS = [
     Aesthetic(min_score=6.5), TechnicalQuality(scorer="clip-technical-regressor"), Safety(categories=["nsfw"]),
     Watermark(), VisualQuality(), ClipSimilarity(), FrameConsistency(), OcrTextArea(), DefectMask(),
-    Recaption(model="Qwen/Qwen2-VL-7B-Instruct"), PrecomputeEmbeddings(text_encoders=["t5_xxl"]),
+    Recaption(model="Qwen/Qwen2-VL-7B-Instruct"),
     SemanticDedup(), Balance(), AiGenerated(), ActiveLearning(scorer="difficulty-classifier"),
 ]
 
