@@ -3,9 +3,11 @@
 - `build_conditioning(architecture, scale, model_dir, device)`: a `Conditioning` with `encode_text`,
   `encode_images`, `decode` and a `report` of what was loaded from where, or randomly initialised and why
 - `ModelDirectory`, `MissingWeightsError`: model ids -> local folders (no hub downloads)
-- `build_text_encoder`, `TextEncoderModel`, `TextEmbedding`, `family_of`: transformers text encoders
+- `build_text_encoder`, `TextEncoderModel`, `TextEmbedding`, `family_of`: transformers text encoders and
+  decoder-only LLMs
 - `AutoencoderKL2D` / `AutoencoderKLConfig`: FLUX-style 2D VAE, diffusers AutoencoderKL key names
 - `CausalVideoVAE` / `CausalVAEConfig`: Wan 2.1 causal video VAE, diffusers AutoencoderKLWan key names
+- `NonCausalVideoVAE` / `VideoVAEConfig`: Allegro-style non-causal video VAE (own layout, smoke stand-ins only)
 - `LatentCodec`, `PixelCodec`, `build_latent_space`: VAE plus latent normalisation, or identity on pixels
 """
 
@@ -19,6 +21,7 @@ from runtime.encoders.text import (
     family_of,
 )
 from runtime.encoders.vae_kl import AutoencoderKL2D, AutoencoderKLConfig
+from runtime.encoders.vae_video import NonCausalVideoVAE, VideoVAEConfig
 from runtime.encoders.vae_wan import CausalVAEConfig, CausalVideoVAE
 
 __all__ = [
@@ -30,9 +33,11 @@ __all__ = [
     "LatentCodec",
     "MissingWeightsError",
     "ModelDirectory",
+    "NonCausalVideoVAE",
     "PixelCodec",
     "TextEmbedding",
     "TextEncoderModel",
+    "VideoVAEConfig",
     "build_conditioning",
     "build_latent_space",
     "build_text_encoder",

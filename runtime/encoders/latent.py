@@ -2,9 +2,14 @@
 
 Pixels are in [-1, 1], [B, C, H, W] for images and [B, C, F, H, W] for videos. A LatentSpace gets:
 - a 2D KL VAE (runtime/encoders/vae_kl.py) for image specs, or
-- the causal Wan-style VAE (runtime/encoders/vae_wan.py) for video specs (causal, or temporal compression > 1);
-  released weights choose for themselves through their config's _class_name, so Qwen-Image's
-  AutoencoderKLQwenImage (a causal VAE) encodes its images as one-frame videos.
+- the causal Wan-style VAE (runtime/encoders/vae_wan.py) for causal video specs; released weights choose for
+  themselves through their config's _class_name, so Qwen-Image's AutoencoderKLQwenImage (a causal VAE)
+  encodes its images as one-frame videos, or
+- the non-causal video VAE (runtime/encoders/vae_video.py) for non-causal specs with temporal compression
+  k > 1 (Allegro). It has no lone first frame, so an image [B, C, H, W] is encoded as a still clip of k
+  copies (one latent frame, returned as [B, c, h, w]) and 4D latents decode to the mean of their k frames.
+  Image stages of such specs (Allegro's T2I pre-training) thus train in the video VAE's own latent space.
+  Released Allegro weights (AutoencoderKLAllegro) do not load: vae_video.py's layout is not theirs.
 
 Normalisation: latents = (z - shift) * scale, z the posterior mean (or a sample of it). The spec's
 scaling_factor / shift_factor win (FLUX: (z - 0.1159) * 0.3611, black-forest-labs/flux src/flux/util.py);
@@ -26,6 +31,7 @@ from torch import nn
 
 from runtime.encoders.model_directory import MissingWeightsError, ModelDirectory
 from runtime.encoders.vae_kl import AutoencoderKL2D, AutoencoderKLConfig
+from runtime.encoders.vae_video import NonCausalVideoVAE, VideoVAEConfig
 from runtime.encoders.vae_wan import CausalVAEConfig, CausalVideoVAE
 
 if TYPE_CHECKING:
@@ -35,6 +41,15 @@ FIELD = "architecture.space"
 VAE_FOLDER = ("a diffusers-format VAE folder (config.json and diffusion_pytorch_model.safetensors, e.g. the vae/ "
               "folder of a diffusers pipeline repository)")
 VAE_CLASSES = {"AutoencoderKL": "kl", "AutoencoderKLWan": "causal", "AutoencoderKLQwenImage": "causal"}
+# Released VAEs recognised but not loadable, and why.
+UNSUPPORTED_VAES = {
+    "AutoencoderKLAllegro": (
+        "Allegro's VAE (per-frame 2D resnets interleaved with temporal conv layers, encoded in overlapping "
+        "24-frame tiles; diffusers models/autoencoders/autoencoder_kl_allegro.py) has no key-compatible "
+        "implementation here: runtime/encoders/vae_video.py is a plain 3D-conv VAE of the same compression "
+        "with its own layout. Run at scale 'smoke' (a tiny random stand-in) or port the Allegro layout"
+    ),
+}
 TINY_WIDTH = 8  # smoke VAEs: 8 channels at full resolution, 16 below; the compression factors are the spec's
 
 
@@ -53,39 +68,44 @@ class PixelCodec(nn.Module):
 class LatentCodec(nn.Module):
     """A frozen VAE plus the latent normalisation: pixels -> normalised latents -> pixels."""
 
-    def __init__(self, vae: AutoencoderKL2D | CausalVideoVAE, shift: torch.Tensor, scale: torch.Tensor):
+    def __init__(self, vae: AutoencoderKL2D | CausalVideoVAE | NonCausalVideoVAE, shift: torch.Tensor,
+                 scale: torch.Tensor):
         super().__init__()
         self.vae = vae.eval().requires_grad_(False)
         self.register_buffer("shift", shift, persistent=False)  # [channels] or [1]
         self.register_buffer("scale", scale, persistent=False)
-        self.causal = isinstance(vae, CausalVideoVAE)
+        self.video = not isinstance(vae, AutoencoderKL2D)
+        # Frames an image is repeated to so that it makes exactly one latent frame: the causal VAE encodes
+        # frame 0 alone; the non-causal one needs k frames per latent frame.
+        self.frames_per_image = vae.config.temporal_compression if isinstance(vae, NonCausalVideoVAE) else 1
 
     def encode(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None):
         """Normalised latents of `pixels`: the posterior mean, or a draw from it when `sample`.
 
-        Images [B, C, H, W] give [B, c, h, w]; videos [B, C, F, H, W] (causal VAE only) give [B, c, f, h, w].
+        Images [B, C, H, W] give [B, c, h, w]; videos [B, C, F, H, W] (video VAEs only) give [B, c, f, h, w].
         """
         vae_param = next(self.vae.parameters())
         pixels = pixels.to(device=vae_param.device, dtype=vae_param.dtype)
         image = pixels.ndim == 4
-        if not self.causal and not image:
+        if not self.video and not image:
             raise ValueError(f"this spec's VAE is an image VAE: pass images [B, C, H, W], got {tuple(pixels.shape)}")
-        moments = self.vae.encode_moments(pixels.unsqueeze(2) if image and self.causal else pixels)
-        mean, logvar = moments.chunk(2, dim=1)
+        if image and self.video:
+            pixels = pixels.unsqueeze(2).expand(-1, -1, self.frames_per_image, -1, -1)
+        mean, logvar = self.vae.encode_moments(pixels).chunk(2, dim=1)
         z = mean
         if sample:  # diffusers DiagonalGaussianDistribution: log-variance clamped to [-30, 20]
             std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
             z = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        z = z.squeeze(2) if image and self.causal else z
+        z = z.squeeze(2) if image and self.video else z
         return (z - self._per_channel(self.shift, z)) * self._per_channel(self.scale, z)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Pixels of normalised `latents`, shaped like the input of `encode`."""
+        """Pixels of normalised `latents`, shaped like the input of `encode` (an image: the mean of its frames)."""
         z = latents / self._per_channel(self.scale, latents) + self._per_channel(self.shift, latents)
         image = z.ndim == 4
-        if self.causal:
+        if self.video:
             pixels = self.vae.decode(z.unsqueeze(2) if image else z)
-            return pixels.squeeze(2) if image else pixels
+            return pixels.mean(dim=2) if image else pixels
         if not image:
             raise ValueError(f"this spec's VAE is an image VAE: pass latents [B, c, h, w], got {tuple(z.shape)}")
         return self.vae.decode(z)
@@ -101,22 +121,20 @@ def build_latent_space(space: LatentSpace | PixelSpace, scale: str, directory: M
     """The codec of `space` and the report lines saying which VAE and normalisation it uses."""
     if space.kind == "pixel":
         return PixelCodec(), [f"space: pixel space ({space.channels} channels): identity encode/decode, no VAE"]
-    video = space.temporal_compression > 1 or space.causal
-    if space.temporal_compression > 1 and not space.causal:
-        raise NotImplementedError(
-            f"{FIELD}: a non-causal video VAE ({space.temporal_compression}x in time, e.g. Allegro's "
-            f"AutoencoderKLAllegro) is not implemented; only causal video VAEs (Wan 2.1 layout) are")
     entry = directory.entry(space.vae)
     label = f"VAE {space.vae}"
     if entry.present:
         config = json.loads((entry.path / "config.json").read_text())
-        vae = _load_vae(config, entry.path, space, video)
+        vae = _load_vae(config, entry.path, space)
         lines = [f"{label}: {type(vae).__name__} loaded from {entry.path}"]
+    elif scale == "full" and _kind(space) == "noncausal":  # asking for weights that could not load would mislead
+        raise NotImplementedError(f"{FIELD}.vae: {space.vae!r} is a non-causal video VAE; no released one loads "
+                                  f"here: {UNSUPPORTED_VAES['AutoencoderKLAllegro']}")
     elif scale == "full" or (entry.path is not None and entry.path.is_dir()):
         raise MissingWeightsError(directory.missing_message(entry, f"{FIELD}.vae", VAE_FOLDER))
     else:
         config = {}
-        vae = _tiny_vae(space, video)
+        vae = _tiny_vae(space)
         why = f"no weights at {entry.path}" if entry.path else "no model directory was given"
         lines = [(f"{label}: RANDOMLY INITIALISED tiny {type(vae).__name__} (width {TINY_WIDTH}, "
                   f"{space.spatial_compression}x space, {space.temporal_compression}x time, {space.channels} "
@@ -126,14 +144,31 @@ def build_latent_space(space: LatentSpace | PixelSpace, scale: str, directory: M
     return codec, [*lines, f"{label}: latents = {how}"]
 
 
-def _load_vae(config: dict, path: Path, space: LatentSpace, video: bool) -> AutoencoderKL2D | CausalVideoVAE:
+def _kind(space: LatentSpace) -> str:
+    """Which VAE a latent space needs: "kl" (images), "causal" or "noncausal" (videos)."""
+    if space.causal:
+        return "causal"
+    return "noncausal" if space.temporal_compression > 1 else "kl"
+
+
+def _load_vae(config: dict, path: Path, space: LatentSpace) -> AutoencoderKL2D | CausalVideoVAE:
     from safetensors.torch import load_file
 
     source = path / "config.json"
-    kind = VAE_CLASSES.get(config.get("_class_name"))
+    class_name = config.get("_class_name")
+    if class_name in UNSUPPORTED_VAES:
+        raise NotImplementedError(f"{FIELD}.vae: {source} is a {class_name}, which this runtime cannot load: "
+                                  f"{UNSUPPORTED_VAES[class_name]}")
+    kind = VAE_CLASSES.get(class_name)
     if kind is None:
-        raise ValueError(f"{source}: _class_name {config.get('_class_name')!r} is not a VAE this runtime builds; "
+        raise ValueError(f"{source}: _class_name {class_name!r} is not a VAE this runtime builds; "
                          f"supported: {', '.join(VAE_CLASSES)}")
+    needed = _kind(space)
+    if needed == "noncausal":
+        raise ValueError(f"{FIELD} is a non-causal video space ({space.temporal_compression}x time, causal=False) "
+                         f"but {source} names {class_name}; no released non-causal video VAE loads here (see "
+                         f"runtime/encoders/vae_video.py): run at scale 'smoke' or set {FIELD}.causal to match")
+    video = needed == "causal"
     if video and kind == "kl":
         raise ValueError(f"{FIELD} is a video space ({space.temporal_compression}x time, causal={space.causal}) but "
                          f"{source} is a 2D AutoencoderKL; point {FIELD}.vae at a causal video VAE")
@@ -163,7 +198,7 @@ def _load_vae(config: dict, path: Path, space: LatentSpace, video: bool) -> Auto
     return vae
 
 
-def _tiny_vae(space: LatentSpace, video: bool) -> AutoencoderKL2D | CausalVideoVAE:
+def _tiny_vae(space: LatentSpace) -> AutoencoderKL2D | CausalVideoVAE | NonCausalVideoVAE:
     """A randomly initialised VAE with the spec's channels and compression factors, 8-16 channels wide."""
     levels, time_levels = math.log2(space.spatial_compression), math.log2(space.temporal_compression)
     if not levels.is_integer() or not time_levels.is_integer() or time_levels > levels:
@@ -171,16 +206,22 @@ def _tiny_vae(space: LatentSpace, video: bool) -> AutoencoderKL2D | CausalVideoV
                          f"{space.spatial_compression} and temporal_compression {space.temporal_compression} must be "
                          f"powers of 2 with no more time halvings than space halvings")
     levels, time_levels = int(levels), int(time_levels)
+    widths = (TINY_WIDTH,) + (2 * TINY_WIDTH,) * levels
     # Seeded by the VAE id so every process (every data-parallel rank) builds the same stand-in.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(zlib.crc32(space.vae.encode()))
-        if video:
+        if _kind(space) == "noncausal":
+            # Time halves at the first levels, as Allegro's temporal_downsample_blocks (True, True, False, False).
+            temporal = tuple(level < time_levels for level in range(levels))
+            return NonCausalVideoVAE(VideoVAEConfig(block_out_channels=widths, latent_channels=space.channels,
+                                                    temporal_downsample=temporal, layers_per_block=1,
+                                                    norm_num_groups=4))
+        if _kind(space) == "causal":
             # Time halves at the last levels, as Wan 2.1's (False, True, True).
             temporal = tuple(level >= levels - time_levels for level in range(levels))
             return CausalVideoVAE(CausalVAEConfig(base_dim=TINY_WIDTH, z_dim=space.channels,
                                                   dim_mult=(1,) + (2,) * levels, num_res_blocks=1,
                                                   temperal_downsample=temporal))
-        widths = (TINY_WIDTH,) + (2 * TINY_WIDTH,) * levels
         return AutoencoderKL2D(AutoencoderKLConfig(block_out_channels=widths, latent_channels=space.channels,
                                                    layers_per_block=1, norm_num_groups=4))
 

@@ -1,9 +1,17 @@
 """Text encoders through transformers: T5 / UMT5 / ByT5 encoders, CLIP text, BERT-family sentence encoders and
-decoder LLMs (Qwen) read at their last hidden state.
+decoder LLMs (Qwen-VL; any decoder-only causal LM) read at their last hidden state.
 
-The loader family comes from the model id (`google/umt5-xxl` -> umt5) or from models.yaml; the class per
-family is the one the reference pipelines use (diffusers FluxPipeline: CLIPTextModel + T5EncoderModel;
-WanPipeline: UMT5EncoderModel; QwenImagePipeline: Qwen2.5-VL's last hidden state).
+The loader family comes from models.yaml, else from an exact id in KNOWN_IDS, else from the model id
+(`google/umt5-xxl` -> umt5); the class per family is the one the reference pipelines use (diffusers
+FluxPipeline: CLIPTextModel + T5EncoderModel; WanPipeline: UMT5EncoderModel; QwenImagePipeline: Qwen2.5-VL's
+last hidden state).
+
+The llm family is a decoder-only LLM (Qwen2, Qwen3, Llama, ... *ForCausalLM checkpoints; AutoModel keeps the
+decoder and drops the LM head). Its token embeddings are the last hidden state, as diffusers SanaPipeline
+reads Gemma-2 (pipelines/sana/pipeline_sana.py: `text_encoder(...)[0]`) and QwenImagePipeline reads
+Qwen2.5-VL; Lumina reads the penultimate layer instead (pipelines/lumina/pipeline_lumina.py:
+`hidden_states[-2]`) and Seedream discloses neither. Prompts are padded on the right so that, under causal
+attention, a prompt's states do not depend on how far it is padded.
 
 Every encoder tokenizes to exactly `max_tokens` (padded, truncated) and returns a `TextEmbedding`:
 tokens [B, L, dim] with padded positions zeroed (as WanPipeline does), mask [B, L] (True on real tokens),
@@ -56,7 +64,23 @@ FAMILIES: dict[str, Family] = {
     "clip": Family("CLIPTextModel", "pooler_output", "CLIPTextConfig"),
     "bert": Family("AutoModel", "mean", "BertConfig"),
     "qwen": Family("AutoModel", None, "Qwen2Config"),
+    # Smoke stand-in: Qwen2, an open bilingual (Chinese/English) decoder-only LLM, the nearest public kind.
+    "llm": Family("AutoModel", None, "Qwen2Config"),
     "generic": Family("AutoModel", None, "Qwen2Config"),  # smoke stand-in: a decoder LLM, like qwen
+}
+
+# Exact ids whose name does not say their architecture. Seedream 2.0-4.0's text encoder is ByteDance's own
+# bilingual decoder-only LLM (specs/seedream.py: "the custom bilingual LLM is unpublished").
+KNOWN_IDS: dict[str, str] = {"bytedance/bilingual-llm": "llm"}
+
+# Ids whose weights were never released: what a user must do instead, said wherever the weights are looked for.
+UNRELEASED: dict[str, str] = {
+    "bytedance/bilingual-llm": (
+        "Seedream's bilingual LLM is not public, so no folder of its weights exists: map "
+        "'bytedance/bilingual-llm' in models.yaml to a substitute decoder-only LLM (a transformers folder of a "
+        "*ForCausalLM checkpoint such as Qwen3-8B or Llama-3.1-8B, whose config.json hidden_size is 4096 like the "
+        "spec's assumed dim, or set the encoder's dim to the substitute's width)"
+    ),
 }
 
 # Substrings of a lower-cased model id, checked in order: umt5 and byt5 before t5.
@@ -81,12 +105,14 @@ class TextEmbedding(NamedTuple):
 
 
 def family_of(model_id: str, field: str, declared: str | None = None) -> str:
-    """The loader family of `model_id`: `declared` (from models.yaml) if given, else matched on the id."""
+    """The loader family of `model_id`: `declared` (from models.yaml), else its KNOWN_IDS entry, else its pattern."""
     if declared is not None:
         if declared not in FAMILIES:
             raise ValueError(f"{field}: models.yaml gives {model_id!r} family {declared!r}; "
                              f"known families: {', '.join(FAMILIES)}")
         return declared
+    if model_id in KNOWN_IDS:
+        return KNOWN_IDS[model_id]
     lowered = model_id.lower()
     for pattern, family in ID_PATTERNS:
         if pattern in lowered:
@@ -150,31 +176,61 @@ def build_text_encoder(spec: TextEncoder, scale: str, directory: ModelDirectory,
         raise ValueError(f"{field}.role is 'pooled' but the {family} family has no pooled output; "
                          f"use a clip or bert encoder, or role 'tokens'")
     label = f"text encoder {spec.name} ({spec.model}, family {family})"
+    unreleased = f" ({UNRELEASED[spec.model]})" if spec.model in UNRELEASED else ""
     if entry.path is not None and entry.path.is_dir() and not entry.present:
-        raise MissingWeightsError(directory.missing_message(entry, field, TRANSFORMERS_FOLDER))
+        raise MissingWeightsError(directory.missing_message(entry, field, TRANSFORMERS_FOLDER) + unreleased)
     if entry.present:
+        if family == "llm":
+            _check_decoder_llm(entry, field)
         width = _config_width(entry)
         if scale == "full" or width == spec.dim:
             encoder = _load(spec, family, entry, field, dtype)
-            note = f"{label}: loaded from {entry.path}"
-            return encoder.to(device), note
+            substitute = " (a substitute: the model's own weights are not public)" if unreleased else ""
+            return encoder.to(device), f"{label}: loaded from {entry.path}{substitute}"
         why = f"the weights in {entry.path} are {width} wide, not the smoke dim {spec.dim}"
     elif scale == "full":
-        raise MissingWeightsError(directory.missing_message(entry, field, TRANSFORMERS_FOLDER))
+        raise MissingWeightsError(directory.missing_message(entry, field, TRANSFORMERS_FOLDER) + unreleased)
     else:
         why = f"no weights at {entry.path}" if entry.path else "no model directory was given"
     encoder = _tiny(spec, family, field)
     note = (f"{label}: RANDOMLY INITIALISED tiny {type(encoder.model).__name__} ({TINY_LAYERS} layers, width "
-            f"{encoder.dim}) with a byte-level ByT5Tokenizer, because scale is smoke and {why}")
+            f"{encoder.dim}) with a byte-level ByT5Tokenizer, because scale is smoke and {why}{unreleased}")
     return encoder.to(device=device, dtype=dtype), note
+
+
+def _check_decoder_llm(entry: ModelEntry, field: str) -> None:
+    """Refuse a folder whose config.json is not a decoder-only LLM (the llm family reads a causal LM's decoder).
+
+    A model type counts when transformers maps it to a *ForCausalLM class: Qwen2, Qwen3, Llama, Mistral,
+    Gemma... qualify; BERT (BertLMHeadModel), T5 and multimodal Qwen-VL configs do not.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config = AutoConfig.from_pretrained(entry.path, local_files_only=True)
+    causal_lm = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type, "")
+    if config.is_encoder_decoder or not causal_lm.endswith("ForCausalLM"):
+        raise ValueError(
+            f"{field} is {entry.model_id!r}, a decoder-only LLM (family llm), but {entry.path}/config.json "
+            f"describes model_type {config.model_type!r} (architectures {config.architectures}), which is not a "
+            f"decoder-only causal LM; point the id at a *ForCausalLM checkpoint (Qwen2, Qwen3, Llama, ...) or "
+            f"name the right family in models.yaml")
 
 
 def _load(spec: TextEncoder, family: str, entry: ModelEntry, field: str, dtype: torch.dtype) -> TextEncoderModel:
     import transformers
 
     model_class = getattr(transformers, FAMILIES[family].model_class)
-    model = model_class.from_pretrained(entry.path, local_files_only=True, dtype=dtype)
-    tokenizer = _load_tokenizer(entry)
+    try:
+        model = model_class.from_pretrained(entry.path, local_files_only=True, dtype=dtype)
+        tokenizer = _load_tokenizer(entry)
+    except OSError as error:  # transformers' "no file named ..." for missing weights or tokenizer files
+        raise MissingWeightsError(f"{field}: {entry.path} is incomplete for {spec.model!r}; it must hold "
+                                  f"{TRANSFORMERS_FOLDER}: {error}") from error
+    if family == "llm":
+        tokenizer.padding_side = "right"
+        if tokenizer.pad_token is None:  # Llama-style tokenizers define none; pads are masked out either way
+            tokenizer.pad_token = tokenizer.eos_token
     encoder = TextEncoderModel(spec.name, family, model, tokenizer, spec.max_tokens, trainable=not spec.frozen)
     if spec.dim is not None and encoder.dim != spec.dim:
         raise ValueError(f"{field}.dim is {spec.dim} but {entry.path} holds a {encoder.dim}-wide model; "
@@ -225,7 +281,7 @@ def _tiny(spec: TextEncoder, family: str, field: str) -> TextEncoderModel:
     else:
         sizes.update(hidden_size=spec.dim, intermediate_size=2 * spec.dim, num_hidden_layers=TINY_LAYERS,
                      num_attention_heads=heads, max_position_embeddings=spec.max_tokens)
-        if family in ("qwen", "generic"):
+        if family in ("qwen", "llm", "generic"):
             sizes["num_key_value_heads"] = 1
     config = getattr(transformers, FAMILIES[family].tiny_config)(**sizes)
     model_class = getattr(transformers, FAMILIES[family].model_class)

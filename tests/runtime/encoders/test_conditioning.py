@@ -1,11 +1,17 @@
 """build_conditioning: text encoders plus latent codec for a whole architecture, with a report of every
-stand-in; VAE weights loaded from the model directory; latent normalisation from the spec or the weights."""
+stand-in; VAE weights loaded from the model directory; latent normalisation from the spec or the weights;
+a non-causal video space (Allegro) encodes videos k frames per latent frame and images as still clips."""
 
 from types import SimpleNamespace
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, AutoencoderKLQwenImage, AutoencoderKLWan
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderKLAllegro,
+    AutoencoderKLQwenImage,
+    AutoencoderKLWan,
+)
 
 import specs
 from compiler.plan.scale import scaled
@@ -16,6 +22,8 @@ from runtime.encoders.model_directory import folder_name
 PROMPTS = ["a cat", "a red bicycle"]
 FLUX_LIKE = LatentSpace(vae="test/vae-kl", channels=4, spatial_compression=8, scaling_factor=0.5, shift_factor=0.25)
 WAN_LIKE = LatentSpace(vae="test/vae-wan", channels=4, spatial_compression=8, temporal_compression=4, causal=True)
+ALLEGRO_LIKE = LatentSpace(vae="test/vae-allegro", channels=4, spatial_compression=8, temporal_compression=4,
+                           causal=False)
 KL_BLOCKS = dict(block_out_channels=(8, 16, 16, 16), latent_channels=4, norm_num_groups=4, layers_per_block=1,
                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
 WAN_SIZES = dict(base_dim=8, z_dim=4, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
@@ -36,10 +44,12 @@ def vae_root(tmp_path_factory):
     AutoencoderKL(**KL_BLOCKS, scaling_factor=0.13).save_pretrained(root / "test--vae-kl-sd")
     AutoencoderKLWan(**WAN_SIZES, latents_mean=MEAN, latents_std=STD).save_pretrained(root / "test--vae-wan")
     AutoencoderKLQwenImage(**WAN_SIZES, latents_mean=MEAN, latents_std=STD).save_pretrained(root / "test--vae-qwen")
+    AutoencoderKLAllegro(block_out_channels=(8, 16, 16, 16), norm_num_groups=4, layers_per_block=1,
+                         latent_channels=4).save_pretrained(root / "test--vae-allegro")
     return root
 
 
-@pytest.mark.parametrize("name", ["flux1-dev", "wan2.1-t2v-1.3b", "imagen-1"])
+@pytest.mark.parametrize("name", list(specs.SHIPPED))
 def test_shipped_specs_at_smoke_scale_encode_and_decode(name):
     arch = scaled(specs.load(name), "smoke").architecture
     conditioning = build_conditioning(arch, "smoke", None)
@@ -53,8 +63,10 @@ def test_shipped_specs_at_smoke_scale_encode_and_decode(name):
         assert (text[encoder.name].pooled is not None) == (encoder.role == "pooled")
 
     space = arch.space
-    video = space.kind == "latent" and space.causal
-    pixels = torch.rand(1, 3, *((9,) if video else ()), 32, 32) * 2 - 1
+    video = space.kind == "latent" and (space.causal or space.temporal_compression > 1)
+    # Three latent frames: 1 + 2k frames for a causal VAE, 3k for a non-causal one.
+    frames = (2 * space.temporal_compression + 1 if space.causal else 3 * space.temporal_compression) if video else 0
+    pixels = torch.rand(1, 3, *((frames,) if video else ()), 32, 32) * 2 - 1
     with torch.no_grad():
         latents = conditioning.encode_images(pixels)
         decoded = conditioning.decode(latents)
@@ -160,10 +172,55 @@ def test_text_encoders_and_vae_are_all_reported(model_root):
     assert out["clip_l"].pooled.shape == (2, 24) and out["t5"].pooled is None
 
 
-def test_non_causal_video_vaes_are_not_implemented():
-    space = LatentSpace(vae="allegro-vae", channels=4, spatial_compression=8, temporal_compression=4, causal=False)
-    with pytest.raises(NotImplementedError, match="non-causal video VAE"):
-        build_conditioning(architecture(space), "smoke", None)
+def test_a_non_causal_video_space_encodes_k_frames_per_latent_frame(tmp_path):
+    conditioning = build_conditioning(architecture(ALLEGRO_LIKE), "smoke", tmp_path)
+    assert "RANDOMLY INITIALISED tiny NonCausalVideoVAE" in conditioning.report[0]
+    assert "8x space, 4x time, 4 channels" in conditioning.report[0]
+    video = torch.rand(2, 3, 8, 16, 16) * 2 - 1
+    with torch.no_grad():
+        latents = conditioning.encode_images(video)
+        assert latents.shape == (2, 4, 2, 2, 2)
+        decoded = conditioning.decode(latents)
+    assert decoded.shape == video.shape and torch.isfinite(decoded).all()
+    with pytest.raises(ValueError, match=r"multiples of 4; got 9 frames: use 8 or 12"):
+        conditioning.encode_images(torch.rand(1, 3, 9, 16, 16))
+
+
+def test_the_non_causal_stand_in_is_the_same_on_every_build():
+    video = torch.rand(1, 3, 4, 16, 16) * 2 - 1
+    with torch.no_grad():
+        first, second = (build_conditioning(architecture(ALLEGRO_LIKE), "smoke", None).encode_images(video)
+                         for _ in range(2))
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_a_non_causal_video_space_encodes_an_image_as_a_still_clip_of_k_frames():
+    conditioning = build_conditioning(architecture(ALLEGRO_LIKE), "smoke", None)
+    image = torch.rand(2, 3, 16, 16) * 2 - 1
+    still = image.unsqueeze(2).repeat(1, 1, 4, 1, 1)
+    with torch.no_grad():
+        latents = conditioning.encode_images(image)
+        assert latents.shape == (2, 4, 2, 2)
+        torch.testing.assert_close(latents, conditioning.encode_images(still).squeeze(2))
+        decoded = conditioning.decode(latents)
+        torch.testing.assert_close(decoded, conditioning.decode(latents.unsqueeze(2)).mean(dim=2))
+    assert decoded.shape == image.shape
+
+
+def test_released_allegro_weights_are_refused_with_what_is_missing(vae_root):
+    with pytest.raises(NotImplementedError, match=r"AutoencoderKLAllegro, which this runtime cannot load.*own layout"):
+        build_conditioning(architecture(ALLEGRO_LIKE), "full", vae_root)
+
+
+def test_a_non_causal_space_at_full_scale_without_weights_says_none_would_load(tmp_path):
+    with pytest.raises(NotImplementedError, match=r"'test/vae-allegro' is a non-causal video VAE; no released one"):
+        build_conditioning(architecture(ALLEGRO_LIKE), "full", tmp_path)
+
+
+def test_causal_weights_for_a_non_causal_space_are_an_error(vae_root):
+    space = ALLEGRO_LIKE.model_copy(update={"vae": "test/vae-wan"})
+    with pytest.raises(ValueError, match=r"non-causal video space .* but .* names AutoencoderKLWan"):
+        build_conditioning(architecture(space), "full", vae_root)
 
 
 def test_an_unknown_scale_is_refused():

@@ -1,6 +1,7 @@
 """Text encoders of every family load from a model directory, pad to max_tokens, pool where the family
 pools, and read the text encoder out of released repository layouts; smoke scale stands in tiny random models
-and says so; the real MiniLM gives sensible embeddings."""
+and says so; the real MiniLM gives sensible embeddings; Seedream's unreleased bilingual LLM is a decoder-only
+LLM whose model directory entry must point at a substitute checkpoint."""
 
 import pytest
 import torch
@@ -39,6 +40,7 @@ def spec(model: str, dim: int | None = WIDTH, role: str = "tokens", **kw) -> Tex
     ("Qwen/Qwen2.5-VL-7B-Instruct", "qwen"),
     (MINILM, "bert"),
     ("bert-base-uncased", "bert"),
+    ("bytedance/bilingual-llm", "llm"),
 ])
 def test_family_is_read_from_the_model_id(model_id, family):
     assert family_of(model_id, "field") == family
@@ -178,3 +180,78 @@ def test_released_repository_layouts_load_their_text_encoder(tmp_path, model_id,
         else:
             expected = released.model(**batch)
     torch.testing.assert_close(out.tokens[out.mask], expected.last_hidden_state[out.mask])
+
+
+SEEDREAM_LLM = "bytedance/bilingual-llm"
+
+
+def decoder_llm(kind: str, tokenizer):
+    """A one-layer Qwen2 or Llama causal LM, saved the way released decoder LLMs are (with their LM head)."""
+    import transformers as T
+
+    sizes = {"vocab_size": len(tokenizer), "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None,
+             "hidden_size": WIDTH, "intermediate_size": 48, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "num_key_value_heads": 1, "max_position_embeddings": 64}
+    if kind == "qwen2":
+        return T.Qwen2ForCausalLM(T.Qwen2Config(**sizes))
+    return T.LlamaForCausalLM(T.LlamaConfig(**sizes))
+
+
+def test_seedream_llm_at_smoke_scale_is_a_tiny_decoder_llm_and_says_the_weights_are_not_public(tmp_path):
+    llm = spec(SEEDREAM_LLM, dim=32)
+    encoder, line = build_text_encoder(llm, "smoke", ModelDirectory(tmp_path))
+    assert encoder.family == "llm" and "RANDOMLY INITIALISED tiny Qwen2Model" in line and "not public" in line
+    out = encoder(PROMPTS)
+    assert out.tokens.shape == (2, MAX_TOKENS, 32) and out.mask.shape == (2, MAX_TOKENS) and out.pooled is None
+    assert out.mask[1].all() and not out.mask[0].all() and (out.tokens[~out.mask] == 0).all()
+    again, _ = build_text_encoder(llm, "smoke", ModelDirectory(tmp_path))
+    torch.testing.assert_close(out.tokens, again(PROMPTS).tokens, rtol=0, atol=0)  # same stand-in on every rank
+
+
+def test_seedream_llm_at_full_scale_without_weights_asks_for_a_substitute(tmp_path):
+    with pytest.raises(MissingWeightsError, match=r"not public.*map 'bytedance/bilingual-llm' in models.yaml"):
+        build_text_encoder(spec(SEEDREAM_LLM, dim=4096), "full", ModelDirectory(tmp_path))
+
+
+@pytest.mark.parametrize("kind, loaded_as", [("qwen2", "Qwen2Model"), ("llama", "LlamaModel")])
+def test_a_substitute_decoder_llm_loads_and_matches_its_transformers_forward(tmp_path, kind, loaded_as):
+    import transformers
+
+    tokenizer = transformers.ByT5Tokenizer()
+    torch.manual_seed(0)
+    released = decoder_llm(kind, tokenizer).eval()
+    released.save_pretrained(tmp_path / "substitute")
+    tokenizer.save_pretrained(tmp_path / "substitute")
+    (tmp_path / "models.yaml").write_text(f"{SEEDREAM_LLM}: substitute\n")
+
+    encoder, line = build_text_encoder(spec(SEEDREAM_LLM), "full", ModelDirectory(tmp_path))
+    assert type(encoder.model).__name__ == loaded_as and encoder.family == "llm"
+    assert f"loaded from {tmp_path / 'substitute'} (a substitute" in line
+    out = encoder(PROMPTS)
+    batch = tokenizer(PROMPTS, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = released.model(**batch).last_hidden_state
+        # Right padding under causal attention: a prompt's states are those of the prompt encoded alone.
+        alone = released.model(**tokenizer(PROMPTS[:1], return_tensors="pt")).last_hidden_state[0]
+    torch.testing.assert_close(out.tokens[out.mask], expected[out.mask])
+    torch.testing.assert_close(out.tokens[0, : len(alone)], alone)
+
+
+def test_a_folder_that_is_not_a_decoder_llm_is_refused(tmp_path):
+    model, tokenizer = tiny_encoder("test/t5-tiny")
+    model.save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    (tmp_path / "models.yaml").write_text(f"{SEEDREAM_LLM}: t5\n")
+    with pytest.raises(ValueError, match=r"model_type 't5' .* not a decoder-only causal LM; point the id at a "
+                                         r"\*ForCausalLM checkpoint"):
+        build_text_encoder(spec(SEEDREAM_LLM), "full", ModelDirectory(tmp_path))
+
+
+def test_a_decoder_llm_folder_without_weights_names_what_is_missing(tmp_path):
+    import transformers
+
+    tokenizer = transformers.ByT5Tokenizer()
+    decoder_llm("qwen2", tokenizer).config.save_pretrained(tmp_path / "substitute")
+    (tmp_path / "models.yaml").write_text(f"{SEEDREAM_LLM}: substitute\n")
+    with pytest.raises(MissingWeightsError, match=r"substitute is incomplete for 'bytedance/bilingual-llm'"):
+        build_text_encoder(spec(SEEDREAM_LLM), "full", ModelDirectory(tmp_path))
