@@ -112,12 +112,16 @@ def _shrink_cascade_sides(spec: Spec, changes: dict[str, tuple[Any, str]]) -> No
 
 
 def _shrink_subsets(spec: Spec, changes: dict[str, tuple[Any, str]], largest: int) -> None:
-    """Resolution tiers shrink with the training sizes, so a high-resolution subset keeps some samples."""
+    """Resolution tiers shrink with the training sizes, so a high-resolution subset keeps some samples; score
+    tiers go, because smoke curation scores with random stand-in models whose scores mean nothing."""
     for dataset in spec.data.datasets:
         if dataset.where is not None and dataset.where.min_short_side_px:
             side = max(8, int(dataset.where.min_short_side_px * LONG_SIDE / largest))
             changes[f"data.datasets[{dataset.name}].where.min_short_side_px"] = (
                 side, "resolution tier scaled like the training sizes")
+        if dataset.where is not None and dataset.where.min_score:
+            changes[f"data.datasets[{dataset.name}].where.min_score"] = (
+                {}, "score tiers dropped: stand-in scorers' scores carry no meaning")
 
 
 def _shrink_stages(spec: Spec, changes: dict[str, tuple[Any, str]], step: int) -> None:

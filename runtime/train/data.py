@@ -216,13 +216,21 @@ class StageData:
         return samples
 
     def first_samples(self, count: int) -> list[Sample]:
-        """The first `count` samples the first dataset keeps, in file order (the validation set)."""
+        """The first `count` samples the first dataset keeps, in file order (the validation set); an error when
+        it keeps none."""
         samples: list[Sample] = []
         keep = self.filters[0] or (lambda sample: True)
         for shard in self.shards[0]:
             samples.extend(sample for sample in read_shard(shard) if keep(sample))
             if len(samples) >= count:
                 break
+        if not samples:
+            first = self.inputs[0]
+            raise ValueError(
+                f"data[0] (dataset {first.dataset!r}, shards {first.shards!r}): no sample "
+                f"{f'matches where = {first.where.model_dump(exclude_none=True)}' if first.where else 'exists'}; "
+                "curate more data or loosen the dataset's where filter"
+            )
         return samples[:count]
 
 

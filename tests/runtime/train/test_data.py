@@ -124,6 +124,10 @@ def test_where_filter_keeps_the_subset_and_counts_what_it_skips(tmp_path):
     assert kept == {"q004", "q005", "q007", "q008", "q010", "q011"}  # index >= 4, not a multiple of 3
     assert 6 < data.state_dict()["consumed"][0] <= 12  # skipped samples count towards the position
     assert keys(data.first_samples(2)) == ["q004", "q005"]
+    strict = [DataInput(dataset="q", weight=1.0, shards="q", where=Subset(min_score={"aesthetic": 9.0}))]
+    empty = StageData(strict, tmp_path, seed=0, global_batch=2, rank=0, dp_size=1, micro_batch=2)
+    with pytest.raises(ValueError, match=r"dataset 'q'.*no sample matches where = .*aesthetic.*loosen"):
+        empty.first_samples(2)
     with pytest.raises(ValueError, match=r"data\[0\].where.min_score needs the score of op 'ocr'"):
         StageData(
             [DataInput(dataset="q", weight=1.0, shards="q", where=Subset(min_score={"ocr": 1.0}))],
