@@ -121,3 +121,13 @@ def test_smoke_scale_records_every_shrink_as_an_assumption():
     assert table["architecture.backbone.hidden_size"].reason.startswith("smoke scale")
     assert small.architecture.backbone.hidden_size == 32
     assert all((s.frames - 1) % 4 == 0 for s in small.schedule.stages if s.frames)
+
+
+def test_smoke_scale_drops_score_tiers_and_shrinks_resolution_tiers():
+    full = specs.load("seedream-2.0")
+    small = scaled(full, "smoke")
+    tiers = {d.name: d.where for d in full.data.datasets if d.where is not None}
+    assert tiers["seedream_sft"].min_score  # the full spec has a score tier...
+    shrunk = {d.name: d.where for d in small.data.datasets if d.where is not None}
+    assert shrunk["seedream_sft"].min_score == {}  # ...which smoke curation's stand-in scores cannot serve
+    assert shrunk["seedream_highres"].min_short_side_px < tiers["seedream_highres"].min_short_side_px
