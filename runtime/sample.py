@@ -16,8 +16,9 @@ Passes:
        score matching (EDM)     -> "heun" (edm_heun): Heun on the Karras schedule with the EDM paper's sigma_min
                                    0.002, sigma_max 80, rho 7 (the schema has no fields for them; said in the
                                    sidecar's notes), the preconditioning the trainer used, CFG
-       noise / v prediction     -> ddim_sample ("ddim", eta 0) or ancestral ("ddpm", eta 1), with dynamic
-                                   thresholding when the spec sets it
+       noise / v prediction     -> ddim_sample ("ddim", eta 0) or ancestral ("ddpm", eta 1), or Euler ancestral
+                                   ("euler", euler_ancestral_sample: diffusers' EulerAncestralDiscreteScheduler,
+                                   as Allegro samples), CFG, with dynamic thresholding when the spec sets it
        cascades                 -> the stage's own U-Net only; a super-resolution U-Net reads a fixed noise image
                                    as its low-res input, noised to inference.noise_augmentation_level when it was
                                    trained with noise conditioning augmentation (said on stderr and in the sidecar)
@@ -54,9 +55,10 @@ from runtime.samplers.edm import RHO, SIGMA_MAX, SIGMA_MIN
 
 FLOW_SAMPLERS = ("euler", "heun", "dpm_solver", "unipc")
 EDM_SAMPLERS = ("heun",)
-DDPM_SAMPLERS = ("ddim", "ddpm")
+DDPM_SAMPLERS = ("ddim", "ddpm", "euler")
 SUPPORTED = (
-    "euler, heun, dpm_solver and unipc (flow matching), heun (score matching), ddim and ddpm (noise / v prediction)"
+    "euler, heun, dpm_solver and unipc (flow matching), heun (score matching), "
+    "ddim, ddpm and euler (Euler ancestral; noise / v prediction)"
 )
 FINAL = "final"
 ARCHITECTURE = "architecture.json"
@@ -139,7 +141,7 @@ def settings_for(stage_file: StageFile, architecture: ArchitectureSpec, options:
     elif isinstance(objective, ScoreMatching):
         allowed, instead = EDM_SAMPLERS, "heun"
     elif isinstance(objective, (NoisePrediction, VPrediction)):
-        allowed, instead = DDPM_SAMPLERS, "ddim (or ddpm)"
+        allowed, instead = DDPM_SAMPLERS, "ddim (or ddpm, euler)"
     else:
         allowed, instead = (), None
     if instead is None:
@@ -235,6 +237,7 @@ def sample_one(
         ddim_sample,
         denoiser_call,
         edm_heun,
+        euler_ancestral_sample,
         flow_dpm_solver,
         flow_euler,
         flow_heun,
@@ -274,6 +277,17 @@ def sample_one(
                 torch.full((latents.shape[0],), float(settings.guidance)),
             )
 
+    if settings.sampler == "euler":
+        return euler_ancestral_sample(
+            guided,
+            objective,
+            noise,
+            cond,
+            settings.steps,
+            generator=generator,
+            cfg_scale=settings.cfg_scale,
+            threshold=settings.threshold,
+        )
     return ddim_sample(
         guided,
         objective,
