@@ -16,6 +16,7 @@ and media, encoded on the fly:
     KEY.jpg|jpeg|png|webp          an image (an edit triplet's target)
     KEY.mp4|webm|mov|avi|mkv       a video clip (runtime/train/media.py: fps resampling, the first frames)
     KEY.source.jpg|jpeg|png|webp   an edit triplet's reference image, encoded as context latents
+    KEY.rejected.<image or video>  a preference pair's rejected image or clip (the sample's media is preferred)
     KEY.txt or KEY.captions.json   the caption or edit instruction ("original", else the first synthetic one)
     KEY.<mask_from>.mask.png       curation's defect mask: nonzero pixels are excluded from the loss
 
@@ -24,7 +25,8 @@ the media or caption, else the batch fails naming the key, the member, the shape
 Fitting: latents and context are (channels, [latent frames,] H / s, W / s) for the stage's size, s the VAE's
 spatial compression; text and glyph tokens have the encoder's dim; pooled is (dim,); lowres is (3, side, side).
 So a shard with precomputed text but latents at another resolution trains: text from text.npy, latents
-encoded from the image. Loss masks and rejected latents are read as precomputed only (all samples or none).
+encoded from the image. Loss masks are read as precomputed only (all samples or none). Rejected latents are
+looked for only when some sample of the micro-batch has rejected.npy or rejected media; then every sample needs one.
 
 Geometry: in an image stage (stage.frames unset) samples are images, pixels (3, H, W) -> latents (c, h, w).
 In a video stage a video is stage.frames frames (3, F, H, W) -> (c, f, h, w) with F = 1 + k*(f - 1) for a
@@ -48,6 +50,7 @@ from runtime.objectives.masked import cell_mask
 from runtime.train.data import Sample, load_npy
 from runtime.train.media import (
     IMAGE_FIELDS,
+    REJECTED_FIELDS,
     SOURCE_FIELDS,
     caption,
     defect_keep,
@@ -176,12 +179,7 @@ class BatchBuilder:
             context_latents=self._context(samples, shape, size),
             lowres=self._lowres(samples),
         )
-        rejected = stack(samples, "rejected.npy")
-        if rejected is not None and rejected.shape != latents.shape:
-            raise ValueError(
-                f"samples {list(keys)[:5]}: rejected.npy is {tuple(rejected.shape[1:])} but the latents are "
-                f"{shape}; precompute the rejected latents at the stage's geometry, as latents.npy"
-            )
+        rejected = self._rejected(samples, shape, frames, size)
         return Batch(latents, cond, self._loss_mask(samples, size, latents), rejected, keys)
 
     # --- geometry ----------------------------------------------------------------------------------------
@@ -272,7 +270,7 @@ class BatchBuilder:
         (3, F, H, W) -> (c, f, h, w)."""
         encoders = self._conditioning(why)
         pixels = [
-            video_pixels(sample, field, size, frames, self.fps) if field in VIDEO_FIELDS
+            video_pixels(sample, field, size, frames, self.fps) if field.rsplit(".", 1)[-1] in VIDEO_FIELDS
             else image_pixels(sample, field, size)
             for sample, field in zip(chosen, fields)
         ]
@@ -287,6 +285,17 @@ class BatchBuilder:
             return self._encode_media(chosen, fields, frames, size, why)
 
         return self._gather(samples, part, encode)[0]
+
+    def _rejected(self, samples, shape, frames, size) -> torch.Tensor | None:
+        """A preference pair's rejected latents, at the preferred sample's geometry; None for plain samples."""
+        if not any(first_member(sample, REJECTED_FIELDS + ("rejected.npy",)) for sample in samples):
+            return None
+        part = latent_part("rejected.npy", shape, REJECTED_FIELDS, "rejected image or clip (rejected.<ext>)")
+
+        def encode(chosen, fields, why):
+            return self._encode_media(chosen, fields, frames, size, why)
+
+        return torch.stack(self._gather(samples, part, encode)[0])
 
     def _context(self, samples, shape, size) -> torch.Tensor | None:
         """An edit triplet's reference-image latents at the target's size; None for plain samples."""

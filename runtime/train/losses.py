@@ -141,8 +141,9 @@ class PreferenceDPOLoss(DenoisingLoss):
         """DPO loss with preferred and rejected noised alike (same t, noise and conditioning)."""
         if batch.rejected is None:
             raise ValueError(
-                f"stage.loss is diffusion_dpo but samples {batch.keys[:3]} have no rejected.npy; preference shards "
-                "carry latents.npy (preferred) and rejected.npy"
+                f"stage.loss is diffusion_dpo but samples {batch.keys[:3]} have no rejected.npy or rejected media; "
+                "preference shards carry the preferred sample (latents.npy or media) and a rejected one "
+                "(rejected.npy or rejected.<ext>)"
             )
         n = self.noised(objective, batch, generator)
         rejected_t = objective.add_noise(batch.rejected, n.noise, n.t)

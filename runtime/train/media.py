@@ -25,10 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from runtime.train.subset import Sample
+from runtime.train.subset import VIDEO_FIELDS, Sample
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
 SOURCE_FIELDS = tuple(f"source.{ext}" for ext in IMAGE_FIELDS)  # an edit triplet's reference image
+# A preference pair's rejected image or clip (the sample's own media is the preferred one).
+REJECTED_FIELDS = tuple(f"rejected.{ext}" for ext in IMAGE_FIELDS + VIDEO_FIELDS)
 
 
 def key_of(sample: Sample) -> str:

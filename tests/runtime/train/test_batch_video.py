@@ -159,6 +159,21 @@ def test_precomputed_context_is_used_where_it_fits(image_stage):
     assert torch.equal(builder([sample], SIZE).cond.context_latents, torch.full((1, CHANNELS, 4, 4), -2.0))
 
 
+def test_preference_pairs_encode_the_rejected_image_alongside_the_preferred(image_stage):
+    arch, encoders = image_stage
+    builder = BatchBuilder(arch, mask_from=None, encoders=lambda: encoders)
+    pairs = [{"__key__": f"r{i}".encode(), "jpg": jpeg(i), "rejected.jpg": jpeg(i + 5), "txt": b"a photo"}
+             for i in range(2)]
+    batch = builder(pairs, SIZE)
+    with torch.no_grad():
+        rejected = torch.stack([image_pixels(s, "rejected.jpg", SIZE) for s in pairs])
+        torch.testing.assert_close(batch.rejected, encoders.encode_images(rejected))
+    assert not torch.equal(batch.rejected, batch.latents)
+    assert builder([{"__key__": b"p", "jpg": jpeg(1), "txt": b"a photo"}], SIZE).rejected is None
+    with pytest.raises(ValueError, match="sample p: rejected.npy is missing.*no rejected image or clip"):
+        builder([pairs[0], {"__key__": b"p", "jpg": jpeg(1), "txt": b"a photo"}], SIZE)
+
+
 def write_wan_shards(run_root: Path, stage_file) -> None:
     """Raw curated shards of the stage's datasets: 16 fps clips in the video dataset, JPEGs in the image one."""
     for data in stage_file.data:
