@@ -231,6 +231,7 @@ class SyntheticText(SplitOp):
             media_ext="png",
             shard=record.shard,
             metadata={"synthetic": "synthetic_text", "curriculum_level": level, "text": text, "font": font,
-                      "language": language, "generated_after": record.key},
+                      "language": language, "generated_after": record.key, "width": image.width,
+                      "height": image.height},
             captions={"original": caption, "synthetic": []},
         )

@@ -31,6 +31,7 @@ def test_synthetic_text_adds_its_share_deterministically(shards, tmp_path):
     assert {r.metadata["curriculum_level"] for r in rendered} <= LEVELS
     assert {r.metadata["language"] for r in rendered} == {"en"}
     assert all(r.metadata["text"] in r.captions["original"] for r in rendered)
+    assert all((r.metadata["width"], r.metadata["height"]) == (512, 512) for r in rendered)  # resolution subsets
 
 
 def test_chinese_samples_are_deterministic_and_captioned_with_their_text(shards, tmp_path):
