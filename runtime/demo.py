@@ -5,53 +5,34 @@
 Steps:
   1. compile the spec for the local-cpu cluster at smoke scale into WORKDIR/bundle (reused when its
      manifest.json names the same spec, cluster, scale and spec hash; else recompiled with --force);
-  2. write synthetic raw webdataset shards into WORKDIR/raw/<source>/ (`make_raw`; skipped when present):
-     coloured shapes with captions, plus corrupt, duplicate, near-duplicate, blurry and tiny samples;
+  2. write synthetic raw webdataset shards into WORKDIR/raw/<source>/ (runtime.synthetic_data.make_raw; skipped
+     when present): images, video clips or edit triplets by each source's modality, with the cases curation
+     must catch (corrupt, duplicate, near-duplicate, blurry, tiny; clips without frames, too short, static);
   3. run the bundle's run_local.sh with --raw WORKDIR/raw --run-root WORKDIR/run, output streamed. Curation
-     skips finished shards itself. The trainer, given a finished stage, still builds its model, loads the last
-     checkpoint and exports final/ again, so stages whose final/ exists are skipped here (and said so): the
-     script is run with their launch lines replaced by a message;
+     skips finished shards and the trainer returns at once for a finished stage, so a rerun resumes;
   4. sample from the last stage's final checkpoint (python -m runtime.sample) into WORKDIR/run/samples/;
   5. write WORKDIR/report.md with the stage graph (graph.dot rendered by Graphviz), the curation funnel
      (report.json and its histograms), a loss curve per stage (metrics.jsonl) and the sample grid.
-
-Only image specs run end to end (flux1-dev, flux1-schnell, imagen-1, imagen-2 checked); video and edit-triplet
-specs, and image specs with a known runtime gap (KNOWN_GAPS), raise NotImplementedError naming what is missing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-import numpy as np
+from runtime.synthetic_data import make_raw
 
 CLUSTER, SCALE = "local-cpu", "smoke"
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("a red circle on a blue background", "a yellow square on a green background",
            "a white triangle on a black background", "a blue star on an orange background")
-COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 70), "yellow": (240, 220, 40),
-           "orange": (250, 140, 30), "purple": (140, 50, 180), "white": (245, 245, 245), "black": (15, 15, 15),
-           "pink": (250, 150, 190), "teal": (30, 160, 160)}
-SHAPES = ("circle", "square", "triangle", "star", "ring")
-IMAGE_MODALITIES = ("image", "image_text")
-# Image specs whose smoke run stops in the runtime (seen 2026-11); flux1-dev, flux1-schnell, imagen-1 and
-# imagen-2 run end to end. Refused up front instead of failing minutes into the run.
-KNOWN_GAPS = {
-    "qwen-image": "curation: synthetic_text with languages ['zh'] has no built-in vocabulary and font",
-    "imagen-3": "curation: caption_pii entities person_name/address need a named-entity model",
-    "seedream-2.0": "training: text encoder 'bytedance/bilingual-llm' matches no text-encoder family",
-    "seedream-3.0": "training: text encoder 'bytedance/bilingual-llm' matches no text-encoder family",
-}
 
 
 def log(message: str) -> None:
@@ -62,168 +43,14 @@ def log(message: str) -> None:
 
 
 def load_spec(spec: str):
+    """The shipped spec named SPEC (or a spec file: compiler.targets.load_target)."""
     from compiler.targets import load_target
 
     return load_target(spec)
 
 
-def check_supported(spec_obj, spec: str | None = None) -> None:
-    """Raise NotImplementedError unless every source of the spec is an image modality and the spec has no
-    known runtime gap (KNOWN_GAPS)."""
-    if spec in KNOWN_GAPS:
-        raise NotImplementedError(f"the demo cannot run {spec} yet; missing: {KNOWN_GAPS[spec]}")
-    others = [(source.name, source.modality) for source in spec_obj.data.sources
-              if source.modality not in IMAGE_MODALITIES]
-    if others:
-        names = ", ".join(f"{name} ({modality})" for name, modality in others)
-        missing = []
-        if any("video" in modality for _, modality in others):
-            missing.append("synthetic video raw data and on-the-fly video encoding (the trainer's batch builder)")
-        if any("video" not in modality for _, modality in others):
-            missing.append("synthetic raw data for the other modalities")
-        raise NotImplementedError(
-            f"the demo runs image / image_text specs only; this spec has sources {names}; missing: "
-            f"{' and '.join(missing)}")
-
-
-def min_short_side(spec_obj) -> int:
-    """The largest minimum image side any resolution filter of the spec asks for (0 when none)."""
-    sides = [0]
-    for pipeline in spec_obj.data.pipelines:
-        for op in pipeline.ops:
-            for name in ("min_short_side_px", "min_width_px", "min_height_px"):
-                value = getattr(op, name, None)
-                if isinstance(value, int):
-                    sides.append(value)
-    return max(sides)
-
-
-# --- synthetic raw data ---------------------------------------------------------------------------------------
-
-
-def _shape_image(rng: np.random.Generator, size: int):
-    """(PIL image, caption): one coloured shape on a plain background with a little texture."""
-    from PIL import Image, ImageDraw
-
-    names = list(COLOURS)
-    fg, bg = rng.choice(len(names), 2, replace=False)
-    shape = SHAPES[int(rng.integers(len(SHAPES)))]
-    image = Image.new("RGB", (size, size), COLOURS[names[bg]])
-    draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(3, 8))):  # faint background texture so images are not flat
-        x, y = rng.integers(0, size, 2)
-        r = int(rng.integers(size // 20, size // 6))
-        tone = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in COLOURS[names[bg]])
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=tone)
-    cx, cy = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
-    r = int(rng.integers(size // 6, size // 3))
-    colour = COLOURS[names[fg]]
-    if shape == "circle":
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
-    elif shape == "square":
-        draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=colour)
-    elif shape == "triangle":
-        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
-    elif shape == "ring":
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=colour, width=max(3, r // 4))
-    else:
-        points = []
-        for k in range(10):
-            radius = r if k % 2 == 0 else r * 0.45
-            angle = np.pi / 2 + k * np.pi / 5
-            points.append((cx + radius * np.cos(angle), cy - radius * np.sin(angle)))
-        draw.polygon(points, fill=colour)
-    article = "an" if names[bg][0] in "aeiou" else "a"
-    return image, f"a {names[fg]} {shape} on {article} {names[bg]} background"
-
-
-def _jpeg(image, quality: int = 92) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-def _add(tar: tarfile.TarFile, key: str, jpg: bytes, caption: str, meta: dict) -> None:
-    members = {f"{key}.jpg": jpg, f"{key}.txt": caption.encode(), f"{key}.json": json.dumps(meta).encode()}
-    for name, data in sorted(members.items()):
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime = len(data), 0  # fixed mtime: identical bytes on every run
-        tar.addfile(info, io.BytesIO(data))
-
-
-def raw_samples(count: int, seed: int, tiny_side: int) -> list[tuple[str, bytes, str, dict]]:
-    """(kind, jpeg bytes, caption, metadata) per sample: mostly clean shapes, plus the curation test cases."""
-    from PIL import ImageFilter
-
-    rng = np.random.default_rng(seed)
-    clean: list[tuple[object, str]] = []
-    samples = []
-    for index in range(count):
-        slot = index % 12
-        if slot == 3 and clean:  # exact duplicate of an earlier clean sample
-            image, caption = clean[int(rng.integers(len(clean)))]
-            samples.append(("duplicate", _jpeg(image), caption, {}))
-            continue
-        if slot == 6 and clean:  # near-duplicate: the same picture re-encoded at low quality, slightly resized
-            image, caption = clean[int(rng.integers(len(clean)))]
-            resized = image.resize((image.width - 8, image.height - 8))
-            samples.append(("near_duplicate", _jpeg(resized, quality=60), caption, {}))
-            continue
-        size = int(rng.choice([256, 320, 384, 448, 512]))
-        image, caption = _shape_image(rng, size)
-        if slot == 9:  # corrupt: a truncated JPEG
-            data = _jpeg(image)
-            samples.append(("corrupt", data[: len(data) // 3], caption, {}))
-        elif slot == 11:  # blurry
-            samples.append(("blurry", _jpeg(image.filter(ImageFilter.GaussianBlur(8))), caption, {}))
-        elif slot == 7:  # tiny: below the spec's resolution filter, if any
-            small = image.resize((max(16, min(64, tiny_side // 2 or 64)),) * 2)
-            samples.append(("tiny", _jpeg(small), caption, {}))
-        else:
-            clean.append((image, caption))
-            samples.append(("clean", _jpeg(image), caption, {}))
-    return samples
-
-
-def make_raw(raw_dir: str | Path, spec: str = "flux1-dev", count: int = 48, seed: int = 0,
-             shards: int = 2) -> dict[str, list[Path]]:
-    """Synthetic raw webdataset shards, RAW_DIR/<source>/<source>-NNNNN.tar, for every source of SPEC.
-
-    Each sample is KEY.jpg + KEY.txt (caption) + KEY.json (key, width, height, synthetic kind). Deterministic:
-    the same arguments give identical bytes. Returns the shard paths per source."""
-    from PIL import Image
-
-    spec_obj = load_spec(spec)
-    check_supported(spec_obj)
-    tiny_side = min_short_side(spec_obj)
-    raw_dir = Path(raw_dir)
-    written: dict[str, list[Path]] = {}
-    for number, source in enumerate(spec_obj.data.sources):
-        folder = raw_dir / source.name
-        folder.mkdir(parents=True, exist_ok=True)
-        samples = raw_samples(count, seed + 1000 * number, tiny_side)
-        per_shard = -(-len(samples) // shards)
-        paths = []
-        for shard in range(shards):
-            path = folder / f"{source.name}-{shard:05d}.tar"
-            part = path.with_suffix(".tar.part")
-            with tarfile.open(part, "w", format=tarfile.USTAR_FORMAT) as tar:
-                for index in range(shard * per_shard, min(len(samples), (shard + 1) * per_shard)):
-                    kind, jpg, caption, meta = samples[index]
-                    key = f"{source.name}-{index:06d}"
-                    try:
-                        width, height = Image.open(io.BytesIO(jpg)).size
-                    except Exception:  # noqa: BLE001 - truncated header: sizes unknown
-                        width = height = 0
-                    _add(tar, key, jpg, caption, {"key": key, "width": width, "height": height,
-                                                  "synthetic_kind": kind, **meta})
-            part.replace(path)
-            paths.append(path)
-        written[source.name] = paths
-    return written
-
-
 def raw_present(raw_dir: Path, spec_obj) -> bool:
+    """Whether every source of the spec has raw shards under RAW_DIR/<source>/."""
     return all(any((raw_dir / source.name).glob("*.tar")) for source in spec_obj.data.sources)
 
 
@@ -442,7 +269,6 @@ def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: 
 def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
     """Compile, make raw data, run the whole DAG locally, sample and write WORKDIR/report.md; returns its path."""
     spec_obj = load_spec(spec)
-    check_supported(spec_obj, spec)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     bundle, raw, run_root = workdir / "bundle", workdir / "raw", workdir / "run"
@@ -457,7 +283,7 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
         log(f"raw data present in {raw}, reused")
     else:
         log(f"writing synthetic raw shards into {raw}")
-        make_raw(raw, spec)
+        make_raw(raw, spec_obj)
     timings["raw data"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -160,6 +160,7 @@ class SceneSplit(SplitOp):
             record.child(
                 derive_key(record.key, "scene", i), data, "mp4",
                 scene=i, start_frame=start, end_frame=stop, start_s=start / fps, end_s=stop / fps,
+                frame_count=stop - start, duration_s=(stop - start) / fps,  # the clip's, not the parent's
             )
             for i, ((start, stop), data) in enumerate(zip(clips, media))
         ]
@@ -203,5 +204,7 @@ class Trim(MapOp):
             )
         (media,) = encode_ranges(record.pixels.video_path(), [(head, count - tail)], fps)
         record.replace_media(media, "mp4")
-        record.metadata.update(trimmed_head_frames=head, trimmed_tail_frames=tail)
+        kept = count - head - tail  # subsets filter on duration_s: it must describe the trimmed clip
+        record.metadata.update(trimmed_head_frames=head, trimmed_tail_frames=tail, frame_count=kept,
+                               duration_s=kept / fps)
         return KEEP

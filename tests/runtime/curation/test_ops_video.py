@@ -42,6 +42,7 @@ def test_scene_split_cuts_at_the_scene_change(apply_op):
     assert [frame_count(out.records[c].media) for c in children] == [36, 36]
     second = out.records[children[1]].metadata
     assert (second["parent"], second["start_frame"], second["end_frame"]) == ("video_scene_cut", 36, 72)
+    assert (second["frame_count"], second["duration_s"]) == (36, 1.5)  # the clip's, for duration subsets
     assert out.kind("video_static") == "kept"  # one scene: passed on with its original bytes
 
 
@@ -63,6 +64,8 @@ def test_adaptive_detector_finds_the_cut(apply_op):
 def test_trim_in_frames_and_seconds(apply_op):
     frames = apply_op(Trim(head=10, tail=10, unit="frames"), ["video_moving_object", "sharp0"])
     assert frame_count(frames.records["video_moving_object"].media) == 52
+    metadata = frames.records["video_moving_object"].metadata
+    assert (metadata["frame_count"], metadata["duration_s"]) == (52, 52 / 24)
     seconds = apply_op(Trim(head=0.5, tail=0.25, unit="seconds"), ["video_moving_object"])
     assert frame_count(seconds.records["video_moving_object"].media) == 72 - 12 - 6
 
