@@ -24,7 +24,7 @@ from runtime.curation.report import Report, build_report, check_ledger, load_man
 from runtime.curation.shards import expand_shards, shard_stem
 from runtime.curation.stages import ShardJob, StagePlan, op_from_json, op_notes, plan_stages
 
-SMOKE_SHARDS = 1  # a smoke run curates the first shard only: every op runs end to end, in seconds
+SMOKE_SHARDS = 1  # a smoke run curates the first shard of each input: every op runs end to end, in seconds
 Scale = Literal["smoke", "full"]
 
 
@@ -73,15 +73,14 @@ class CurationRun:
     ) -> CurationRun:
         if scale not in ("smoke", "full"):
             raise CurationError(f"scale must be 'smoke' or 'full', got {scale!r}")
-        name, ops = select_pipeline(spec_or_ops, pipeline)
-        if not ops:
-            raise CurationError(f"pipeline {name!r} has no ops")
+        name, ops = select_pipeline(spec_or_ops, pipeline)  # no ops: a pass-through (decode check, reshard)
         model = Path(model_dir) if model_dir is not None else None
         stages = plan_stages(ops, OpContext(model, scale))
         notes = op_notes(ops, OpContext(model, scale))
-        shards = expand_shards(input)
-        if scale == "smoke":
-            shards = shards[:SMOKE_SHARDS]
+        inputs = input if isinstance(input, (list, tuple)) else [input]
+        # Smoke runs take the first shards of every input (every source of the pipeline), not of the first only.
+        shards = [path for item in inputs
+                  for path in (expand_shards(item)[:SMOKE_SHARDS] if scale == "smoke" else expand_shards(item))]
         output = Path(output)
         cache = Path(cache_dir) if cache_dir is not None else Layout(output).cache()
         return cls(name, stages, shards, output, cache, model, scale, notes=notes)

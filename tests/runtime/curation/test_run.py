@@ -114,9 +114,19 @@ def test_two_workers_write_the_same_shards_as_one(shards, tmp_path):
         assert path.read_bytes() == (tmp_path / "two" / "shards" / path.name).read_bytes()
 
 
-def test_smoke_scale_curates_the_first_shard(shards, tmp_path):
+def test_smoke_scale_curates_the_first_shard_of_each_input(shards, tmp_path):
     report = run([Blur(min_laplacian_var=20)], shards, tmp_path / "out", scale="smoke", workers=1)
     assert report.shards == 1 and report.input == [str(shards / "images-000.tar")]
+    inputs = [str(shards / "images-00*.tar"), str(shards / "videos-000.tar")]
+    report = run([Probe()], inputs, tmp_path / "two", scale="smoke", workers=1)
+    assert report.input == [str(shards / "images-000.tar"), str(shards / "videos-000.tar")]
+
+
+def test_a_pipeline_without_ops_passes_readable_samples_through(shards, tmp_path):
+    report = run(Pipeline(name="as_is", sources=["s"], ops=[], output="d"), shards / "images-000.tar",
+                 tmp_path / "out", workers=1)
+    assert report.kept > 0 and report.dropped == 0
+    assert report.kept + report.quarantined == report.samples_read
 
 
 def test_pipeline_selection():
