@@ -79,7 +79,8 @@ class ScoreConditioning(MapOp):
 
 @register("human_review")
 class HumanReview(MapOp):
-    """Routes samples whose `score_of` value lies inside `band` to the review shards."""
+    """Routes samples whose `score_of` value lies inside `band` to the review shards. A score from a smoke
+    stand-in (marked stand_in) routes nothing: the band means nothing on a random model's output."""
 
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
@@ -90,8 +91,18 @@ class HumanReview(MapOp):
     def requires_scores(self) -> list[str]:
         return [self.spec.score_of]
 
+    def notes(self) -> list[str]:
+        """Says that stand-in scores are not routed."""
+        if self.ctx is None or self.ctx.scale != "smoke":
+            return []
+        return [f"{self.name}: samples whose {self.spec.score_of!r} score comes from a smoke stand-in are kept, not "
+                "routed to review (the band applies to the real scorer's values)"]
+
     def decide(self, record: Record, score: Score | None) -> Verdict:
-        value = (record.scores.get(self.spec.score_of) or {}).get("value")
+        given = record.scores.get(self.spec.score_of) or {}
+        if given.get("stand_in"):
+            return KEEP
+        value = given.get("value")
         low, high = self.spec.band
         if value is not None and low <= value <= high:
             return Verdict.review("in review band", f"{self.spec.score_of} = {value:.3f} in [{low:g}, {high:g}]")

@@ -135,3 +135,12 @@ def test_human_review_routes_the_band_to_review_shards(shards, tmp_path):
     assert routed and report.review == len(routed) and not set(routed) & set(kept)
     for record in read_shard(str(tmp_path / "out" / "review" / "images-000.stage0.tar")):
         assert 100 <= record.scores["blur"]["value"] <= 150
+
+
+def test_human_review_keeps_samples_scored_by_a_stand_in():
+    review = build(HumanReview(score_of="aesthetic", band=(0.0, 1.0)), None)
+    scored = Record(key="a", media=b"", media_ext="jpg", shard="s",
+                    scores={"aesthetic": {"value": 0.5, "stand_in": "laion-aesthetic-v2"}})
+    assert review.decide(scored, None).fate == "keep"
+    scored.scores["aesthetic"].pop("stand_in")
+    assert review.decide(scored, None).fate == "review"
