@@ -7,8 +7,8 @@
 
 Why a custom op: dynamo traces it through its fake implementation, so blocks that call it still compile
 with fullgraph=True, and the CPU path (tests, the embedded runtime) runs the PyTorch formula the diffusers
-parity tests check. The backward is PyTorch on every device: the formula is a handful of reductions that
-inductor fuses by itself.
+parity tests check. The backward is PyTorch on every device: aten's fused LayerNorm backward plus two
+reductions, which inductor decomposes and fuses by itself.
 """
 
 import torch
@@ -105,20 +105,23 @@ def _setup_backward(ctx, inputs, output):
 
 
 def _layer_norm_modulate_backward(ctx, grad_out):
-    """Gradients of y = x_hat (1 + scale) + shift, x_hat = (x - mean) * rstd over the last dim:
-    d shift = sum_S g, d scale = sum_S g x_hat, and with g' = g (1 + scale),
-    d x = rstd (g' - mean_D g' - x_hat mean_D(g' x_hat)) (the LayerNorm backward without affine)."""
+    """Gradients of y = x_hat (1 + scale) + shift, x_hat the LayerNorm of x without affine:
+    d shift = sum_S g, d scale = sum_S g x_hat, and d x is LayerNorm's own backward of g' = g (1 + scale).
+
+    Written with aten's fused LayerNorm forward and backward (mean and rstd are recomputed in one pass, not
+    saved): eager CPU training runs two kernels here instead of a dozen elementwise ops and reductions, and
+    inductor decomposes both into the same fused code it would generate for the formula written out.
+    """
     x, scale = ctx.saved_tensors
     dtype = _compute_dtype(x)
-    x32, grad = x.to(dtype), grad_out.to(dtype)
-    mean = x32.mean(-1, keepdim=True)
-    rstd = torch.rsqrt((x32 - mean).square().mean(-1, keepdim=True) + ctx.eps)
-    x_hat = (x32 - mean) * rstd
+    x32, grad = x.to(dtype).contiguous(), grad_out.to(dtype)
+    normalized_shape = (x.shape[-1],)
+    x_hat, mean, rstd = torch.ops.aten.native_layer_norm(x32, normalized_shape, None, None, ctx.eps)
     grad_shift = grad.sum(1)
     grad_scale = (grad * x_hat).sum(1)
     grad_norm = grad * (1 + scale.to(dtype)[:, None])
-    grad_x = rstd * (
-        grad_norm - grad_norm.mean(-1, keepdim=True) - x_hat * (grad_norm * x_hat).mean(-1, keepdim=True)
+    grad_x, _, _ = torch.ops.aten.native_layer_norm_backward(
+        grad_norm, x32, normalized_shape, mean, rstd, None, None, [True, False, False]
     )
     return grad_x.to(x.dtype), grad_shift.to(ctx.shift_dtype), grad_scale.to(scale.dtype), None
 
