@@ -27,6 +27,7 @@ from compiler.plan import Plan, plan, scaled
 from compiler.resolve import resolve
 from compiler.schema.bundle import DataInput, Layout, StageFile
 from compiler.schema.cluster import Cluster
+from compiler.schema.data import Subset
 from compiler.schema.spec import Spec
 
 MASTER_PORT = 29500
@@ -127,15 +128,33 @@ def smoke_only_ops(spec: Spec) -> list[str]:
 # Rendering ---------------------------------------------------------------------------------------
 
 
-def _root_dataset(spec: Spec, name: str) -> tuple[str, dict[str, Any] | None]:
-    """A dataset's root (the one a pipeline writes) and the subset filter on the way down, if any."""
+def _root_dataset(spec: Spec, name: str) -> tuple[str, Subset | None]:
+    """A dataset's root (the one a pipeline writes) and the subset filter on the way down: every ancestor's
+    filter merged into one, since a subset of a subset keeps only what both keep."""
     datasets = {d.name: d for d in spec.data.datasets}
     where = None
     while name in datasets and datasets[name].subset_of:
-        if datasets[name].where is not None and where is None:
-            where = datasets[name].where
+        if datasets[name].where is not None:
+            where = datasets[name].where if where is None else _both(where, datasets[name].where)
         name = datasets[name].subset_of
     return name, where
+
+
+def _both(child: Subset, parent: Subset) -> Subset:
+    """A filter keeping what both keep: the stricter bound of each field (a child's modality wins)."""
+    def stricter(pick, a, b):
+        return b if a is None else a if b is None else pick(a, b)
+
+    scores = dict(parent.min_score)
+    for name, value in child.min_score.items():
+        scores[name] = max(value, scores.get(name, value))
+    return Subset(
+        min_short_side_px=stricter(max, child.min_short_side_px, parent.min_short_side_px),
+        min_score=scores,
+        modality=child.modality or parent.modality,
+        min_seconds=stricter(max, child.min_seconds, parent.min_seconds),
+        max_seconds=stricter(min, child.max_seconds, parent.max_seconds),
+    )
 
 
 def _modality(spec: Spec, dataset: str) -> str:
@@ -167,8 +186,9 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
     for use in stage.datasets:
         root, where = _root_dataset(spec, use.dataset)
         # A curation run keeps its samples in OUTPUT/shards (runtime/curation/layout.py).
+        modality = where.modality if where is not None and where.modality else _modality(spec, root)
         inputs.append(DataInput(dataset=use.dataset, weight=use.weight, shards=f"curated/{root}/shards",
-                                where=where, modality=_modality(spec, root)))
+                                where=where, modality=modality))
     return StageFile(
         spec=spec.name, scale=scale, stage=stage, architecture=spec.architecture, objective=spec.objective,
         inference=spec.inference,

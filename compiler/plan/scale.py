@@ -3,7 +3,8 @@ structure: the same families, block kinds, stages, datasets and ops, with small 
 
 Every shrunk value is recorded as an assumption whose reason starts with "smoke scale", so the bundle's
 assumptions report lists them. Curation thresholds are untouched (the curation runtime handles smoke
-models and thresholds itself).
+models and thresholds itself), except durations: clip lengths in seconds shrink by TIME (at least MIN_CLIP
+seconds), so smoke curation decodes short clips.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ DEPTH = 2
 BATCH, STEPS = 2, 3
 LONG_SIDE = 64  # the largest training resolution becomes 64 px; others keep their ratio to it
 FRAMES = 9  # 1 + 4 x 2 fits a causal 4x VAE; non-causal VAEs get a multiple of their stride
+TIME, MIN_CLIP = 0.25, 1.0  # clip durations a quarter as long, at least a second (FRAMES at 16 fps is 0.56 s)
 
 
 def _even_split(dims: list[int], total: int) -> list[int]:
@@ -77,6 +79,7 @@ def smoke(spec: Spec) -> Spec:
         changes[f"{base}.max_tokens"] = (TEXT_TOKENS, "short prompts")
     _shrink_cascade_sides(spec, changes)
     _shrink_stages(spec, changes, step)
+    _shorten_durations(spec, changes)
     changes["inference.steps"] = (4, "a few sampling steps")
     if spec.inference.resolution:
         changes["inference.resolution"] = (LONG_SIDE, "smoke resolution")
@@ -109,6 +112,25 @@ def _shrink_cascade_sides(spec: Spec, changes: dict[str, tuple[Any, str]]) -> No
         if unet.train_crop:
             changes[f"architecture.backbone.stages[{unet.name}].train_crop"] = (side // 2, "half-size crops")
         changes[f"architecture.backbone.stages[{unet.name}].attention_resolutions"] = ([side // 2], "attention at the lower level")
+
+
+def _shorten_durations(spec: Spec, changes: dict[str, tuple[Any, str]]) -> None:
+    """Every duration in seconds (curation filters, scene clip bounds, trims in seconds, subsets) times TIME."""
+    why = f"clip durations x {TIME}, at least {MIN_CLIP} s"
+    fields = {"duration": ("min_seconds", "max_seconds"), "scene_split": ("clip_min_seconds", "clip_max_seconds")}
+    for pipeline in spec.data.pipelines:
+        for op in pipeline.ops:
+            names = fields.get(op.kind, ("head", "tail") if op.kind == "trim" and op.unit == "seconds" else ())
+            for name in names:
+                value = getattr(op, name)
+                if value:
+                    floor = 0.0 if op.kind == "trim" else MIN_CLIP
+                    changes[f"data.pipelines[{pipeline.name}].ops[{op.name}].{name}"] = (max(floor, value * TIME), why)
+    for dataset in spec.data.datasets:
+        for name in ("min_seconds", "max_seconds"):
+            value = dataset.where and getattr(dataset.where, name)
+            if value:
+                changes[f"data.datasets[{dataset.name}].where.{name}"] = (max(MIN_CLIP, value * TIME), why)
 
 
 def _shrink_subsets(spec: Spec, changes: dict[str, tuple[Any, str]], largest: int) -> None:

@@ -61,6 +61,18 @@ def test_stage_file_is_the_trainer_contract(smoke_bundle):
         assert stage_file.scale == "smoke" and stage_file.layout.dp_size == 1
 
 
+def test_a_subset_of_a_subset_filters_by_both():
+    from ruamel.yaml import YAML
+
+    bundle = render(specs.load("allegro"), PRESETS["h100-64"], "full")
+    stage = YAML(typ="safe").load(bundle.files["train/t2v_finetune/stage.yaml"])
+    (data,) = stage["data"]
+    # allegro_video_hq (6-16 s) is a subset of allegro_video_720p (720 px videos) of the training set.
+    assert data["dataset"] == "allegro_video_hq" and data["modality"] == "video"
+    assert data["where"]["modality"] == "video" and data["where"]["min_short_side_px"] == 720
+    assert (data["where"]["min_seconds"], data["where"]["max_seconds"]) == (6.0, 16.0)
+
+
 def generated_bundles():
     return [bundle_dir(*target) for target in targets()]
 
