@@ -459,10 +459,37 @@ def load_spec(spec):
     return load_target(spec)
 
 
+def preference_sources(spec_obj) -> set[str]:
+    """Sources whose samples reach a preference stage (stage.loss diffusion_dpo): through the pipeline that
+    writes the root of a dataset the stage reads."""
+    parents = {dataset.name: dataset.subset_of for dataset in spec_obj.data.datasets}
+    roots = set()
+    for stage in spec_obj.schedule.stages:
+        if stage.loss is not None and stage.loss.kind == "diffusion_dpo":
+            for use in stage.datasets:
+                name = use.dataset
+                while parents.get(name):
+                    name = parents[name]
+                roots.add(name)
+    return {source for pipeline in spec_obj.data.pipelines if pipeline.output in roots for source in pipeline.sources}
+
+
+def add_rejected(samples: list[Sample]) -> None:
+    """Make every sample a preference pair: its own media is preferred, and the media of the next clean sample
+    with other content (another scene, so it contradicts the caption) is the rejected one (KEY.rejected.<ext>)."""
+    clean = [sample for sample in samples if sample.kind == "clean"]
+    for index, sample in enumerate(samples):
+        ext = next(ext for ext in ("jpg", "mp4") if ext in sample.members)
+        others = [other for other in clean[index % len(clean):] + clean[: index % len(clean)]
+                  if other.members[ext] != sample.members[ext]]
+        sample.members[f"rejected.{ext}"] = others[0].members[ext]
+
+
 def make_raw(raw_dir: str | Path, spec, count: int = 48, seed: int = 0, shards: int = 2) -> dict[str, list[Path]]:
     """Synthetic raw webdataset shards RAW_DIR/<source>/<source>-NNNNN.tar for every source of SPEC (a
     shipped spec's name or a spec object): COUNT samples per source split evenly over SHARDS shards, so
-    the first shard (all a smoke run curates) holds every kind. Returns the shard paths per source."""
+    the first shard (all a smoke run curates) holds every kind. Samples of sources that feed a preference
+    stage carry a rejected image or clip (add_rejected). Returns the shard paths per source."""
     spec_obj = load_spec(spec)
     raw_dir = Path(raw_dir)
     written: dict[str, list[Path]] = {}
@@ -472,6 +499,8 @@ def make_raw(raw_dir: str | Path, spec, count: int = 48, seed: int = 0, shards: 
             raise NotImplementedError(f"data.sources[{number}] ({source.name}): no synthetic data for modality "
                                       f"{source.modality!r}; known: {sorted(GENERATORS)}")
         samples = generator(count, seed + 1000 * number, source_limits(spec_obj, source.name))
+        if source.name in preference_sources(spec_obj):
+            add_rejected(samples)
         folder = raw_dir / source.name
         folder.mkdir(parents=True, exist_ok=True)
         per_shard = -(-count // shards)

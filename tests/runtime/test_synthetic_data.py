@@ -22,6 +22,7 @@ from runtime.synthetic_data import (
     image_samples,
     load_spec,
     make_raw,
+    preference_sources,
     source_limits,
     video_samples,
 )
@@ -174,3 +175,14 @@ def test_unknown_modality_is_refused(tmp_path):
     object.__setattr__(odd.data.sources[0], "modality", "audio")
     with pytest.raises(NotImplementedError, match=r"data.sources\[0\] \(image_text\).*'audio'"):
         make_raw(tmp_path, odd, count=1)
+
+
+def test_samples_reaching_a_preference_stage_carry_a_rejected_sample(tmp_path):
+    spec = load_spec("seedream-2.0")  # its rlhf stage trains Diffusion-DPO on a subset of image_text
+    assert preference_sources(spec) == {"image_text"}
+    assert preference_sources(load_spec("flux1-dev")) == set()
+    ((path, *_),) = make_raw(tmp_path, spec, count=12, shards=1).values()
+    samples = read_tar(path)
+    assert len(samples) == 12
+    for key, members in samples.items():
+        assert members["rejected.jpg"] != members["jpg"], key
