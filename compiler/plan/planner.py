@@ -67,6 +67,7 @@ class StagePlan:
     offload: str
     activation_checkpointing: bool
     precision: str
+    compile: bool  # torch.compile the repeated blocks: on GPUs; on CPUs compile time outweighs smoke-run steps
     memory_gib: Memory
     flops_per_step: float
     mfu: float
@@ -162,8 +163,8 @@ def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precisio
         image_tokens=work.image_tokens, text_tokens=work.text_tokens, latent_frames=work.latent_frames,
         dp_size=ranks, global_batch=stage.batch_size, micro_batch=micro,
         grad_accumulation=stage.batch_size // (micro * ranks), zero_stage=zero.stage, offload=zero.offload,
-        activation_checkpointing=checkpointing, precision=precision, memory_gib=memory,
-        flops_per_step=flops, mfu=mfu, step_seconds=step, steps=stage.steps,
+        activation_checkpointing=checkpointing, precision=precision, compile=cluster.gpu is not None,
+        memory_gib=memory, flops_per_step=flops, mfu=mfu, step_seconds=step, steps=stage.steps,
         device_hours=step * stage.steps * devices / 3600,
     )
 

@@ -39,6 +39,7 @@ class Layout(BaseModel):
     offload: Literal["none", "optimizer", "optimizer_and_params"] = "none"
     activation_checkpointing: bool = False
     precision: Literal["bf16", "fp32"] = "bf16"
+    compile: bool = Field(False, description="torch.compile each repeated block (runtime.models compile_blocks)")
 
 
 class StageFile(BaseModel):

@@ -30,6 +30,7 @@ from torch import nn
 
 from compiler.schema.architecture import ArchitectureSpec, Cascade, DiT, LatentSpace, MSRope, PixelSpace, Rope
 from compiler.schema.architecture import MMDiT as MMDiTSpec
+from runtime.models.compile import compile_blocks
 from runtime.models.flux import MMDiT, MMDiTConfig
 from runtime.models.layers import patchify_2d, unpatchify_2d
 from runtime.models.qwen_image import QwenImageConfig, QwenImageMMDiT
@@ -121,6 +122,10 @@ class ModelAdapter(nn.Module):
     def init_weights(self) -> None:
         """Initialise the network for training from scratch (its own init_weights)."""
         self.model.init_weights()
+
+    def compile_blocks(self, **options) -> None:
+        """torch.compile the network's repeated blocks one by one (runtime.models.compile.compile_blocks)."""
+        compile_blocks(self.model, **options)
 
     def enable_activation_checkpointing(self) -> None:
         """Checkpoint the network's repeated blocks (ActivationCheckpointing)."""

@@ -4,8 +4,9 @@ Passes of `train`:
   1. environment: CPU accelerator and single-process rendezvous variables unless a launcher set them;
   2. read train/<stage>/stage.yaml (StageFile) and ds_config.json; DeepSpeed's config decides micro batch,
      gradient accumulation, ZeRO stage and precision;
-  3. build the denoiser with the model factory (seeded, so every rank builds the same weights), load
-     init_from weights, build teacher / reference models, optimizer and LR schedule, deepspeed.initialize;
+  3. build the denoiser with the model factory (seeded, so every rank builds the same weights), compile its
+     repeated blocks when layout.compile says so, load init_from weights, build teacher / reference models,
+     optimizer and LR schedule, deepspeed.initialize;
   4. resume from output_dir/checkpoints when a checkpoint exists (weights, optimizer, schedule, data
      position, noise-aware compute, EMA, LADD heads, RNG);
   5. per step: this rank's samples of the global batch, one generator per (seed, step, rank, micro-batch),
@@ -155,6 +156,13 @@ class Run:
                     "enable_activation_checkpointing(); add it or turn checkpointing off in the plan"
                 )
             model.enable_activation_checkpointing()
+        if self.stage_file.layout.compile:
+            if not hasattr(model, "compile_blocks"):
+                raise TypeError(
+                    f"layout.compile is on but {name}'s {type(model).__name__} has no compile_blocks(); add it or "
+                    "turn compile off in the plan"
+                )
+            model.compile_blocks()  # in place: state-dict keys stay, so init_from and checkpoints load alike
         if not self.stage_file.init_from:
             if hasattr(model, "init_weights"):  # from scratch: the family's own initialisation
                 model.init_weights()

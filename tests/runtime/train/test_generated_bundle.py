@@ -122,3 +122,29 @@ def test_imagen_cascade_trains_on_the_fly(tmp_path):
         records = read_metrics(run_root / stage_file.output_dir)
         assert [r["step"] for r in records] == list(range(stage_file.stage.steps + 1)), stage
         assert all(math.isfinite(r.get("loss", 0.0)) and math.isfinite(r.get("val_loss", 0.0)) for r in records)
+
+
+@pytest.mark.slow
+def test_layout_compile_trains_the_compiled_blocks_to_the_same_losses(tmp_path):
+    import json
+
+    import torch._dynamo
+    from ruamel.yaml import YAML
+
+    stage_path = BUNDLE / STAGES[0] / "stage.yaml"
+    assert load_stage_file(stage_path).layout.compile is False  # local-cpu plans eager training
+    write_latent_shards(tmp_path, load_stage_file(stage_path))
+    document = YAML(typ="safe").load(stage_path.read_text())
+    losses = {}
+    for compiled in (False, True):
+        document["layout"]["compile"] = compiled
+        document["output_dir"] = f"checkpoints/compiled-{compiled}"
+        stage = tmp_path / f"stage-{compiled}.yaml"
+        stage.write_text(json.dumps(document))  # JSON is YAML
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        train(RunOptions(stage, BUNDLE / STAGES[0] / "ds_config.json", tmp_path, max_steps=2))
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert (graphs > 0) == compiled, graphs
+        losses[compiled] = [r["loss"] for r in read_metrics(tmp_path / document["output_dir"]) if "loss" in r]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
