@@ -304,13 +304,16 @@ def curate(
 
     if executor not in ("local", "ray"):
         raise _fail(f"--executor {executor!r}: choose local or ray")
+    encoding: dict = {}  # a spec gives its own architecture and encode size; a bundle's pipeline.json holds them
     if Path(target).is_dir():
-        source, bundle_scale = _bundle_pipeline(Path(target), pipeline)
+        shipped = _bundle_pipeline(Path(target), pipeline)
+        source, default_scale = shipped.pipeline, shipped.scale
+        encoding = {"architecture": shipped.architecture, "encode_size": shipped.encode_size}
     else:
-        source, bundle_scale = _load(target), "full"
+        source, default_scale = _load(target), "full"
     try:
         report = run(source, inputs if len(inputs) > 1 else inputs[0], output, pipeline=pipeline, executor=executor,
-                     workers=workers, scale=scale or bundle_scale, model_dir=model_dir)
+                     workers=workers, scale=scale or default_scale, model_dir=model_dir, **encoding)
     except (CurationError, OpConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
@@ -319,7 +322,8 @@ def curate(
 
 
 def _bundle_pipeline(bundle, pipeline: str | None):
-    """The schema Pipeline a compiled bundle ships for `pipeline`, and the bundle's scale."""
+    """What a compiled bundle ships for `pipeline`: the schema Pipeline, the bundle's scale, the architecture
+    and encode size (compiler.emit.bundle.BundlePipeline)."""
     from compiler.emit.bundle import read_bundle_pipeline
 
     try:

@@ -195,7 +195,7 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
         layout=Layout(dp_size=stage_plan.dp_size, micro_batch=stage_plan.micro_batch,
                       grad_accumulation=stage_plan.grad_accumulation, zero_stage=stage_plan.zero_stage,
                       offload=stage_plan.offload, activation_checkpointing=stage_plan.activation_checkpointing,
-                      precision=stage_plan.precision),
+                      precision=stage_plan.precision, compile=stage_plan.compile),
         data=inputs,
         output_dir=f"checkpoints/{slug(stage.name)}",
         init_from=f"checkpoints/{slug(stage.init_from)}" if stage.init_from else None,
@@ -246,8 +246,7 @@ def render(spec: Spec, cluster: Cluster, scale: str) -> Bundle:
     for pipeline in spec.data.pipelines:
         base = f"curation/{slug(pipeline.name)}"
         contract = _curation_resources(spec, pipeline.name, cluster, scale)
-        bundle.add(f"{base}/pipeline.json", _json({"generated_by": f"genspec {__version__}: {how}",
-                                                    "pipeline": pipeline.model_dump(mode="json")}))
+        bundle.add(f"{base}/pipeline.json", _json(pipeline_document(spec, pipeline, how)))
         context = {**common, "pipeline": pipeline, "pipeline_dir": slug(pipeline.name),
                    "stages": curation_stages(pipeline), **contract}
         bundle.add(f"{base}/run_local.sh", env.get_template("curation_local.sh.j2").render(**context), True)
@@ -322,9 +321,39 @@ def _slurm_jobs(spec: Spec, order: list[dict[str, Any]]) -> list[dict[str, Any]]
     return jobs
 
 
-def read_bundle_pipeline(bundle: Path, pipeline: str | None):
-    """The curation Pipeline a compiled bundle ships (curation/<slug>/pipeline.json) and the bundle's scale.
-    With one pipeline, `pipeline` may be None."""
+def encode_size(spec: Spec, pipeline) -> tuple[int, int] | None:
+    """(height, width) curation precomputes latents at for `pipeline`: the first resolution of the first
+    training stage that reads its output dataset, directly or through a subset (data.datasets[*].subset_of);
+    None when no stage reads it. Later stages at other sizes encode from the image (runtime/train/batch.py)."""
+    for stage in spec.schedule.stages:
+        if any(_root_dataset(spec, use.dataset)[0] == pipeline.output for use in stage.datasets):
+            return stage.resolutions[0].height, stage.resolutions[0].width
+    return None
+
+
+def pipeline_document(spec: Spec, pipeline, how: str) -> dict[str, Any]:
+    """curation/<slug>/pipeline.json: the pipeline, and what its ops encode with as the trainer does (the
+    architecture of the bundle's stage.yaml files and the encode size); read back by read_bundle_pipeline."""
+    size = encode_size(spec, pipeline)
+    return {"generated_by": f"genspec {__version__}: {how}", "pipeline": pipeline.model_dump(mode="json"),
+            "architecture": spec.architecture.model_dump(mode="json"),
+            "encode_size": list(size) if size is not None else None}
+
+
+@dataclass(frozen=True)
+class BundlePipeline:
+    """What `genspec curate BUNDLE` and the Slurm array task read from a bundle for one pipeline."""
+
+    pipeline: Any  # compiler.schema.data.Pipeline
+    scale: str
+    architecture: Any  # compiler.schema.architecture.ArchitectureSpec, or None in a bundle that lacks it
+    encode_size: tuple[int, int] | None
+
+
+def read_bundle_pipeline(bundle: Path, pipeline: str | None) -> BundlePipeline:
+    """The curation Pipeline a compiled bundle ships (curation/<slug>/pipeline.json), the bundle's scale, and
+    the architecture and encode size written beside the pipeline. With one pipeline, `pipeline` may be None."""
+    from compiler.schema.architecture import ArchitectureSpec
     from compiler.schema.data import Pipeline
 
     bundle = Path(bundle)
@@ -337,7 +366,13 @@ def read_bundle_pipeline(bundle: Path, pipeline: str | None):
     else:
         raise ValueError(f"{bundle}: choose a pipeline with --pipeline NAME; the bundle has: {', '.join(shipped)}")
     document = json.loads((bundle / "curation" / folder / "pipeline.json").read_text())
-    return Pipeline.model_validate(document["pipeline"]), manifest["scale"]
+    architecture = document.get("architecture")
+    size = document.get("encode_size")
+    return BundlePipeline(
+        pipeline=Pipeline.model_validate(document["pipeline"]), scale=manifest["scale"],
+        architecture=ArchitectureSpec.model_validate(architecture) if architecture is not None else None,
+        encode_size=(size[0], size[1]) if size is not None else None,
+    )
 
 
 def _time_limit(stage_plan) -> str:

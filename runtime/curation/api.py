@@ -72,6 +72,12 @@ are RGB uint8 arrays; `grey(side)` and `grey=True` give BT.601 luma (2-D uint8).
 luma sets `needs_color = False`: when no op of a stage needs colour, the stage decodes luma only (a JPEG
 decodes about 1.2x faster than in colour at the same reduced size). An op that reads colour while saying
 it does not still gets correct pixels, from a second (colour) decode.
+
+Context: `ctx` (OpContext) holds the model directory and the scale, and, when curation runs a spec's
+pipeline (a Spec, or a compiled bundle's pipeline.json), the spec's architecture at the run's scale and the
+size the first training stage reading the pipeline's output trains at. An op that reads those sets
+`reads_architecture = True`: its stage's jobs then carry them in their hash, so a rerun after they change
+redoes the stage instead of skipping it.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
+    from compiler.schema.architecture import ArchitectureSpec
     from compiler.schema.data import Op
     from runtime.curation.records import Record
 
@@ -142,10 +149,15 @@ class Resources:
 
 @dataclass(frozen=True)
 class OpContext:
-    """Where an op finds its weights, and the run's scale (smoke: stand-ins allowed, first shard only)."""
+    """Where an op finds its weights, the run's scale (smoke: stand-ins allowed, first shard only), and what
+    the training stages will encode with: the spec's architecture at the run's scale (its text encoders and
+    latent space) and the (height, width) of the first stage reading the pipeline's output. Both are None when
+    curation runs a bare pipeline or op list; ops that read them set `reads_architecture`."""
 
     model_dir: Path | None = None
     scale: Literal["smoke", "full"] = "full"
+    architecture: ArchitectureSpec | None = None
+    encode_size: tuple[int, int] | None = None
 
     def model_path(self, op_kind: str, name: str) -> Path:
         """The local weights of model `name`: MODEL_DIR/<name>. Raises OpConfigError naming the fix."""
@@ -177,6 +189,7 @@ class OpImpl:
     stateful: ClassVar[bool] = False
     batch_size: ClassVar[int] = 16
     needs_color: ClassVar[bool] = True  # False: reads only header / luma (grey=True), lets the stage skip colour
+    reads_architecture: ClassVar[bool] = False  # True: reads ctx.architecture, encode_size; reruns when they change
 
     def __init__(self, spec: Op, ctx: OpContext) -> None:
         self.spec = spec

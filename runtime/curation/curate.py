@@ -1,7 +1,9 @@
 """`run`: curate webdataset shards with one pipeline of a spec; what `genspec curate` calls.
 
 The run is planned (every op built once, so configuration errors surface before any sample is read),
-then executed stage by stage: the shards of a stage run on the chosen executor; between stages the
+with the context ops encode in (`spec_encoding`: the spec's architecture at the run's scale and the first
+consuming training stage's size; a compiled bundle passes the same from its pipeline.json), then executed
+stage by stage: the shards of a stage run on the chosen executor; between stages the
 barrier decides over all shards in this process. Finally the ledger is checked (every sample in exactly
 one place), the report is written to OUTPUT/report.json, and a run that read or kept nothing fails.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from compiler.schema.architecture import ArchitectureSpec
 from compiler.schema.data import Op, Pipeline
 from compiler.schema.spec import Spec
 from runtime.curation.api import BarrierItem, CurationError, OpContext
@@ -22,7 +25,13 @@ from runtime.curation.layout import Layout
 from runtime.curation.registry import build
 from runtime.curation.report import Report, build_report, check_ledger, load_manifests
 from runtime.curation.shards import expand_shards, shard_stem
-from runtime.curation.stages import ShardJob, StagePlan, op_from_json, op_notes, plan_stages
+from runtime.curation.stages import (
+    ShardJob,
+    StagePlan,
+    op_from_json,
+    op_notes,
+    plan_stages,
+)
 
 SMOKE_SHARDS = 1  # a smoke run curates the first shard of each input: every op runs end to end, in seconds
 Scale = Literal["smoke", "full"]
@@ -46,6 +55,18 @@ def select_pipeline(spec_or_ops: Spec | Pipeline | list, pipeline: str | None) -
     return pipeline or "pipeline", ops
 
 
+def spec_encoding(spec: Spec, pipeline: str, scale: Scale) -> tuple[ArchitectureSpec, tuple[int, int] | None]:
+    """The architecture and (height, width) a spec's pipeline encodes with, as the bundle compiled at `scale`
+    holds them: the architecture of the spec at that scale profile (compiler.plan.scale.scaled: tiny encoders
+    at smoke) and the first resolution of the first training stage reading the pipeline's output
+    (compiler.emit.bundle.encode_size), None when no stage reads it."""
+    from compiler.emit.bundle import encode_size
+    from compiler.plan.scale import scaled
+
+    at_scale = scaled(spec, scale)
+    return at_scale.architecture, encode_size(at_scale, next(p for p in at_scale.data.pipelines if p.name == pipeline))
+
+
 @dataclass
 class CurationRun:
     """A planned run: stages, input shards and where everything goes. Executors run its jobs."""
@@ -57,6 +78,8 @@ class CurationRun:
     cache_dir: Path
     model_dir: Path | None
     scale: Scale
+    architecture: ArchitectureSpec | None = None
+    encode_size: tuple[int, int] | None = None
     barrier_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -70,24 +93,41 @@ class CurationRun:
         scale: Scale = "full",
         model_dir: str | os.PathLike | None = None,
         cache_dir: str | os.PathLike | None = None,
+        architecture: ArchitectureSpec | None = None,
+        encode_size: tuple[int, int] | None = None,
     ) -> CurationRun:
+        """Plan a run. A Spec brings its own architecture and encode size (`spec_encoding`); a Pipeline or op
+        list takes them as given (a bundle's pipeline.json), else runs without them."""
         if scale not in ("smoke", "full"):
             raise CurationError(f"scale must be 'smoke' or 'full', got {scale!r}")
         name, ops = select_pipeline(spec_or_ops, pipeline)  # no ops: a pass-through (decode check, reshard)
+        if isinstance(spec_or_ops, Spec):
+            if architecture is not None or encode_size is not None:
+                raise CurationError(
+                    f"spec {spec_or_ops.name!r} brings its own architecture and encode size; pass them only with "
+                    "a Pipeline or op list"
+                )
+            architecture, encode_size = spec_encoding(spec_or_ops, name, scale)
         model = Path(model_dir) if model_dir is not None else None
-        stages = plan_stages(ops, OpContext(model, scale))
-        notes = op_notes(ops, OpContext(model, scale))
+        ctx = OpContext(model, scale, architecture, encode_size)
+        stages = plan_stages(ops, ctx)
+        notes = op_notes(ops, ctx)
         inputs = input if isinstance(input, (list, tuple)) else [input]
         # Smoke runs take the first shards of every input (every source of the pipeline), not of the first only.
         shards = [path for item in inputs
                   for path in (expand_shards(item)[:SMOKE_SHARDS] if scale == "smoke" else expand_shards(item))]
         output = Path(output)
         cache = Path(cache_dir) if cache_dir is not None else Layout(output).cache()
-        return cls(name, stages, shards, output, cache, model, scale, notes=notes)
+        return cls(name, stages, shards, output, cache, model, scale, architecture, encode_size, notes=notes)
 
     @property
     def layout(self) -> Layout:
         return Layout(self.output)
+
+    @property
+    def context(self) -> OpContext:
+        """The context every op of the run is built with."""
+        return OpContext(self.model_dir, self.scale, self.architecture, self.encode_size)
 
     def jobs(self, stage: StagePlan, shards: list[str] | None = None) -> list[ShardJob]:
         """The jobs of `stage` for `shards` (default all); a later stage needs the earlier one finished."""
@@ -108,6 +148,8 @@ class CurationRun:
                 stage=stage, source=source, stem=stem, output=str(self.output), cache_dir=str(self.cache_dir),
                 source_id=source_id, verdicts=verdicts.get(stem, {}),
                 model_dir=str(self.model_dir) if self.model_dir else None, scale=self.scale,
+                architecture=self.architecture.model_dump_json() if self.architecture is not None else None,
+                encode_size=self.encode_size,
             ))
         return jobs
 
@@ -129,7 +171,7 @@ class CurationRun:
     def _barrier_verdicts(self, stage: StagePlan) -> dict[str, dict[str, dict[str, Any]]]:
         """The incoming barrier's decisions over every shard, grouped by shard (keeps without metadata omitted)."""
         started = time.perf_counter()
-        barrier = build(op_from_json(stage.barrier_in), OpContext(self.model_dir, self.scale))
+        barrier = build(op_from_json(stage.barrier_in), self.context)
         items = []
         for path in self.shards:
             manifest = _manifest(self.layout.manifest(stage.index - 1, shard_stem(path)))
@@ -197,12 +239,17 @@ def run(
     scale: Scale = "full",
     model_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    architecture: ArchitectureSpec | None = None,
+    encode_size: tuple[int, int] | None = None,
 ) -> Report:
     """Curate the shards at `input` into `output` with one pipeline; returns the report (also in
-    OUTPUT/report.json). Raises OpConfigError before reading anything if an op cannot run, and
+    OUTPUT/report.json). A Spec brings the architecture and encode size precompute_embeddings needs; with a
+    Pipeline or op list pass them (a bundle's pipeline.json holds them), else that op writes nothing at smoke
+    scale and refuses at full. Raises OpConfigError before reading anything if an op cannot run, and
     CurationError if the run read nothing, kept nothing, or lost track of a sample."""
     started = time.perf_counter()
-    plan = CurationRun.plan(spec_or_ops, input, output, pipeline, scale, model_dir, cache_dir)
+    plan = CurationRun.plan(spec_or_ops, input, output, pipeline, scale, model_dir, cache_dir, architecture,
+                            encode_size)
     if executor == "local":
         from runtime.curation.executor_local import run_jobs
     elif executor == "ray":

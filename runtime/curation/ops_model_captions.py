@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,9 +31,6 @@ from runtime.curation.modelzoo.weights import ModelBacked, model_resources
 from runtime.curation.precompute import TrainerMembers
 from runtime.curation.records import Record
 from runtime.curation.registry import register
-
-if TYPE_CHECKING:
-    from compiler.schema.architecture import ArchitectureSpec
 
 VLM_SIDE = 448  # Qwen2-VL-class processors tile 448 px inputs; larger decodes cost time, not caption quality
 STILL_FRAMES = 3  # frames of a video shown when the spec gives no fps
@@ -145,47 +141,60 @@ class PrecomputeConditioning(MapOp):
     (and context.npy for edit triplets) with vae_latents, and text.npy / text_mask.npy / pooled.npy / glyph.npy
     of the `text_encoders` named, with the architecture's encoders as the trainer builds them.
 
-    `architecture` is the spec's architecture at the run's scale (the trainer's stage.yaml holds the same) and
-    `resolution` the (height, width) to encode latents at (None: each image's stored size, cropped down to a
-    multiple of the VAE's compression). Curation's OpContext does not carry the architecture yet; without
-    it the op refuses at full scale and, at smoke scale, writes nothing and says so in the run's notes (the
+    It reads the run's context: `ctx.architecture`, the spec's architecture at the run's scale (the trainer's
+    stage.yaml holds the same), and `ctx.encode_size`, the (height, width) of the first training stage reading
+    the pipeline's output (None: each image's stored size, cropped down to a multiple of the VAE's compression).
+    A spec or a compiled bundle's pipeline.json supplies both; a bare pipeline or op list does not, and then
+    the op refuses at full scale and, at smoke scale, writes nothing and says so in the run's notes (the
     trainer then encodes on the fly). Records without a caption are dropped when text encoders are asked for.
     """
 
     stateful = True
     batch_size = 4
+    reads_architecture = True
 
-    def __init__(self, spec, ctx, architecture: ArchitectureSpec | None = None,
-                 resolution: tuple[int, int] | None = None) -> None:
+    def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
         if not spec.text_encoders and not spec.vae_latents:
             raise OpConfigError(f"{spec.name}: text_encoders is empty and vae_latents is False: nothing to precompute")
         self.members = None
+        architecture = ctx.architecture if ctx is not None else None
         if architecture is None:
             if ctx is None or ctx.scale != "smoke":
                 raise OpConfigError(
                     f"op {spec.name!r} (precompute_embeddings) needs the spec's architecture (its text encoders and "
-                    "latent space) to encode as the trainer does, and curation was given none; run at --scale smoke "
-                    f"(the trainer then encodes on the fly) or remove {spec.name!r} from the pipeline"
+                    "latent space) to encode as the trainer does, and curation was given none (a bare pipeline or "
+                    "op list); curate the spec (genspec curate SPEC) or a bundle compiled by this genspec (its "
+                    f"pipeline.json holds the architecture), run at --scale smoke, or remove {spec.name!r}"
                 )
             return
         known = [encoder.name for encoder in architecture.text_encoders]
         if unknown := [name for name in spec.text_encoders if name not in known]:
             raise OpConfigError(f"{spec.name}.text_encoders has {unknown}, not in architecture.text_encoders {known}")
-        self.members = TrainerMembers(architecture, ctx.scale if ctx else "full", ctx.model_dir if ctx else None,
-                                      list(spec.text_encoders), spec.vae_latents, resolution)
+        self.members = TrainerMembers(architecture, ctx.scale, ctx.model_dir, list(spec.text_encoders),
+                                      spec.vae_latents, ctx.encode_size)
         if missing := self.members.missing_weights():
             raise OpConfigError(f"op {spec.name!r} (precompute_embeddings): " + "; ".join(missing))
 
     def notes(self) -> list[str]:
-        """Says when nothing is precomputed, and that smoke-scale encoders may be random stand-ins."""
+        """Says when nothing is precomputed, the size latents are encoded at, and that smoke-scale encoders may
+        be random stand-ins."""
         if self.members is None:
-            return [(f"{self.name}: the spec's architecture did not reach curation, so nothing was precomputed; "
-                     "the trainer encodes latents and text on the fly")]
+            return [(f"{self.name}: the spec's architecture did not reach curation (a bare pipeline or op list), "
+                     "so nothing was precomputed; the trainer encodes latents and text on the fly")]
+        notes = []
+        if self.spec.vae_latents:
+            size = self.members.resolution
+            notes.append(
+                f"{self.name}: latents encoded at {size[0]}x{size[1]} px, the first training stage reading the "
+                "pipeline's output; stages at other sizes encode from the image" if size is not None else
+                f"{self.name}: no training stage reads the pipeline's output, so latents are encoded at each "
+                "image's stored size (cropped to a multiple of the VAE's compression)")
         if self.members.scale == "smoke":
-            return [(f"{self.name}: at smoke scale a text encoder or VAE missing from the model directory is a tiny "
-                     "RANDOMLY INITIALISED stand-in (seeded by model id: the one the trainer builds at smoke scale)")]
-        return []
+            notes.append(f"{self.name}: at smoke scale a text encoder or VAE missing from the model directory is a "
+                         "tiny RANDOMLY INITIALISED stand-in (seeded by model id: the one the trainer builds at smoke "
+                         "scale)")
+        return notes
 
     def resources(self) -> Resources:
         return model_resources(24.0)
@@ -198,8 +207,9 @@ class PrecomputeConditioning(MapOp):
             return Verdict.drop("no caption to encode", f"text encoders {', '.join(self.spec.text_encoders)} need a caption")
         if self.spec.vae_latents and record.is_video:
             raise NotImplementedError(
-                f"{self.spec.name}: video latents need the stage's frames and fps, which curation does not know; "
-                "set vae_latents = False for video pipelines (the trainer encodes videos on the fly)"
+                f"{self.spec.name}: video latents need the consuming stage's frames and fps, which curation's "
+                "context does not carry yet; set vae_latents = False for video pipelines (the trainer encodes videos "
+                "on the fly)"
             )
         record.columns.update(self.members.members(record))
         return KEEP

@@ -16,9 +16,11 @@ its model id, so curation and trainer build the same one. Which encoder feeds wh
 runtime.objectives.conditioning.encoder_inputs, as in the trainer. The caption is the one the trainer would
 encode (runtime.train.media.caption: txt, else the original, else the first synthetic caption), and pixels are
 cropped and resized by runtime.train.media.image_pixels, so a precomputed member equals what the trainer
-computes on the fly for a stage at the same size. Arrays are float32 (text_mask bool).
+computes on the fly for a stage at the same size. Arrays are float32 (text_mask bool). An image that cannot
+be decoded raises UnreadableSample, so the runner quarantines that sample alone.
 
-Size: the `resolution` given, else the stored image cropped down to a multiple of the VAE's spatial
+Size: the `resolution` given (curation's OpContext.encode_size: the first resolution of the first training
+stage reading the pipeline's output), else the stored image cropped down to a multiple of the VAE's spatial
 compression. The trainer uses precomputed latents only in stages whose size gives the same latent grid and
 encodes the others from the image.
 """
@@ -32,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+from runtime.curation.api import UnreadableSample
 
 if TYPE_CHECKING:
     from compiler.schema.architecture import ArchitectureSpec
@@ -126,12 +130,14 @@ class TrainerMembers:
                         arrays["text.npy"] = embedding.tokens[0].float().numpy()
                         arrays["text_mask.npy"] = embedding.mask[0].numpy()
             if self.latents:
-                size = self.size(record)
                 images = {"latents.npy": record.media_ext}
                 source = next((field for field in SOURCE_FIELDS if field in sample), None)
                 if source is not None:
                     images["context.npy"] = source
                 for member, field in images.items():
-                    pixels = image_pixels(sample, field, size)[None]
+                    try:
+                        pixels = image_pixels(sample, field, self.size(record))[None]
+                    except OSError as error:  # PIL: truncated or unidentified image bytes
+                        raise UnreadableSample(f"{field} cannot be decoded to encode its latents: {error}") from error
                     arrays[member] = self.codec.encode(pixels)[0].float().numpy()
         return {member: npy_bytes(array) for member, array in arrays.items()}

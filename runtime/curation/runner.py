@@ -19,7 +19,6 @@ from typing import Any
 from runtime.curation.api import (
     FULL,
     MapOp,
-    OpContext,
     OpImpl,
     Score,
     SplitOp,
@@ -197,14 +196,14 @@ def quarantine(record: Record, op: str, error: str) -> None:
 
 # One shard through one stage ------------------------------------------------------------------------
 
-_BUILT: dict[tuple[str, str | None, str], tuple[list[OpImpl], OpImpl | None]] = {}
+_BUILT: dict[tuple[Any, ...], tuple[list[OpImpl], OpImpl | None]] = {}
 
 
 def stage_ops(job: ShardJob) -> tuple[list[OpImpl], OpImpl | None]:
-    """Op instances of a stage, built once per process (model weights load once per worker)."""
-    slot = (job.stage.config_hash(), job.model_dir, job.scale)
+    """Op instances of a stage, built once per process (model weights load once per worker) for each context."""
+    slot = (job.stage.config_hash(), job.model_dir, job.scale, job.architecture, job.encode_size)
     if slot not in _BUILT:
-        ctx = OpContext(Path(job.model_dir) if job.model_dir else None, job.scale)  # type: ignore[arg-type]
+        ctx = job.context()
         ops = [build(op_from_json(op), ctx) for op in job.stage.ops]
         barrier = build(op_from_json(job.stage.barrier_out), ctx) if job.stage.barrier_out else None
         _BUILT[slot] = (ops, barrier)

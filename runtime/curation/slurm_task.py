@@ -10,8 +10,10 @@ which checks the ledger, writes OUT/report.json and fails if nothing was read or
 slice of the sorted shards. Stage K > 0 reads every shard's stage K-1 manifest to let the barrier decide,
 so all tasks agree without talking to each other. A rerun of a task skips its finished shards.
 
-The pipeline comes from a compiled bundle (BUNDLE/curation/<pipeline>/pipeline.json), --pipeline-file, or
---spec TARGET (a shipped spec name or spec file) with --pipeline NAME. --input may be given once per source.
+The pipeline comes from a compiled bundle (BUNDLE/curation/<pipeline>/pipeline.json, which also holds the
+architecture and encode size precompute_embeddings needs), --pipeline-file (a bare pipeline: none of those),
+or --spec TARGET (a shipped spec name or spec file, which brings its own) with --pipeline NAME. --input may be
+given once per source.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from compiler.schema.data import Pipeline
 from runtime.curation.api import CurationError, OpConfigError, OpContext
-from runtime.curation.curate import CurationRun, select_pipeline
+from runtime.curation.curate import CurationRun, select_pipeline, spec_encoding
 from runtime.curation.executor_local import run_jobs
 from runtime.curation.stages import plan_stages
 
@@ -44,17 +46,20 @@ def array_position(environ: os._Environ | dict = os.environ) -> tuple[int, int]:
     return int(environ["SLURM_ARRAY_TASK_ID"]) - first, int(environ["SLURM_ARRAY_TASK_COUNT"])
 
 
-def load_pipeline(args: argparse.Namespace) -> Pipeline:
+def load_pipeline(args: argparse.Namespace) -> tuple[Pipeline, OpContext]:
+    """The pipeline the task runs and the context its ops are built with: a bundle's pipeline.json and a spec
+    bring the architecture and encode size precompute_embeddings needs; a --pipeline-file has neither."""
+    model_dir = Path(args.model_dir) if args.model_dir else None
     if args.pipeline_file:
-        return Pipeline.model_validate_json(Path(args.pipeline_file).read_text())
+        return Pipeline.model_validate_json(Path(args.pipeline_file).read_text()), OpContext(model_dir, args.scale)
     if args.bundle:
         from compiler.emit.bundle import read_bundle_pipeline
 
         try:
-            pipeline, _ = read_bundle_pipeline(Path(args.bundle), args.pipeline)
+            shipped = read_bundle_pipeline(Path(args.bundle), args.pipeline)
         except (OSError, ValueError) as error:
             raise CurationError(f"--bundle {args.bundle}: {error}") from error
-        return pipeline
+        return shipped.pipeline, OpContext(model_dir, args.scale, shipped.architecture, shipped.encode_size)
     if args.spec:
         from compiler.targets import (
             load_target,  # loads the spec library: only when asked for
@@ -62,7 +67,8 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
 
         spec = load_target(args.spec)
         name, _ = select_pipeline(spec, args.pipeline)
-        return next(p for p in spec.data.pipelines if p.name == name)
+        pipeline = next(p for p in spec.data.pipelines if p.name == name)
+        return pipeline, OpContext(model_dir, args.scale, *spec_encoding(spec, name, args.scale))
     raise CurationError("give the pipeline with --bundle DIR --pipeline NAME, --pipeline-file FILE or --spec TARGET")
 
 
@@ -88,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        pipeline = load_pipeline(args)
+        pipeline, ctx = load_pipeline(args)
         if args.print_stages:
-            print(len(plan_stages(list(pipeline.ops), OpContext(Path(args.model_dir) if args.model_dir else None))))
+            print(len(plan_stages(list(pipeline.ops), ctx)))
             return 0
         if not args.input or not args.output:
             raise CurationError("--input and --output are required")
-        run = CurationRun.plan(pipeline, args.input, args.output, None, args.scale, args.model_dir, args.cache_dir)
+        run = CurationRun.plan(pipeline, args.input, args.output, None, args.scale, args.model_dir, args.cache_dir,
+                               ctx.architecture, ctx.encode_size)
         if args.finalize:
             print(run.finish("slurm", args.workers, time.perf_counter() - started).summary())
             return 0

@@ -16,10 +16,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
 
+from compiler.schema.architecture import ArchitectureSpec
 from compiler.schema.data import CurationOp, Op
 from runtime.curation.api import OpConfigError, OpContext, OpImpl
 from runtime.curation.registry import build
@@ -48,6 +50,7 @@ class StagePlan:
     barrier_in: dict[str, Any] | None
     barrier_out: dict[str, Any] | None
     final: bool
+    reads_architecture: bool = False  # an op reads the context's architecture and encode size
 
     def config_hash(self) -> str:
         text = json.dumps([self.ops, self.barrier_in, self.barrier_out, self.final], sort_keys=True)
@@ -57,7 +60,7 @@ class StagePlan:
 def op_notes(ops: list[Op], ctx: OpContext) -> list[str]:
     """What each op says about how it runs here (a smoke-scale stand-in model, an unported scorer), for the
     run report. Constructors are cheap and locate their weights, so building them again costs little."""
-    return [note for op in ops for note in getattr(build(op, ctx), "notes", lambda: [])()]
+    return [note for op in ops for note in getattr(build(op, ctx), "notes", list)()]
 
 
 def plan_stages(ops: list[Op], ctx: OpContext) -> list[StagePlan]:
@@ -65,22 +68,24 @@ def plan_stages(ops: list[Op], ctx: OpContext) -> list[StagePlan]:
     name or a score read before it is made raises OpConfigError before any sample is read."""
     impls = [build(op, ctx) for op in ops]
     _check_names(impls)
-    groups: list[list[Op]] = [[]]
-    barriers: list[Op] = []
-    for op, impl in zip(ops, impls):
+    groups: list[list[OpImpl]] = [[]]
+    barriers: list[OpImpl] = []
+    for impl in impls:
         if impl.shape == "barrier":
-            barriers.append(op)
+            barriers.append(impl)
             groups.append([])
         else:
-            groups[-1].append(op)
+            groups[-1].append(impl)
     last = len(groups) - 1
     return [
         StagePlan(
             index=i,
-            ops=tuple(op_json(op) for op in group),
-            barrier_in=op_json(barriers[i - 1]) if i > 0 else None,
-            barrier_out=op_json(barriers[i]) if i < last else None,
+            ops=tuple(op_json(impl.spec) for impl in group),
+            barrier_in=op_json(barriers[i - 1].spec) if i > 0 else None,
+            barrier_out=op_json(barriers[i].spec) if i < last else None,
             final=i == last,
+            # The barrier ending a stage scores in it; the one starting it only applies stored verdicts.
+            reads_architecture=any(impl.reads_architecture for impl in [*group, *barriers[i:i + 1]]),
         )
         for i, group in enumerate(groups)
     ]
@@ -117,8 +122,23 @@ class ShardJob:
     verdicts: dict[str, dict[str, Any]]  # barrier_in verdicts for this shard's keys: fate, reason, detail, metadata
     model_dir: str | None = None
     scale: str = "full"
+    architecture: str | None = None  # the spec's ArchitectureSpec as JSON text (jobs stay plain values)
+    encode_size: tuple[int, int] | None = None  # (height, width) the first consuming training stage trains at
 
     def job_hash(self) -> str:
-        """What a finished shard's manifest must match to be skipped on a rerun."""
-        text = json.dumps([self.stage.config_hash(), self.source_id, self.verdicts], sort_keys=True)
+        """What a finished shard's manifest must match to be skipped on a rerun; the architecture and encode
+        size count only in stages with an op that reads them, so other stages are not redone for them."""
+        parts: list[Any] = [self.stage.config_hash(), self.source_id, self.verdicts]
+        if self.stage.reads_architecture:
+            parts += [self.architecture, self.encode_size]
+        text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def context(self) -> OpContext:
+        """The OpContext the job's ops are built with, in whichever process runs the job."""
+        return OpContext(
+            Path(self.model_dir) if self.model_dir else None,
+            self.scale,  # type: ignore[arg-type]
+            ArchitectureSpec.model_validate_json(self.architecture) if self.architecture else None,
+            self.encode_size,
+        )

@@ -73,6 +73,38 @@ def test_a_subset_of_a_subset_filters_by_both():
     assert (data["where"]["min_seconds"], data["where"]["max_seconds"]) == (6.0, 16.0)
 
 
+def test_pipeline_json_carries_the_architecture_and_the_first_consuming_stages_size(smoke_bundle):
+    from ruamel.yaml import YAML
+
+    from compiler.emit.bundle import read_bundle_pipeline
+
+    document = json.loads((smoke_bundle / "curation" / "flux" / "pipeline.json").read_text())
+    pretrain = YAML(typ="safe").load((smoke_bundle / "train" / "pretrain" / "stage.yaml").read_text())
+    assert document["architecture"] == pretrain["architecture"]  # what the trainer encodes with
+    first = pretrain["stage"]["resolutions"][0]
+    assert document["encode_size"] == [first["height"], first["width"]]
+    shipped = read_bundle_pipeline(smoke_bundle, "flux")
+    assert shipped.encode_size == (first["height"], first["width"]) and shipped.scale == "smoke"
+    assert shipped.architecture.model_dump(mode="json") == pretrain["architecture"]
+
+
+def test_the_encode_size_follows_subsets_to_the_first_stage_reading_the_pipeline(flux_spec, wan_spec):
+    from compiler.emit.bundle import encode_size
+
+    (main,) = flux_spec.data.pipelines
+    assert encode_size(flux_spec, main) == (256, 256)  # pretrain reads `curated`
+    # Without pretrain, the first reader is `hires`, through the subset `hires` of `curated`.
+    later = flux_spec.model_copy(update={"schedule": flux_spec.schedule.model_copy(
+        update={"stages": flux_spec.schedule.stages[1:]})})
+    assert encode_size(later, main) == (512, 512)
+    clips, stills = wan_spec.data.pipelines
+    assert (clips.output, stills.output) == ("clips", "stills")
+    video = wan_spec.schedule.stages[1].resolutions[0]  # the first stage, `images`, reads only `stills`
+    assert encode_size(wan_spec, clips) == (video.height, video.width)
+    unread = main.model_copy(update={"output": "nobody_reads_this"})
+    assert encode_size(flux_spec, unread) is None
+
+
 def generated_bundles():
     return [bundle_dir(*target) for target in targets()]
 

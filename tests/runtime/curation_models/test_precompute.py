@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -51,7 +52,9 @@ def on_the_fly_builder(arch, ctx) -> BatchBuilder:
 
 def test_members_equal_the_trainers_on_the_fly_encoding(kit, smoke):
     arch = architecture()
-    op = PrecomputeConditioning(OP, smoke, architecture=arch)
+    smoke = replace(smoke, architecture=arch)
+    op = PrecomputeConditioning(OP, smoke)
+    assert "stored size" in op.notes()[0] and "stand-in" in op.notes()[1]
     record = kit.image_record("a", 1)  # 128 x 96
     record.captions["synthetic"] = [{"text": "a grey cat on a mat", "style": "long", "language": "en"}]
     raw = sample(record)
@@ -75,7 +78,9 @@ def test_members_equal_the_trainers_on_the_fly_encoding(kit, smoke):
 
 def test_an_edit_triplet_gets_its_reference_latents_and_a_set_resolution_is_used(kit, smoke):
     arch = architecture()
-    op = PrecomputeConditioning(OP, smoke, architecture=arch, resolution=(64, 64))
+    smoke = replace(smoke, architecture=arch, encode_size=(64, 64))
+    op = PrecomputeConditioning(OP, smoke)
+    assert "encoded at 64x64" in op.notes()[0]
     record = kit.image_record("edit", 3, caption="make the sky red")
     record.columns["source.png"] = kit.png(kit.texture(4))
     raw = sample(record)
@@ -97,20 +102,20 @@ def test_without_the_architecture_smoke_runs_say_nothing_was_precomputed(kit, sm
     with pytest.raises(OpConfigError, match="needs the spec's architecture"):
         build(OP, full)
     with pytest.raises(OpConfigError, match="not in architecture.text_encoders"):
-        PrecomputeConditioning(PrecomputeEmbeddings(text_encoders=["umt5"]), OpContext(None, "smoke"),
-                               architecture=architecture())
+        PrecomputeConditioning(PrecomputeEmbeddings(text_encoders=["umt5"]),
+                               OpContext(None, "smoke", architecture=architecture()))
     with pytest.raises(OpConfigError, match="nothing to precompute"):
         build(PrecomputeEmbeddings(text_encoders=[], vae_latents=False), smoke)
 
 
 def test_missing_weights_at_full_scale_are_named_before_any_sample_is_read(tmp_path):
     with pytest.raises(OpConfigError) as error:
-        PrecomputeConditioning(OP, OpContext(tmp_path, "full"), architecture=architecture())
+        PrecomputeConditioning(OP, OpContext(tmp_path, "full", architecture=architecture()))
     message = str(error.value)
     for model_id in ("openai/clip-vit-large-patch14", "google/t5-v1_1-xxl", "black-forest-labs/FLUX.1-dev"):
         assert repr(model_id) in message
     assert str(tmp_path) in message and "smoke" in message
     only_text = PrecomputeEmbeddings(text_encoders=["t5_xxl"], vae_latents=False)
     with pytest.raises(OpConfigError) as error:
-        PrecomputeConditioning(only_text, OpContext(tmp_path, "full"), architecture=architecture())
+        PrecomputeConditioning(only_text, OpContext(tmp_path, "full", architecture=architecture()))
     assert "t5-v1_1-xxl" in str(error.value) and "clip" not in str(error.value) and "FLUX" not in str(error.value)
