@@ -8,7 +8,8 @@ samples come from that dataset, so a micro-batch has one shape (videos and image
 images, live in different datasets). Rank r takes the r-th contiguous block of grad_accumulation whole
 micro-batches. Every rank draws the same choices and walks every dataset identically, so the data position
 is one number per dataset (samples consumed, counting those a subset's `where` filter passes over) and
-resuming skips whole shards by their member count (tar headers only).
+resuming skips whole shards by their member count (tar headers only). A video stage also passes over clips
+too short for its frames at its fps, by their metadata (subset.long_enough).
 
 A shard is read whole into memory as raw bytes while it is consumed; members are grouped into samples by
 key as webdataset does (`dir/key.field.ext`: key up to the first dot of the file name).
@@ -28,7 +29,7 @@ import numpy as np
 from braceexpand import braceexpand
 
 from compiler.schema.bundle import DataInput
-from runtime.train.subset import Sample, subset_filter
+from runtime.train.subset import Sample, long_enough, subset_filter
 
 MIX_STREAM = 0x6D6978  # separates the dataset-choice seeds from the order seeds
 KEY_FIELD = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset tariterators.base_plus_ext
@@ -142,7 +143,7 @@ class DatasetStream:
                 if self.keep is None or self.keep(sample):
                     return sample
             exhausted += 1
-            if exhausted > len(self.shards):
+            if exhausted > 2 * len(self.shards):  # a whole epoch after the current one without a match
                 raise ValueError(
                     f"dataset {self.index}: no sample in its shards {[str(p) for p in self.shards][:3]} "
                     f"{'matches its where filter' if self.keep else 'exists'}"
@@ -163,7 +164,9 @@ class StageData:
         dp_size: int,
         *,
         micro_batch: int,
+        clip: tuple[int, float | None] | None = None,
     ):
+        """clip: a video stage's (frames, fps); clips too short for it are passed over like filtered samples."""
         if global_batch % (dp_size * micro_batch):
             raise ValueError(
                 f"the global batch {global_batch} is not whole micro-batches of {micro_batch} on each of {dp_size} "
@@ -177,6 +180,8 @@ class StageData:
         weights = np.array([d.weight for d in inputs], dtype=np.float64)
         self.weights = weights / weights.sum()
         self.filters = [subset_filter(d.where, f"data[{i}].where") for i, d in enumerate(inputs)]
+        if clip is not None:
+            self.filters = [both(keep, long_enough(*clip)) for keep in self.filters]
         self.streams = self._fresh_streams()
 
     def _fresh_streams(self) -> list[DatasetStream]:
@@ -232,6 +237,11 @@ class StageData:
                 "curate more data or loosen the dataset's where filter"
             )
         return samples[:count]
+
+
+def both(first: Callable[[Sample], bool] | None, second: Callable[[Sample], bool]) -> Callable[[Sample], bool]:
+    """A predicate keeping what `first` (None: everything) and `second` keep."""
+    return second if first is None else (lambda sample: first(sample) and second(sample))
 
 
 def load_npy(data: bytes) -> np.ndarray:

@@ -54,6 +54,29 @@ def subset_filter(where: Subset | None, field: str) -> Callable[[Sample], bool] 
     return keep
 
 
+def long_enough(frames: int, fps: float | None) -> Callable[[Sample], bool]:
+    """A predicate passing over video clips too short for a stage of `frames` frames at `fps` (the file's own
+    rate when None), judged by the clip's metadata (KEY.json duration_s, else frame_count and fps); samples
+    without a video member, or without that metadata, are kept (decoding then says if a clip is short)."""
+
+    def keep(sample: Sample) -> bool:
+        if not any(f in sample for f in VIDEO_FIELDS) or "json" not in sample:
+            return True
+        try:
+            metadata = json.loads(sample["json"])
+        except ValueError:
+            return True
+        if fps is not None:
+            seconds = metadata.get("duration_s")
+            if seconds is None and metadata.get("frame_count") and metadata.get("fps"):
+                seconds = metadata["frame_count"] / metadata["fps"]
+            return seconds is None or seconds >= frames / fps
+        count = metadata.get("frame_count")
+        return count is None or count >= frames
+
+    return keep
+
+
 def _modality(sample: Sample) -> str:
     if any(f in sample for f in VIDEO_FIELDS):
         return "video"

@@ -111,7 +111,7 @@ class Run:
 
         self.data = StageData(
             self.stage_file.data, self.run_root, self.seed, self.global_batch, self.rank, self.world,
-            micro_batch=self.micro_batch,
+            micro_batch=self.micro_batch, clip=(self.stage.frames, self.stage.fps) if self.stage.frames else None,
         )
         self.cascade_stage = self._cascade_stage()
         self.builder = BatchBuilder(

@@ -169,3 +169,34 @@ def test_the_global_batch_must_be_whole_micro_batches_per_rank(tmp_path):
     write(tmp_path / "a", [4], prefix="a")
     with pytest.raises(ValueError, match="global batch 6 is not whole micro-batches of 2 on each of 2 ranks"):
         StageData([DataInput(dataset="a", weight=1.0, shards="a")], tmp_path, 0, 6, 0, 2, micro_batch=2)
+
+
+def test_a_rare_match_is_found_again_in_any_shard_order(tmp_path):
+    # One matching sample in the first of four shards: after taking it, the stream must drain the rest of
+    # this epoch and up to a whole next epoch before it comes round again; it must not give up early.
+    directory = tmp_path / "rare"
+    directory.mkdir()
+    for shard in range(4):
+        with wds.TarWriter(str(directory / f"r-{shard:03d}.tar")) as sink:
+            for index in range(3):
+                sink.write({"__key__": f"r{shard}{index}", "value.npy": np.array([shard * 3 + index])})
+    paths = sorted(directory.glob("*.tar"))
+    for seed in range(8):
+        stream = DatasetStream(paths, seed=seed, index=0, keep=lambda sample: sample["__key__"] == b"r00")
+        assert keys(stream.next() for _ in range(5)) == ["r00"] * 5
+
+
+def test_video_stages_pass_over_clips_too_short_for_their_frames(tmp_path):
+    directory = tmp_path / "clips"
+    directory.mkdir()
+    with wds.TarWriter(str(directory / "c-000.tar")) as sink:
+        sink.write({"__key__": "short", "mp4": b"", "json": {"duration_s": 0.25}})  # 9 frames at 16 fps: 0.5625 s
+        sink.write({"__key__": "long", "mp4": b"", "json": {"frame_count": 24, "fps": 12}})  # 2 s
+        sink.write({"__key__": "image", "jpg": b"", "json": {"width": 8, "height": 8}})
+        sink.write({"__key__": "unknown", "mp4": b""})  # no metadata: decoding judges it
+    inputs = [DataInput(dataset="c", weight=1.0, shards="clips")]
+    data = StageData(inputs, tmp_path, seed=0, global_batch=3, rank=0, dp_size=1, micro_batch=3, clip=(9, 16.0))
+    assert sorted(keys(data.step(1))) == ["image", "long", "unknown"]
+    assert data.state_dict()["consumed"] == [4]
+    by_frames = StageData(inputs, tmp_path, seed=0, global_batch=1, rank=0, dp_size=1, micro_batch=1, clip=(30, None))
+    assert "long" not in keys(by_frames.first_samples(4))  # 24 frames at the file's own rate < 30
