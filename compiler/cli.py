@@ -334,17 +334,21 @@ def _bundle_pipeline(bundle, pipeline: str | None):
 
 @app.command()
 def demo(
-    spec: Annotated[str, typer.Option("--spec", help="Shipped spec to run end to end (image specs today).")] = "flux1-dev",
+    spec: Annotated[str, typer.Option("--spec", help="Shipped spec to run end to end (any of `genspec list`).")] = "flux1-dev",
     workdir: Annotated[str, typer.Option("--workdir", help="Where the bundle, data, run and report go.")] = "demo-run",
 ) -> None:
     """Compile SPEC at smoke scale for this machine, make synthetic raw data, run curation, every training
     stage through DeepSpeed and sampling, and write WORKDIR/report.md. A rerun resumes."""
     from runtime.demo import main as run_demo
 
+    from compiler.targets import TargetError
+
     try:
         report = run_demo(spec, workdir)
-    except NotImplementedError as error:
+    except (NotImplementedError, TargetError) as error:
         raise _fail(f"genspec demo --spec {spec}: {error}") from None
+    except RuntimeError as error:  # a step of the run failed; its output is above
+        raise _fail(f"genspec demo --spec {spec}: {error}; the run resumes from here when rerun") from None
     print(f"report: {report}")
 
 

@@ -138,3 +138,10 @@ def test_fast_commands_import_no_heavy_library(args):
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_demo_of_an_unknown_spec_names_the_shipped_ones_and_writes_nothing(tmp_path):
+    result = runner.invoke(app, ["demo", "--spec", "nope", "--workdir", str(tmp_path / "demo")])
+    assert result.exit_code == 2
+    assert "'nope' is not a shipped spec" in result.output and "flux1-dev" in result.output
+    assert not (tmp_path / "demo").exists()
