@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,22 @@ class ScoreCache:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "scores.sqlite"
         self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._wal()
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
         self._db.execute(_SCHEMA)
         self._db.commit()
+
+    def _wal(self) -> None:
+        """Switch to WAL. Workers opening a fresh cache together race for the switch, and sqlite answers the
+        loser 'database is locked' at once (no busy wait), so retry for up to a minute."""
+        for attempt in range(600):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 599:
+                    raise
+                time.sleep(0.1)
 
     def get(self, sid: str, keys_digests: list[tuple[str, str]]) -> dict[str, Score]:
         """Cached scores of those keys whose stored digest matches."""

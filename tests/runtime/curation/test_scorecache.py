@@ -1,0 +1,28 @@
+"""The score cache under concurrent workers."""
+
+import multiprocessing
+from pathlib import Path
+
+from runtime.curation.scorecache import ScoreCache
+
+
+def open_and_write(directory: str, worker: int, start) -> None:
+    start.wait()  # every worker opens the fresh cache at the same moment
+    cache = ScoreCache(Path(directory))
+    cache.put("sid", [(f"k{worker}", "d", {"value": float(worker)})])
+    cache.close()
+
+
+def test_workers_opening_a_fresh_cache_together_all_get_in(tmp_path):
+    context = multiprocessing.get_context("fork")  # the workers need this module, which spawn cannot import by name
+    for attempt in range(10):
+        directory = tmp_path / f"cache{attempt}"
+        start = context.Barrier(8)
+        workers = [context.Process(target=open_and_write, args=(str(directory), w, start)) for w in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [worker.exitcode for worker in workers] == [0] * 8
+        found = ScoreCache(directory).get("sid", [(f"k{w}", "d") for w in range(8)])
+        assert {key: score["value"] for key, score in found.items()} == {f"k{w}": float(w) for w in range(8)}
