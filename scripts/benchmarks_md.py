@@ -26,7 +26,25 @@ def ratio_table(benchmarks: list[dict]) -> list[str]:
             speedup = baseline["stats"]["median"] / median
             versus = f"{speedup:.2f}x the baseline's speed" if speedup >= 1 else f"{1 / speedup:.2f}x the baseline's time"
         lines.append(f"| `{bench['name']}` | {_time(median)} | {versus} |")
-    return lines
+    return lines + other_ratios(benchmarks, key)
+
+
+def other_ratios(benchmarks: list[dict], baseline_key: str | None) -> list[str]:
+    """Ratios a suite reports against other members of its group (extra_info speed_vs_<name>), and how it
+    timed them (extra_info timer, threads, rounds)."""
+    lines = []
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        own = bench["name"].split("[")[-1].rstrip("]")
+        for field, speed in sorted(info.items()):
+            other = field.removeprefix("speed_vs_")
+            if field.startswith("speed_vs_") and other not in (own, baseline_key):
+                lines.append(f"- `{own}`: {speed:.2f}x the speed of `{other}`")
+    timing = next((b["extra_info"] for b in benchmarks if "timer" in b["extra_info"]), None)
+    if timing:
+        lines.append(f"- timed by {timing['timer']}, {timing.get('threads', '?')} thread(s), "
+                     f"{timing.get('rounds', '?')} rounds interleaved")
+    return ["", *lines] if lines else []
 
 
 def _time(seconds: float) -> str:
