@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
@@ -49,9 +48,7 @@ def check_report(workdir, spec: str) -> list[str]:
 @pytest.mark.parametrize("spec", list(SHIPPED))
 def test_every_spec_runs_end_to_end_at_smoke_scale(spec, tmp_path, capsys):
     workdir = tmp_path / "demo"
-    started = time.perf_counter()
     assert demo.main(spec, workdir) == workdir / "report.md"
-    first = time.perf_counter() - started
     stages = check_report(workdir, spec)
     assert "report:" in capsys.readouterr().out
     if spec != "flux1-dev":
@@ -60,13 +57,10 @@ def test_every_spec_runs_end_to_end_at_smoke_scale(spec, tmp_path, capsys):
     run_root, bundle = workdir / "run", workdir / "bundle"
     finals = {stage: (run_root / demo.stage_output(bundle, stage) / "final" / "model.safetensors").stat().st_mtime_ns
               for stage in stages}
-    started = time.perf_counter()
     demo.main(spec, workdir)
-    second = time.perf_counter() - started
     out = capsys.readouterr().out
     assert "reusing bundle" in out and "raw data present" in out
     for stage in stages:
         assert f"stage {stage}: already trained" in out
         final = run_root / demo.stage_output(bundle, stage) / "final" / "model.safetensors"
         assert final.stat().st_mtime_ns == finals[stage], stage
-    assert second < first / 2

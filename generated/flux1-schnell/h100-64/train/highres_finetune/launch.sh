@@ -23,4 +23,13 @@ if [ "$dry_run" = 1 ]; then
   printf '%q ' "${command[@]}"; printf '\n'
   exit 0
 fi
+# Finished when final/done.json was written from this very stage.yaml (runtime/train/checkpoint.py): say so
+# here rather than start the launcher for the trainer to find the same.
+done_file="$run_root"/checkpoints/highres_finetune/final/done.json
+digest="$(sha256sum "$here/stage.yaml")"
+stage_name=highres_finetune
+if [ -f "$done_file" ] && grep -q "\"stage_sha256\": \"${digest%% *}\"" "$done_file"; then
+  echo "stage $stage_name: already trained ($done_file); nothing to do"
+  exit 0
+fi
 "${command[@]}"
