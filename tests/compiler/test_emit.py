@@ -239,3 +239,18 @@ def test_compile_imports_no_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_single_node_launches_pick_a_free_port_unless_master_port_is_set(smoke_bundle):
+    launch = smoke_bundle / "train" / "pretrain" / "launch.sh"
+
+    def port(**env):
+        clean = {name: value for name, value in os.environ.items() if name != "MASTER_PORT"}
+        done = subprocess.run(["bash", str(launch), "--dry-run"], capture_output=True, text=True, check=True,
+                              env={**clean, **env})
+        return done.stdout.split("--master_port ")[1].split()[0]
+
+    assert port().isdigit() and port() != "29500"
+    assert port(MASTER_PORT="12345") == "12345"
+    multi_node = render(specs.load("flux1-dev"), PRESETS["h100-64"], "full").files["train/pretrain/launch.sh"]
+    assert 'master_port="${MASTER_PORT:-29500}"' in multi_node  # every node must agree on the port

@@ -16,7 +16,8 @@ while [ "$#" -gt 0 ]; do
   esac
 done
 mkdir -p "$run_root"
-master_port="${MASTER_PORT:-29500}"
+# One node: a free port, so two runs on one machine do not collide (MASTER_PORT still wins).
+master_port="${MASTER_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 command=(deepspeed --num_gpus 1 --no_local_rank --master_port "$master_port"
   --module runtime.train --stage "$here/stage.yaml" --ds-config "$here/ds_config.json" --run-root "$run_root")
 if [ "$dry_run" = 1 ]; then
