@@ -5,10 +5,16 @@
   block runs it twice per stream. Unfused, eager PyTorch reads x, writes the normalised copy, reads it
   back and writes the result; the kernel reads x once and writes once, one program per token.
 
-Why a custom op: dynamo traces it through its fake implementation, so blocks that call it still compile
-with fullgraph=True, and the CPU path (tests, the embedded runtime) runs the PyTorch formula the diffusers
-parity tests check. The backward is PyTorch on every device: aten's fused LayerNorm backward plus two
-reductions, which inductor decomposes and fuses by itself.
+Why a custom op: dynamo traces it through its fake implementation, so blocks that call it on CUDA still
+compile with fullgraph=True and keep the Triton kernel. The backward is PyTorch on every device: aten's
+fused LayerNorm backward plus two reductions.
+
+Where the op is used: `layer_norm_modulate` calls it for CUDA tensors when triton is installed, and the
+PyTorch formula directly everywhere else. On CPU the op would only cost: inductor cannot see into a custom
+op, so a compiled block would call it as an opaque kernel instead of fusing the formula with its
+neighbours, and in eager mode its Python autograd wrapper adds a fixed cost per call (measured on the
+benchmark's FLUX-like step, tests/bench/test_train_speed.py: going through the op made the eager step about
+2% and the compiled step about 3% slower). The formula is the one the diffusers parity tests check.
 """
 
 import torch
@@ -129,14 +135,22 @@ def _layer_norm_modulate_backward(ctx, grad_out):
 _layer_norm_modulate_op.register_autograd(_layer_norm_modulate_backward, setup_context=_setup_backward)
 
 
+def uses_fused_kernel(x: torch.Tensor) -> bool:
+    """Whether layer_norm_modulate runs the custom op (the Triton kernel) for x: CUDA tensors, triton installed."""
+    return x.is_cuda and triton is not None
+
+
 def layer_norm_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """LayerNorm(x) * (1 + scale) + shift for x (B, S, D) and per-sample shift, scale (B, D).
 
-    Computed in float32 (float64 stays float64) and returned in x.dtype; the op genspec::layer_norm_modulate.
+    Computed in float32 (float64 stays float64) and returned in x.dtype: the op genspec::layer_norm_modulate
+    (the Triton kernel) where uses_fused_kernel(x), else the same formula in PyTorch (see the module docstring).
     """
     if x.ndim != 3 or shift.shape != (x.shape[0], x.shape[2]) or scale.shape != shift.shape:
         raise ValueError(
             f"layer_norm_modulate takes x (B, S, D) with shift and scale (B, D); got x {tuple(x.shape)}, "
             f"shift {tuple(shift.shape)}, scale {tuple(scale.shape)}"
         )
-    return _layer_norm_modulate_op(x, shift, scale, eps)
+    if uses_fused_kernel(x):
+        return _layer_norm_modulate_op(x, shift, scale, eps)
+    return layer_norm_modulate_reference(x, shift, scale, eps)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch.distributed
+
 from runtime.train.protocol import DEFAULT_FACTORY
 from runtime.train.trainer import RunOptions, train
 
@@ -22,7 +24,14 @@ def main(argv: list[str] | None = None) -> None:
         "--model-dir", type=Path, default=None, help="text encoder and VAE weights (on-the-fly encoding)"
     )
     args = parser.parse_args(argv)
-    train(RunOptions(args.stage, args.ds_config, args.run_root, args.max_steps, args.model_factory, args.model_dir))
+    try:
+        train(RunOptions(args.stage, args.ds_config, args.run_root, args.max_steps, args.model_factory, args.model_dir))
+    finally:
+        # Join the process group's threads before the interpreter exits: left to static destructors, a gloo
+        # worker thread still running ended a two-process test run with "terminate called without an active
+        # exception" (exit code 250) after training had finished.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

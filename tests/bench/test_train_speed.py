@@ -2,7 +2,7 @@
 interleaved loop of one run (`make bench`).
 
 A step is forward, the flow-matching loss (MSE against a fixed velocity target), backward and an AdamW step
-(torch's default implementation, as runtime/train/optim.py builds it). Contenders, from the same weights and
+(torch's fused AdamW, as runtime/train/optim.py builds it). Contenders, from the same weights and
 on the same inputs:
   ours_eager        runtime.models MMDiT
   ours_compiled     the same after compile_blocks(model) with its defaults (torch.compile per block,
@@ -89,7 +89,7 @@ def step_inputs() -> tuple[dict, torch.Tensor]:
 def training_step(model: torch.nn.Module, diffusers_output: bool):
     """A closure running one optimizer step of `model`; returns the loss."""
     inputs, target = step_inputs()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, fused=True)
 
     def step() -> float:
         output = model(**inputs)

@@ -1,5 +1,6 @@
 """runtime.models.kernels: the Triton kernel (run by triton's interpreter on CPU tensors) against the PyTorch
-formula, the custom op's registrations and gradients, and the op on the compiled hot path."""
+formula, the custom op's registrations and gradients, and the op on the compiled hot path: traced by the
+blocks where the fused kernel runs (CUDA), the plain formula elsewhere."""
 
 import json
 import os
@@ -11,8 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch._dynamo
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from runtime.models import MMDiT, MMDiTConfig, WanDiT, WanDiTConfig
+from runtime.models import kernels
 from runtime.models.kernels import layer_norm_modulate
 
 REPO = Path(__file__).resolve().parents[3]
@@ -94,13 +98,45 @@ def test_custom_op_registrations_pass_opcheck():
     torch.library.opcheck(torch.ops.genspec.layer_norm_modulate.default, (x, shift, scale, 1e-6))
 
 
-def test_backward_matches_finite_differences():
+def test_op_backward_matches_finite_differences():
     generator = torch.Generator().manual_seed(0)
     inputs = [
         torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True)
         for shape in [(2, 3, 8), (2, 8), (2, 8)]
     ]
-    assert torch.autograd.gradcheck(lambda x, shift, scale: layer_norm_modulate(x, shift, scale), inputs)
+    op = torch.ops.genspec.layer_norm_modulate.default
+    assert torch.autograd.gradcheck(lambda x, shift, scale: op(x, shift, scale, 1e-6), inputs)
+
+
+def dispatched_ops(device: str) -> list[str]:
+    """The ops layer_norm_modulate dispatches for fake tensors on `device` (no GPU needed for fake CUDA ones)."""
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with FakeTensorMode():
+        x, shift = torch.empty(2, 3, 8, device=device), torch.empty(2, 8, device=device)
+        with Recorder() as recorder:
+            layer_norm_modulate(x, shift, shift)
+    return [op for op in recorder.ops if not op.startswith("prim.")]
+
+
+@pytest.mark.skipif(kernels.triton is None, reason="triton is a Linux-only dependency; the op needs it on CUDA")
+def test_cuda_tensors_go_through_the_op():
+    assert dispatched_ops("cuda") == ["genspec.layer_norm_modulate.default"]
+
+
+def test_cpu_tensors_run_the_formula_inductor_can_fuse():
+    """The op would be an opaque kernel to inductor on CPU: the formula is dispatched op by op instead."""
+    ops = dispatched_ops("cpu")
+    assert "genspec.layer_norm_modulate.default" not in ops
+    assert "aten.native_layer_norm.default" in ops
 
 
 def test_shapes_are_checked():
@@ -115,7 +151,13 @@ def graph_code(block, *args, **kwargs) -> tuple[int, str]:
     return explanation.graph_break_count, "\n".join(graph.code for graph in explanation.graphs)
 
 
-def test_flux_double_block_traces_the_op_without_graph_breaks(flux_kwargs):
+@pytest.fixture
+def fused_kernel_path(monkeypatch):
+    """Blocks take the CUDA path (the custom op) on CPU tensors, so their traces can be checked here."""
+    monkeypatch.setattr(kernels, "uses_fused_kernel", lambda x: True)
+
+
+def test_flux_double_block_traces_the_op_without_graph_breaks(flux_kwargs, fused_kernel_path):
     torch.manual_seed(0)
     block = MMDiT(MMDiTConfig(**flux_kwargs)).transformer_blocks[0]
     dim = flux_kwargs["num_attention_heads"] * flux_kwargs["attention_head_dim"]
@@ -126,7 +168,7 @@ def test_flux_double_block_traces_the_op_without_graph_breaks(flux_kwargs):
     assert code.count("genspec.layer_norm_modulate") == 4
 
 
-def test_wan_block_traces_the_op_without_graph_breaks(wan_kwargs):
+def test_wan_block_traces_the_op_without_graph_breaks(wan_kwargs, fused_kernel_path):
     torch.manual_seed(0)
     block = WanDiT(WanDiTConfig(**wan_kwargs)).blocks[0]
     dim = wan_kwargs["num_attention_heads"] * wan_kwargs["attention_head_dim"]
@@ -134,3 +176,14 @@ def test_wan_block_traces_the_op_without_graph_breaks(wan_kwargs):
     breaks, code = graph_code(block, torch.randn(2, 6, dim), torch.randn(2, 4, dim), torch.randn(2, 6, dim), rope)
     assert breaks == 0
     assert code.count("genspec.layer_norm_modulate") == 2
+
+
+def test_on_cpu_the_block_graph_has_the_formula_not_the_op(flux_kwargs):
+    torch.manual_seed(0)
+    block = MMDiT(MMDiTConfig(**flux_kwargs)).transformer_blocks[0]
+    dim = flux_kwargs["num_attention_heads"] * flux_kwargs["attention_head_dim"]
+    rope = (torch.ones(9, 16), torch.zeros(9, 16))
+    breaks, code = graph_code(block, torch.randn(2, 6, dim), torch.randn(2, 3, dim), torch.randn(2, dim), rope)
+    assert breaks == 0
+    assert "genspec.layer_norm_modulate" not in code
+    assert code.count("layer_norm(") == 4
