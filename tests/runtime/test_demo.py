@@ -1,11 +1,21 @@
 """The end-to-end demo (runtime/demo.py) for every shipped spec at smoke scale: compile for local-cpu,
 curate synthetic raw data of the spec's modalities, train every stage through DeepSpeed, sample, report.
-The default spec (flux1-dev, what `make demo` runs) is then rerun and must resume instead of starting over."""
+The default spec (flux1-dev, what `make demo` runs) is then rerun and must resume instead of starting over.
+
+The demos run as `genspec demo` processes, two at a time: much of a demo is one core importing torch and
+DeepSpeed in a new process per stage, or the DeepSpeed launcher polling once a second, so one after the
+other they left the second core idle for about 15 minutes of the suite.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +23,34 @@ from runtime import demo
 from specs import SHIPPED
 
 PNG = b"\x89PNG\r\n\x1a\n"
+CONCURRENT_DEMOS = 2  # this machine's cores; each demo's processes get one OpenMP thread
+DEMO_TIMEOUT_S = 900  # one demo took 45-105 s alone
+
+
+def selected_specs(session: pytest.Session) -> list[str]:
+    """The specs whose end-to-end test this session runs (all 15, or those a -k picked)."""
+    return [
+        item.callspec.params["spec"]
+        for item in session.items
+        if getattr(item, "originalname", None) == "test_every_spec_runs_end_to_end_at_smoke_scale"
+    ]
+
+
+@pytest.fixture(scope="module")
+def demo_runs(request, tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """Run `genspec demo` for every selected spec, CONCURRENT_DEMOS at a time; spec -> (workdir, process)."""
+    root = tmp_path_factory.mktemp("demos")
+    genspec = Path(sys.executable).parent / "genspec"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def run(spec: str) -> tuple[str, Path, subprocess.CompletedProcess]:
+        workdir = root / spec / "demo"
+        command = [str(genspec), "demo", "--spec", spec, "--workdir", str(workdir)]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=DEMO_TIMEOUT_S, check=False)
+        return spec, workdir, result
+
+    with ThreadPoolExecutor(CONCURRENT_DEMOS) as pool:
+        return {spec: (workdir, result) for spec, workdir, result in pool.map(run, selected_specs(request.session))}
 
 
 def check_report(workdir, spec: str) -> list[str]:
@@ -46,11 +84,11 @@ def check_report(workdir, spec: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", list(SHIPPED))
-def test_every_spec_runs_end_to_end_at_smoke_scale(spec, tmp_path, capsys):
-    workdir = tmp_path / "demo"
-    assert demo.main(spec, workdir) == workdir / "report.md"
+def test_every_spec_runs_end_to_end_at_smoke_scale(spec, demo_runs, capsys):
+    workdir, result = demo_runs[spec]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"report: {workdir / 'report.md'}" in result.stdout
     stages = check_report(workdir, spec)
-    assert "report:" in capsys.readouterr().out
     if spec != "flux1-dev":
         return
 
