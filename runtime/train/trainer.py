@@ -113,6 +113,13 @@ class Run:
             self.stage_file.data, self.run_root, self.seed, self.global_batch, self.rank, self.world,
             micro_batch=self.micro_batch, clip=(self.stage.frames, self.stage.fps) if self.stage.frames else None,
         )
+        if self.stage.aspect_ratio_buckets and self.rank == 0:
+            print(
+                f"stage {self.stage.name}: aspect_ratio_buckets is set, but this trainer does not bucket by aspect "
+                "ratio yet: every image and clip is scaled and centre-cropped to the stage's resolutions, and "
+                "precomputed latents must all have one shape per micro-batch",
+                file=sys.stderr,
+            )
         self.cascade_stage = self._cascade_stage()
         self.builder = BatchBuilder(
             self.stage_file.architecture,

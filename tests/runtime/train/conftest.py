@@ -163,6 +163,7 @@ def write_stage(
     weights=None,
     stage_kind="pretrain",
     dp=1,
+    aspect_ratio_buckets=False,
 ):
     """Write train/<name>/stage.yaml and ds_config.json under root; returns (stage path, ds_config path)."""
     stage = Stage(
@@ -170,6 +171,7 @@ def write_stage(
         kind=stage_kind,
         datasets=[DatasetUse(dataset=d) for d in datasets],
         resolutions=[Size(height=SIDE * 8, width=SIDE * 8)],
+        aspect_ratio_buckets=aspect_ratio_buckets,
         frames=VIDEO_FRAMES if video else None,
         batch_size=micro * accum * dp,
         steps=steps,
