@@ -15,8 +15,7 @@ import torch._dynamo
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from runtime.models import MMDiT, MMDiTConfig, WanDiT, WanDiTConfig
-from runtime.models import kernels
+from runtime.models import MMDiT, MMDiTConfig, WanDiT, WanDiTConfig, kernels
 from runtime.models.kernels import layer_norm_modulate
 
 REPO = Path(__file__).resolve().parents[3]
