@@ -4,12 +4,27 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch.distributed
 
 from runtime.train.protocol import DEFAULT_FACTORY
 from runtime.train.trainer import RunOptions, train
+
+
+def deepspeed_shm_buffer() -> Path | None:
+    """The shared-memory segment DeepSpeed's CPU all-reduce op made for this rank, or None.
+
+    On the CPU accelerator, when every rank is on one node (the launcher sets LOCAL_SIZE), deepspeed.comm
+    creates /dev/shm/deepspeed_allreduce_buffer_<uid>_<MASTER_ADDR>_<MASTER_PORT>_<rank> (about 69 MB;
+    deepspeed/ops/csrc/cpu/comm/shm.cpp shm_initialize) and never unlinks it. The name carries the port, and
+    single-node launch.sh picks a free port per run, so the segments piled up in /dev/shm (RAM) run after run.
+    """
+    address, port, rank = (os.environ.get(name) for name in ("MASTER_ADDR", "MASTER_PORT", "RANK"))
+    if address is None or port is None or rank is None or not Path("/dev/shm").is_dir():
+        return None
+    return Path("/dev/shm") / f"deepspeed_allreduce_buffer_{os.getuid()}_{address}_{port}_{rank}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +47,10 @@ def main(argv: list[str] | None = None) -> None:
         # exception" (exit code 250) after training had finished.
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        # Every rank is past initialisation (the only time other ranks open this segment), so it can go.
+        segment = deepspeed_shm_buffer()
+        if segment is not None:
+            segment.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

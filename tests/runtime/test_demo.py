@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,21 +38,41 @@ def selected_specs(session: pytest.Session) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def demo_runs(request, tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
-    """Run `genspec demo` for every selected spec, CONCURRENT_DEMOS at a time; spec -> (workdir, process)."""
-    root = tmp_path_factory.mktemp("demos")
-    genspec = Path(sys.executable).parent / "genspec"
+@dataclass
+class DemoRun:
+    """One `genspec demo` process: its workdir, exit code (None: killed at DEMO_TIMEOUT_S) and output."""
+
+    workdir: Path
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+
+def run_demo(spec: str, workdir: Path) -> DemoRun:
+    """`genspec demo --spec SPEC --workdir WORKDIR` in its own session, killed whole (launcher and trainer
+    processes included) if it outlives DEMO_TIMEOUT_S."""
+    command = [str(Path(sys.executable).parent / "genspec"), "demo", "--spec", spec, "--workdir", str(workdir)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=DEMO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            return DemoRun(workdir, None, stdout, stderr)
+    return DemoRun(workdir, process.returncode, stdout, stderr)
 
-    def run(spec: str) -> tuple[str, Path, subprocess.CompletedProcess]:
-        workdir = root / spec / "demo"
-        command = [str(genspec), "demo", "--spec", spec, "--workdir", str(workdir)]
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=DEMO_TIMEOUT_S, check=False)
-        return spec, workdir, result
 
+@pytest.fixture(scope="module")
+def demo_runs(request, tmp_path_factory) -> dict[str, DemoRun]:
+    """Run `genspec demo` for every selected spec, CONCURRENT_DEMOS at a time."""
+    root = tmp_path_factory.mktemp("demos")
+    specs = selected_specs(request.session)
     with ThreadPoolExecutor(CONCURRENT_DEMOS) as pool:
-        return {spec: (workdir, result) for spec, workdir, result in pool.map(run, selected_specs(request.session))}
+        runs = pool.map(lambda spec: run_demo(spec, root / spec / "demo"), specs)
+        return dict(zip(specs, runs))
 
 
 def check_report(workdir, spec: str) -> list[str]:
@@ -85,8 +107,11 @@ def check_report(workdir, spec: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", list(SHIPPED))
 def test_every_spec_runs_end_to_end_at_smoke_scale(spec, demo_runs, capsys):
-    workdir, result = demo_runs[spec]
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = demo_runs[spec]
+    workdir = result.workdir
+    output = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode is not None, f"killed after {DEMO_TIMEOUT_S} s\n{output}"
+    assert result.returncode == 0, output
     assert f"report: {workdir / 'report.md'}" in result.stdout
     stages = check_report(workdir, spec)
     if spec != "flux1-dev":

@@ -25,13 +25,14 @@ def test_two_process_zero3_run_through_the_deepspeed_launcher(tmp_path, deepspee
     write_shards(tmp_path / "data" / "patterns", samples=32, per_shard=8, noise=0.05)
     stage, ds_config = write_stage(tmp_path, name="two", steps=4, micro=2, accum=2, dp=2, zero=3, checkpoint_every=2)
     launcher = Path(sys.executable).parent / "deepspeed"
+    port = free_port()
     command = [
         str(launcher),
         "--num_gpus",
         "2",
         "--no_local_rank",
         "--master_port",
-        str(free_port()),
+        str(port),
         "--module",
         "runtime.train",
         "--stage",
@@ -47,6 +48,8 @@ def test_two_process_zero3_run_through_the_deepspeed_launcher(tmp_path, deepspee
     env["OMP_NUM_THREADS"] = "1"  # two processes on two cores
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # DeepSpeed's CPU all-reduce segments (one per rank, named with the port) are gone with the run.
+    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
 
     output = tmp_path / "runs" / "two"
     records = read_metrics(output)
