@@ -254,3 +254,32 @@ def test_single_node_launches_pick_a_free_port_unless_master_port_is_set(smoke_b
     assert port(MASTER_PORT="12345") == "12345"
     multi_node = render(specs.load("flux1-dev"), PRESETS["h100-64"], "full").files["train/pretrain/launch.sh"]
     assert 'master_port="${MASTER_PORT:-29500}"' in multi_node  # every node must agree on the port
+
+
+def test_single_node_launch_clears_deepspeeds_shm_segments_of_its_port(smoke_bundle, tmp_path):
+    """A rank killed before it could unlink its /dev/shm all-reduce segment: launch.sh removes the segments
+    named with its own port and leaves other runs' alone."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    uid = os.getuid()
+    segments = Path("/dev/shm")
+    # Stands in for the launcher whose rank was SIGKILLed: makes the rank's segment, exits 137.
+    stub = fake_bin / "deepspeed"
+    stub.write_text(
+        "#!/usr/bin/env bash\n"
+        'while [ "$1" != --master_port ]; do shift; done\n'
+        f'touch "{segments}/deepspeed_allreduce_buffer_{uid}_127.0.0.1_$2_0"\n'
+        "exit 137\n"
+    )
+    stub.chmod(0o755)
+    other = segments / f"deepspeed_allreduce_buffer_{uid}_127.0.0.1_1_0"  # port 1: no real run uses it
+    other.touch()
+    try:
+        env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "MASTER_PORT": "2"}
+        launch = smoke_bundle / "train" / "pretrain" / "launch.sh"
+        done = subprocess.run(["bash", str(launch), "--run-root", str(tmp_path / "run")], env=env, check=False)
+        assert done.returncode == 137
+        assert not list(segments.glob(f"deepspeed_allreduce_buffer_{uid}_*_2_*"))
+        assert other.exists()
+    finally:
+        other.unlink(missing_ok=True)

@@ -33,4 +33,7 @@ if [ -f "$done_file" ] && grep -q "\"stage_sha256\": \"${digest%% *}\"" "$done_f
   echo "stage $stage_name: already trained ($done_file); nothing to do"
   exit 0
 fi
+# DeepSpeed's CPU all-reduce leaves a /dev/shm segment per rank named with the port (about 69 MB each);
+# the trainer unlinks its own on exit, this also clears those of a rank that was killed.
+trap 'rm -f /dev/shm/deepspeed_allreduce_buffer_"$(id -u)"_*_"$master_port"_*' EXIT
 "${command[@]}"
