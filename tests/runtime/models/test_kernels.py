@@ -156,12 +156,17 @@ def fused_kernel_path(monkeypatch):
     monkeypatch.setattr(kernels, "uses_fused_kernel", lambda x: True)
 
 
-def test_flux_double_block_traces_the_op_without_graph_breaks(flux_kwargs, fused_kernel_path):
+def flux_double_block_graph(flux_kwargs) -> tuple[int, str]:
+    """graph_code of a FLUX double-stream block over 6 image and 3 text tokens."""
     torch.manual_seed(0)
     block = MMDiT(MMDiTConfig(**flux_kwargs)).transformer_blocks[0]
     dim = flux_kwargs["num_attention_heads"] * flux_kwargs["attention_head_dim"]
     rope = (torch.ones(9, 16), torch.zeros(9, 16))
-    breaks, code = graph_code(block, torch.randn(2, 6, dim), torch.randn(2, 3, dim), torch.randn(2, dim), rope)
+    return graph_code(block, torch.randn(2, 6, dim), torch.randn(2, 3, dim), torch.randn(2, dim), rope)
+
+
+def test_flux_double_block_traces_the_op_without_graph_breaks(flux_kwargs, fused_kernel_path):
+    breaks, code = flux_double_block_graph(flux_kwargs)
     assert breaks == 0
     # Two per stream: the attention input and the MLP input.
     assert code.count("genspec.layer_norm_modulate") == 4
@@ -178,11 +183,7 @@ def test_wan_block_traces_the_op_without_graph_breaks(wan_kwargs, fused_kernel_p
 
 
 def test_on_cpu_the_block_graph_has_the_formula_not_the_op(flux_kwargs):
-    torch.manual_seed(0)
-    block = MMDiT(MMDiTConfig(**flux_kwargs)).transformer_blocks[0]
-    dim = flux_kwargs["num_attention_heads"] * flux_kwargs["attention_head_dim"]
-    rope = (torch.ones(9, 16), torch.zeros(9, 16))
-    breaks, code = graph_code(block, torch.randn(2, 6, dim), torch.randn(2, 3, dim), torch.randn(2, dim), rope)
+    breaks, code = flux_double_block_graph(flux_kwargs)
     assert breaks == 0
     assert "genspec.layer_norm_modulate" not in code
     assert code.count("layer_norm(") == 4
