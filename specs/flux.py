@@ -9,8 +9,9 @@ the sequence axis, then distils it with LADD.
 
 Sources: the survey's §3 and its overview table (the model card: data pipeline and training recipe
 flowcharts, key techniques, Kontext notes, variant table); black-forest-labs/flux (util.py configs,
-sampling.py, cli.py, cli_kontext.py) for dimensions and sampling defaults. BFL has published neither its
-data scale nor anything of the schedule after pre-training: those values are assumptions with reasons.
+sampling.py, cli.py, cli_kontext.py) and diffusers' FluxPipeline for dimensions and sampling defaults. BFL
+has published neither its data scale nor anything of the schedule after pre-training: those values are
+assumptions with reasons.
 """
 
 from compiler.document import REMOVE, Insert, derive
@@ -30,6 +31,8 @@ from compiler.schema import (
     LogitNormal,
     LrSchedule,
     MMDiT,
+    MuLinearShift,
+    NoShift,
     PerceptualDedup,
     Pipeline,
     PrecomputeEmbeddings,
@@ -46,11 +49,10 @@ from compiler.schema import (
     TimestepDistillation,
     assumed,
     documented,
-    likely,
     undisclosed,
 )
 from compiler.schema.common import square
-from specs.sources import FLUX_SAMPLING, FLUX_UTIL, survey
+from specs.sources import DIFFUSERS_FLUX_PIPELINE, FLUX_SAMPLING, FLUX_UTIL, survey
 
 OVERVIEW = survey("Overview Comparison, FLUX.1 row")
 KONTEXT_OVERVIEW = survey("Overview Comparison, Flux Kontext row")
@@ -62,6 +64,19 @@ KONTEXT = survey("§3 FLUX.1 & Flux Kontext, Flux Kontext (Image Editing)")
 VARIANTS = survey("§3 FLUX.1 & Flux Kontext, variant and license table")
 FLUX_CLI = "black-forest-labs/flux src/flux/cli.py"
 FLUX_CLI_KONTEXT = "black-forest-labs/flux src/flux/cli_kontext.py"
+# BFL's samplers shift with their own rule, not the survey's: a = e^mu, mu linear in image tokens from 0.5 at
+# 256 to 1.15 at 4096 (3.16 at 1024^2). cli.py and cli_kontext.py call get_schedule with
+# shift=(name != "flux-schnell").
+BFL_SCHEDULE = f"{FLUX_SAMPLING} get_schedule / get_lin_function"
+
+
+def bfl_sampling_shift(caller: str):
+    """BFL's mu-linear sampling shift, documented by sampling.py and the CLI that applies it."""
+    return documented(
+        MuLinearShift(base_tokens=256, max_tokens=4096, base_shift=0.5, max_shift=1.15, applies="sampling"),
+        f"{BFL_SCHEDULE}; {caller} shifts every model but flux-schnell",
+    )
+
 
 BF16 = documented("bf16", TECHNIQUES)  # QK-norm is what makes bf16 training stable at high resolution
 ADAMW = (
@@ -220,11 +235,12 @@ OBJECTIVE = FlowMatching(
     prediction=documented("velocity", TECHNIQUES),
     timesteps=documented(LogitNormal(mean=0.0, std=1.0), TECHNIQUES),
     # The survey's rule a = sqrt(m / n), n = the 256^2 pre-training size: a = 1 in stage 1, so the
-    # shift only acts once the resolution grows, as the recipe's shifting stage says.
+    # shift only acts once the resolution grows, as the recipe's shifting stage says. It is a training rule:
+    # BFL's sampler shifts with its own mu-linear schedule, stated as inference.shift.
     shift=ResolutionShift(
         kind=documented("resolution", TECHNIQUES),
         base_pixels=documented(256 * 256, RECIPE),
-        applies=assumed("both", "SD3, whose rule this is, shifts in training and sampling; FLUX's sampler: notes"),
+        applies=documented("training", f"{RECIPE}, stage 'Resolution-dependent timestep shifting'"),
     ),
     loss_weighting=assumed("none", "SD3's best rectified-flow variant weights only through logit-normal sampling"),
     cfg_dropout=assumed(
@@ -288,7 +304,7 @@ STAGES = [
         teacher=documented("timestep_shifting", RECIPE),
         loss=GuidanceDistillation(
             kind=documented("guidance_distillation", RECIPE),
-            guidance_range=assumed((1.0, 5.0), "brackets the public sampler's default guidance of 3.5"),
+            guidance_range=assumed((1.0, 5.0), "brackets the public samplers' defaults (diffusers 3.5, Kontext 2.5)"),
         ),
         goal=documented("Guidance distillation (teacher -> student) -> FLUX.1 dev", RECIPE),
     ),
@@ -308,7 +324,10 @@ FLUX1_DEV = Spec(
     inference=InferenceSpec(
         sampler=documented("euler", FLUX_SAMPLING),
         steps=documented(50, FLUX_CLI),
-        guidance_embedded=documented(3.5, FLUX_CLI),  # guidance-distilled: one forward pass, no CFG
+        # Guidance-distilled: one forward pass, no CFG. diffusers' FluxPipeline defaults to 3.5; BFL's cli.py
+        # default is not cited, as it changed across releases.
+        guidance_embedded=documented(3.5, f"{DIFFUSERS_FLUX_PIPELINE} (FluxPipeline.__call__ guidance_scale)"),
+        shift=bfl_sampling_shift(FLUX_CLI),
     ),
     notes=documented(
         [
@@ -321,10 +340,11 @@ FLUX1_DEV = Spec(
             "bf16 training.",
             "Timestep shifting: t_m = (sqrt(m/n) t_n) / (1 + (sqrt(m/n) - 1) t_n): more pixels need "
             "proportionally more noise. The recipe names it as a stage; the schema keeps one shift per objective "
-            "(schema gap: no per-stage shift), so it is stated once and is the identity at the 256^2 stage.",
-            "FLUX's public sampler (black-forest-labs/flux sampling.py get_schedule) shifts differently: "
-            "a = exp(mu), mu linear in image tokens from (256, 0.5) to (4096, 1.15), a = 3.16 at 1024^2. The schema "
-            "holds one shift for training and sampling (schema gap), so the survey's training rule is the one stated.",
+            "(schema gap: no per-stage shift), so it is stated once, as a training rule, and is the identity at "
+            "the 256^2 stage.",
+            "Sampling uses BFL's own schedule (black-forest-labs/flux sampling.py get_schedule): a = exp(mu), mu "
+            "linear in image tokens from (256, 0.5) to (4096, 1.15), a = 3.16 at 1024^2; it is the spec's "
+            "inference.shift.",
             "RoPE generalises to unseen sequence lengths, unlike learned absolute encodings; ids are (index, row, "
             "col), the index axis 0 for the target image.",
             "Perceptual deduplication is cluster-based; the schema's perceptual_dedup has no clustering field "
@@ -344,8 +364,6 @@ FLUX1_SCHNELL = derive(
         "open_weights": documented("yes", VARIANTS),
         "architecture.backbone.guidance_embed": documented(False, FLUX_UTIL),
         "architecture.text_encoders[t5_xxl].max_tokens": documented(256, FLUX_CLI),
-        # cli.py samples schnell unshifted: get_schedule(..., shift=(name != "flux-schnell")).
-        "objective.shift.applies": documented("training", FLUX_CLI),
         "schedule.stages[guidance_distillation]": REMOVE,
         "schedule.stages[speed_distillation]": Insert(
             Stage(
@@ -374,6 +392,8 @@ FLUX1_SCHNELL = derive(
             steps=documented(4, FLUX_CLI),
             cfg_scale=assumed(1.0, "schnell is sampled without guidance: w = 1 is the conditional prediction alone"),
             latency_seconds=documented(2.0, VARIANTS),  # "<2s generation": an upper bound
+            # cli.py samples schnell unshifted: get_schedule(..., shift=(name != "flux-schnell")).
+            shift=documented(NoShift(), f"{FLUX_CLI} get_schedule(..., shift=(name != 'flux-schnell'))"),
         ),
         "notes": documented(
             [
@@ -389,6 +409,7 @@ FLUX1_SCHNELL = derive(
 )
 
 # Kontext: the FLUX.1 base fine-tuned for editing, then LADD; its own triplets join the data.
+MILLIONS = "the survey says 'millions of pairs' (overview, Flux Kontext row), no number: 1e6 is its lower bound"
 FLUX_KONTEXT = derive(
     FLUX1_DEV,
     {
@@ -398,7 +419,7 @@ FLUX_KONTEXT = derive(
             Source(
                 name="edit_triplets",
                 modality=documented("image_edit_triplet", KONTEXT),
-                count=likely(1e6, KONTEXT_OVERVIEW),  # "millions of pairs": a lower bound
+                count=assumed(1e6, MILLIONS),
                 unit=documented("triplets", KONTEXT),
             )
         ),
@@ -416,7 +437,7 @@ FLUX_KONTEXT = derive(
             )
         ),
         "data.datasets[kontext_triplets]": Insert(
-            Dataset(name="kontext_triplets", count=likely(1e6, KONTEXT_OVERVIEW), unit=documented("triplets", KONTEXT))
+            Dataset(name="kontext_triplets", count=assumed(1e6, MILLIONS), unit=documented("triplets", KONTEXT))
         ),
         # Context latents go after the target on the sequence axis with RoPE index 1 (sampling.py
         # prepare_kontext); channel-wise concatenation performed worse.
@@ -469,6 +490,7 @@ FLUX_KONTEXT = derive(
             sampler=documented("euler", FLUX_SAMPLING),
             steps=documented(30, FLUX_CLI_KONTEXT),
             guidance_embedded=documented(2.5, FLUX_CLI_KONTEXT),
+            shift=bfl_sampling_shift(FLUX_CLI_KONTEXT),
         ),
         "notes": documented(
             [

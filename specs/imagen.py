@@ -343,10 +343,15 @@ def carried_over(spec: Spec, reason: str) -> dict[str, Node]:
 
 
 # Google has published only the aesthetic conditioning: every other value is Imagen 1's, now an assumption.
+NO_ROW_2 = "the survey's overview has no Imagen 2 row"
 IMAGEN_2 = derive(
     IMAGEN_1,
     {
         **carried_over(IMAGEN_1, "Imagen 2 is undisclosed beyond aesthetic conditioning; Imagen 1's value stands"),
+        # The overview has no Imagen 2 row: its Imagen 1 citations do not carry over.
+        "modality": documented("image", INNOVATION_2),  # the aesthetics model "scores each image"
+        "license": assumed("proprietary", f"{NO_ROW_2}; Imagen 1 and 3 are closed ('Open? No')"),
+        "open_weights": assumed("no", f"{NO_ROW_2}; Imagen 1 and 3 are closed ('Open? No')"),
         "released": undisclosed("the survey gives no date for Imagen 2"),
         "data.sources[internal].count": undisclosed("Imagen 2's data scale is undisclosed"),
         "data.sources[laion_400m].count": undisclosed("Imagen 2's data scale is undisclosed"),

@@ -71,6 +71,9 @@ sized = partial(assumed, reason="ByteDance publishes no config; FLUX-style block
 no_vae = partial(assumed, reason="the VAE is undisclosed; a FLUX-like 16-channel 8x latent is assumed")
 threshold = partial(assumed, reason=f"ByteDance's threshold is undisclosed; {CURATION_TOOLS}")
 UNPUBLISHED = "the survey gives the stage order and goals, not sizes; sized for a 4B MMDiT"
+BUCKETS = "the survey states 'various aspect ratios' for pre-training only; later stages are assumed to keep them"
+# ">20B params": the survey gives only a lower bound, which is the value stated.
+REWARD_MODEL_SIZE = "the survey says the VLM reward model has '>20B params': 20B is a lower bound, the size undisclosed"
 ADAMW = f"the optimizer is undisclosed; AdamW as in the SD3 recipe ({SD3_PAPER})"
 
 
@@ -82,7 +85,7 @@ def stage(name: str, kind: str, datasets: list[DatasetUse], sides: list[int], ba
         kind=documented(kind, RECIPE),
         datasets=assumed(datasets, "the survey names no dataset per stage"),
         resolutions=assumed([square(side) for side in sides], UNPUBLISHED),
-        aspect_ratio_buckets=documented(True, RECIPE),  # "various aspect ratios" from pre-training on
+        aspect_ratio_buckets=assumed(True, BUCKETS),
         batch_size=assumed(batch, UNPUBLISHED),
         steps=assumed(steps, UNPUBLISHED),
         optimizer=assumed(AdamW(lr=lr, weight_decay=0.0), ADAMW if lr >= 1e-4 else f"{ADAMW}, at a fine-tuning rate"),
@@ -261,7 +264,7 @@ STAGES_2 = [
             kind=assumed("diffusion_dpo", "the RLHF algorithm is undisclosed; Diffusion-DPO is the open one"),
             beta=assumed(5000.0, "Diffusion-DPO's published beta"),
             reward_model=likely("vlm-reward-model", RECIPE),
-            reward_model_params=likely(20e9, RECIPE),  # ">20B params": a lower bound
+            reward_model_params=assumed(20e9, REWARD_MODEL_SIZE),
             iterations=assumed(3, "'multiple iterations' (family flowchart); the count is undisclosed"),
         ),
     ),
@@ -329,6 +332,9 @@ DEFECT_MASK = documented(
 SEEDREAM_3_0 = derive(
     SEEDREAM_2_0,
     {
+        "modality": documented("image", OVERVIEW_3),
+        "license": documented("proprietary", OVERVIEW_3),  # "Open? No"
+        "open_weights": documented("no", OVERVIEW_3),
         # The overview's expanded data scale; reclaimed images come from this pool, so it bounds it from below.
         "data.sources[image_text].count": documented(300e6, OVERVIEW_3),
         "data.pipelines[seedream].ops[defect_mask]": Insert(DEFECT_MASK, after="aesthetic"),
@@ -364,7 +370,7 @@ SEEDREAM_3_0 = derive(
             kind=assumed("diffusion_dpo", "the RLHF algorithm is undisclosed; Diffusion-DPO is the open one"),
             beta=assumed(5000.0, "Diffusion-DPO's published beta"),
             reward_model=documented("vlm-reward-model", RECIPE),
-            reward_model_params=documented(20e9, RECIPE),  # ">20B params": a lower bound
+            reward_model_params=assumed(20e9, REWARD_MODEL_SIZE),
             iterations=assumed(3, "'multiple iterations'; the count is undisclosed"),
         ),
         "schedule.stages[rlhf].goal": documented("RLHF: VLM reward model (>20B params), multiple iterations", RECIPE),
@@ -403,11 +409,24 @@ SEEDREAM_3_0 = derive(
 # Seedream 4.0 --------------------------------------------------------------------------------------
 
 EDITING = "4.0's editing inputs are undisclosed; references join the sequence with an index axis, as in Flux Kontext"
+# Defect-aware training is a Seedream 3.0 fact; the survey does not say whether 4.0 keeps it.
+KEPT_FROM_3 = "Seedream 3.0's defect-aware training (survey, Defect-Aware Training (Seedream 3.0)); 4.0 is assumed to keep it"
+NO_ROW_4 = "the survey's overview has no Seedream 4.0 row"
 ADAPTIVE = "adaptive flow matching is undisclosed; read as loss-adaptive timestep sampling (noise-aware bins)"
 
 SEEDREAM_4_0 = derive(
     SEEDREAM_3_0,
     {
+        "modality": documented("image", f"{VERSIONS} ('joint T2I+editing')"),
+        "license": assumed("proprietary", f"{NO_ROW_4}; 2.0 and 3.0 are closed ('Open? No')"),
+        "open_weights": assumed("no", f"{NO_ROW_4}; 2.0 and 3.0 are closed ('Open? No')"),
+        "data.sources[image_text].count": undisclosed("the survey says 'Billions' (version table), no number"),
+        "data.pipelines[seedream].ops[defect_mask]": assumed(DEFECT_MASK.value, KEPT_FROM_3),
+        "objective.masked_loss": assumed(MaskedLoss(mask_from="defect_mask"), KEPT_FROM_3),
+        **{
+            f"data.datasets[{name}].unit": assumed("pairs", f"{NO_ROW_4}; 2.0's and 3.0's data are image-text pairs")
+            for name in ("seedream_training_set", "seedream_highres", "seedream_sft")
+        },
         "data.sources[image_text].languages": assumed({"zh": 0.7, "en": 0.3}, "4.0's mix is undisclosed; 2.0's"),
         "data.sources[edit_pairs]": Insert(
             Source(
