@@ -170,10 +170,12 @@ ARCH_1 = ArchitectureSpec(
                     channels=128,
                     channel_mult=[1, 2, 4, 8, 8],
                     res_blocks=[2, 4, 8, 8, 8],
-                    attention_resolutions=assumed(
-                        [16], "self-attention at the lowest level only; the reference gives no sides for SR 256"
-                    ),
-                    cross_attention=True,
+                    # atnn_enabled_at [0, 0, 0, 1, 1]: the two deepest levels, which both run at 16 px in the
+                    # Efficient U-Net (every level but the deepest downsamples first).
+                    attention_resolutions=[16],
+                    cross_attention=True,  # attention_type fused: self- and cross-attention together
+                    num_heads=8,  # num_attn_heads; per_head_channels 64 sets the heads per level's width
+                    head_dim=64,
                     efficient=documented(True, TECHNIQUES),
                     skip_scale=documented(1 / sqrt(2), TECHNIQUES),
                     noise_conditioning_augmentation=documented(True, TECHNIQUES),
@@ -189,8 +191,10 @@ ARCH_1 = ArchitectureSpec(
                     channels=128,
                     channel_mult=[1, 2, 4, 8, 8],
                     res_blocks=[2, 4, 8, 8, 8],
-                    attention_resolutions=[],  # cross-attention only
+                    attention_resolutions=[],  # attention_type cross: cross-attention only, at the two deepest levels
                     cross_attention=True,
+                    num_heads=8,
+                    head_dim=64,
                     efficient=documented(True, TECHNIQUES),
                     skip_scale=documented(1 / sqrt(2), TECHNIQUES),
                     noise_conditioning_augmentation=documented(True, TECHNIQUES),
@@ -228,14 +232,15 @@ OBJECTIVE_1 = NoisePrediction(
 )
 
 
-def cascade_stage(name: str, optimizer: Node, dataset: str, side: int, goal: str) -> Stage:
-    """One U-Net of the cascade: trained alone, at the batch and step count the survey gives for all three."""
+def cascade_stage(name: str, optimizer: Node, dataset: str, side: int, goal: str, side_source: str = EVOLUTION) -> Stage:
+    """One U-Net of the cascade: trained alone, at the batch and step count the survey gives for all three.
+    `side` is the training side, stated by `side_source` (the survey's output side, unless trained on crops)."""
     return Stage(
         name=name,
         kind=documented("pretrain", TRAINING),
         model=documented(name, EVOLUTION),
         datasets=assumed([DatasetUse(dataset=dataset)], "each U-Net trains on the pairs large enough for its output"),
-        resolutions=documented([square(side)], EVOLUTION),
+        resolutions=documented([square(side)], side_source),
         batch_size=documented(2048, TRAINING),
         steps=documented(2_500_000, TRAINING),  # "2.5M (all 3 stages)"
         optimizer=optimizer,
@@ -266,8 +271,10 @@ STAGES_1 = [
         "sr1024",
         Adam(kind=documented("adam", TRAINING), lr=assumed(1e-4, ADAM_LR)),
         "imagen_1024",
-        256,  # trained on 256 px crops of its 1024 px targets (NeMo sr1024 config)
+        256,
         "SR stage 2, 256 -> 1024 (400M), on 128 TPU-v4",
+        # Trained on 256 px crops of its 1024 px targets, not at the survey's 1024.
+        side_source=f"{IMAGEN_NEMO_SR1024} (resize_smallest_side 1024, center_crop_h_w 256, 256)",
     ),
 ]
 

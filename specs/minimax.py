@@ -65,6 +65,7 @@ from specs.sources import (
     ALLEGRO_README,
     CURATION_TOOLS,
     DIFFUSERS_ALLEGRO,
+    DIFFUSERS_ALLEGRO_VAE,
     SD3_PAPER,
     WAN_CONFIG_14B,
     WAN_SHARED_CONFIG,
@@ -76,7 +77,11 @@ OVERVIEW_ALLEGRO = survey("Overview Comparison, MiniMax Allegro row")
 PIPELINE = survey("§6 MiniMax / Hailuo (Allegro), Allegro Data Pipeline")
 RECIPE = survey("§6 MiniMax / Hailuo (Allegro), Training Recipe (Allegro)")
 ALLEGRO_TRAIN = "rhymes-ai/Allegro train.py (argparse defaults of the released training script)"
-ALLEGRO_INFERENCE = "rhymes-ai/Allegro single_inference_ti2v.py"
+# The text-to-video script the README runs (EulerAncestralDiscreteScheduler, 88 frames at 720 x 1280).
+ALLEGRO_INFERENCE = "rhymes-ai/Allegro single_inference.py"
+# AllegroTransformer3DModel's defaults, the released transformer's sizes (README: DiT 2.8B).
+ALLEGRO_DIT = f"{DIFFUSERS_ALLEGRO} (AllegroTransformer3DModel defaults)"
+ALLEGRO_VAE = f"{DIFFUSERS_ALLEGRO_VAE} (AutoencoderKLAllegro defaults)"
 
 threshold = partial(assumed, reason=f"the survey names the filter, not its threshold; {CURATION_TOOLS}")
 UNPUBLISHED = "Allegro's batch and step counts per stage are unpublished; sized for a 2.8B video DiT"
@@ -204,11 +209,11 @@ ALLEGRO_DATA = DataSpec(
 ALLEGRO_ARCH = ArchitectureSpec(
     backbone=DiT(
         kind=documented("dit", OVERVIEW_ALLEGRO),
-        hidden_size=documented(2304, ALLEGRO_README),  # 24 heads x 96
-        num_heads=documented(24, ALLEGRO_README),
-        head_dim=documented(96, ALLEGRO_README),
-        patch_size=documented((1, 2, 2), ALLEGRO_README),  # 1 in time, 2 in space
-        in_channels=documented(4, ALLEGRO_README),
+        hidden_size=documented(2304, ALLEGRO_DIT),  # 24 heads x 96
+        num_heads=documented(24, ALLEGRO_DIT),
+        head_dim=documented(96, ALLEGRO_DIT),
+        patch_size=documented((1, 2, 2), ALLEGRO_DIT),  # 1 in time, 2 in space
+        in_channels=documented(4, ALLEGRO_DIT),
         out_channels=documented(4, DIFFUSERS_ALLEGRO),
         mlp_ratio=documented(4.0, DIFFUSERS_ALLEGRO),  # FeedForward(dim), GELU-tanh
         qkv_bias=documented(True, DIFFUSERS_ALLEGRO),  # attention_bias
@@ -218,28 +223,29 @@ ALLEGRO_ARCH = ArchitectureSpec(
         positions=documented(
             Rope(axes=["t", "h", "w"], axes_dims=[32, 32, 32], theta=10_000.0, text="none"), DIFFUSERS_ALLEGRO
         ),
-        depth=documented(32, ALLEGRO_README),
-        text_dim=documented(4096, ALLEGRO_README),
+        depth=documented(32, ALLEGRO_DIT),
+        text_dim=documented(4096, ALLEGRO_DIT),
         cross_attn_norm=documented(False, DIFFUSERS_ALLEGRO),  # attn2 reads the residual stream unnormalised
-        modulation=documented("adaln_single", ALLEGRO_README),
-        text_conditioning=documented("cross_attention", ALLEGRO_README),
+        modulation=documented("adaln_single", ALLEGRO_DIT),
+        text_conditioning=documented("cross_attention", ALLEGRO_DIT),
     ),
     text_encoders=[
         TextEncoder(
             name="t5_xxl",
             model=assumed("google/t5-v1_1-xxl", "train.py loads a T5EncoderModel by path; the 4096-wide T5 v1.1 XXL"),
-            role=documented("cross_attention", ALLEGRO_README),
-            dim=documented(4096, ALLEGRO_README),
+            role=documented("cross_attention", ALLEGRO_DIT),  # attn2 attends to the caption tokens
+            dim=documented(4096, ALLEGRO_DIT),  # caption_channels
             max_tokens=documented(512, ALLEGRO_TRAIN),  # model_max_length
             frozen=documented(True, ALLEGRO_TRAIN),
         )
     ],
     space=LatentSpace(
-        vae=documented("rhymes-ai/Allegro vae (AllegroAutoencoderKL3D)", ALLEGRO_README),
-        channels=documented(4, ALLEGRO_README),
-        spatial_compression=documented(8, ALLEGRO_README),
-        temporal_compression=documented(4, ALLEGRO_README),
-        causal=documented(False, ALLEGRO_README),  # 88 frames = 22 x 4, no lone first frame
+        vae=documented("rhymes-ai/Allegro vae (AllegroAutoencoderKL3D)", "rhymes-ai/Allegro allegro/models/vae/vae_allegro.py"),
+        channels=documented(4, ALLEGRO_VAE),  # latent_channels
+        spatial_compression=documented(8, ALLEGRO_VAE),  # four levels, three halvings
+        temporal_compression=documented(4, ALLEGRO_VAE),  # temporal_downsample_blocks (True, True, False, False)
+        # 88 frames = 22 x 4 latent frames (the transformer's sample_frames 22), no lone first frame.
+        causal=documented(False, f"{ALLEGRO_VAE}; {ALLEGRO_DIT}"),
         params=documented(175e6, ALLEGRO_README),
     ),
     params_documented=documented(2.8e9, ALLEGRO_README),  # the DiT; the survey's overview says "Undisclosed"
@@ -303,9 +309,9 @@ ALLEGRO = Spec(
     schedule=ScheduleSpec(stages=ALLEGRO_STAGES),
     inference=InferenceSpec(
         sampler=documented("euler", ALLEGRO_INFERENCE),  # EulerAncestralDiscreteScheduler
-        steps=documented(100, ALLEGRO_README),
-        cfg_scale=documented(7.5, ALLEGRO_README),
-        resolution=documented(720, ALLEGRO_README),  # 720 x 1280; the schema holds one side
+        steps=documented(100, ALLEGRO_INFERENCE),  # the README's command: --num_sampling_steps 100
+        cfg_scale=documented(7.5, ALLEGRO_INFERENCE),  # --guidance_scale 7.5
+        resolution=documented(Size(height=720, width=1280), ALLEGRO_README),
         frames=documented(88, ALLEGRO_README),
         fps=documented(15.0, ALLEGRO_README),
         max_seconds=documented(6.0, ALLEGRO_README),
@@ -350,6 +356,7 @@ no_vae = partial(assumed, reason=f"the VAE is undisclosed; Wan-VAE's causal 4x8x
 SCHEDULE = f"Hailuo 02's schedule is undisclosed; the survey's common recipe pattern ({RECIPE_PATTERN}) is assumed"
 # Native 1080p cropped to multiples of 16 (VAE 8x times patch 2), so 1080p footage is never upsampled.
 VIDEO_1080P = Size(height=1072, width=1904)
+SAMPLED_1080P = "sampled at 1088 rows, the next multiple of the assumed 16 px latent patch, then cropped to 1080"
 
 
 def hailuo_stage(name: str, kind: str, dataset: str, sizes: list[Size], frames: int, batch: int, steps: int,
@@ -386,7 +393,8 @@ HAILUO_DATA = DataSpec(
         ),
         Source(
             name="hailuo01_user_feedback",
-            modality=documented("video_text", HAILUO),  # user feedback on Hailuo 01's generations
+            modality=assumed("video_text", "the survey says only 'user feedback data from Hailuo 01'; read as prompts "
+                             "with the videos generated for them"),
             count=undisclosed("the survey gives no count"),
             unit=assumed("pairs", "feedback read as preference pairs"),
             origin=documented(["user feedback from Hailuo 01"], HAILUO),
@@ -523,7 +531,7 @@ HAILUO_02 = Spec(
         sampler=assumed("euler", "undisclosed; the Euler step of the assumed flow-matching objective"),
         steps=assumed(50, "undisclosed"),
         cfg_scale=assumed(5.0, "undisclosed"),
-        resolution=assumed(1088, f"native 1080p ({HAILUO}) rounded up to a multiple of 16"),
+        resolution=assumed(Size(height=1088, width=1920), f"native 1080p ({HAILUO}) is 1920 x 1080; {SAMPLED_1080P}"),
         frames=assumed(241, "10 s at 24 fps, 1 + 4k for the causal VAE"),
         fps=assumed(24.0, "the survey gives 24-30 fps; the low end"),
         max_seconds=documented(10.0, HAILUO),
@@ -534,7 +542,8 @@ HAILUO_02 = Spec(
             "to high-error timesteps; NCR gives a 2.5x training/inference efficiency improvement.",
             "Scale: 3x more parameters and 4x more data than Hailuo 01, whose own size and data are undisclosed, so "
             "neither has a number here (schema gap: no relative size field).",
-            "Native 1080p, up to 10 s, 24-30 fps; the schema's inference holds one frame rate and one side.",
+            "Native 1080p, up to 10 s, 24-30 fps; the schema's inference holds one frame rate. 1080p is 1920 x "
+            "1080; the default size is 1920 x 1088, 16 px latent patches, cropped to 1080 rows.",
             "Incorporates user feedback data from Hailuo 01; how it is used is undisclosed (a preference stage "
             "is assumed).",
         ],

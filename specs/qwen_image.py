@@ -45,7 +45,7 @@ from compiler.schema import (
     documented,
 )
 from compiler.schema.common import square
-from specs.sources import DIFFUSERS_QWEN, QWEN_PIPELINE, survey
+from specs.sources import DIFFUSERS_QWEN, DIFFUSERS_QWEN_VAE, QWEN_PIPELINE, survey
 
 OVERVIEW = survey("Overview Comparison, Qwen-Image row")
 PIPELINE = survey("§5 Qwen-Image & Wan, Qwen-Image Data Pipeline")
@@ -208,8 +208,10 @@ ARCH = ArchitectureSpec(
             vae="Qwen/Qwen-Image vae (AutoencoderKLQwenImage)",
             channels=16,
             spatial_compression=8,
-            temporal_compression=assumed(1, "an image model: every sample is one latent frame"),
-            causal=assumed(False, "one frame per sample: causality in time does not arise"),
+            # A causal 3D VAE (QwenImageCausalConv3d) halving time twice (temperal_downsample [False, True,
+            # True]): 4x. An image is one frame, which a causal VAE encodes alone into one latent frame.
+            temporal_compression=documented(4, DIFFUSERS_QWEN_VAE),
+            causal=documented(True, DIFFUSERS_QWEN_VAE),
         ),
         QWEN_PIPELINE,
     ),

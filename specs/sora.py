@@ -61,6 +61,7 @@ sized = partial(assumed, reason=f"OpenAI publishes no Sora config; sized like Wa
 # Thresholds of OpenAI's filters are unpublished; open curation tools' defaults stand in.
 tool_default = partial(assumed, reason=f"OpenAI's threshold is undisclosed; {CURATION_TOOLS}")
 UNPUBLISHED = "OpenAI publishes nothing of the schedule beyond the stage order and goals"
+MAX_FRAME = f"how OpenAI scores videos is undisclosed; the worst frame decides, the safety default of {CURATION_TOOLS}"
 # A 1080p clip of 53 frames is 112K tokens, about what one 80 GB GPU holds for a 14B DiT without sequence
 # parallelism; longer clips train at 720p.
 SHORT_CLIPS = "2.2 s at 24 fps (4k + 1 frames): 1080p samples stay within one GPU's memory"
@@ -117,7 +118,7 @@ DATA = DataSpec(
                         scorer=assumed("csam-classifier", "OpenAI does not name its CSAM classifier"),
                         max_score=tool_default(0.5),
                         frames=assumed(8, "frames sampled per video; one flagged frame drops the clip"),
-                        reduce=documented("max", CURATION_TOOLS),
+                        reduce=assumed("max", MAX_FRAME),
                     ),
                     Safety(
                         name="explicit_violent",
@@ -125,7 +126,7 @@ DATA = DataSpec(
                         scorer=assumed("nsfw-violence-classifier", "OpenAI does not name its classifier"),
                         max_score=tool_default(0.5),
                         frames=assumed(8, "frames sampled per video; one flagged frame drops the clip"),
-                        reduce=documented("max", CURATION_TOOLS),
+                        reduce=assumed("max", MAX_FRAME),
                     ),
                     # "Quality/consistency checks" name no metric; DOVER and LPIPS are the open ones.
                     TechnicalQuality(
@@ -340,8 +341,12 @@ SORA = Spec(
         sampler=assumed("euler", "undisclosed; the Euler step of flow matching"),
         steps=assumed(50, "undisclosed; the usual flow-matching step count"),
         cfg_scale=assumed(7.0, "undisclosed; a common CFG weight for text-to-video"),
-        # Sora Turbo's 1080p, sampled at the next multiple of 16 and cropped.
-        resolution=assumed(1088, f"1080p ({EVOLUTION}) rounded up to a multiple of 16"),
+        # Sora Turbo's 1080p (1920 x 1080), sampled at the next multiple of 16 rows and cropped.
+        resolution=assumed(
+            Size(height=1088, width=1920),
+            f"Sora Turbo's 1080p ({EVOLUTION}) is 1920 x 1080; sampled at 1088 rows, the next multiple of the "
+            "assumed 16 px latent patch, then cropped to 1080",
+        ),
         fps=assumed(24.0, "undisclosed; film rate"),
         max_seconds=documented(20.0, EVOLUTION),
     ),

@@ -58,6 +58,7 @@ from specs.sources import (
     WAN_CONFIG_14B,
     WAN_GENERATE,
     WAN_SHARED_CONFIG,
+    WAN_SIZES,
     WAN_VAE,
     survey,
 )
@@ -332,6 +333,8 @@ WAN21_T2V_14B = Spec(
         sampler=documented("unipc", WAN_GENERATE),
         steps=documented(50, WAN_GENERATE),
         cfg_scale=documented(5.0, WAN_GENERATE),
+        # generate.py's --size default "1280*720" is width*height (WanT2V.generate takes (width, height)).
+        resolution=documented(Size(height=720, width=1280), WAN_GENERATE),
         frames=documented(81, WAN_GENERATE),
         fps=documented(16.0, WAN_SHARED_CONFIG),
     ),
@@ -352,7 +355,7 @@ WAN21_T2V_14B = Spec(
             "schema holds one scaling and shift factor (schema gap), so both are left unset.",
             "The sampling shift of 5.0 is the only published one; the training-time shift is undisclosed. At "
             "720x1280, 81 frames are 21 latent frames and 75,600 tokens (Wan generate.py). The default size is "
-            "1280x720, which the square `inference.resolution` cannot state (schema gap).",
+            "1280 x 720 (width x height).",
             "Counted from the public configs (wan/configs): 14.29B parameters (14B) and 1.42B (1.3B).",
         ],
         survey("§5 Qwen-Image & Wan, and the sources named in each note"),
@@ -368,7 +371,11 @@ WAN21_T2V_1_3B = derive(
         "architecture.backbone.depth": documented(30, WAN_CONFIG_1_3B),
         "architecture.backbone.ffn_dim": documented(8960, WAN_CONFIG_1_3B),
         "architecture.params_documented": documented(1.3e9, OVERVIEW),
-        # Released for 480p only (Wan-Video/Wan2.1 README.md): no 720p tier.
+        # Released for 480p only (Wan-Video/Wan2.1 README.md): no 720p tier. generate.py refuses its own
+        # 1280*720 default for t2v-1.3B: SUPPORTED_SIZES allows 480*832 and 832*480 only.
+        "inference.resolution": documented(
+            Size(height=480, width=832), f"{WAN_SIZES} SUPPORTED_SIZES['t2v-1.3B'], landscape as generate.py's default"
+        ),
         "schedule.stages[joint_720p]": REMOVE,
         "data.datasets[wan_videos_720p]": REMOVE,
         "data.datasets[wan_images_720p]": REMOVE,
@@ -376,7 +383,8 @@ WAN21_T2V_1_3B = derive(
             [
                 *WAN21_T2V_14B.notes,
                 "The 1.3B model is released for 480p only (Wan-Video/Wan2.1 README.md), so its curriculum ends at "
-                "the 480p tier.",
+                "the 480p tier; generate.py refuses its 1280 x 720 default for t2v-1.3B (wan/configs/__init__.py "
+                "SUPPORTED_SIZES: 480*832 and 832*480), so the 1.3B default size is 832 x 480 (width x height).",
             ],
             survey("§5 Qwen-Image & Wan, and the sources named in each note"),
         ),

@@ -8,7 +8,6 @@ import pytest
 
 import specs
 from compiler.document import walk_leaves
-from compiler.schema import Size
 
 
 def leaf(name: str, path: str):
@@ -127,3 +126,110 @@ def test_seedream_2_buckets_are_documented_for_pre_training_only():
                if path.endswith(".aspect_ratio_buckets")}
     assert buckets.pop("schedule.stages[pretrain].aspect_ratio_buckets") == "documented"
     assert buckets and set(buckets.values()) == {"assumed"}, buckets
+
+
+# Allegro ----------------------------------------------------------------------------------------------
+
+ALLEGRO_ARCHITECTURE = [
+    "architecture.backbone.hidden_size", "architecture.backbone.num_heads", "architecture.backbone.head_dim",
+    "architecture.backbone.patch_size", "architecture.backbone.in_channels", "architecture.backbone.depth",
+    "architecture.backbone.text_dim", "architecture.backbone.modulation", "architecture.backbone.text_conditioning",
+    "architecture.text_encoders[t5_xxl].role", "architecture.text_encoders[t5_xxl].dim",
+    "architecture.space.channels", "architecture.space.spatial_compression",
+    "architecture.space.temporal_compression", "architecture.space.causal",
+]
+
+
+@pytest.mark.parametrize("path", ALLEGRO_ARCHITECTURE)
+def test_allegros_architecture_cites_diffusers_not_the_readme(path):
+    _, provenance = leaf("allegro", path)
+    assert documented_by(provenance, "huggingface/diffusers src/diffusers/models/"), (path, provenance)
+    assert "README" not in provenance.source and "train.py" not in provenance.source
+
+
+def test_allegro_samples_720_by_1280_with_the_text_to_video_script():
+    resolution = specs.load("allegro").inference.resolution
+    assert (resolution.height, resolution.width) == (720, 1280)
+    assert documented_by(leaf("allegro", "inference.resolution.width")[1], "rhymes-ai/Allegro README.md")
+    sampler, provenance = leaf("allegro", "inference.sampler")
+    assert sampler == "euler" and documented_by(provenance, "rhymes-ai/Allegro single_inference.py")
+    assert "ti2v" not in provenance.source
+    # The README states the sizes it gives: the DiT's 2.8B and the VAE's 175M.
+    for path, value in (("architecture.params_documented", 2.8e9), ("architecture.space.params", 175e6)):
+        found, provenance = leaf("allegro", path)
+        assert found == value and documented_by(provenance, "rhymes-ai/Allegro README.md")
+
+
+def test_sources_md_does_not_say_the_survey_states_175m():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sources.md").read_text()
+    assert "175M" in text  # the README's VAE size is named...
+    assert '"175M"' not in text and "the survey's \"175M\"" not in text  # ...but not as the survey's words
+    assert "175M" not in (Path(__file__).resolve().parents[2] / "specs" / "sources.py").read_text()
+
+
+# Video sizes ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,size,source", [
+    ("wan2.1-t2v-14b", (720, 1280), "Wan-Video/Wan2.1 generate.py"),
+    # generate.py refuses its 1280*720 default for t2v-1.3B: 480p only.
+    ("wan2.1-t2v-1.3b", (480, 832), "Wan-Video/Wan2.1 wan/configs/__init__.py SUPPORTED_SIZES"),
+])
+def test_wan_samples_at_generate_pys_supported_default(name, size, source):
+    resolution = specs.load(name).inference.resolution
+    assert (resolution.height, resolution.width) == size
+    assert documented_by(leaf(name, "inference.resolution.height")[1], source)
+
+
+@pytest.mark.parametrize("name", ["sora", "hailuo-02"])
+def test_1080p_is_1920_wide_sampled_at_16_px_rows(name):
+    resolution = specs.load(name).inference.resolution
+    assert (resolution.height, resolution.width) == (1088, 1920)  # 1920 x 1080, rows rounded up to 16 px
+    _, provenance = leaf(name, "inference.resolution.width")
+    assert provenance.status == "assumed" and "1920 x 1080" in provenance.reason
+
+
+# Imagen 1 ---------------------------------------------------------------------------------------------
+
+NEMO = "NVIDIA/NeMo examples/multimodal/text_to_image/imagen/conf/"
+
+
+def test_imagen_sr1024_trains_on_nemos_256_px_crops():
+    value, provenance = leaf("imagen-1", "schedule.stages[sr1024].resolutions[0].height")
+    assert value == 256 and documented_by(provenance, f"{NEMO}sr1024-600m.yaml", "center_crop_h_w 256")
+    assert "survey" not in provenance.source  # the survey's 1024 is the output side
+    value, provenance = leaf("imagen-1", "architecture.backbone.stages[sr1024].train_crop")
+    assert value == 256 and documented_by(provenance, f"{NEMO}sr1024-600m.yaml")
+
+
+@pytest.mark.parametrize("stage,config,attention", [("sr256", "sr256-600m.yaml", [16]), ("sr1024", "sr1024-600m.yaml", [])])
+def test_imagen_sr_attention_follows_nemo(stage, config, attention):
+    prefix = f"architecture.backbone.stages[{stage}]"
+    expected = {"attention_resolutions": attention, "num_heads": 8, "head_dim": 64}
+    for field, value in expected.items():
+        found, provenance = leaf("imagen-1", f"{prefix}.{field}")
+        assert found == value and documented_by(provenance, f"{NEMO}{config}"), (field, found, provenance)
+
+
+# Qwen-Image, Hailuo, Sora -----------------------------------------------------------------------------
+
+
+def test_qwen_image_vae_is_a_causal_3d_vae_with_4x_time():
+    space = specs.load("qwen-image").architecture.space
+    assert (space.temporal_compression, space.causal, space.spatial_compression) == (4, True, 8)
+    for field in ("temporal_compression", "causal"):
+        _, provenance = leaf("qwen-image", f"architecture.space.{field}")
+        assert documented_by(provenance, "huggingface/diffusers src/diffusers/models/autoencoders/autoencoder_kl_qwenimage.py")
+
+
+def test_hailuo_user_feedback_modality_is_an_assumption():
+    value, provenance = leaf("hailuo-02", "data.sources[hailuo01_user_feedback].modality")
+    assert value == "video_text" and provenance.status == "assumed"
+
+
+@pytest.mark.parametrize("op", ["csam", "explicit_violent"])
+def test_soras_frame_reduction_is_an_assumption(op):
+    value, provenance = leaf("sora", f"data.pipelines[sora].ops[{op}].reduce")
+    assert value == "max" and provenance.status == "assumed"
