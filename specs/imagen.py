@@ -232,7 +232,9 @@ OBJECTIVE_1 = NoisePrediction(
 )
 
 
-def cascade_stage(name: str, optimizer: Node, dataset: str, side: int, goal: str, side_source: str = EVOLUTION) -> Stage:
+def cascade_stage(
+    name: str, optimizer: Node, dataset: str, side: int, goal: str, side_source: str = EVOLUTION
+) -> Stage:
     """One U-Net of the cascade: trained alone, at the batch and step count the survey gives for all three.
     `side` is the training side, stated by `side_source` (the survey's output side, unless trained on crops)."""
     return Stage(

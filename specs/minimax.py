@@ -240,7 +240,9 @@ ALLEGRO_ARCH = ArchitectureSpec(
         )
     ],
     space=LatentSpace(
-        vae=documented("rhymes-ai/Allegro vae (AllegroAutoencoderKL3D)", "rhymes-ai/Allegro allegro/models/vae/vae_allegro.py"),
+        vae=documented(
+            "rhymes-ai/Allegro vae (AllegroAutoencoderKL3D)", "rhymes-ai/Allegro allegro/models/vae/vae_allegro.py"
+        ),
         channels=documented(4, ALLEGRO_VAE),  # latent_channels
         spatial_compression=documented(8, ALLEGRO_VAE),  # four levels, three halvings
         temporal_compression=documented(4, ALLEGRO_VAE),  # temporal_downsample_blocks (True, True, False, False)

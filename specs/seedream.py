@@ -410,7 +410,9 @@ SEEDREAM_3_0 = derive(
 
 EDITING = "4.0's editing inputs are undisclosed; references join the sequence with an index axis, as in Flux Kontext"
 # Defect-aware training is a Seedream 3.0 fact; the survey does not say whether 4.0 keeps it.
-KEPT_FROM_3 = "Seedream 3.0's defect-aware training (survey, Defect-Aware Training (Seedream 3.0)); 4.0 is assumed to keep it"
+KEPT_FROM_3 = (
+    "Seedream 3.0's defect-aware training (survey, Defect-Aware Training (Seedream 3.0)); 4.0 is assumed to keep it"
+)
 NO_ROW_4 = "the survey's overview has no Seedream 4.0 row"
 ADAPTIVE = "adaptive flow matching is undisclosed; read as loss-adaptive timestep sampling (noise-aware bins)"
 
