@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from compiler.plan.cadence import Cadence, cadence
-from compiler.plan.cost import Workload, activation_bytes, training_flops, workload
+from compiler.plan.cost import PlanError, Workload, activation_bytes, training_flops, workload
 from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
@@ -32,10 +32,6 @@ _OFFLOAD = [ZeroChoice(2, "optimizer"), ZeroChoice(3, "optimizer"), ZeroChoice(3
 SEARCH = [(z, False) for z in _IN_DEVICE] + [(z, True) for z in _IN_DEVICE] + [
     (z, checkpointing) for z in _OFFLOAD for checkpointing in (False, True)
 ]
-
-
-class PlanError(ValueError):
-    """A stage that cannot be laid out on the cluster; the message says why and what would help."""
 
 
 @dataclass(frozen=True)
