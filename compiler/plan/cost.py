@@ -76,14 +76,18 @@ def _glyph(spec: Spec) -> tuple[int | None, int]:
 
 def trained_encoders(spec: Spec) -> list[TextEncoder]:
     """Text encoders trained with the backbone (`frozen: false`); each needs its documented `params`."""
-    trained = [e for e in spec.architecture.text_encoders if not e.frozen]
     for index, encoder in enumerate(spec.architecture.text_encoders):
         if not encoder.frozen and encoder.params is None:
             raise PlanError(
                 f"architecture.text_encoders[{index}] ({encoder.name}) is trained (frozen: false) but its params "
                 "is unset: the planner needs its size for optimizer memory and FLOPs; set params (e.g. 4.7e9)"
             )
-    return trained
+    return [encoder for encoder in spec.architecture.text_encoders if not encoder.frozen]
+
+
+def _image_channels(spec: Spec) -> int:
+    space = spec.architecture.space
+    return space.channels if isinstance(space, PixelSpace) else 3
 
 
 def position_table(spec: Spec, backbone) -> int:
@@ -104,13 +108,12 @@ def _image_tokens(spec: Spec, backbone, stage: Stage) -> int:
 
 def count_network(spec: Spec, model: str = "main") -> ParamCount:
     """Parameters of the network `model` trains (a cascade stage name for cascades), as the runtime builds
-    it; text encoders trained with it (`frozen: false`) count in `text_token`."""
+    it, with the text encoders trained alongside (`frozen: false`)."""
     arch = spec.architecture
     backbone = arch.backbone
     encoders = sum(int(e.params) for e in trained_encoders(spec))
     if isinstance(backbone, Cascade):
-        channels = arch.space.channels if isinstance(arch.space, PixelSpace) else 3
-        count = count_unet(_unet(backbone, model), _cascade_text_dim(spec), channels)
+        count = count_unet(_unet(backbone, model), _cascade_text_dim(spec), _image_channels(spec))
     elif isinstance(backbone, MMDiT):
         pooled = any(e.role == "pooled" for e in arch.text_encoders)
         count = count_mmdit(backbone, pooled, _glyph(spec)[0])
@@ -118,7 +121,7 @@ def count_network(spec: Spec, model: str = "main") -> ParamCount:
         count = count_dit(backbone)
     if not isinstance(backbone, Cascade):
         count = replace(count, other=count.other + position_table(spec, backbone))
-    return replace(count, text_token=count.text_token + encoders)
+    return replace(count, encoders=encoders)
 
 
 def _cascade_text_dim(spec: Spec) -> int:
@@ -138,8 +141,7 @@ def workload(spec: Spec, stage: Stage) -> Workload:
     if isinstance(backbone, Cascade):
         unet = _unet(backbone, stage.model)
         side = unet.train_crop or unet.resolution
-        channels = spec.architecture.space.channels if isinstance(spec.architecture.space, PixelSpace) else 3
-        flops = unet_forward_flops(unet, _cascade_text_dim(spec), channels, text, side) + encoder_flops
+        flops = unet_forward_flops(unet, _cascade_text_dim(spec), _image_channels(spec), text, side) + encoder_flops
         # Activation memory reads tokens x width per level: use the mean feature-map size over the levels.
         mean_positions = side**2 / 4 ** (len(unet.channel_mult) / 2)
         return Workload(unet.name, count, int(mean_positions), text, 1, flops, 0, unet.channels, frozen)
@@ -161,14 +163,10 @@ def workload(spec: Spec, stage: Stage) -> Workload:
             attention = layers * 4 * (image + text) ** 2 * inner
         else:
             attention = layers * 4 * (image * image + image * text) * inner
-    linear = 2 * (count.image_token * image + (count.text_token - _trained(spec)) * text
-                  + count.joint_token * (image + text) + count.glyph_token * glyph + count.sample)
+    linear = 2 * (count.image_token * image + count.text_token * text + count.joint_token * (image + text)
+                  + count.glyph_token * glyph + count.sample)
     flops = linear + attention + encoder_flops
     return Workload(stage.model, count, image, text, frames, flops, layers, backbone.hidden_size, frozen)
-
-
-def _trained(spec: Spec) -> int:
-    return sum(int(e.params) for e in trained_encoders(spec))
 
 
 def _unet(cascade: Cascade, name: str) -> UNetStage:

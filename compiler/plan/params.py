@@ -12,6 +12,7 @@ FLOPs depend on it:
   per joint token   weights over the joint [text, image] sequence: FLUX single-stream blocks, the blocks of
                     an in-context-text DiT
   per glyph token   the glyph encoder's projection (Seedream)
+  encoders          text encoders trained with the network, each over its own tokens
   per sample        timestep / guidance / pooled-text embeddings and all adaLN modulation linears
 
 NOTE: modulation is 3.25B of FLUX's 11.9B parameters but runs once per sample, not once per token,
@@ -41,10 +42,12 @@ class ParamCount:
     blocks: int
     joint_token: int = 0
     glyph_token: int = 0
+    encoders: int = 0  # text encoders trained with the network (frozen: false), over their own tokens
 
     @property
     def total(self) -> int:
-        return self.image_token + self.text_token + self.joint_token + self.glyph_token + self.sample + self.other
+        return (self.image_token + self.text_token + self.joint_token + self.glyph_token + self.sample + self.other
+                + self.encoders)
 
 
 def _mlp(d: int, hidden: int) -> int:

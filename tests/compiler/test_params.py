@@ -131,10 +131,14 @@ def test_in_context_text_drops_cross_attention_and_runs_the_blocks_over_the_text
     assert context_work.forward_flops != cross_work.forward_flops
 
 
-def test_the_issue_example_an_adaln_per_block_in_context_dit_is_not_planned_as_the_default():
+def test_the_issue_example_a_per_block_adaln_in_context_dit_is_counted_as_built():
+    """Issue 13: such a DiT planned as many parameters as the default cross-attention, adaLN-single one."""
     base = specs.load("wan2.1-t2v-1.3b")
+    d, depth = base.architecture.backbone.hidden_size, base.architecture.backbone.depth
     variant = apply_overrides(base, [f"{B}.modulation=adaln_per_block", f"{B}.text_conditioning=in_context"])
-    assert count_network(variant).total != count_network(base).total
+    modulation = depth * linear(d, 6 * d) + linear(d, 2 * d) - (linear(d, 6 * d) + depth * 6 * d + 2 * d)
+    cross_attention = depth * (4 * linear(d, d) + 2 * d + 2 * d)
+    assert count_network(variant).total == count_network(base).total + modulation - cross_attention
     assert plan(variant, PRESETS["h100-64"]).stages[0].params == count_network(variant).total
 
 
