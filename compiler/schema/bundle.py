@@ -61,9 +61,8 @@ class StageFile(BaseModel):
     teacher: str | None = Field(None, description="checkpoint directory of the teacher (distillation)")
     seed: int = 0
     validation_every: int = Field(
-        1, gt=0, description="steps between validation-loss evaluations: the plan's cadence, or the stage's own; "
-        "checkpoint_every: steps between checkpoints (and the last step), the plan's Young/Daly interval or the "
-        "stage's own"
+        1, gt=0, description="steps between validation-loss evaluations: the plan's cadence, or the stage's own"
     )
     validation_timesteps: int = Field(8, gt=0, description="stratified timesteps of the validation loss")
+    # Steps between checkpoints (the last step always writes one): the plan's Young/Daly interval, or the stage's.
     checkpoint_every: int = Field(1, gt=0)
