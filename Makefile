@@ -33,6 +33,7 @@ test: $(STAMP)
 # Recompile every committed bundle in generated/ (a test fails when they drift from the compiler).
 regen: $(STAMP)
 	$(BIN)/python -m compiler.regen
+	$(BIN)/python -m compiler.reference
 
 # Every benchmark suite in one run; BENCHMARKS.md gets each figure as a ratio to its same-run baseline.
 bench: $(STAMP)

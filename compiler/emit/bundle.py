@@ -200,6 +200,8 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
         output_dir=f"checkpoints/{slug(stage.name)}",
         init_from=f"checkpoints/{slug(stage.init_from)}" if stage.init_from else None,
         teacher=f"checkpoints/{slug(stage.teacher)}" if stage.teacher else None,
+        checkpoint_every=stage_plan.cadence.checkpoint_every,
+        validation_every=stage_plan.cadence.validation_every,
     )
 
 

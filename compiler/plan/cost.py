@@ -3,8 +3,10 @@
 Passes:
   tokens       latent grid from resolution / spatial compression / patch; latent frames from frames,
                temporal compression and causality; text tokens from the token encoder
-  flops        2 x params-applied x tokens for every linear, per the split in params.py, plus attention
-               (4 x Nq x Nk x inner per attention layer: QK^T and AV); training = 3 x forward
+  flops        2 x params-applied x tokens for every linear, per the split in params.py (image, text, joint
+               [text, image], glyph tokens, once per sample), plus attention (4 x Nq x Nk x inner per
+               attention layer: QK^T and AV), plus a trained text encoder over its tokens; U-Nets level by
+               level (params.py unet_forward_flops); training = 3 x forward
                (backward is twice the forward), + 1 forward with activation checkpointing
   activations  bytes kept for backward, per sample (see `activation_bytes`)
 """
@@ -12,12 +14,25 @@ Passes:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from compiler.plan.params import ParamCount, count_dit, count_mmdit, count_unet
-from compiler.schema.architecture import Cascade, DiT, LatentSpace, MMDiT, UNetStage
+from compiler.plan.params import ParamCount, count_dit, count_mmdit, count_unet, unet_forward_flops
+from compiler.schema.architecture import (
+    Cascade,
+    DiT,
+    LatentSpace,
+    LearnedPositions,
+    MMDiT,
+    PixelSpace,
+    TextEncoder,
+    UNetStage,
+)
 from compiler.schema.schedule import Stage
 from compiler.schema.spec import Spec
+
+
+class PlanError(ValueError):
+    """A stage that cannot be planned or laid out on the cluster; the message says why and what would help."""
 
 
 @dataclass(frozen=True)
@@ -50,40 +65,108 @@ def _text_tokens(spec: Spec) -> int:
     return max((e.max_tokens or 0 for e in encoders), default=0)
 
 
-def workload(spec: Spec, stage: Stage) -> Workload:
-    """Tokens and forward FLOPs of one sample of `stage` (largest resolution of the stage)."""
-    size = max(stage.resolutions, key=lambda s: s.pixels)
+def _glyph(spec: Spec) -> tuple[int | None, int]:
+    """(width, tokens) of the glyph encoder a flux-style MMDiT projects and appends to the text tokens."""
     backbone = spec.architecture.backbone
-    text = _text_tokens(spec)
-    frozen = sum(e.params or 0 for e in spec.architecture.text_encoders) + (getattr(spec.architecture.space, "params", 0) or 0)
-    if isinstance(backbone, Cascade):
-        unet = _unet(backbone, stage.model)
-        count = count_unet(unet, max((e.dim or 0 for e in spec.architecture.text_encoders), default=0))
-        pixels = unet.resolution**2 if unet.train_crop is None else unet.train_crop**2
-        # A conv net applies each weight at every position of its level; use the mean level size.
-        mean_positions = pixels / 4 ** (len(unet.channel_mult) / 2)
-        flops = 2 * count.total * mean_positions
-        return Workload(unet.name, count, int(mean_positions), text, 1, flops, 0, unet.channels, frozen)
+    glyphs = [e for e in spec.architecture.text_encoders if e.role == "glyph"]
+    if not glyphs or not isinstance(backbone, MMDiT) or backbone.block_style != "flux":
+        return None, 0
+    return glyphs[0].dim, glyphs[0].max_tokens or 0
 
-    compression = spec.architecture.space.spatial_compression if isinstance(spec.architecture.space, LatentSpace) else 1
+
+def trained_encoders(spec: Spec) -> list[TextEncoder]:
+    """Text encoders trained with the backbone (`frozen: false`); each needs its documented `params`."""
+    for index, encoder in enumerate(spec.architecture.text_encoders):
+        if not encoder.frozen and encoder.params is None:
+            raise PlanError(
+                f"architecture.text_encoders[{index}] ({encoder.name}) is trained (frozen: false) but its params "
+                "is unset: the planner needs its size for optimizer memory and FLOPs; set params (e.g. 4.7e9)"
+            )
+    return [encoder for encoder in spec.architecture.text_encoders if not encoder.frozen]
+
+
+def _image_channels(spec: Spec) -> int:
+    space = spec.architecture.space
+    return space.channels if isinstance(space, PixelSpace) else 3
+
+
+def position_table(spec: Spec, backbone) -> int:
+    """Learned absolute positions: one d-wide vector per position of the largest token grid a stage trains."""
+    if not isinstance(backbone.positions, LearnedPositions):
+        return 0
+    return max(_image_tokens(spec, backbone, stage) for stage in spec.schedule.stages) * backbone.hidden_size
+
+
+def _image_tokens(spec: Spec, backbone, stage: Stage) -> int:
+    size = max(stage.resolutions, key=lambda s: s.pixels)
+    space = spec.architecture.space
+    compression = space.spatial_compression if isinstance(space, LatentSpace) else 1
     pt, ph, pw = backbone.patch_size
     frames = latent_frames(spec, stage.frames)
-    image = (size.height // (compression * ph)) * (size.width // (compression * pw)) * max(frames // pt, 1)
+    return (size.height // (compression * ph)) * (size.width // (compression * pw)) * max(frames // pt, 1)
+
+
+def count_network(spec: Spec, model: str = "main") -> ParamCount:
+    """Parameters of the network `model` trains (a cascade stage name for cascades), as the runtime builds
+    it, with the text encoders trained alongside (`frozen: false`)."""
+    arch = spec.architecture
+    backbone = arch.backbone
+    encoders = sum(int(e.params) for e in trained_encoders(spec))
+    if isinstance(backbone, Cascade):
+        count = count_unet(_unet(backbone, model), _cascade_text_dim(spec), _image_channels(spec))
+    elif isinstance(backbone, MMDiT):
+        pooled = any(e.role == "pooled" for e in arch.text_encoders)
+        count = count_mmdit(backbone, pooled, _glyph(spec)[0])
+    else:
+        count = count_dit(backbone)
+    if not isinstance(backbone, Cascade):
+        count = replace(count, other=count.other + position_table(spec, backbone))
+    return replace(count, encoders=encoders)
+
+
+def _cascade_text_dim(spec: Spec) -> int:
+    return max((e.dim or 0 for e in spec.architecture.text_encoders if e.role in ("cross_attention", "tokens")),
+               default=0)
+
+
+def workload(spec: Spec, stage: Stage) -> Workload:
+    """Tokens and forward FLOPs of one sample of `stage` (largest resolution of the stage)."""
+    backbone = spec.architecture.backbone
+    text = _text_tokens(spec)
+    frozen = sum(e.params or 0 for e in spec.architecture.text_encoders if e.frozen)
+    frozen += getattr(spec.architecture.space, "params", 0) or 0
+    count = count_network(spec, stage.model)
+    # A trained text encoder runs forward and backward over its own tokens.
+    encoder_flops = sum(2 * e.params * (e.max_tokens or 1) for e in trained_encoders(spec))
+    if isinstance(backbone, Cascade):
+        unet = _unet(backbone, stage.model)
+        side = unet.train_crop or unet.resolution
+        flops = unet_forward_flops(unet, _cascade_text_dim(spec), _image_channels(spec), text, side) + encoder_flops
+        # Activation memory reads tokens x width per level: use the mean feature-map size over the levels.
+        mean_positions = side**2 / 4 ** (len(unet.channel_mult) / 2)
+        return Workload(unet.name, count, int(mean_positions), text, 1, flops, 0, unet.channels, frozen)
+
+    frames = latent_frames(spec, stage.frames)
+    image = _image_tokens(spec, backbone, stage)
     if isinstance(backbone, MMDiT) and backbone.context_images == "sequence":
         image *= 2  # Kontext: the context image's tokens join the target's on the sequence axis
     inner = backbone.num_heads * backbone.head_dim
+    glyph = _glyph(spec)[1]
     if isinstance(backbone, MMDiT):
-        pooled = any(e.role == "pooled" for e in spec.architecture.text_encoders)
-        count = count_mmdit(backbone, pooled)
+        text += glyph  # glyph tokens follow the text tokens through the text stream
         layers = backbone.double_blocks + backbone.single_blocks
         attention = layers * 4 * (image + text) ** 2 * inner
     else:
         assert isinstance(backbone, DiT)
-        count = count_dit(backbone)
         layers = backbone.depth
-        attention = layers * 4 * (image * image + image * text) * inner
-    linear = 2 * (count.image_token * image + count.text_token * text + count.sample)
-    return Workload(stage.model, count, image, text, frames, linear + attention, layers, backbone.hidden_size, frozen)
+        if backbone.text_conditioning == "in_context":
+            attention = layers * 4 * (image + text) ** 2 * inner
+        else:
+            attention = layers * 4 * (image * image + image * text) * inner
+    linear = 2 * (count.image_token * image + count.text_token * text + count.joint_token * (image + text)
+                  + count.glyph_token * glyph + count.sample)
+    flops = linear + attention + encoder_flops
+    return Workload(stage.model, count, image, text, frames, flops, layers, backbone.hidden_size, frozen)
 
 
 def _unet(cascade: Cascade, name: str) -> UNetStage:

@@ -7,6 +7,7 @@ Passes, per stage:
                   offload, no recompute before recompute, lower ZeRO stage first), and within the first
                   that fits, the largest micro batch; gradient accumulation makes up the global batch
   4. estimate     FLOPs per step, step time at a stated MFU, GPU-hours for the stage's steps
+  5. cadence      checkpoint interval at the Young/Daly optimum, validation interval (cadence.py)
 A stage that fits in no configuration is a PlanError with the numbers and what would make it fit.
 """
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from compiler.plan.cost import Workload, activation_bytes, training_flops, workload
+from compiler.plan.cadence import Cadence, cadence
+from compiler.plan.cost import PlanError, Workload, activation_bytes, training_flops, workload
 from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
@@ -30,10 +32,6 @@ _OFFLOAD = [ZeroChoice(2, "optimizer"), ZeroChoice(3, "optimizer"), ZeroChoice(3
 SEARCH = [(z, False) for z in _IN_DEVICE] + [(z, True) for z in _IN_DEVICE] + [
     (z, checkpointing) for z in _OFFLOAD for checkpointing in (False, True)
 ]
-
-
-class PlanError(ValueError):
-    """A stage that cannot be laid out on the cluster; the message says why and what would help."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +72,7 @@ class StagePlan:
     step_seconds: float
     steps: int
     device_hours: float
+    cadence: Cadence
 
 
 @dataclass(frozen=True)
@@ -166,6 +165,7 @@ def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precisio
         activation_checkpointing=checkpointing, precision=precision, compile=cluster.gpu is not None,
         memory_gib=memory, flops_per_step=flops, mfu=mfu, step_seconds=step, steps=stage.steps,
         device_hours=step * stage.steps * devices / 3600,
+        cadence=cadence(work.params.total, stage, precision, step, cluster),
     )
 
 

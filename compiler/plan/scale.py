@@ -170,6 +170,9 @@ def _shrink_stages(spec: Spec, changes: dict[str, tuple[Any, str]], step: int) -
             changes[f"{base}.lr_schedule.warmup_steps"] = (1, "warm-up shorter than the 3 steps")
         if stage.ema_decay:
             changes[f"{base}.ema_decay"] = (0.5, "an EMA horizon (1 / (1 - decay) = 2 steps) inside 3 steps")
+        for field in ("checkpoint_every", "validation_every"):
+            if (getattr(stage, field) or 0) > STEPS:
+                changes[f"{base}.{field}"] = (STEPS, "once, at the last of the 3 steps")
 
 
 def scaled(spec: Spec, scale: str) -> Spec:

@@ -60,6 +60,9 @@ class StageFile(BaseModel):
     init_from: str | None = Field(None, description="checkpoint directory of the stage this one starts from")
     teacher: str | None = Field(None, description="checkpoint directory of the teacher (distillation)")
     seed: int = 0
-    validation_every: int = Field(1, gt=0, description="steps between validation-loss evaluations")
+    validation_every: int = Field(
+        1, gt=0, description="steps between validation-loss evaluations: the plan's cadence, or the stage's own"
+    )
     validation_timesteps: int = Field(8, gt=0, description="stratified timesteps of the validation loss")
+    # Steps between checkpoints (the last step always writes one): the plan's Young/Daly interval, or the stage's.
     checkpoint_every: int = Field(1, gt=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from compiler.schema.common import Size
 from compiler.schema.provenance import Node
@@ -138,6 +138,24 @@ class Stage(Node):
     teacher: str | None = Field(None, description="stage whose checkpoint teaches (distillation)")
     loss: StageLoss | None = None
     goal: str | None = Field(None, description="what the stage is for, in the model card's words")
+    checkpoint_every: int | None = Field(
+        None, gt=0, description="steps between checkpoints; unset: the planner's Young/Daly interval"
+    )
+    validation_every: int | None = Field(
+        None, gt=0, description="steps between validation-loss evaluations; unset: the planner's interval"
+    )
+
+    @model_validator(mode="after")
+    def _cadence_within_steps(self) -> Stage:
+        for field in ("checkpoint_every", "validation_every"):
+            every = getattr(self, field)
+            if every is not None and self.steps is not None and every > self.steps:
+                raise ValueError(
+                    f"schedule.stages[{self.name}].{field} is {every} but the stage has {self.steps} steps; "
+                    f"set {field} to at most {self.steps} (the last step always writes a checkpoint), or leave "
+                    "it unset for the planner's interval"
+                )
+        return self
 
 
 class ScheduleSpec(Node):
