@@ -1,0 +1,260 @@
+"""What the runtime builds and runs, declared without importing it: the contract between a spec and runtime/.
+
+A spec can name anything the schema accepts; the runtime implements a subset (runtime/models/factory.py,
+runtime/objectives, runtime/sample.py, runtime/curation/ops_*.py). This module states that subset so that
+`genspec validate` and `compile` refuse a spec the runtime cannot run, naming the field, instead of a
+NotImplementedError minutes into a run. Like compiler/schema/bundle.py it is a contract: it imports only the
+standard library and the schema, and tests/runtime/test_support.py fails when the runtime builds something
+undeclared here or lacks something declared here.
+
+Public API (stable; docs/reference.md's "runtime supports" column is generated from it):
+
+  unsupported(spec) -> list[Unsupported]     every (path, value, missing) of a spec the runtime lacks
+  field_support(model, field) -> str | None  for a schema class and one of its fields, what the runtime
+                                             supports when it is narrower than the schema, else None
+  op_implemented(kind, scorer) -> bool       whether a curation op kind (with that scorer) has an implementation
+  op_smoke_only(kind, scorer) -> bool        whether that implementation is a stand-in run only at smoke scale
+
+The tables (FAMILIES, QK_NORMS, OBJECTIVES, SAMPLERS, OPS, ...) are data; read them, do not mutate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+BACKBONE = "architecture.backbone"
+ANY_SCORER = "*"
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """One value of a spec the runtime does not implement: where it is, what it is, and what exists instead."""
+
+    path: str
+    value: Any
+    missing: str
+
+    def __str__(self) -> str:
+        return f"{self.path} = {self.value!r}: {self.missing}"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A network the runtime builds (runtime/models/factory.py) and the backbone values it accepts."""
+
+    name: str
+    module: str
+    qk_norms: tuple[str, ...]
+    positions: str  # what positional encodings it builds, in words
+    fixed: tuple[tuple[str, Any], ...] = ()  # backbone fields the implementation hard-codes: (field, value)
+
+
+# Backbone kind (and MMDiT block style) -> the family network built for it.
+FAMILIES: dict[str, Family] = {
+    "mmdit/flux": Family(
+        "mmdit/flux", "runtime.models.flux.MMDiT", ("rmsnorm_per_head",),
+        "rope over (index, h, w) or (h, w), text at zeros or cross_modality",
+        (("qkv_bias", True), ("norm_eps", 1e-6), ("text_input_norm", False)),
+    ),
+    "mmdit/qwen_image": Family(
+        "mmdit/qwen_image", "runtime.models.qwen_image.QwenImageMMDiT", ("rmsnorm_per_head",), "centred msrope",
+        (("qkv_bias", True), ("norm_eps", 1e-6), ("single_blocks", 0), ("pooled_dim", None),
+         ("guidance_embed", False), ("context_images", "none"), ("text_input_norm", True)),
+    ),
+    "dit": Family(
+        "dit", "runtime.models.wan.WanDiT", ("rmsnorm_per_head", "rmsnorm_across_heads", "none"),
+        "rope over a subset of (t, h, w)",
+        (("qkv_bias", True), ("modulation", "adaln_single"), ("text_conditioning", "cross_attention")),
+    ),
+    "spacetime_dit": Family(
+        "spacetime_dit", "runtime.models.wan.WanDiT", ("rmsnorm_per_head", "rmsnorm_across_heads", "none"),
+        "rope over a subset of (t, h, w)",
+        (("qkv_bias", True), ("modulation", "adaln_single"), ("text_conditioning", "cross_attention")),
+    ),
+    "cascade": Family("cascade", "runtime.models.unet.UNet / EfficientUNet", (), "none (U-Nets)"),
+}
+QK_NORMS = ("rmsnorm_per_head", "rmsnorm_across_heads", "none")  # every family's together
+POSITIONS = ("rope", "msrope")  # learned and scaled_rope are built by no family
+MODULATIONS = ("adaln_single",)
+TEXT_CONDITIONING = ("cross_attention",)
+# Objective kind -> loss weightings its runtime objective implements (runtime/objectives/*.py).
+OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "flow_matching": ("none", "sigma_sqrt", "cosmap"),
+    "noise_prediction": ("none", "min_snr"),
+    "v_prediction": ("none", "min_snr"),
+    "score_matching": ("none", "edm"),
+}
+# Objective kind -> inference.sampler values runtime/sample.py runs for it.
+SAMPLERS: dict[str, tuple[str, ...]] = {
+    "flow_matching": ("euler", "heun", "dpm_solver", "unipc"),
+    "score_matching": ("heun",),
+    "noise_prediction": ("ddim", "ddpm", "euler"),
+    "v_prediction": ("ddim", "ddpm", "euler"),
+}
+# Text-encoder role -> the denoiser input it feeds; the trainer reads one tensor per input
+# (runtime/objectives/conditioning.py encoder_inputs).
+ENCODER_INPUTS = {"pooled": "pooled", "tokens": "text", "cross_attention": "text", "glyph": "glyph"}
+
+
+@dataclass(frozen=True)
+class OpSupport:
+    """A curation op implementation: `smoke_only` marks a stand-in that refuses full scale."""
+
+    smoke_only: bool = False
+
+
+# Curation op kind -> scorer ("*" for every scorer) -> its implementation (runtime/curation/ops_*.py).
+OPS: dict[str, dict[str, OpSupport]] = {
+    **{kind: {ANY_SCORER: OpSupport()} for kind in (
+        "active_learning", "aesthetic", "ai_generated", "aspect_ratio", "balance", "blur", "caption_pii",
+        "clip_similarity", "corruption", "defect_mask", "duration", "exact_dedup", "exposure", "human_review",
+        "motion_tiers", "perceptual_dedup", "precompute_embeddings", "probe", "recaption", "resolution", "safety", "scene_split",
+        "score_conditioning", "semantic_dedup", "synthetic_text", "trim", "visual_quality", "watermark",
+    )},
+    "frame_consistency": {"dssim": OpSupport(), "lpips": OpSupport()},
+    "motion_score": {"farneback": OpSupport(), "unimatch": OpSupport(smoke_only=True)},
+    "ocr_text_area": {"craft": OpSupport()},
+    "technical_quality": {"clip-technical-regressor": OpSupport(), "dover": OpSupport(smoke_only=True)},
+}
+
+
+def family_of(backbone: Any) -> str:
+    """The FAMILIES key of a backbone: its kind, and for an MMDiT its block style."""
+    return f"mmdit/{backbone.block_style}" if backbone.kind == "mmdit" else backbone.kind
+
+
+def _op_support(kind: str, scorer: str | None) -> OpSupport | None:
+    scorers = OPS.get(kind, {})
+    return scorers.get(scorer or ANY_SCORER) or scorers.get(ANY_SCORER)
+
+
+def op_implemented(kind: str, scorer: str | None = None) -> bool:
+    """Whether the runtime implements curation op `kind` for `scorer` (None: the op has no scorer)."""
+    return _op_support(kind, scorer) is not None
+
+
+def op_smoke_only(kind: str, scorer: str | None = None) -> bool:
+    """Whether the implementation of `kind` / `scorer` is a stand-in the runtime runs only at smoke scale."""
+    found = _op_support(kind, scorer)
+    return found is not None and found.smoke_only
+
+
+# What the runtime supports where it is narrower than the schema: (schema class, field) -> in words.
+_FIELD_SUPPORT: dict[tuple[str, str], str] = {
+    ("Backbone", "qk_norm"): ", ".join(QK_NORMS) + " (MMDiTs: rmsnorm_per_head only)",
+    ("Backbone", "qkv_bias"): "true only",
+    ("Backbone", "positions"): "rope (MMDiT flux style, DiT), msrope (MMDiT qwen_image style)",
+    ("MMDiT", "norm_eps"): "1e-6 only",
+    ("MMDiT", "text_input_norm"): "false for block_style flux, true for qwen_image",
+    ("DiT", "modulation"): ", ".join(MODULATIONS),
+    ("DiT", "text_conditioning"): ", ".join(TEXT_CONDITIONING),
+    ("ObjectiveBase", "loss_weighting"): "; ".join(f"{k}: {', '.join(v)}" for k, v in OBJECTIVES.items()),
+    ("InferenceSpec", "sampler"): "; ".join(f"{k}: {', '.join(v)}" for k, v in SAMPLERS.items()),
+    ("TextEncoder", "role"): "at most one encoder per denoiser input (text, pooled, glyph)",
+}
+
+
+def field_support(model: type[BaseModel], field: str) -> str | None:
+    """What the runtime supports of `model.field`, when narrower than the schema allows; None otherwise.
+
+    Looks the field up on `model` and its schema base classes, so `field_support(DiT, "qk_norm")` finds the
+    entry declared on Backbone."""
+    for klass in model.__mro__:
+        found = _FIELD_SUPPORT.get((klass.__name__, field))
+        if found is not None:
+            return found
+    return None
+
+
+# Checks -----------------------------------------------------------------------------------------
+
+
+def unsupported(spec: Any) -> list[Unsupported]:
+    """Every value of `spec` (a compiler.schema.spec.Spec) the runtime does not implement, in spec order."""
+    return [*_backbone(spec.architecture), *_encoders(spec.architecture), *_objective(spec), *_sampler(spec),
+            *_ops(spec)]
+
+
+def _backbone(architecture: Any) -> list[Unsupported]:
+    backbone = architecture.backbone
+    family = FAMILIES.get(family_of(backbone))
+    if family is None:
+        return [Unsupported(f"{BACKBONE}.kind", family_of(backbone), f"the runtime builds {', '.join(FAMILIES)}")]
+    if backbone.kind == "cascade":
+        return []
+    found = []
+    if backbone.qk_norm not in family.qk_norms:
+        found.append(Unsupported(f"{BACKBONE}.qk_norm", backbone.qk_norm,
+                                 f"the {family.name} network implements {', '.join(family.qk_norms)}"))
+    for field, value in family.fixed:
+        if getattr(backbone, field) != value:
+            found.append(Unsupported(f"{BACKBONE}.{field}", getattr(backbone, field),
+                                     f"the {family.name} network implements only {field} = {value!r}"))
+    if not _positions_built(family.name, backbone.positions):
+        found.append(Unsupported(f"{BACKBONE}.positions.kind", backbone.positions.kind,
+                                 f"the {family.name} network builds {family.positions}"))
+    return found
+
+
+def _positions_built(family: str, positions: Any) -> bool:
+    axes = list(getattr(positions, "axes", []))
+    if family == "mmdit/flux":
+        return positions.kind == "rope" and axes in (["index", "h", "w"], ["h", "w"]) and positions.text in (
+            "zeros", "cross_modality")
+    if family == "mmdit/qwen_image":
+        return positions.kind == "msrope" and positions.centred
+    return positions.kind == "rope" and set(axes) <= {"t", "h", "w"}
+
+
+def _encoders(architecture: Any) -> list[Unsupported]:
+    if architecture.backbone.kind == "cascade":
+        return []  # a cascade U-Net attends to one token encoder; architecture rules check its width
+    found = []
+    for slot in ("text", "pooled", "glyph"):
+        sharing = [e.name for e in architecture.text_encoders if ENCODER_INPUTS[e.role] == slot]
+        if len(sharing) > 1:
+            found.append(Unsupported("architecture.text_encoders", sharing,
+                                     f"the trainer feeds one encoder into the {slot!r} input"))
+    return found
+
+
+def _objective(spec: Any) -> list[Unsupported]:
+    objective = spec.objective
+    weightings = OBJECTIVES.get(objective.kind)
+    if weightings is None:
+        return [Unsupported("objective.kind", objective.kind, f"the runtime trains {', '.join(OBJECTIVES)}")]
+    found = []
+    if objective.loss_weighting not in weightings:
+        found.append(Unsupported("objective.loss_weighting", objective.loss_weighting,
+                                 f"the {objective.kind} objective implements {', '.join(weightings)}"))
+    if getattr(objective, "adaptive", False) and objective.noise_aware_compute is None:
+        found.append(Unsupported("objective.adaptive", True, "the runtime implements adaptive flow matching only "
+                                 "as noise-aware timestep sampling: set objective.noise_aware_compute"))
+    return found
+
+
+def _sampler(spec: Any) -> list[Unsupported]:
+    samplers = SAMPLERS.get(spec.objective.kind, ())
+    if spec.inference.sampler in samplers:
+        return []
+    return [Unsupported("inference.sampler", spec.inference.sampler,
+                        f"runtime/sample.py samples a {spec.objective.kind} model with {', '.join(samplers)}")]
+
+
+def _ops(spec: Any) -> list[Unsupported]:
+    found = []
+    for pipeline in spec.data.pipelines:
+        for op in pipeline.ops:
+            scorer = getattr(op, "scorer", None)
+            if op_implemented(op.kind, scorer):
+                continue
+            path = f"data.pipelines[{pipeline.name}].ops[{op.name}]"
+            if op.kind in OPS:
+                found.append(Unsupported(f"{path}.scorer", scorer,
+                                         f"op kind {op.kind} is implemented for scorers {', '.join(OPS[op.kind])}"))
+            else:
+                found.append(Unsupported(f"{path}.kind", op.kind, "no runtime implementation of this op kind"))
+    return found
