@@ -19,10 +19,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# `\\[` keeps rich from reading [pretrain] as markup and dropping it from --help.
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override a value: PATH=VALUE, e.g. schedule.stages[pretrain].steps=1000."),
+    typer.Option("--set", help="Override a value: PATH=VALUE, e.g. schedule.stages\\[pretrain].steps=1000. "
+                 "Applied after --scale, so it wins."),
 ]
+ScaleOption = Annotated[str, typer.Option("--scale", help="full or smoke.")]
 
 
 def _console():
@@ -36,19 +39,27 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(target: str, overrides: list[str] | None = None):
-    """Load and override a TARGET, turning every load problem into exit 2 (field errors: exit 1)."""
-    from compiler.resolve import OverrideError, apply_overrides
-    from compiler.targets import load_target
+def _load(target: str, overrides: list[str] | None = None, scale: str = "full"):
+    """A TARGET through the pipeline's load, scale and overrides passes (compiler/pipeline.py), every load
+    problem turned into exit 2 (field errors: exit 1)."""
+    from compiler import pipeline
+    from compiler.resolve import OverrideError
 
     try:
-        return apply_overrides(load_target(target), overrides or [])
+        return pipeline.apply(pipeline.load(target), scale, overrides or [])
     except SpecFieldError as error:
         for diagnostic in error.diagnostics:
             print(f"{error.origin}: {diagnostic}", file=sys.stderr)
         raise typer.Exit(1) from None
     except (SpecLoadError, OverrideError) as error:
         raise _fail(str(error)) from None
+
+
+def _check_scale(scale: str) -> None:
+    from compiler.scale import SCALES
+
+    if scale not in SCALES:
+        raise _fail(f"--scale {scale!r}: choose one of {', '.join(SCALES)}")
 
 
 @app.command("list")
@@ -120,34 +131,40 @@ def show(
 def validate(
     targets: Annotated[Optional[list[str]], typer.Argument(help="Specs to check.")] = None,
     all_specs: Annotated[bool, typer.Option("--all", help="Check every shipped spec.")] = False,
+    scale: ScaleOption = "full",
     overrides: SetOption = None,
 ) -> None:
-    """Check specs: field rules, then every semantic rule. Exit 0 valid, 1 invalid, 2 load error."""
-    import specs
-    from compiler.resolve import find_missing
-    from compiler.validate import validate as run_rules
+    """Check specs with every check compile runs except planning: field rules, semantic rules, the stage
+    graph, runtime support and values the planner needs. Exit 0 valid, 1 invalid, 2 load error."""
+    from compiler import pipeline
 
-    names = list(targets or []) + (list(specs.SHIPPED) if all_specs else [])
+    _check_scale(scale)
+    names = list(targets or [])
+    if all_specs:
+        import specs
+
+        names += list(specs.SHIPPED)
     if not names:
         raise _fail("name at least one TARGET, or pass --all")
     invalid = False
     load_failed = False
     for name in names:
         try:
-            spec = _load(name, overrides)
+            spec = _load(name)
+            checked = pipeline.check(spec, scale, overrides or [])
         except typer.Exit as exit_:
             load_failed |= exit_.exit_code == 2
             invalid |= exit_.exit_code == 1
             continue
-        diagnostics = run_rules(spec)
-        errors = [d for d in diagnostics if d.severity == "error"]
-        for diagnostic in diagnostics:
+        except ValueError as error:  # an override that cannot be applied (OverrideError)
+            print(f"error: {error}", file=sys.stderr)
+            load_failed = True
+            continue
+        for diagnostic in checked.diagnostics:
             print(f"{name}: {diagnostic}")
-        for missing in find_missing(spec):
-            print(f"{name}: note: {missing}")
-        warnings = len(diagnostics) - len(errors)
+        errors = len(checked.errors)
         verdict = "invalid" if errors else "valid"
-        print(f"{name}: {verdict} ({len(errors)} error(s), {warnings} warning(s))")
+        print(f"{name}: {verdict} ({errors} error(s), {len(checked.diagnostics) - errors} warning(s))")
         invalid |= bool(errors)
     raise typer.Exit(2 if load_failed else 1 if invalid else 0)
 
@@ -252,20 +269,20 @@ def compile_spec(
     target: Annotated[str, typer.Argument(help="Shipped name, file.py:attr, or .yaml/.json file.")],
     cluster: Annotated[str, typer.Option("--cluster", help="Preset name (`genspec clusters`), .yaml/.json, or file.py:attr.")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Bundle directory (default generated/SPEC/CLUSTER[-smoke]).")] = None,
-    scale: Annotated[str, typer.Option("--scale", help="full or smoke.")] = "full",
+    scale: ScaleOption = "full",
     overrides: SetOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
 ) -> None:
     """Compile a spec for a cluster into a runnable bundle. Exit 0 written, 1 the spec cannot be compiled, 2 usage."""
     from pathlib import Path
 
+    from compiler import pipeline
     from compiler.clusters import load_cluster
-    from compiler.emit import CompileError, OutputExistsError, render, write_bundle
-    from compiler.plan import SCALES
+    from compiler.emit import OutputExistsError, write_bundle
+    from compiler.resolve import OverrideError
 
-    if scale not in SCALES:
-        raise _fail(f"--scale {scale!r}: choose one of {', '.join(SCALES)}")
-    spec = _load(target, overrides)
+    _check_scale(scale)
+    spec = _load(target)
     try:
         target_cluster = load_cluster(cluster)
     except SpecLoadError as error:
@@ -274,9 +291,11 @@ def compile_spec(
     if out.exists() and not force:
         raise _fail(f"{out} exists; pass --force to replace it")
     try:
-        bundle = render(spec, target_cluster, scale)
+        bundle = pipeline.emit(pipeline.compile(spec, target_cluster, scale, overrides or []))
         write_bundle(bundle, out, force=force)
-    except CompileError as error:
+    except OverrideError as error:
+        raise _fail(str(error)) from None
+    except pipeline.CompileError as error:
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     except OutputExistsError as error:
@@ -323,8 +342,8 @@ def curate(
 
 def _bundle_pipeline(bundle, pipeline: str | None):
     """What a compiled bundle ships for `pipeline`: the schema Pipeline, the bundle's scale, the architecture
-    and encode size (compiler.emit.bundle.BundlePipeline)."""
-    from compiler.emit.bundle import read_bundle_pipeline
+    and encode size (compiler.schema.bundle.BundlePipeline)."""
+    from compiler.schema.bundle import read_bundle_pipeline
 
     try:
         return read_bundle_pipeline(bundle, pipeline)

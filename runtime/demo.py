@@ -283,7 +283,7 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
         log(f"raw data present in {raw}, reused")
     else:
         log(f"writing synthetic raw shards into {raw}")
-        from compiler.plan.scale import scaled
+        from compiler.scale import scaled
 
         make_raw(raw, scaled(spec_obj, SCALE))  # the bundle's thresholds (smoke shortens clip durations)
     timings["raw data"] = time.perf_counter() - started

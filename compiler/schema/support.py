@@ -201,6 +201,8 @@ def _backbone(architecture: Any) -> list[Unsupported]:
 
 def _positions_built(family: str, positions: Any) -> bool:
     axes = list(getattr(positions, "axes", []))
+    if len(set(axes)) != len(axes):
+        return True  # a repeated axis: architecture.rope-axes-cover-inputs reports the axes, whatever the family
     if family == "mmdit/flux":
         return positions.kind == "rope" and axes in (["index", "h", "w"], ["h", "w"]) and positions.text in (
             "zeros", "cross_modality")
@@ -214,7 +216,8 @@ def _encoders(architecture: Any) -> list[Unsupported]:
         return []  # a cascade U-Net attends to one token encoder; architecture rules check its width
     found = []
     for slot in ("text", "pooled", "glyph"):
-        sharing = [e.name for e in architecture.text_encoders if ENCODER_INPUTS[e.role] == slot]
+        # Distinct names: two encoders of one name are architecture.unique-names's problem.
+        sharing = list(dict.fromkeys(e.name for e in architecture.text_encoders if ENCODER_INPUTS[e.role] == slot))
         if len(sharing) > 1:
             found.append(Unsupported("architecture.text_encoders", sharing,
                                      f"the trainer feeds one encoder into the {slot!r} input"))
@@ -226,10 +229,7 @@ def _objective(spec: Any) -> list[Unsupported]:
     weightings = OBJECTIVES.get(objective.kind)
     if weightings is None:
         return [Unsupported("objective.kind", objective.kind, f"the runtime trains {', '.join(OBJECTIVES)}")]
-    found = []
-    if objective.loss_weighting not in weightings:
-        found.append(Unsupported("objective.loss_weighting", objective.loss_weighting,
-                                 f"the {objective.kind} objective implements {', '.join(weightings)}"))
+    found = []  # loss weightings: the objective.loss-weighting-fits-objective rule reads OBJECTIVES
     if getattr(objective, "adaptive", False) and objective.noise_aware_compute is None:
         found.append(Unsupported("objective.adaptive", True, "the runtime implements adaptive flow matching only "
                                  "as noise-aware timestep sampling: set objective.noise_aware_compute"))

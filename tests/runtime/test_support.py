@@ -4,7 +4,7 @@ declares unsupported is refused by the runtime, and the runtime's registries hol
 import pytest
 
 import specs
-from compiler.plan import scaled
+from compiler.scale import scaled
 from compiler.schema import support
 from compiler.schema.architecture import LearnedPositions, MSRope, Rope, ScaledRope
 from compiler.schema.objective import FlowMatching, NoisePrediction, ScoreMatching, VPrediction

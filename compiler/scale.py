@@ -1,10 +1,11 @@
-"""Scale profiles. `smoke` shrinks a spec so it compiles for `local-cpu` and runs in minutes, keeping its
+"""The scale pass. `smoke` shrinks a spec so it compiles for `local-cpu` and runs in minutes, keeping its
 structure: the same families, block kinds, stages, datasets and ops, with small widths and sizes.
 
 Every shrunk value is recorded as an assumption whose reason starts with "smoke scale", so the bundle's
 assumptions report lists them. Curation thresholds are untouched (the curation runtime handles smoke
 models and thresholds itself), except durations: clip lengths in seconds shrink by TIME (at least MIN_CLIP
-seconds), so smoke curation decodes short clips.
+seconds), so smoke curation decodes short clips. Scaling runs before `--set` overrides (compiler/pipeline.py),
+so an override always wins over a smoke value.
 """
 
 from __future__ import annotations
