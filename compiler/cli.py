@@ -236,6 +236,8 @@ def diff_specs(
     fmt: Annotated[str, typer.Option("--format", help="text, markdown or json.")] = "text",
     only: Annotated[Optional[str], typer.Option("--only", help="data, architecture, objective or schedule.")] = None,
     graph: Annotated[bool, typer.Option("--graph", help="Print the stage-graph diff as DOT instead.")] = False,
+    hide_provenance: Annotated[bool, typer.Option(
+        "--hide-provenance", help="Value changes only: no provenance-only changes, no provenance lines.")] = False,
 ) -> None:
     """What changed from A to B. Exit 0 when equal, 1 when they differ, 2 on error."""
     from compiler import diff_format
@@ -247,6 +249,8 @@ def diff_specs(
         raise _fail(f"--only {only!r}: choose one of {', '.join(SECTIONS)}")
     spec_a, spec_b = _load(a), _load(b)
     result = diff(spec_a, spec_b).only(only)
+    if hide_provenance:
+        result = result.values_only()
     if graph:
         from compiler.graph import build
 
