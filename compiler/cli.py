@@ -9,8 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from compiler.yamlio import SpecFieldError, SpecLoadError
-
 app = typer.Typer(
     name="genspec",
     help="Compile typed specs of image and video generation models into runnable training bundles.",
@@ -44,6 +42,7 @@ def _load(target: str, overrides: list[str] | None = None, scale: str = "full"):
     problem turned into exit 2 (field errors: exit 1)."""
     from compiler import pipeline
     from compiler.resolve import OverrideError
+    from compiler.yamlio import SpecFieldError, SpecLoadError
 
     try:
         return pipeline.apply(pipeline.load(target), scale, overrides or [])
@@ -64,22 +63,10 @@ def _check_scale(scale: str) -> None:
 
 @app.command("list")
 def list_specs(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
-    """Every shipped spec."""
-    import specs
+    """Every shipped spec (read from specs/catalogue.py: no spec is loaded)."""
+    from specs.catalogue import CATALOGUE
 
-    rows = []
-    for name in specs.SHIPPED:
-        spec = specs.load(name)
-        rows.append({
-            "name": name,
-            "family": spec.family,
-            "modality": spec.modality,
-            "organisation": spec.organisation,
-            "backbone": spec.architecture.backbone.kind,
-            "objective": spec.objective.kind,
-            "params_documented": spec.architecture.params_documented,
-            "derived_from": spec.derived_from,
-        })
+    rows = [{"name": name, **row} for name, row in CATALOGUE.items()]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -284,6 +271,7 @@ def compile_spec(
     from compiler.clusters import load_cluster
     from compiler.emit import OutputExistsError, write_bundle
     from compiler.resolve import OverrideError
+    from compiler.yamlio import SpecLoadError
 
     _check_scale(scale)
     spec = _load(target)
@@ -295,7 +283,8 @@ def compile_spec(
     if out.exists() and not force:
         raise _fail(f"{out} exists; pass --force to replace it")
     try:
-        bundle = pipeline.emit(pipeline.compile(spec, target_cluster, scale, overrides or []))
+        compiled = pipeline.compile(spec, target_cluster, scale, overrides or [], target=target, cluster_target=cluster)
+        bundle = pipeline.emit(compiled)
         write_bundle(bundle, out, force=force)
     except OverrideError as error:
         raise _fail(str(error)) from None
@@ -357,7 +346,9 @@ def _bundle_pipeline(bundle, pipeline: str | None):
 
 @app.command()
 def demo(
-    spec: Annotated[str, typer.Option("--spec", help="Shipped spec to run end to end (any of `genspec list`).")] = "flux1-dev",
+    spec: Annotated[str, typer.Option(
+        "--spec", help="Any TARGET to run end to end: a shipped name (`genspec list`), file.py:ATTR or a "
+        ".yaml/.json file, found from the current directory.")] = "flux1-dev",
     workdir: Annotated[str, typer.Option("--workdir", help="Where the bundle, data, run and report go.")] = "demo-run",
 ) -> None:
     """Compile SPEC at smoke scale for this machine, make synthetic raw data, run curation, every training

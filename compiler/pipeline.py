@@ -54,11 +54,12 @@ class Checked:
 
 @dataclass(frozen=True)
 class Compiled:
-    """A checked spec planned onto a cluster: everything emit needs."""
+    """A checked spec planned onto a cluster: everything emit needs, and the command that compiles it again."""
 
     checked: Checked
     cluster: Cluster
     plan: Plan
+    command: str
 
     @property
     def spec(self) -> Spec:
@@ -99,9 +100,12 @@ def check(spec: Spec, scale: str = "full", overrides: list[str] | tuple[str, ...
     return Checked(resolved.spec, scale, resolved, stage_graph, diagnostics)
 
 
-def compile(spec: Spec, cluster: Cluster, scale: str = "full",
-            overrides: list[str] | tuple[str, ...] = ()) -> Compiled:
-    """`check`, then plan onto `cluster`; raise CompileError with every error found."""
+def compile(spec: Spec, cluster: Cluster, scale: str = "full", overrides: list[str] | tuple[str, ...] = (), *,
+            target: str | None = None, cluster_target: str | None = None) -> Compiled:
+    """`check`, then plan onto `cluster`; raise CompileError with every error found.
+
+    target and cluster_target are how the command line named the spec and the cluster (a file.py:ATTR, a
+    .yaml file), for the rerun command the bundle prints; by default the spec's and the cluster's names."""
     from compiler.plan import PlanError, plan
 
     checked = check(spec, scale, overrides)
@@ -112,7 +116,18 @@ def compile(spec: Spec, cluster: Cluster, scale: str = "full",
         planned = plan(checked.spec, cluster, scale)
     except PlanError as error:
         raise CompileError(str(error)) from error
-    return Compiled(checked, cluster, planned)
+    command = rerun_command(target or spec.name, cluster_target or cluster.name, scale, overrides)
+    return Compiled(checked, cluster, planned, command)
+
+
+def rerun_command(target: str, cluster: str, scale: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """The `genspec compile` command line that compiles a bundle again, shell-quoted."""
+    import shlex
+
+    words = ["genspec", "compile", target, "--cluster", cluster, "--scale", scale]
+    for override in overrides:
+        words += ["--set", override]
+    return shlex.join(words)
 
 
 def emit(compiled: Compiled) -> Bundle:

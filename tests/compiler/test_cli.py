@@ -28,6 +28,30 @@ def test_list_json_names_all_fifteen_specs():
     assert [row["name"] for row in json.loads(result.stdout)] == EXPECTED
 
 
+def test_list_catalogue_states_what_the_loaded_specs_say():
+    import specs
+    from specs.catalogue import CATALOGUE
+
+    assert list(CATALOGUE) == list(specs.SHIPPED)
+    for name in specs.SHIPPED:
+        spec = specs.load(name)
+        assert CATALOGUE[name] == {
+            "family": spec.family, "modality": spec.modality, "organisation": spec.organisation,
+            "backbone": spec.architecture.backbone.kind, "objective": spec.objective.kind,
+            "params_documented": spec.architecture.params_documented, "derived_from": spec.derived_from,
+        }, f"specs/catalogue.py's row of {name} differs from the spec: update the row"
+
+
+def test_list_and_the_start_of_validate_load_no_spec_and_no_schema():  # typer itself imports pydantic
+    probe = ("import sys\nfrom compiler.cli import app\n"
+             "for args in (['list', '--json'], ['validate', '--help']):\n"
+             "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('compiler.schema', 'specs.'))"
+             " and m != 'specs.catalogue'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_validate_all_exits_zero():
     result = run("validate", "--all")
     assert result.exit_code == 0, result.output
@@ -278,3 +302,32 @@ def test_a_wrong_list_item_says_whether_names_or_indexes_select_it(path, expecte
     result = run("show", "flux1-dev", "--set", f"{path}=7")
     assert result.exit_code == 2
     assert expected in result.output
+
+
+def test_a_custom_specs_bundle_readme_prints_a_rerun_command_that_works(tmp_path, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text("import specs\nfrom compiler.document import derive\n"
+                                      "MINE = derive(specs.load('wan2.1-t2v-1.3b'), {}, name='my-wan')\n")
+    assert run("compile", "mine.py:MINE", "--cluster", "h100-64", "-o", "first").exit_code == 0
+    readme = (tmp_path / "first/README.md").read_text()
+    command = readme.split("change the spec and run\n`", 1)[1].split("`", 1)[0]
+    assert command == "genspec compile mine.py:MINE --cluster h100-64 --scale full"
+    again = run(*shlex.split(command)[1:], "-o", "again")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again/manifest.json").read_text() == (tmp_path / "first/manifest.json").read_text()
+
+
+def test_demo_takes_any_target_and_finds_a_file_from_the_current_directory(tmp_path, monkeypatch):
+    from compiler.targets import absolute_target
+    from runtime.demo import compile_bundle
+
+    assert "AnyTARGET" in "".join(run("demo", "--help").stdout.replace("│", "").split())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text("import specs\nfrom compiler.document import derive\n"
+                                      "MINE = derive(specs.load('flux1-dev'), {}, name='my-flux')\n")
+    target = absolute_target("mine.py:MINE")
+    assert target == f"{tmp_path / 'mine.py'}:MINE" and absolute_target("flux1-dev") == "flux1-dev"
+    compile_bundle(target, tmp_path / "bundle", "my-flux")  # the demo compiles from the project root
+    assert json.loads((tmp_path / "bundle/manifest.json").read_text())["spec"] == "my-flux"
