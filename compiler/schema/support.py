@@ -154,6 +154,11 @@ _FIELD_SUPPORT: dict[tuple[str, str], str] = {
     ("ObjectiveBase", "loss_weighting"): "; ".join(f"{k}: {', '.join(v)}" for k, v in OBJECTIVES.items()),
     ("InferenceSpec", "sampler"): "; ".join(f"{k}: {', '.join(v)}" for k, v in SAMPLERS.items()),
     ("TextEncoder", "role"): "at most one encoder per denoiser input (text, pooled, glyph)",
+    ("MMDiT", "block_style"): "flux; qwen_image with single_blocks 0, no pooled_dim, no guidance_embed, "
+    "context_images none and text_input_norm true",
+    ("Rope", "axes"): "(index, h, w) or (h, w) in an MMDiT; any of t, h, w in a DiT",
+    ("MSRope", "centred"): "true only",
+    ("FlowMatching", "adaptive"): "true only with objective.noise_aware_compute set",
 }
 
 
@@ -166,6 +171,10 @@ def field_support(model: type[BaseModel], field: str) -> str | None:
         found = _FIELD_SUPPORT.get((klass.__name__, field))
         if found is not None:
             return found
+    kind = getattr(model.model_fields.get("kind"), "default", None) if field == "scorer" else None
+    if kind in OPS and ANY_SCORER not in OPS[kind]:  # an op kind implemented for some scorers only
+        return ", ".join(f"{scorer} (smoke scale only)" if support.smoke_only else scorer
+                         for scorer, support in OPS[kind].items())
     return None
 
 
