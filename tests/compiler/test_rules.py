@@ -405,3 +405,22 @@ def test_odd_but_valid_specs_crash_no_rule(name, request):
     spec = derive(base, change) if isinstance(change, dict) else change(base)
     crashed = [str(d) for d in check_rules(spec) if d.message.startswith("rule crashed")]
     assert crashed == []
+
+
+# The five problems compiler/rules and compiler/graph both reported, each under its one remaining rule.
+FORMER_DUPLICATES = {
+    "dataset unused": ("data.dataset-unused", ""),
+    "masked-loss source": ("objective.masked-loss-source", ""),
+    "human-review score op": ("graph.no-producer", "human-review"),
+    "barrier placement": ("graph.barrier-placement", ""),
+    "subset cycle": ("graph.cycle", "subset-loop"),
+    "stage cycle": ("schedule.references-earlier-stage", "itself"),
+}
+
+
+@pytest.mark.parametrize("problem", FORMER_DUPLICATES)
+def test_a_former_duplicate_is_reported_once(problem, request):
+    rule, label = FORMER_DUPLICATES[problem]
+    case = next(c for c in CASES if c.rule == rule and c.label == label)
+    found = validate(_break(case, request))
+    assert [(d.rule, d.path) for d in found] == [(rule, case.path)], [str(d) for d in found]
