@@ -6,11 +6,10 @@ pydantic's field errors into them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ValidationError
-
-from compiler.document import item_key
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 Severity = Literal["error", "warning"]
 
@@ -64,6 +63,8 @@ def _field_fix(detail: dict[str, Any]) -> str:
 
 def loc_to_path(loc: tuple[Any, ...], data: Any) -> str:
     """('data', 'pipelines', 0, 'ops', 1, 'aesthetic', 'min_score') -> data.pipelines[main].ops[x].min_score"""
+    from compiler.document import item_key
+
     path = ""
     node = data
     for part in loc:

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from compiler.diagnostic import Diagnostic
-from compiler.schema.spec import Spec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the schema loads with the first spec, not with this module (`genspec validate` starts fast)
     from compiler.emit.bundle import Bundle
     from compiler.graph import StageGraph
     from compiler.plan import Plan
     from compiler.resolve import Resolved
     from compiler.schema.cluster import Cluster
+    from compiler.schema.spec import Spec
 
 VALUE_NEEDED = "resolve.value-needed"
 
