@@ -148,6 +148,7 @@ _FIELD_SUPPORT: dict[tuple[str, str], str] = {
     ("Backbone", "qkv_bias"): "true only",
     ("Backbone", "positions"): "rope (MMDiT flux style, DiT), msrope (MMDiT qwen_image style)",
     ("MMDiT", "norm_eps"): "1e-6 only",
+    ("MMDiT", "patch_size"): "square image patches (1, p, p)",
     ("MMDiT", "text_input_norm"): "false for block_style flux, true for qwen_image",
     ("DiT", "modulation"): ", ".join(MODULATIONS),
     ("DiT", "text_conditioning"): ", ".join(TEXT_CONDITIONING),
@@ -202,6 +203,10 @@ def _backbone(architecture: Any) -> list[Unsupported]:
         if getattr(backbone, field) != value:
             found.append(Unsupported(f"{BACKBONE}.{field}", getattr(backbone, field),
                                      f"the {family.name} network implements only {field} = {value!r}"))
+    _, patch_h, patch_w = backbone.patch_size
+    if backbone.kind == "mmdit" and (backbone.patch_size[0] != 1 or patch_h != patch_w):
+        found.append(Unsupported(f"{BACKBONE}.patch_size", tuple(backbone.patch_size),
+                                 f"the {family.name} network packs square image patches (1, p, p)"))
     if not _positions_built(family.name, backbone.positions):
         found.append(Unsupported(f"{BACKBONE}.positions.kind", backbone.positions.kind,
                                  f"the {family.name} network builds {family.positions}"))

@@ -33,7 +33,8 @@ def backbone_variants(backbone):
     variants += [("qkv_bias", False), ("qkv_bias", True), ("norm_eps", 1e-5), ("norm_eps", 1e-6)]
     variants += [("positions", p) for p in positions_variants(backbone.positions)]
     if backbone.kind == "mmdit":
-        variants += [("text_input_norm", True), ("text_input_norm", False)]
+        variants += [("text_input_norm", True), ("text_input_norm", False), ("patch_size", (1, 2, 2)),
+                     ("patch_size", (1, 1, 2)), ("patch_size", (2, 2, 2))]
     else:
         variants += [("modulation", "adaln_single"), ("modulation", "adaln_per_block"),
                      ("text_conditioning", "cross_attention"), ("text_conditioning", "in_context")]
