@@ -4,7 +4,7 @@ A spec can name anything the schema accepts; the runtime implements a subset (ru
 runtime/objectives, runtime/sample.py, runtime/curation/ops_*.py). This module states that subset so that
 `genspec validate` and `compile` refuse a spec the runtime cannot run, naming the field, instead of a
 NotImplementedError minutes into a run. Like compiler/schema/bundle.py it is a contract: it imports only the
-standard library and the schema, and tests/runtime/test_support.py fails when the runtime builds something
+standard library and pydantic, and tests/runtime/test_support.py fails when the runtime builds something
 undeclared here or lacks something declared here.
 
 Public API (stable; docs/reference.md's "runtime supports" column is generated from it):
@@ -183,7 +183,9 @@ def field_support(model: type[BaseModel], field: str) -> str | None:
 
 
 def unsupported(spec: Any) -> list[Unsupported]:
-    """Every value of `spec` (a compiler.schema.spec.Spec) the runtime does not implement, in spec order."""
+    """Every value of `spec` (a compiler.schema.spec.Spec) the runtime does not implement, in spec order.
+
+    Loss weightings are not repeated here: the objective.loss-weighting-fits-objective rule reads OBJECTIVES."""
     return [*_backbone(spec.architecture), *_encoders(spec.architecture), *_objective(spec), *_sampler(spec),
             *_ops(spec)]
 
@@ -207,9 +209,12 @@ def _backbone(architecture: Any) -> list[Unsupported]:
     if backbone.kind == "mmdit" and (backbone.patch_size[0] != 1 or patch_h != patch_w):
         found.append(Unsupported(f"{BACKBONE}.patch_size", tuple(backbone.patch_size),
                                  f"the {family.name} network packs square image patches (1, p, p)"))
-    if not _positions_built(family.name, backbone.positions):
-        found.append(Unsupported(f"{BACKBONE}.positions.kind", backbone.positions.kind,
-                                 f"the {family.name} network builds {family.positions}"))
+    positions = backbone.positions
+    if not _positions_built(family.name, positions):
+        expected_kind = "msrope" if family.name == "mmdit/qwen_image" else "rope"
+        path, value = ((f"{BACKBONE}.positions.kind", positions.kind) if positions.kind != expected_kind else
+                       (f"{BACKBONE}.positions", positions.model_dump(exclude={"axes_dims", "theta"})))
+        found.append(Unsupported(path, value, f"the {family.name} network builds {family.positions}"))
     return found
 
 
