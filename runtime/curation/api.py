@@ -194,6 +194,9 @@ class OpImpl:
     def __init__(self, spec: Op, ctx: OpContext) -> None:
         self.spec = spec
         self.ctx = ctx
+        wanted = getattr(spec, "resources", None)
+        if wanted is not None and wanted.batch_size is not None:
+            self.batch_size = wanted.batch_size  # the spec's `resources.batch_size` overrides the kind's default
 
     @property
     def name(self) -> str:
@@ -208,7 +211,20 @@ class OpImpl:
         return None
 
     def resources(self) -> Resources:
+        """The op kind's default needs; `planned_resources` applies the spec's overrides."""
         return Resources()
+
+    def planned_resources(self) -> tuple[Resources, int | None]:
+        """(resources per copy, copies or None for the executor's choice): the kind's defaults with the
+        spec's `resources` fields (compiler/schema/data.py OpResources) put over them."""
+        default, wanted = self.resources(), getattr(self.spec, "resources", None)
+        if wanted is None:
+            return default, None
+        return Resources(
+            cpus=default.cpus if wanted.cpus is None else wanted.cpus,
+            gpus=default.gpus if wanted.gpus is None else wanted.gpus,
+            gpu_memory_gb=default.gpu_memory_gb,
+        ), wanted.concurrency
 
     def scoring_params(self) -> dict[str, Any] | None:
         """The parameters the score depends on (never thresholds); None: the op has no cached score."""

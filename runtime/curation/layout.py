@@ -6,7 +6,7 @@
     OUT/report.json, OUT/report/*.png   the funnel and score histograms
     OUT/_work/stageK/STEM.json          manifest of STEM in stage K: every record's fate (the done-marker)
     OUT/_work/stageK/STEM.tar           records passed from stage K to K+1 (pipelines with barriers)
-    OUT/_cache/scores.sqlite            the score cache (unless cache_dir is given)
+    OUT/_cache/scores-HOST.sqlite       the score cache, one file per host (unless cache_dir is given)
 """
 
 from __future__ import annotations

@@ -253,7 +253,9 @@ class StageRunner:
         ended: list[Record | Unreadable] = [i for i in items if isinstance(i, Unreadable) or i.fate is not None]
         live = []
         for record in (i for i in items if isinstance(i, Record) and i.fate is None):
-            record.attach_decoder(self.side, color=self.color)
+            pixels = record._pixels  # an earlier segment of this stage (Ray) already decoded: keep its pixels
+            if pixels is None or (pixels.plan_side, pixels.color) != (self.side, self.color):
+                record.attach_decoder(self.side, color=self.color)
             verdict = self.verdicts.get(record.shard, {}).get(record.key) if self.first else None
             if verdict is not None and not apply_verdict(record, Verdict(**verdict), self.barrier_in):
                 ended.append(record)
@@ -266,7 +268,7 @@ class StageRunner:
         if self.last:
             for record in live:
                 record.fate = Fate("kept" if self.final else "pass")
-        for record in [*ended, *live]:
+        for record in [*ended, *(live if self.last else [])]:  # live records carry their pixels to the next ops
             if isinstance(record, Record):
                 record.release()
         return sorted([*ended, *live], key=lambda item: item.seq)
