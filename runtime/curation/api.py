@@ -174,11 +174,14 @@ class OpContext:
 
 @dataclass(frozen=True)
 class BarrierItem:
-    """One record that reached a barrier: its key, input shard and the barrier's score of it."""
+    """One record that reached a barrier: its key, input shard and the barrier's score of it. An embedding
+    barrier's vector is `vector` (a row of the .npy stored beside the shard's manifest, memory-mapped), not
+    part of the score."""
 
     key: str
     shard: str
     score: Score
+    vector: Any = None
 
 
 class OpImpl:

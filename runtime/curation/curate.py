@@ -10,12 +10,15 @@ one place), the report is written to OUTPUT/report.json, and a run that read or 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from compiler.schema.architecture import ArchitectureSpec
 from compiler.schema.data import Op, Pipeline
@@ -134,7 +137,7 @@ class CurationRun:
         shards = self.shards if shards is None else shards
         verdicts: dict[str, dict[str, dict[str, Any]]] = {}
         if stage.barrier_in is not None:
-            verdicts = self._barrier_verdicts(stage)
+            verdicts = self.barrier(stage)
         jobs = []
         for path in shards:
             stem = shard_stem(path)
@@ -168,17 +171,57 @@ class CurationRun:
         shard = layout.kept(job.stem) if job.stage.final else layout.intermediate(job.stage.index, job.stem)
         return manifest["written"]["kept"] == 0 or shard.is_file()
 
+    def barrier(self, stage: StagePlan) -> dict[str, dict[str, dict[str, Any]]]:
+        """The verdicts of the barrier starting `stage`, computed once per stage: stored in
+        OUT/_work/stageK/barrier.json with a fingerprint of the manifests they were decided from, and read
+        back by every later caller (each Slurm array task of the stage, a rerun) while those are unchanged.
+        The Slurm DAG computes it in its own job between the stage arrays (slurm_task --barrier)."""
+        path = self.layout.barrier(stage.index)
+        fingerprint = self._barrier_fingerprint(stage)
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if stored.get("fingerprint") == fingerprint:
+                self.barrier_seconds.update(stored.get("seconds", {}))
+                return stored["verdicts"]
+        verdicts = self._barrier_verdicts(stage)
+        name = op_from_json(stage.barrier_in).name
+        document = {"fingerprint": fingerprint, "verdicts": verdicts, "seconds": {name: self.barrier_seconds[name]}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(document, sort_keys=True))
+        os.replace(tmp, path)
+        return verdicts
+
+    def _barrier_fingerprint(self, stage: StagePlan) -> str:
+        """The barrier op, its context and the identity (size, mtime) of every input manifest: a rerun of an
+        earlier stage rewrites a manifest, and the stored verdicts no longer count."""
+        parts: list[Any] = [stage.barrier_in, self.model_dir and str(self.model_dir), self.scale]
+        for path in self.shards:
+            manifest = self.layout.manifest(stage.index - 1, shard_stem(path))
+            if not manifest.is_file():
+                raise CurationError(f"{manifest} is missing: run the earlier stage ({stage.index - 1}) for every shard first")
+            info = manifest.stat()
+            parts.append([manifest.name, info.st_size, info.st_mtime_ns])
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
     def _barrier_verdicts(self, stage: StagePlan) -> dict[str, dict[str, dict[str, Any]]]:
-        """The incoming barrier's decisions over every shard, grouped by shard (keeps without metadata omitted)."""
+        """The incoming barrier's decisions over every shard, grouped by shard (keeps without metadata omitted).
+        Embeddings come from the .npy beside each manifest, memory-mapped: rows are read as the barrier asks."""
         started = time.perf_counter()
         barrier = build(op_from_json(stage.barrier_in), self.context)
         items = []
         for path in self.shards:
-            manifest = _manifest(self.layout.manifest(stage.index - 1, shard_stem(path)))
+            stem = shard_stem(path)
+            manifest = _manifest(self.layout.manifest(stage.index - 1, stem))
+            passed = [e for e in manifest["records"] if e["fate"] == "pass" and "barrier_score" in e]
+            vectors = None
+            if any("embedding_row" in e["barrier_score"] for e in passed):
+                vectors = np.load(self.layout.embeddings(stage.index - 1, stem), mmap_mode="r")
             items.extend(
-                BarrierItem(e["key"], manifest["shard"], e["barrier_score"])
-                for e in manifest["records"]
-                if e["fate"] == "pass" and "barrier_score" in e
+                BarrierItem(e["key"], manifest["shard"], e["barrier_score"],
+                            None if vectors is None or "embedding_row" not in e["barrier_score"]
+                            else vectors[e["barrier_score"]["embedding_row"]])
+                for e in passed
             )
         items.sort(key=lambda item: (item.key, item.shard))
         verdicts: dict[str, dict[str, dict[str, Any]]] = {}

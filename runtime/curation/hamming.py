@@ -146,7 +146,7 @@ def keep_first(count: int, query: np.ndarray, neighbour: np.ndarray, distance: n
     Only codes with an earlier neighbour are visited (in order: a code's fate depends on whether its
     neighbours were kept), each scanning its neighbours until the first kept one."""
     original = np.full(count, -1, np.int64)
-    gap = np.zeros(count, np.int64)
+    gap = np.zeros(count, distance.dtype)  # bits apart, or a cosine (semantic dedup)
     if not len(query):
         return original, gap
     starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])

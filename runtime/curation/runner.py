@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from runtime.curation.api import (
     FULL,
     MapOp,
@@ -294,8 +296,10 @@ class ShardSink:
             "quarantined": ShardWriter(layout.quarantine(job.stem, stage.index)),
         }
         self.manifest_path = layout.manifest(stage.index, job.stem)
-        remove_stale_temporaries([w.path for w in self.writers.values()] + [self.manifest_path])
+        self.embeddings_path = layout.embeddings(stage.index, job.stem)
+        remove_stale_temporaries([w.path for w in self.writers.values()] + [self.manifest_path, self.embeddings_path])
         self.ledger: list[dict[str, Any]] = []
+        self.vectors: list[np.ndarray] = []  # the barrier's embeddings, stored beside the manifest
 
     def add(self, item: Record | Unreadable) -> None:
         if isinstance(item, Unreadable):
@@ -314,11 +318,25 @@ class ShardSink:
         elif fate.kind == "quarantined":
             error = json.dumps({"op": fate.op, "error": fate.detail, "shard": item.shard}).encode()
             self.writers["quarantined"].write(item.key, {**item.to_members(), "error.json": error})
-        self.ledger.append(_entry(item, self.barrier))
+        entry = _entry(item, self.barrier)
+        score = entry.get("barrier_score")
+        if isinstance(score, dict) and isinstance(score.get("embedding"), str):
+            from runtime.curation.modelzoo.embedders import decode_vector
+
+            self.vectors.append(decode_vector(score["embedding"]).astype("<f2"))
+            entry["barrier_score"] = {**{k: v for k, v in score.items() if k != "embedding"},
+                                      "embedding_row": len(self.vectors) - 1}
+        self.ledger.append(entry)
 
     def close(self) -> dict[str, Any]:
         for writer in self.writers.values():
             writer.close()
+        if self.vectors:
+            self.embeddings_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.embeddings_path.with_name(f"{self.embeddings_path.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as file:
+                np.save(file, np.stack(self.vectors))
+            os.replace(tmp, self.embeddings_path)
         manifest = {
             "stage": self.job.stage.index,
             "shard": self.job.stem,

@@ -140,3 +140,19 @@ def test_near_duplicates_hash_within_the_radius_and_unrelated_images_do_not(medi
         assert (hashes[name] ^ hashes[original]).bit_count() <= op.max_hamming, name
     for a, b in itertools.combinations(originals, 2):
         assert (hashes[a] ^ hashes[b]).bit_count() > 3 * op.max_hamming, (a, b)
+
+
+def test_embeddings_are_stored_beside_the_manifests_not_in_them(shards, tmp_path):
+    from compiler.schema.data import SemanticDedup
+
+    report = run([SemanticDedup(embedder="all-minilm-l6-v2", clusters=2, eps=0.05)], f"{shards}/images-*.tar",
+                 tmp_path / "out", workers=1)
+    assert report.samples_read > 0
+    for manifest in sorted((tmp_path / "out" / "_work" / "stage0").glob("*.json")):
+        if manifest.name == "barrier.json":
+            continue
+        scores = [e["barrier_score"] for e in json.loads(manifest.read_text())["records"] if "barrier_score" in e]
+        assert scores and all("embedding" not in s for s in scores)
+        vectors = np.load(manifest.with_suffix(".embeddings.npy"))
+        assert sorted(s["embedding_row"] for s in scores) == list(range(len(vectors)))
+        assert vectors.shape[1] == scores[0]["dim"] == 384
