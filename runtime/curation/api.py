@@ -149,7 +149,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class OpContext:
-    """Where an op finds its weights, the run's scale (smoke: stand-ins allowed, first shard only), and what
+    """Where an op finds its weights, the run's scale (smoke: stand-ins allowed), and what
     the training stages will encode with: the spec's architecture at the run's scale (its text encoders and
     latent space) and the (height, width) of the first stage reading the pipeline's output. Both are None when
     curation runs a bare pipeline or op list; ops that read them set `reads_architecture`."""

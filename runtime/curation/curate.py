@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from runtime.curation.api import BarrierItem, CurationError, OpContext
 from runtime.curation.layout import Layout
 from runtime.curation.registry import build
 from runtime.curation.report import Report, build_report, check_ledger, load_manifests
-from runtime.curation.shards import expand_shards, shard_stem
+from runtime.curation.shards import expand_shards, member_keys, shard_stem
 from runtime.curation.stages import (
     ShardJob,
     StagePlan,
@@ -36,7 +37,6 @@ from runtime.curation.stages import (
     plan_stages,
 )
 
-SMOKE_SHARDS = 1  # a smoke run curates the first shard of each input: every op runs end to end, in seconds
 Scale = Literal["smoke", "full"]
 
 
@@ -85,6 +85,7 @@ class CurationRun:
     encode_size: tuple[int, int] | None = None
     barrier_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    limits: dict[str, int] = field(default_factory=dict)  # shard path -> samples read from it (--limit)
 
     @classmethod
     def plan(
@@ -98,11 +99,15 @@ class CurationRun:
         cache_dir: str | os.PathLike | None = None,
         architecture: ArchitectureSpec | None = None,
         encode_size: tuple[int, int] | None = None,
+        limit: int | None = None,
     ) -> CurationRun:
         """Plan a run. A Spec brings its own architecture and encode size (`spec_encoding`); a Pipeline or op
-        list takes them as given (a bundle's pipeline.json), else runs without them."""
+        list takes them as given (a bundle's pipeline.json), else runs without them. `limit`: curate only
+        the first `limit` input samples (shards in order), at any scale."""
         if scale not in ("smoke", "full"):
             raise CurationError(f"scale must be 'smoke' or 'full', got {scale!r}")
+        if limit is not None and limit < 1:
+            raise CurationError(f"limit must be a positive number of samples, got {limit}; omit it to curate everything")
         name, ops = select_pipeline(spec_or_ops, pipeline)  # no ops: a pass-through (decode check, reshard)
         if isinstance(spec_or_ops, Spec):
             if architecture is not None or encode_size is not None:
@@ -116,12 +121,16 @@ class CurationRun:
         stages = plan_stages(ops, ctx)
         notes = op_notes(ops, ctx)
         inputs = input if isinstance(input, (list, tuple)) else [input]
-        # Smoke runs take the first shards of every input (every source of the pipeline), not of the first only.
-        shards = [path for item in inputs
-                  for path in (expand_shards(item)[:SMOKE_SHARDS] if scale == "smoke" else expand_shards(item))]
+        shards = [path for item in inputs for path in expand_shards(item)]  # every shard, at every scale
+        limits: dict[str, int] = {}
+        if limit is not None:
+            shards, limits = _first_samples(shards, limit)
+            notes.append(f"--limit {limit}: curated at most the first {limit} samples, from {len(shards)} of the input's "
+                         f"shards in order (the last one in part)")
         output = Path(output)
         cache = Path(cache_dir) if cache_dir is not None else Layout(output).cache()
-        return cls(name, stages, shards, output, cache, model, scale, architecture, encode_size, notes=notes)
+        return cls(name, stages, shards, output, cache, model, scale, architecture, encode_size, notes=notes,
+                   limits=limits)
 
     @property
     def layout(self) -> Layout:
@@ -152,7 +161,7 @@ class CurationRun:
                 source_id=source_id, verdicts=verdicts.get(stem, {}),
                 model_dir=str(self.model_dir) if self.model_dir else None, scale=self.scale,
                 architecture=self.architecture.model_dump_json() if self.architecture is not None else None,
-                encode_size=self.encode_size,
+                encode_size=self.encode_size, limit=self.limits.get(path) if stage.index == 0 else None,
             ))
         return jobs
 
@@ -266,6 +275,26 @@ class CurationRun:
         return report
 
 
+def _first_samples(shards: list[str], limit: int) -> tuple[list[str], dict[str, int]]:
+    """The shards holding the first `limit` samples, in order, and how many to read from the last one
+    (counted from tar headers, without reading the media)."""
+    chosen: list[str] = []
+    limits: dict[str, int] = {}
+    left = limit
+    for path in shards:
+        if left == 0:
+            break
+        try:
+            count = len(member_keys(Path(path)))
+        except (OSError, tarfile.TarError):  # a damaged tar: read it up to the limit, quarantining what fails
+            count = left
+        chosen.append(path)
+        if count > left:
+            limits[path] = left
+        left -= min(count, left)
+    return chosen, limits
+
+
 def _manifest(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CurationError(f"{path} is missing: run the earlier stage for every shard first")
@@ -284,6 +313,7 @@ def run(
     cache_dir: str | os.PathLike | None = None,
     architecture: ArchitectureSpec | None = None,
     encode_size: tuple[int, int] | None = None,
+    limit: int | None = None,
 ) -> Report:
     """Curate the shards at `input` into `output` with one pipeline; returns the report (also in
     OUTPUT/report.json). A Spec brings the architecture and encode size precompute_embeddings needs; with a
@@ -292,7 +322,7 @@ def run(
     CurationError if the run read nothing, kept nothing, or lost track of a sample."""
     started = time.perf_counter()
     plan = CurationRun.plan(spec_or_ops, input, output, pipeline, scale, model_dir, cache_dir, architecture,
-                            encode_size)
+                            encode_size, limit)
     if executor == "local":
         from runtime.curation.executor_local import run_jobs
     elif executor == "ray":

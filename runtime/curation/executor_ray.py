@@ -141,7 +141,7 @@ def _order(seq: tuple[int, ...]) -> str:
 def _read_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
     job: ShardJob = pickle.loads(row["job"])
     return [{"stem": job.stem, "order": _order(item.seq), "payload": pickle.dumps(item)}
-            for item in read_items(job.source)]
+            for item in read_items(job.source, job.limit)]
 
 
 def _run_batch(runner: StageRunner, batch: dict[str, Any]) -> dict[str, list[Any]]:

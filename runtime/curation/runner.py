@@ -353,9 +353,11 @@ class ShardSink:
             writer.abort()
 
 
-def read_items(source: str) -> Iterator[Record | Unreadable]:
-    """The shard's samples with their position (seq) set."""
+def read_items(source: str, limit: int | None = None) -> Iterator[Record | Unreadable]:
+    """The shard's samples (its first `limit`, if given) with their position (seq) set."""
     for index, item in enumerate(read_shard(source)):
+        if limit is not None and index >= limit:
+            return
         item.seq = (index,)
         yield item
 
@@ -365,7 +367,7 @@ def process_shard(job: ShardJob) -> dict[str, Any]:
     sink = ShardSink(job)
     runner = StageRunner(job)
     try:
-        for batch in _batches(read_items(job.source), runner.batch_size):
+        for batch in _batches(read_items(job.source, job.limit), runner.batch_size):
             for item in runner.run(batch):
                 sink.add(item)
         return sink.close()

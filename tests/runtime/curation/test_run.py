@@ -114,12 +114,14 @@ def test_two_workers_write_the_same_shards_as_one(shards, tmp_path):
         assert path.read_bytes() == (tmp_path / "two" / "shards" / path.name).read_bytes()
 
 
-def test_smoke_scale_curates_the_first_shard_of_each_input(shards, tmp_path):
-    report = run([Blur(min_laplacian_var=20)], shards, tmp_path / "out", scale="smoke", workers=1)
-    assert report.shards == 1 and report.input == [str(shards / "images-000.tar")]
-    inputs = [str(shards / "images-00*.tar"), str(shards / "videos-000.tar")]
-    report = run([Probe()], inputs, tmp_path / "two", scale="smoke", workers=1)
-    assert report.input == [str(shards / "images-000.tar"), str(shards / "videos-000.tar")]
+def test_smoke_scale_curates_every_shard_and_limit_cuts_at_any_scale(shards, tmp_path):
+    report = run([Blur(min_laplacian_var=20)], f"{shards}/images-*.tar", tmp_path / "out", scale="smoke", workers=1)
+    assert report.input == [str(shards / "images-000.tar"), str(shards / "images-001.tar")]
+    assert report.samples_read == 17  # 10 + 7: both shards
+    limited = run([Probe()], f"{shards}/images-*.tar", tmp_path / "limited", limit=12, workers=1)
+    assert (limited.shards, limited.samples_read) == (2, 12)  # all 10 of the first shard, 2 of the second
+    with pytest.raises(CurationError, match="limit must be a positive number"):
+        run([Probe()], shards, tmp_path / "zero", limit=0)
 
 
 def test_a_pipeline_without_ops_passes_readable_samples_through(shards, tmp_path):
