@@ -27,7 +27,7 @@ from compiler.schema.spec import Spec
 from runtime.curation.api import BarrierItem, CurationError, OpContext
 from runtime.curation.layout import Layout
 from runtime.curation.registry import build
-from runtime.curation.report import Report, build_report, check_ledger, load_manifests
+from runtime.curation.report import Report, build_report, check_ledger, load_manifests, throughput, write_rejects
 from runtime.curation.shards import expand_shards, member_keys, shard_stem
 from runtime.curation.stages import (
     ShardJob,
@@ -255,7 +255,9 @@ class CurationRun:
         )
         for item in report.ops:
             item.seconds = round(item.seconds + self.barrier_seconds.get(item.name, 0.0), 4)
+        throughput(report.ops)
         report.notes = list(self.notes)
+        report.rejects_index = str(write_rejects(self.layout, manifests, report.rejects))
         report.write(self.layout.report())
         ended = report.kept + report.dropped + report.review + report.quarantined + report.split
         if ended != report.samples_read + report.created:

@@ -69,7 +69,7 @@ def test_exact_and_perceptual_dedup_across_shards(shards, tmp_path):
     report = run([ExactDedup(), PerceptualDedup(max_hamming=4)], f"{shards}/images-*.tar", tmp_path / "out", workers=1)
     rejects = report.rejects
     (exact,) = rejects["exact_dedup: exact duplicate"]
-    assert exact == {"key": "sharp0_copy", "shard": "images-001", "detail": "same sha256 as sharp0"}
+    assert exact == {"key": "sharp0_copy", "shard": "images-001", "stage": 1, "detail": "same sha256 as sharp0", "origin": ""}
     (near,) = rejects["perceptual_dedup: near duplicate"]
     assert (near["key"], near["detail"]) == ("sharp1_resized", "0 bits from sharp1")
     kept = {r.key for r in read_shard(str(tmp_path / "out" / "shards" / "images-000.tar"))}

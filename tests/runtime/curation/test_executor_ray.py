@@ -66,10 +66,10 @@ def _ledger(output: Path, plan: CurationRun) -> list:
 def _report(output: Path) -> dict:
     """report.json without what differs by executor: wall-clock seconds, executor, workers, paths."""
     report = json.loads((output / "report.json").read_text())
-    for key in ("seconds", "executor", "workers", "output", "histograms"):
+    for key in ("seconds", "executor", "workers", "output", "histograms", "rejects_index"):
         report.pop(key)
     for op in report["ops"]:
-        op.pop("seconds")
+        op.pop("seconds"), op.pop("samples_per_second")
     return report
 
 
