@@ -8,6 +8,7 @@ worker_process_setup_hook, in every Ray worker (see the `ray_cluster` fixture).
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,14 @@ class ColourSpread(MapOp):
         return KEEP
 
 
+class SlowColourSpread(ColourSpread):
+    """ColourSpread at 0.2 s per batch: a stage long enough to kill in the middle (ray_run.py)."""
+
+    def score(self, records):
+        time.sleep(0.2)
+        return super().score(records)
+
+
 class KillOnce(ColourSpread):
     def score(self, records):
         marker = Path(self.spec.note)
@@ -77,3 +86,4 @@ def register() -> None:
     registry._IMPLEMENTATIONS[("aesthetic", "test-mean-luma")] = MeanLuma
     registry._IMPLEMENTATIONS[("watermark", "test-colour-spread")] = ColourSpread
     registry._IMPLEMENTATIONS[("watermark", "test-kill-once")] = KillOnce
+    registry._IMPLEMENTATIONS[("watermark", "test-slow-colour-spread")] = SlowColourSpread

@@ -128,3 +128,58 @@ def test_a_killed_ray_worker_leaves_every_sample_accounted_for_once(ray_cluster,
     assert report.kept + report.dropped + report.review + report.quarantined + report.split == inputs + report.created
     kept = [k for p in sorted((tmp_path / "out" / "shards").glob("*.tar")) for k in member_keys(p)]
     assert len(kept) == len(set(kept)) == report.kept
+
+
+def test_a_record_carries_its_decode_to_the_next_segment(media, monkeypatch):
+    """Between a stage's segments a record is pickled with its pixels: the next op reads them, no decode."""
+    import pickle
+
+    from runtime.curation.decode import Decoded
+    from runtime.curation.records import Record
+
+    record = Record("sharp0", media["sharp0"], "jpg", shard="s", seq=(0,))
+    record.attach_decoder(64, color=False)
+    first = record.pixels.grey(64)
+    moved = pickle.loads(pickle.dumps(record))
+
+    def decode_again(*_args, **_kwargs):
+        raise AssertionError("decoded twice in one stage")
+
+    monkeypatch.setattr(Decoded, "_decode_image", decode_again)
+    assert (moved.pixels.grey(64) == first).all()
+
+
+@pytest.mark.slow
+def test_a_ray_run_killed_mid_stage_reruns_to_every_sample_once(ray_cluster, shards, tmp_path):
+    """kill -9 of the driver's whole process group (its Ray included) while stage 0's parts are being
+    written; the rerun on another Ray finishes with the ledger complete and every kept key once."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.runtime.curation.ray_run import OPS
+
+    register()
+    output = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "tests.runtime.curation.ray_run", str(shards), str(output)],
+                               cwd=Path(__file__).resolve().parents[3], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = output / "_work" / "stage0" / "ray-parts"
+    deadline = time.monotonic() + 180
+    while not list(parts.rglob("*.pkl")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert list(parts.rglob("*.pkl")), "the run must be killed in the middle of stage 0"
+    assert not (output / "shards").exists()
+    _alarm(HANG_SECONDS)
+    try:
+        report = run(OPS, shards, output, executor="ray", workers=2)
+    finally:
+        signal.alarm(0)
+    inputs = sum(len(member_keys(p)) for p in sorted(Path(shards).glob("*.tar")))
+    assert report.samples_read == inputs
+    kept = [k for p in sorted((output / "shards").glob("*.tar")) for k in member_keys(p)]
+    assert len(kept) == len(set(kept)) == report.kept > 0
+    assert not parts.exists()
