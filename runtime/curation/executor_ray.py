@@ -234,7 +234,9 @@ def run_jobs(jobs: list[ShardJob], workers: int, description: str) -> None:
     shutil.rmtree(parts, ignore_errors=True)  # a killed run's parts: their shards are redone from the start
     payload = pickle.dumps(template)
     verdicts = {job.stem: job.verdicts for job in jobs}
-    dataset = ray.data.from_items([{"job": pickle.dumps(job)} for job in jobs]).flat_map(_read_rows)
+    # One block per shard job: each shard is read by its own task, in parallel (one block would read all).
+    rows = [{"job": pickle.dumps(job)} for job in jobs]
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).flat_map(_read_rows)
     for number, segment in enumerate(plan):
         args = {"job": payload, "start": segment.start, "stop": segment.stop, "first": number == 0,
                 "last": number == len(plan) - 1, "verdicts": verdicts}
