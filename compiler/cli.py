@@ -305,6 +305,7 @@ def curate(
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (local) or actors (ray).")] = 2,
     scale: Annotated[Optional[str], typer.Option("--scale", help="full or smoke (a bundle's own scale by default).")] = None,
     model_dir: Annotated[Optional[str], typer.Option("--model-dir", help="Local model directory for model-backed ops.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Curate only the first N input samples (any scale).")] = None,
 ) -> None:
     """Run a curation pipeline over webdataset shards. Exit 0 on success, 1 when the run fails (nothing read or
     kept, a lost sample, an op that cannot run), 2 on usage errors."""
@@ -324,7 +325,7 @@ def curate(
         source, default_scale = _load(target), "full"
     try:
         report = run(source, inputs if len(inputs) > 1 else inputs[0], output, pipeline=pipeline, executor=executor,
-                     workers=workers, scale=scale or default_scale, model_dir=model_dir, **encoding)
+                     workers=workers, scale=scale or default_scale, model_dir=model_dir, limit=limit, **encoding)
     except (CurationError, OpConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(1) from None

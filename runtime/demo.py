@@ -220,8 +220,7 @@ def plot_losses(stage: str, records: list[dict], out: Path) -> Path:
 
 
 def funnel_markdown(report: dict, report_dir: Path, workdir: Path) -> list[str]:
-    summary = (f"Read {report.get('samples_read')} samples from {report.get('shards')} shard(s) (a smoke run "
-               f"curates the first shard of each source); kept {report.get('kept')}, dropped {report.get('dropped')}, "
+    summary = (f"Read {report.get('samples_read')} samples from {report.get('shards')} shard(s); kept {report.get('kept')}, dropped {report.get('dropped')}, "
                f"quarantined {report.get('quarantined')}, review {report.get('review')}.")
     lines = [summary, "",
              "| op | kind | seen | kept | dropped (reason: count) | quarantined | seconds |",

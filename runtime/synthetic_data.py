@@ -488,7 +488,7 @@ def add_rejected(samples: list[Sample]) -> None:
 def make_raw(raw_dir: str | Path, spec, count: int = 48, seed: int = 0, shards: int = 2) -> dict[str, list[Path]]:
     """Synthetic raw webdataset shards RAW_DIR/<source>/<source>-NNNNN.tar for every source of SPEC (a
     shipped spec's name or a spec object): COUNT samples per source split evenly over SHARDS shards, so
-    the first shard (all a smoke run curates) holds every kind. Samples of sources that feed a preference
+    the first shard alone holds every kind. Samples of sources that feed a preference
     stage carry a rejected image or clip (add_rejected). Returns the shard paths per source."""
     spec_obj = load_spec(spec)
     raw_dir = Path(raw_dir)

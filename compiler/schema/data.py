@@ -37,11 +37,22 @@ class Source(Node):
     content_mix: dict[str, float] = Field(default_factory=dict, description="category -> fraction of items")
 
 
+class OpResources(Node):
+    """What one running copy of an op gets on a cluster; each field unset keeps the op kind's default
+    (runtime/curation: `resources()` and `batch_size` of its implementation)."""
+
+    cpus: float | None = Field(None, gt=0, description="CPUs per copy (fractions allowed)")
+    gpus: float | None = Field(None, ge=0, description="GPUs per copy; a fraction shares one GPU between copies")
+    batch_size: int | None = Field(None, ge=1, description="records per score() call")
+    concurrency: int | None = Field(None, ge=1, description="copies of the op (Ray actors) running at once")
+
+
 class Op(Node):
     """Fields every curation op has. `name` identifies it within its pipeline (defaults to its kind)."""
 
     name: str = Field("", description="unique within the pipeline; defaults to the kind")
     note: str | None = None
+    resources: OpResources | None = Field(None, description="per-op cluster resources; None: the kind's defaults")
 
     shape: ClassVar[Shape] = "map"
 

@@ -149,7 +149,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class OpContext:
-    """Where an op finds its weights, the run's scale (smoke: stand-ins allowed, first shard only), and what
+    """Where an op finds its weights, the run's scale (smoke: stand-ins allowed), and what
     the training stages will encode with: the spec's architecture at the run's scale (its text encoders and
     latent space) and the (height, width) of the first stage reading the pipeline's output. Both are None when
     curation runs a bare pipeline or op list; ops that read them set `reads_architecture`."""
@@ -174,11 +174,14 @@ class OpContext:
 
 @dataclass(frozen=True)
 class BarrierItem:
-    """One record that reached a barrier: its key, input shard and the barrier's score of it."""
+    """One record that reached a barrier: its key, input shard and the barrier's score of it. An embedding
+    barrier's vector is `vector` (a row of the .npy stored beside the shard's manifest, memory-mapped), not
+    part of the score."""
 
     key: str
     shard: str
     score: Score
+    vector: Any = None
 
 
 class OpImpl:
@@ -194,6 +197,9 @@ class OpImpl:
     def __init__(self, spec: Op, ctx: OpContext) -> None:
         self.spec = spec
         self.ctx = ctx
+        wanted = getattr(spec, "resources", None)
+        if wanted is not None and wanted.batch_size is not None:
+            self.batch_size = wanted.batch_size  # the spec's `resources.batch_size` overrides the kind's default
 
     @property
     def name(self) -> str:
@@ -208,7 +214,20 @@ class OpImpl:
         return None
 
     def resources(self) -> Resources:
+        """The op kind's default needs; `planned_resources` applies the spec's overrides."""
         return Resources()
+
+    def planned_resources(self) -> tuple[Resources, int | None]:
+        """(resources per copy, copies or None for the executor's choice): the kind's defaults with the
+        spec's `resources` fields (compiler/schema/data.py OpResources) put over them."""
+        default, wanted = self.resources(), getattr(self.spec, "resources", None)
+        if wanted is None:
+            return default, None
+        return Resources(
+            cpus=default.cpus if wanted.cpus is None else wanted.cpus,
+            gpus=default.gpus if wanted.gpus is None else wanted.gpus,
+            gpu_memory_gb=default.gpu_memory_gb,
+        ), wanted.concurrency
 
     def scoring_params(self) -> dict[str, Any] | None:
         """The parameters the score depends on (never thresholds); None: the op has no cached score."""

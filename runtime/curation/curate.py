@@ -10,12 +10,16 @@ one place), the report is written to OUTPUT/report.json, and a run that read or 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from compiler.schema.architecture import ArchitectureSpec
 from compiler.schema.data import Op, Pipeline
@@ -23,8 +27,8 @@ from compiler.schema.spec import Spec
 from runtime.curation.api import BarrierItem, CurationError, OpContext
 from runtime.curation.layout import Layout
 from runtime.curation.registry import build
-from runtime.curation.report import Report, build_report, check_ledger, load_manifests
-from runtime.curation.shards import expand_shards, shard_stem
+from runtime.curation.report import Report, build_report, check_ledger, load_manifests, throughput, write_rejects
+from runtime.curation.shards import expand_shards, member_keys, shard_stem
 from runtime.curation.stages import (
     ShardJob,
     StagePlan,
@@ -33,7 +37,6 @@ from runtime.curation.stages import (
     plan_stages,
 )
 
-SMOKE_SHARDS = 1  # a smoke run curates the first shard of each input: every op runs end to end, in seconds
 Scale = Literal["smoke", "full"]
 
 
@@ -82,6 +85,7 @@ class CurationRun:
     encode_size: tuple[int, int] | None = None
     barrier_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    limits: dict[str, int] = field(default_factory=dict)  # shard path -> samples read from it (--limit)
 
     @classmethod
     def plan(
@@ -95,11 +99,15 @@ class CurationRun:
         cache_dir: str | os.PathLike | None = None,
         architecture: ArchitectureSpec | None = None,
         encode_size: tuple[int, int] | None = None,
+        limit: int | None = None,
     ) -> CurationRun:
         """Plan a run. A Spec brings its own architecture and encode size (`spec_encoding`); a Pipeline or op
-        list takes them as given (a bundle's pipeline.json), else runs without them."""
+        list takes them as given (a bundle's pipeline.json), else runs without them. `limit`: curate only
+        the first `limit` input samples (shards in order), at any scale."""
         if scale not in ("smoke", "full"):
             raise CurationError(f"scale must be 'smoke' or 'full', got {scale!r}")
+        if limit is not None and limit < 1:
+            raise CurationError(f"limit must be a positive number of samples, got {limit}; omit it to curate everything")
         name, ops = select_pipeline(spec_or_ops, pipeline)  # no ops: a pass-through (decode check, reshard)
         if isinstance(spec_or_ops, Spec):
             if architecture is not None or encode_size is not None:
@@ -113,12 +121,16 @@ class CurationRun:
         stages = plan_stages(ops, ctx)
         notes = op_notes(ops, ctx)
         inputs = input if isinstance(input, (list, tuple)) else [input]
-        # Smoke runs take the first shards of every input (every source of the pipeline), not of the first only.
-        shards = [path for item in inputs
-                  for path in (expand_shards(item)[:SMOKE_SHARDS] if scale == "smoke" else expand_shards(item))]
+        shards = [path for item in inputs for path in expand_shards(item)]  # every shard, at every scale
+        limits: dict[str, int] = {}
+        if limit is not None:
+            shards, limits = _first_samples(shards, limit)
+            notes.append(f"--limit {limit}: curated at most the first {limit} samples, from {len(shards)} of the input's "
+                         f"shards in order (the last one in part)")
         output = Path(output)
         cache = Path(cache_dir) if cache_dir is not None else Layout(output).cache()
-        return cls(name, stages, shards, output, cache, model, scale, architecture, encode_size, notes=notes)
+        return cls(name, stages, shards, output, cache, model, scale, architecture, encode_size, notes=notes,
+                   limits=limits)
 
     @property
     def layout(self) -> Layout:
@@ -134,7 +146,7 @@ class CurationRun:
         shards = self.shards if shards is None else shards
         verdicts: dict[str, dict[str, dict[str, Any]]] = {}
         if stage.barrier_in is not None:
-            verdicts = self._barrier_verdicts(stage)
+            verdicts = self.barrier(stage)
         jobs = []
         for path in shards:
             stem = shard_stem(path)
@@ -149,7 +161,7 @@ class CurationRun:
                 source_id=source_id, verdicts=verdicts.get(stem, {}),
                 model_dir=str(self.model_dir) if self.model_dir else None, scale=self.scale,
                 architecture=self.architecture.model_dump_json() if self.architecture is not None else None,
-                encode_size=self.encode_size,
+                encode_size=self.encode_size, limit=self.limits.get(path) if stage.index == 0 else None,
             ))
         return jobs
 
@@ -168,17 +180,57 @@ class CurationRun:
         shard = layout.kept(job.stem) if job.stage.final else layout.intermediate(job.stage.index, job.stem)
         return manifest["written"]["kept"] == 0 or shard.is_file()
 
+    def barrier(self, stage: StagePlan) -> dict[str, dict[str, dict[str, Any]]]:
+        """The verdicts of the barrier starting `stage`, computed once per stage: stored in
+        OUT/_work/stageK/barrier.json with a fingerprint of the manifests they were decided from, and read
+        back by every later caller (each Slurm array task of the stage, a rerun) while those are unchanged.
+        The Slurm DAG computes it in its own job between the stage arrays (slurm_task --barrier)."""
+        path = self.layout.barrier(stage.index)
+        fingerprint = self._barrier_fingerprint(stage)
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if stored.get("fingerprint") == fingerprint:
+                self.barrier_seconds.update(stored.get("seconds", {}))
+                return stored["verdicts"]
+        verdicts = self._barrier_verdicts(stage)
+        name = op_from_json(stage.barrier_in).name
+        document = {"fingerprint": fingerprint, "verdicts": verdicts, "seconds": {name: self.barrier_seconds[name]}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(document, sort_keys=True))
+        os.replace(tmp, path)
+        return verdicts
+
+    def _barrier_fingerprint(self, stage: StagePlan) -> str:
+        """The barrier op, its context and the identity (size, mtime) of every input manifest: a rerun of an
+        earlier stage rewrites a manifest, and the stored verdicts no longer count."""
+        parts: list[Any] = [stage.barrier_in, self.model_dir and str(self.model_dir), self.scale]
+        for path in self.shards:
+            manifest = self.layout.manifest(stage.index - 1, shard_stem(path))
+            if not manifest.is_file():
+                raise CurationError(f"{manifest} is missing: run the earlier stage ({stage.index - 1}) for every shard first")
+            info = manifest.stat()
+            parts.append([manifest.name, info.st_size, info.st_mtime_ns])
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
     def _barrier_verdicts(self, stage: StagePlan) -> dict[str, dict[str, dict[str, Any]]]:
-        """The incoming barrier's decisions over every shard, grouped by shard (keeps without metadata omitted)."""
+        """The incoming barrier's decisions over every shard, grouped by shard (keeps without metadata omitted).
+        Embeddings come from the .npy beside each manifest, memory-mapped: rows are read as the barrier asks."""
         started = time.perf_counter()
         barrier = build(op_from_json(stage.barrier_in), self.context)
         items = []
         for path in self.shards:
-            manifest = _manifest(self.layout.manifest(stage.index - 1, shard_stem(path)))
+            stem = shard_stem(path)
+            manifest = _manifest(self.layout.manifest(stage.index - 1, stem))
+            passed = [e for e in manifest["records"] if e["fate"] == "pass" and "barrier_score" in e]
+            vectors = None
+            if any("embedding_row" in e["barrier_score"] for e in passed):
+                vectors = np.load(self.layout.embeddings(stage.index - 1, stem), mmap_mode="r")
             items.extend(
-                BarrierItem(e["key"], manifest["shard"], e["barrier_score"])
-                for e in manifest["records"]
-                if e["fate"] == "pass" and "barrier_score" in e
+                BarrierItem(e["key"], manifest["shard"], e["barrier_score"],
+                            None if vectors is None or "embedding_row" not in e["barrier_score"]
+                            else vectors[e["barrier_score"]["embedding_row"]])
+                for e in passed
             )
         items.sort(key=lambda item: (item.key, item.shard))
         verdicts: dict[str, dict[str, dict[str, Any]]] = {}
@@ -203,7 +255,9 @@ class CurationRun:
         )
         for item in report.ops:
             item.seconds = round(item.seconds + self.barrier_seconds.get(item.name, 0.0), 4)
+        throughput(report.ops)
         report.notes = list(self.notes)
+        report.rejects_index = str(write_rejects(self.layout, manifests, report.rejects))
         report.write(self.layout.report())
         ended = report.kept + report.dropped + report.review + report.quarantined + report.split
         if ended != report.samples_read + report.created:
@@ -221,6 +275,26 @@ class CurationRun:
                 f"in {self.layout.report()}"
             )
         return report
+
+
+def _first_samples(shards: list[str], limit: int) -> tuple[list[str], dict[str, int]]:
+    """The shards holding the first `limit` samples, in order, and how many to read from the last one
+    (counted from tar headers, without reading the media)."""
+    chosen: list[str] = []
+    limits: dict[str, int] = {}
+    left = limit
+    for path in shards:
+        if left == 0:
+            break
+        try:
+            count = len(member_keys(Path(path)))
+        except (OSError, tarfile.TarError):  # a damaged tar: read it up to the limit, quarantining what fails
+            count = left
+        chosen.append(path)
+        if count > left:
+            limits[path] = left
+        left -= min(count, left)
+    return chosen, limits
 
 
 def _manifest(path: Path) -> dict[str, Any]:
@@ -241,6 +315,7 @@ def run(
     cache_dir: str | os.PathLike | None = None,
     architecture: ArchitectureSpec | None = None,
     encode_size: tuple[int, int] | None = None,
+    limit: int | None = None,
 ) -> Report:
     """Curate the shards at `input` into `output` with one pipeline; returns the report (also in
     OUTPUT/report.json). A Spec brings the architecture and encode size precompute_embeddings needs; with a
@@ -249,7 +324,7 @@ def run(
     CurationError if the run read nothing, kept nothing, or lost track of a sample."""
     started = time.perf_counter()
     plan = CurationRun.plan(spec_or_ops, input, output, pipeline, scale, model_dir, cache_dir, architecture,
-                            encode_size)
+                            encode_size, limit)
     if executor == "local":
         from runtime.curation.executor_local import run_jobs
     elif executor == "ray":

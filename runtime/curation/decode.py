@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import tempfile
 import weakref
 from collections.abc import Callable
@@ -301,6 +302,13 @@ class Decoded:
     def is_video(self) -> bool:
         return self.ext in _VIDEO_EXTS
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with the decoded pixels, so the Ray executor's next segment of the stage does not decode
+        again; the scratch file (a path on this host) and op memos stay behind."""
+        state = dict(self.__dict__)
+        state.update(_video_file=None, _finalizer=None, _memo={})
+        return state
+
     # Header ---------------------------------------------------------------------------------------
 
     def header(self) -> Header:
@@ -499,7 +507,7 @@ class Decoded:
                     image = image.resize(size, Image.Resampling.BILINEAR)
                 return np.asarray(image)
         except Exception as error:  # noqa: BLE001 - any decoder failure means the sample is unreadable
-            raise UnreadableSample(f"image decode failed: {type(error).__name__}: {error}") from None
+            raise UnreadableSample(f"image decode failed: {type(error).__name__}: {_message(error)}") from None
 
     def _decode_jpeg_grey(self, header: Header, side: int) -> np.ndarray:
         width, height = header.width, header.height  # as displayed
@@ -519,7 +527,7 @@ class Decoded:
                 image.load()
                 pixels = np.asarray(image) if image.mode == "L" else luma(np.asarray(image.convert("RGB")))
         except Exception as error:  # noqa: BLE001 - any decoder failure means the sample is unreadable
-            raise UnreadableSample(f"image decode failed: {type(error).__name__}: {error}") from None
+            raise UnreadableSample(f"image decode failed: {type(error).__name__}: {_message(error)}") from None
         return oriented(pixels, header.orientation)
 
     def _decode_video(self, side: int) -> list[np.ndarray]:
@@ -603,6 +611,12 @@ class Decoded:
             self._finalizer()
             self._video_file = None
             self._finalizer = None
+
+
+def _message(error: Exception) -> str:
+    """The error's text without object addresses (PIL names its BytesIO "at 0x7f..."): the quarantine
+    record must not depend on the process that decoded it."""
+    return re.sub(r" at 0x[0-9a-f]+", "", str(error))
 
 
 def _remove(path: str) -> None:

@@ -6,7 +6,11 @@
     OUT/report.json, OUT/report/*.png   the funnel and score histograms
     OUT/_work/stageK/STEM.json          manifest of STEM in stage K: every record's fate (the done-marker)
     OUT/_work/stageK/STEM.tar           records passed from stage K to K+1 (pipelines with barriers)
-    OUT/_cache/scores.sqlite            the score cache (unless cache_dir is given)
+    OUT/_work/stageK/STEM.embeddings.npy  the embeddings the barrier ending stage K decides on (rows named
+                                        by the manifest's barrier_score.embedding_row)
+    OUT/_work/stageK/barrier.json       the verdicts of the barrier starting stage K, computed once
+    OUT/report/rejects/                 a few dropped, review and quarantined samples per (op, reason)
+    OUT/_cache/scores-HOST.sqlite       the score cache, one file per host (unless cache_dir is given)
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ class Layout:
 
     def manifest(self, stage: int, stem: str) -> Path:
         return self.root / "_work" / f"stage{stage}" / f"{stem}.json"
+
+    def embeddings(self, stage: int, stem: str) -> Path:
+        return self.root / "_work" / f"stage{stage}" / f"{stem}.embeddings.npy"
+
+    def barrier(self, stage: int) -> Path:
+        return self.root / "_work" / f"stage{stage}" / "barrier.json"
+
+    def rejects(self) -> Path:
+        return self.root / "report" / "rejects"
 
     def cache(self) -> Path:
         return self.root / "_cache"

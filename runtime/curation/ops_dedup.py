@@ -3,7 +3,7 @@
 Both keep the first sample by key order and decide every later one against the samples already kept.
 The perceptual hash is computed in the workers on the reduced luma decode (pHash resizes to 4x the hash
 side anyway; the reference measures 0.2 of 64 bits between a 256 px and a full-size hash) and cached; the
-search runs in one process through a multi-index hash (runtime/curation/hamming.py), not all pairs.
+search runs once per stage through a vectorised multi-index hash (runtime/curation/hamming.py), not all pairs.
 
 The hashes are imagehash's algorithms (`imagehash.phash`, `imagehash.dhash`) computed with OpenCV on the
 grey image, about 10x faster than imagehash's PIL + scipy round trip (see `phash`). Individual bits may
@@ -26,7 +26,7 @@ from runtime.curation.api import (
     Score,
     Verdict,
 )
-from runtime.curation.hamming import HammingIndex
+from runtime.curation.hamming import near_duplicates, pack
 from runtime.curation.records import Record
 from runtime.curation.registry import register
 
@@ -150,18 +150,14 @@ class PerceptualDedup(BarrierOp):
         return scores
 
     def decide_all(self, items: list[BarrierItem]) -> list[Verdict]:
-        index = HammingIndex(self.spec.hash_bits, self.spec.max_hamming)
-        kept_keys: list[str] = []
+        codes = pack([item.score["hash"] for item in items], self.spec.hash_bits)
+        originals, distances = near_duplicates(codes, self.spec.max_hamming)
         verdicts = []
-        for item in items:
-            code = int(item.score["hash"], 16)
-            match = index.find(code)
-            if match is None:
-                index.add(code)
-                kept_keys.append(item.key)
+        for item, match, distance in zip(items, originals.tolist(), distances.tolist()):
+            if match < 0:
                 verdicts.append(KEEP)
                 continue
-            original, distance = kept_keys[match[0]], match[1]
+            original = items[match].key
             if self.spec.action == "drop":
                 verdicts.append(Verdict.drop("near duplicate", f"{distance} bits from {original}"))
             else:

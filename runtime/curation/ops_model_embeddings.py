@@ -3,7 +3,9 @@ learning (a classifier's uncertainty band).
 
 Each scores in the workers like a map op (an embedding or a probability per record, cached), then decides
 over every record at the barrier in one process. Items arrive sorted by key, so every decision below is a
-deterministic function of the scores.
+deterministic function of the scores. Embeddings reach the barrier as rows of per-shard .npy files beside
+the manifests (memory-mapped), and the clustering (faiss k-means on a sample, assignment in chunks) and
+in-cluster search (faiss flat inner-product range search) hold at most one cluster's vectors at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.curation.api import (
+    KEEP,
     BarrierItem,
     BarrierOp,
     OpConfigError,
@@ -23,6 +26,7 @@ from runtime.curation.api import (
     Score,
     Verdict,
 )
+from runtime.curation.hamming import keep_first
 from runtime.curation.modelzoo.classifier import (
     CLASSIFIER_FOLDER,
     CLASSIFIER_REQUIRED,
@@ -47,19 +51,55 @@ from runtime.curation.registry import register
 
 CLIP_SIDE = 224
 EMBED_FRAMES = 3  # a video's embedding is the renormalised mean over first, middle and last frame
-MINIBATCH_KMEANS_ABOVE = 100_000  # full k-means (Lloyd) below, mini-batch k-means above (memory, time)
+KMEANS_POINTS_PER_CENTROID = 256  # k-means trains on a sample of this many rows per centroid (faiss's default)
+ASSIGN_CHUNK = 65_536  # rows assigned to centroids at once
 POSITIVE_LABELS = ("positive", "hard", "difficult", "challenging", "uncertain", "yes", "true", "1")
 
 
-def kmeans_labels(vectors: np.ndarray, clusters: int, seed: int = 0) -> np.ndarray:
-    """Cluster index per row: scikit-learn k-means with k = min(clusters, rows), fixed seed."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+class Embeddings:
+    """The unit vectors of some of a barrier's items, gathered on demand: each item's vector is a row of
+    its shard's memory-mapped .npy (written beside the manifests) or decoded from its score, so a barrier
+    holds in memory only the rows it is working on."""
 
-    k = max(1, min(clusters, len(vectors)))
+    def __init__(self, items: list[BarrierItem]) -> None:
+        self.items = items
+        self.indices = [i for i, item in enumerate(items) if item.vector is not None or item.score.get("embedding")]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def rows(self, positions: np.ndarray | list[int]) -> np.ndarray:
+        """Unit vectors (float32, one row each) of the embedded items at `positions` (0 .. len - 1)."""
+        vectors = np.stack([self._vector(self.items[self.indices[p]]) for p in positions]).astype(np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    @staticmethod
+    def _vector(item: BarrierItem) -> np.ndarray:
+        return np.asarray(item.vector) if item.vector is not None else decode_vector(item.score["embedding"])
+
+
+def kmeans_labels(embeddings: Embeddings, positions: np.ndarray, clusters: int, seed: int = 0) -> np.ndarray:
+    """Cluster index per position: faiss k-means with k = min(clusters, rows) and a fixed seed, trained on
+    at most KMEANS_POINTS_PER_CENTROID rows per centroid (a seeded sample), then every row assigned to its
+    nearest centroid in chunks: memory stays bounded by the sample and one chunk."""
+    import faiss
+
+    k = max(1, min(clusters, len(positions)))
     if k == 1:
-        return np.zeros(len(vectors), dtype=int)
-    model = (MiniBatchKMeans if len(vectors) > MINIBATCH_KMEANS_ABOVE else KMeans)(n_clusters=k, random_state=seed, n_init=3)
-    return model.fit_predict(vectors)
+        return np.zeros(len(positions), dtype=np.int64)
+    sample = positions
+    if len(positions) > k * KMEANS_POINTS_PER_CENTROID:
+        chosen = np.random.default_rng(seed).choice(len(positions), k * KMEANS_POINTS_PER_CENTROID, replace=False)
+        sample = positions[np.sort(chosen)]
+    train = embeddings.rows(sample)
+    kmeans = faiss.Kmeans(train.shape[1], k, niter=20, seed=seed, verbose=False,
+                          max_points_per_centroid=KMEANS_POINTS_PER_CENTROID)
+    kmeans.train(train)
+    labels = np.empty(len(positions), dtype=np.int64)
+    for start in range(0, len(positions), ASSIGN_CHUNK):
+        _, nearest = kmeans.index.search(embeddings.rows(positions[start : start + ASSIGN_CHUNK]), 1)
+        labels[start : start + ASSIGN_CHUNK] = nearest[:, 0]
+    return labels
 
 
 class EmbeddingBarrier(ModelBacked, BarrierOp):
@@ -119,15 +159,6 @@ class EmbeddingBarrier(ModelBacked, BarrierOp):
             score["stand_in"] = self.weights.model_id
         return score
 
-    def embedded(self, items: list[BarrierItem]) -> tuple[list[int], np.ndarray]:
-        """Indices of the items with an embedding and their unit vectors, one row each."""
-        indices = [i for i, item in enumerate(items) if item.score.get("embedding")]
-        if not indices:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        vectors = np.stack([decode_vector(items[i].score["embedding"]) for i in indices])
-        return indices, vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 @register("semantic_dedup")
 class SemDeDup(EmbeddingBarrier):
     """SemDeDup (Abbas et al., 2023): k-means over the embeddings, then inside each cluster a record is a
@@ -139,33 +170,58 @@ class SemDeDup(EmbeddingBarrier):
     thresholded = True
 
     def decide_all(self, items: list[BarrierItem]) -> list[Verdict]:
+        """Per cluster (memory bounded by the largest one): a faiss inner-product range search of its
+        members against themselves gives every pair at cosine >= 1 - eps; keep-first over those pairs in key
+        order decides, as comparing each record with every kept earlier one would."""
         verdicts = [Verdict.keep(semantic_dedup="no caption to embed") for _ in items]
-        indices, vectors = self.embedded(items)
-        if not indices:
+        embeddings = Embeddings(items)
+        if not len(embeddings):
             return verdicts
-        labels = kmeans_labels(vectors, self.spec.clusters)
-        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-        similarities = [vectors[g] @ vectors[g].T for g in groups]
+        everyone = np.arange(len(embeddings))
+        labels = kmeans_labels(embeddings, everyone, self.spec.clusters)
+        groups = [everyone[labels == c] for c in np.unique(labels)]  # each in key order
         threshold = 1 - self.spec.eps
         if self.weights.stand_in:
-            nearest = np.concatenate([np.max(s - 2 * np.eye(len(s)), axis=1) for s in similarities if len(s) > 1] or [[1.0]])
+            nearest = np.concatenate([_nearest_other(embeddings.rows(g)) for g in groups if len(g) > 1] or [[1.0]])
             threshold = float(np.quantile(nearest, 1 - SMOKE_DROP_FRACTION))
         rule = (f"cosine >= {threshold:.4f}" + (f" (smoke stand-in: the {1 - SMOKE_DROP_FRACTION:.0%} quantile of "
                 f"nearest in-cluster cosines replaces 1 - eps = {1 - self.spec.eps:g})" if self.weights.stand_in else ""))
-        for group, sims in zip(groups, similarities):
-            kept: list[int] = []
-            for row, member in enumerate(group):
-                index = indices[member]
-                match = next((k for k in kept if sims[row, k] >= threshold), None)
-                if match is None:
-                    kept.append(row)
-                    verdicts[index] = Verdict.keep()
-                else:
-                    original = items[indices[group[match]]].key
-                    verdicts[index] = Verdict.drop(
-                        "semantic duplicate", f"cosine {sims[row, match]:.4f} with {original}; duplicate when {rule}"
-                    )
+        for group in groups:
+            for verdict_index in (embeddings.indices[p] for p in group):
+                verdicts[verdict_index] = KEEP
+            originals, cosines = keep_first(len(group), *_pairs_above(embeddings.rows(group), threshold))
+            for row in np.flatnonzero(originals >= 0).tolist():
+                original = items[embeddings.indices[group[originals[row]]]].key
+                verdicts[embeddings.indices[group[row]]] = Verdict.drop(
+                    "semantic duplicate", f"cosine {cosines[row]:.4f} with {original}; duplicate when {rule}"
+                )
         return verdicts
+
+
+def _pairs_above(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (i, j), j < i, with cosine >= threshold among unit `vectors`, sorted by i then j, with cosines."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    # faiss keeps inner products strictly above its radius: step just below the threshold to keep equality.
+    lims, cosines, ids = index.range_search(vectors, float(np.nextafter(np.float32(threshold), np.float32(-2))))
+    query = np.repeat(np.arange(len(vectors)), np.diff(lims).astype(np.int64))
+    earlier = ids < query
+    query, neighbour, cosines = query[earlier], ids[earlier], cosines[earlier]
+    order = np.lexsort((neighbour, query))
+    return query[order], neighbour[order], cosines[order]
+
+
+def _nearest_other(vectors: np.ndarray) -> np.ndarray:
+    """Each row's highest cosine with another row (faiss flat search, two nearest: itself and the next)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    cosines, ids = index.search(vectors, 2)
+    other = np.where(ids[:, 0] == np.arange(len(vectors)), cosines[:, 1], cosines[:, 0])
+    return other
 
 
 @register("balance")
@@ -177,31 +233,32 @@ class HierarchicalBalance(EmbeddingBarrier):
 
     def decide_all(self, items: list[BarrierItem]) -> list[Verdict]:
         verdicts = [Verdict.keep(balance_cluster="none: no caption to embed") for _ in items]
-        indices, vectors = self.embedded(items)
-        if not indices:
+        embeddings = Embeddings(items)
+        if not len(embeddings):
             return verdicts
-        leaves = self.leaves(vectors)
+        leaves = self.leaves(embeddings)
         target = self.spec.target_per_cluster or int(np.median([len(m) for m in leaves.values()]))
         for leaf, members in leaves.items():
-            order = sorted(members, key=lambda m: hashlib.sha256(items[indices[m]].key.encode()).hexdigest())
-            for rank, member in enumerate(order):
+            indices = [embeddings.indices[m] for m in members]
+            order = sorted(indices, key=lambda i: hashlib.sha256(items[i].key.encode()).hexdigest())
+            for rank, index in enumerate(order):
                 if rank < target:
-                    verdicts[indices[member]] = Verdict.keep(balance_cluster=leaf)
+                    verdicts[index] = Verdict.keep(balance_cluster=leaf)
                 else:
-                    verdicts[indices[member]] = Verdict.drop(
+                    verdicts[index] = Verdict.drop(
                         "over-represented cluster", f"leaf cluster {leaf} holds {len(members)} records > target {target}"
                     )
         return verdicts
 
-    def leaves(self, vectors: np.ndarray) -> dict[str, list[int]]:
-        """Leaf cluster path ("3/7") -> row indices, splitting level by level."""
-        clusters = {"": list(range(len(vectors)))}
+    def leaves(self, embeddings: Embeddings) -> dict[str, np.ndarray]:
+        """Leaf cluster path ("3/7") -> embedding positions, splitting level by level with faiss k-means."""
+        clusters = {"": np.arange(len(embeddings))}
         for level_clusters in self.spec.clusters_per_level:
-            split: dict[str, list[int]] = {}
-            for path, rows in clusters.items():
-                labels = kmeans_labels(vectors[rows], level_clusters)
-                for row, label in zip(rows, labels):
-                    split.setdefault(f"{path}/{label}" if path else str(label), []).append(row)
+            split: dict[str, np.ndarray] = {}
+            for path, positions in clusters.items():
+                labels = kmeans_labels(embeddings, positions, level_clusters)
+                for label in np.unique(labels).tolist():
+                    split[f"{path}/{label}" if path else str(label)] = positions[labels == label]
             clusters = split
         return clusters
 

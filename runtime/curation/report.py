@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from runtime.curation.api import CurationError
 from runtime.curation.layout import Layout
-from runtime.curation.shards import member_keys
+from runtime.curation.shards import Unreadable, member_keys, read_shard
 from runtime.curation.stages import StagePlan, op_from_json
 
 TERMINAL = ("kept", "dropped", "review", "quarantined", "split")
@@ -38,7 +39,9 @@ class OpFunnel:
     quarantined: int = 0
     split: int = 0  # records replaced by children
     created: int = 0  # children and generated records
-    seconds: float = 0.0
+    seconds: float = 0.0  # summed over records (and the barrier's decision); workers run in parallel
+    samples_out: int = 0  # records the op passed on: kept plus created
+    samples_per_second: float = 0.0  # seen / seconds: the op's throughput on one worker
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Report:
     histograms: dict[str, str]
     seconds: float
     notes: list[str] = field(default_factory=list)  # stand-ins and other ways the run differs from full scale
+    rejects_index: str = ""  # OUT/report/rejects/index.json: the sampled rejects as files (write_rejects)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,12 +167,12 @@ def build_report(
                 if fate in ("dropped", "review", "quarantined") and op:
                     label = f"{op}: {entry.get('reason', '')}"
                     if len(rejects[label]) < REJECT_SAMPLES:
-                        rejects[label].append(
-                            {"key": entry["key"], "shard": manifest["shard"], "detail": entry.get("detail", "")}
-                        )
+                        rejects[label].append({"key": entry["key"], "shard": manifest["shard"], "stage": stage.index,
+                                               "detail": entry.get("detail", ""), "origin": entry.get("origin", "")})
     for item in funnel.values():
         item.kept = item.seen - sum(item.dropped.values()) - item.review - item.quarantined - item.split
         item.seconds = round(item.seconds, 4)
+        item.samples_out = item.kept + item.created
     return Report(
         **run,
         samples_read=samples_read,
@@ -183,6 +187,49 @@ def build_report(
         rejects=dict(rejects),
         histograms=plot_histograms(values, figures),
     )
+
+
+def throughput(ops: list[OpFunnel]) -> None:
+    """Set samples_per_second from seen and seconds (after barrier seconds are added)."""
+    for item in ops:
+        item.samples_per_second = round(item.seen / item.seconds, 2) if item.seconds > 0 else 0.0
+
+
+def write_rejects(layout: Layout, manifests: list[list[dict[str, Any]]], rejects: dict[str, list[dict[str, Any]]]) -> Path:
+    """The sampled rejects (REJECT_SAMPLES per op and reason) as files for a person to look at:
+    OUT/report/rejects/<op>__<reason>/<key>.<member> (media, caption, metadata as read by the op's stage)
+    and OUT/report/rejects/index.json listing each with its reason, detail and files. Each source shard is
+    read once, for the keys wanted from it; records an op created (clip children) are listed, not written."""
+    directory = layout.rejects()
+    if directory.is_dir():
+        shutil.rmtree(directory)  # a rerun's sample replaces the last one's
+    directory.mkdir(parents=True)
+    sources = {(m["stage"], m["shard"]): m["source"] for stage in manifests for m in stage}
+    wanted: dict[str, dict[str, tuple[str, dict[str, Any]]]] = defaultdict(dict)  # source -> key -> (label, entry)
+    index: list[dict[str, Any]] = []
+    for label, entries in sorted(rejects.items()):
+        for entry in entries:
+            row = {"label": label, **entry, "files": []}
+            index.append(row)
+            if entry.get("origin"):
+                row["files_note"] = f"created by {entry['origin']}: not in the stage's source shard"
+            else:
+                wanted[sources[entry["stage"], entry["shard"]]][entry["key"]] = (label, row)
+    for source, keys in wanted.items():
+        for item in read_shard(source):
+            if item.key not in keys:
+                continue
+            label, row = keys[item.key]
+            folder = directory / re.sub(r"[^A-Za-z0-9_.-]+", "_", label.replace(": ", "__"))
+            folder.mkdir(exist_ok=True)
+            members = item.members if isinstance(item, Unreadable) else item.to_members()
+            for name, data in sorted(members.items()):
+                path = folder / f"{item.key}.{name}"
+                path.write_bytes(data)
+                row["files"].append(str(path.relative_to(directory)))
+    path = directory / "index.json"
+    path.write_text(json.dumps(index, indent=2) + "\n")
+    return path
 
 
 def _pipeline_ops(stages: list[StagePlan]) -> list[tuple[str, str]]:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from runtime.curation.api import (
     FULL,
     MapOp,
@@ -253,7 +255,9 @@ class StageRunner:
         ended: list[Record | Unreadable] = [i for i in items if isinstance(i, Unreadable) or i.fate is not None]
         live = []
         for record in (i for i in items if isinstance(i, Record) and i.fate is None):
-            record.attach_decoder(self.side, color=self.color)
+            pixels = record._pixels  # an earlier segment of this stage (Ray) already decoded: keep its pixels
+            if pixels is None or (pixels.plan_side, pixels.color) != (self.side, self.color):
+                record.attach_decoder(self.side, color=self.color)
             verdict = self.verdicts.get(record.shard, {}).get(record.key) if self.first else None
             if verdict is not None and not apply_verdict(record, Verdict(**verdict), self.barrier_in):
                 ended.append(record)
@@ -266,7 +270,7 @@ class StageRunner:
         if self.last:
             for record in live:
                 record.fate = Fate("kept" if self.final else "pass")
-        for record in [*ended, *live]:
+        for record in [*ended, *(live if self.last else [])]:  # live records carry their pixels to the next ops
             if isinstance(record, Record):
                 record.release()
         return sorted([*ended, *live], key=lambda item: item.seq)
@@ -292,8 +296,10 @@ class ShardSink:
             "quarantined": ShardWriter(layout.quarantine(job.stem, stage.index)),
         }
         self.manifest_path = layout.manifest(stage.index, job.stem)
-        remove_stale_temporaries([w.path for w in self.writers.values()] + [self.manifest_path])
+        self.embeddings_path = layout.embeddings(stage.index, job.stem)
+        remove_stale_temporaries([w.path for w in self.writers.values()] + [self.manifest_path, self.embeddings_path])
         self.ledger: list[dict[str, Any]] = []
+        self.vectors: list[np.ndarray] = []  # the barrier's embeddings, stored beside the manifest
 
     def add(self, item: Record | Unreadable) -> None:
         if isinstance(item, Unreadable):
@@ -312,11 +318,25 @@ class ShardSink:
         elif fate.kind == "quarantined":
             error = json.dumps({"op": fate.op, "error": fate.detail, "shard": item.shard}).encode()
             self.writers["quarantined"].write(item.key, {**item.to_members(), "error.json": error})
-        self.ledger.append(_entry(item, self.barrier))
+        entry = _entry(item, self.barrier)
+        score = entry.get("barrier_score")
+        if isinstance(score, dict) and isinstance(score.get("embedding"), str):
+            from runtime.curation.modelzoo.embedders import decode_vector
+
+            self.vectors.append(decode_vector(score["embedding"]).astype("<f2"))
+            entry["barrier_score"] = {**{k: v for k, v in score.items() if k != "embedding"},
+                                      "embedding_row": len(self.vectors) - 1}
+        self.ledger.append(entry)
 
     def close(self) -> dict[str, Any]:
         for writer in self.writers.values():
             writer.close()
+        if self.vectors:
+            self.embeddings_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.embeddings_path.with_name(f"{self.embeddings_path.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as file:
+                np.save(file, np.stack(self.vectors))
+            os.replace(tmp, self.embeddings_path)
         manifest = {
             "stage": self.job.stage.index,
             "shard": self.job.stem,
@@ -333,9 +353,11 @@ class ShardSink:
             writer.abort()
 
 
-def read_items(source: str) -> Iterator[Record | Unreadable]:
-    """The shard's samples with their position (seq) set."""
+def read_items(source: str, limit: int | None = None) -> Iterator[Record | Unreadable]:
+    """The shard's samples (its first `limit`, if given) with their position (seq) set."""
     for index, item in enumerate(read_shard(source)):
+        if limit is not None and index >= limit:
+            return
         item.seq = (index,)
         yield item
 
@@ -345,7 +367,7 @@ def process_shard(job: ShardJob) -> dict[str, Any]:
     sink = ShardSink(job)
     runner = StageRunner(job)
     try:
-        for batch in _batches(read_items(job.source), runner.batch_size):
+        for batch in _batches(read_items(job.source, job.limit), runner.batch_size):
             for item in runner.run(batch):
                 sink.add(item)
         return sink.close()

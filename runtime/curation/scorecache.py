@@ -4,16 +4,24 @@ A score id names what was computed (op kind, implementation version, scoring par
 a rerun that changes only thresholds finds every score here and calls no scorer. The media digest guards
 against a key whose bytes changed (a clip trimmed differently): such an entry is ignored and rescored.
 
-sqlite in WAL mode lets the local executor's worker processes read and write concurrently. On a cluster,
-point each task at node-local storage (or its own cache directory): sqlite's locking is unreliable on
-network filesystems, and the cache is an optimisation, never needed for a correct result.
+Safe across threads, processes and hosts:
+- threads: each thread opens its own connection on first use (Ray runs an actor's batches on a thread
+  pool, and a sqlite connection may only be used by the thread that created it);
+- processes: sqlite in WAL mode lets the local executor's worker processes, or a host's Ray workers, read
+  and write one file concurrently;
+- hosts: each host writes its own file (scores-<hostname>.sqlite), so a cache directory on a shared
+  filesystem never has two hosts locking one sqlite file (sqlite's locking is unreliable on network
+  filesystems). A host does not see another host's scores; the cache is an optimisation, never needed
+  for a correct result, so keeping it node-local is better still.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,23 +46,42 @@ def score_id(kind: str, version: str, params: dict[str, Any], decode_side: int |
 
 
 class ScoreCache:
-    """Score lookups and inserts for one process; open one per worker."""
+    """Score lookups and inserts; one object may be shared by threads (connections are per thread)."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / "scores.sqlite"
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._wal()
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        self.path = directory / f"scores-{socket.gethostname()}.sqlite"
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._connection()  # create the file and table now: a broken cache directory fails before any work
 
-    def _wal(self) -> None:
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._connection()
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on its first use."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # Used by this thread only; check_same_thread=False lets `close` (the owner's thread) close it.
+            db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self._wal(db)
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+            db.execute(_SCHEMA)
+            db.commit()
+            self._local.db = db
+            with self._lock:
+                self._opened.append(db)
+        return db
+
+    @staticmethod
+    def _wal(db: sqlite3.Connection) -> None:
         """Switch to WAL. Workers opening a fresh cache together race for the switch, and sqlite answers the
         loser 'database is locked' at once (no busy wait), so retry for up to a minute."""
         for attempt in range(600):
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or attempt == 599:
@@ -87,4 +114,9 @@ class ScoreCache:
             )
 
     def close(self) -> None:
-        self._db.close()
+        """Close the connections of every thread (call from the owner once the threads are done)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for db in opened:
+            db.close()
+        self._local = threading.local()

@@ -3,12 +3,16 @@
     python -m runtime.curation.slurm_task --bundle DIR --pipeline NAME --input SHARDS --output OUT --stage K
     python -m runtime.curation.slurm_task --bundle DIR --pipeline NAME --input SHARDS --output OUT --finalize
 
+    python -m runtime.curation.slurm_task --bundle DIR --pipeline NAME --input SHARDS --output OUT --stage K --barrier
+
 A pipeline with B barriers has B + 1 stages (`--print-stages` prints the number): submit one array job
 per stage, each after the previous one succeeded (--dependency=afterok), then one `--finalize` task,
 which checks the ledger, writes OUT/report.json and fails if nothing was read or kept. Task i of n
 (SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) takes the i-th contiguous
-slice of the sorted shards. Stage K > 0 reads every shard's stage K-1 manifest to let the barrier decide,
-so all tasks agree without talking to each other. A rerun of a task skips its finished shards.
+slice of the sorted shards. Before the array of stage K > 0, one `--stage K --barrier` job (not an array)
+lets the barrier decide over every shard's stage K-1 manifest, once, and stores the verdicts in
+OUT/_work/stageK/barrier.json; the array tasks read them (a task that finds none computes the same file
+itself, so a missing barrier job costs time, never correctness). A rerun of a task skips its finished shards.
 
 The pipeline comes from a compiled bundle (BUNDLE/curation/<pipeline>/pipeline.json, which also holds the
 architecture and encode size precompute_embeddings needs), --pipeline-file (a bare pipeline: none of those),
@@ -81,6 +85,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--input", action="append", help="shards: directory, glob or brace pattern (repeatable)")
     cli.add_argument("--output", help="output directory shared by all tasks")
     cli.add_argument("--stage", type=int, default=0, help="stage to run (0 .. stages-1)")
+    cli.add_argument("--barrier", action="store_true",
+                     help="decide the barrier that starts --stage over all shards, once, before its array")
     cli.add_argument("--finalize", action="store_true", help="check the ledger and write the report")
     cli.add_argument("--print-stages", action="store_true", help="print the number of stages and exit")
     cli.add_argument("--workers", type=int, default=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")))
@@ -107,9 +113,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not 0 <= args.stage < len(run.stages):
             raise CurationError(f"--stage {args.stage}: pipeline {run.name!r} has stages 0..{len(run.stages) - 1}")
+        stage = run.stages[args.stage]
+        if args.barrier:
+            if stage.barrier_in is None:
+                raise CurationError(f"--barrier --stage {args.stage}: stage {args.stage} of {run.name!r} starts with no "
+                                    "barrier (stage 0 never does); submit --barrier only for stages 1 and later")
+            verdicts = run.barrier(stage)
+            decided = sum(len(keys) for keys in verdicts.values())
+            print(f"{run.name} stage {stage.index}: barrier decided, {decided} records with a verdict other than a "
+                  f"plain keep; {run.layout.barrier(stage.index)}")
+            return 0
         task, tasks = array_position()
         mine = array_slice(run.shards, task, tasks)
-        stage = run.stages[args.stage]
         description = f"{run.name} stage {stage.index} task {task}/{tasks}"
         run_jobs(run.pending(run.jobs(stage, mine)), args.workers, description)
         print(f"{run.name} stage {stage.index}: task {task} of {tasks} finished {len(mine)} shards")

@@ -124,11 +124,14 @@ class ShardJob:
     scale: str = "full"
     architecture: str | None = None  # the spec's ArchitectureSpec as JSON text (jobs stay plain values)
     encode_size: tuple[int, int] | None = None  # (height, width) the first consuming training stage trains at
+    limit: int | None = None  # read only the shard's first `limit` samples (genspec curate --limit)
 
     def job_hash(self) -> str:
         """What a finished shard's manifest must match to be skipped on a rerun; the architecture and encode
         size count only in stages with an op that reads them, so other stages are not redone for them."""
         parts: list[Any] = [self.stage.config_hash(), self.source_id, self.verdicts]
+        if self.limit is not None:
+            parts.append({"limit": self.limit})
         if self.stage.reads_architecture:
             parts += [self.architecture, self.encode_size]
         text = json.dumps(parts, sort_keys=True)

@@ -212,3 +212,17 @@ def apply_op(media):
         return Outcome(records, survivors)
 
     return apply
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray of 2 CPUs for the whole session (ray.init costs seconds); every worker registers the
+    test model ops of tests/runtime/curation/model_ops.py. Skipped where ray[data] is not installed."""
+    ray = pytest.importorskip("ray", reason="ray[data] is not installed: pip install -e '.[ray]'")
+    from tests.runtime.curation.model_ops import register
+
+    register()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": "tests.runtime.curation.model_ops.register"})
+    yield ray
+    ray.shutdown()

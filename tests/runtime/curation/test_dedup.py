@@ -13,7 +13,7 @@ from PIL import Image
 from compiler.schema.data import ExactDedup, PerceptualDedup
 from runtime.curation import run
 from runtime.curation.api import OpConfigError, OpContext
-from runtime.curation.hamming import HammingIndex
+from runtime.curation.hamming import near_duplicates, pack
 from runtime.curation.ops_dedup import dhash, phash
 from runtime.curation.records import Record
 from runtime.curation.registry import build
@@ -47,34 +47,29 @@ def keep_first_brute_force(codes: list[int], radius: int) -> list[int | None]:
     return result
 
 
-@pytest.mark.parametrize("bits, radius", [(64, 0), (64, 4), (64, 10), (256, 12)])
+@pytest.mark.parametrize("bits, radius", [(64, 0), (64, 4), (64, 10), (256, 12), (144, 6)])
 def test_multi_index_search_matches_brute_force(bits, radius):
     codes = planted(1500, bits, radius, seed=bits + radius)
-    index = HammingIndex(bits, radius)
-    kept_ids: list[int] = []
-    found = []
-    for position, code in enumerate(codes):
-        match = index.find(code)
-        found.append(None if match is None else kept_ids[match[0]])
-        if match is None:
-            index.add(code)
-            kept_ids.append(position)
+    originals, distances = near_duplicates(pack([f"{c:0{bits // 4}x}" for c in codes], bits), radius)
+    found = [None if m < 0 else m for m in originals.tolist()]
     assert found == keep_first_brute_force(codes, radius)
     assert sum(m is not None for m in found) > len(codes) // 20  # the planted duplicates were found
+    for position, match in enumerate(found):
+        if match is not None:
+            assert distances[position] == (codes[position] ^ codes[match]).bit_count()
 
 
-def test_index_reports_the_earliest_match():
-    index = HammingIndex(64, 4)
-    index.add(0b1111)
-    index.add(0b0111)
-    assert index.find(0b0111) == (0, 1)
+def test_search_reports_the_earliest_kept_match():
+    originals, distances = near_duplicates(pack(["000000000000000f", "0000000000000007", "0000000000000003"], 64), 1)
+    assert originals.tolist() == [-1, 0, -1]  # the third is 1 bit from the second, which was dropped
+    assert distances.tolist() == [0, 1, 0]
 
 
 def test_exact_and_perceptual_dedup_across_shards(shards, tmp_path):
     report = run([ExactDedup(), PerceptualDedup(max_hamming=4)], f"{shards}/images-*.tar", tmp_path / "out", workers=1)
     rejects = report.rejects
     (exact,) = rejects["exact_dedup: exact duplicate"]
-    assert exact == {"key": "sharp0_copy", "shard": "images-001", "detail": "same sha256 as sharp0"}
+    assert exact == {"key": "sharp0_copy", "shard": "images-001", "stage": 1, "detail": "same sha256 as sharp0", "origin": ""}
     (near,) = rejects["perceptual_dedup: near duplicate"]
     assert (near["key"], near["detail"]) == ("sharp1_resized", "0 bits from sharp1")
     kept = {r.key for r in read_shard(str(tmp_path / "out" / "shards" / "images-000.tar"))}
@@ -145,3 +140,19 @@ def test_near_duplicates_hash_within_the_radius_and_unrelated_images_do_not(medi
         assert (hashes[name] ^ hashes[original]).bit_count() <= op.max_hamming, name
     for a, b in itertools.combinations(originals, 2):
         assert (hashes[a] ^ hashes[b]).bit_count() > 3 * op.max_hamming, (a, b)
+
+
+def test_embeddings_are_stored_beside_the_manifests_not_in_them(shards, tmp_path):
+    from compiler.schema.data import SemanticDedup
+
+    report = run([SemanticDedup(embedder="all-minilm-l6-v2", clusters=2, eps=0.05)], f"{shards}/images-*.tar",
+                 tmp_path / "out", workers=1)
+    assert report.samples_read > 0
+    for manifest in sorted((tmp_path / "out" / "_work" / "stage0").glob("*.json")):
+        if manifest.name == "barrier.json":
+            continue
+        scores = [e["barrier_score"] for e in json.loads(manifest.read_text())["records"] if "barrier_score" in e]
+        assert scores and all("embedding" not in s for s in scores)
+        vectors = np.load(manifest.with_suffix(".embeddings.npy"))
+        assert sorted(s["embedding_row"] for s in scores) == list(range(len(vectors)))
+        assert vectors.shape[1] == scores[0]["dim"] == 384

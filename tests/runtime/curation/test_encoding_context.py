@@ -22,7 +22,7 @@ from compiler.schema.data import ExactDedup, Pipeline
 from runtime.curation import run
 from runtime.curation.curate import spec_encoding
 from runtime.curation.layout import Layout
-from runtime.curation.shards import shard_stem
+from runtime.curation.shards import member_keys, shard_stem
 from runtime.synthetic_data import make_raw
 from runtime.train.batch import BatchBuilder
 from runtime.train.data import load_npy, read_shard
@@ -132,3 +132,22 @@ def test_genspec_curate_of_a_bundle_precomputes_with_its_architecture(bundle, ra
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert not any("did not reach curation" in note for note in report["notes"])
     assert scaled(specs.load("flux1-dev"), "smoke").architecture.model_dump(mode="json") == stage["architecture"]
+
+
+@pytest.mark.slow
+def test_genspec_curate_of_a_smoke_bundle_reads_every_shard_and_limit_cuts(bundle, tmp_path):
+    shards = make_raw(tmp_path / "raw", "flux1-dev", count=12, shards=2)["image_text"]
+    assert len(shards) == 2
+    total = sum(len(member_keys(path)) for path in shards)
+
+    def curate(output: str, *extra: str) -> dict:
+        result = CliRunner().invoke(app, ["curate", str(bundle), "--input", str(shards[0].parent), "--output",
+                                          str(tmp_path / output), "--workers", "1", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / output / "report.json").read_text())
+
+    report = curate("all")
+    assert (report["scale"], report["shards"], report["samples_read"]) == ("smoke", 2, total)
+    limited = curate("limited", "--limit", str(total // 2 + 1))  # every sample of the first shard, one of the second
+    assert (limited["shards"], limited["samples_read"]) == (2, total // 2 + 1)
+    assert any("--limit" in note for note in limited["notes"])

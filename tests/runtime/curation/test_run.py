@@ -68,6 +68,27 @@ def test_every_sample_ends_in_exactly_one_place(shards, corrupt_shard, tmp_path)
     assert {e["op"] for e in errors} == {"probe", "blur"}
 
 
+def test_dropped_samples_are_written_for_review_with_per_op_metrics(shards, tmp_path):
+    report = run(PIPELINE, shards, tmp_path / "out", workers=1)
+    rejects = tmp_path / "out" / "report" / "rejects"
+    assert report.rejects_index == str(rejects / "index.json")
+    index = json.loads((rejects / "index.json").read_text())
+    blurry = {row["key"]: row for row in index if row["label"] == "blur: too blurry"}
+    assert "blurred" in blurry and blurry["blurred"]["detail"]
+    assert (rejects / blurry["blurred"]["files"][0]).parent.name == "blur__too_blurry"
+    media = rejects / "blur__too_blurry" / "blurred.jpg"
+    assert media.read_bytes()[:2] == b"\xff\xd8"  # the sample's own JPEG, as the op saw it
+    duplicate = next(row for row in index if row["label"] == "exact_dedup: exact duplicate")
+    assert any(f.endswith(".jpg") for f in duplicate["files"])  # dropped in stage 1: read from stage 0's output
+    children = [row for row in index if row.get("files_note")]
+    assert all(row["origin"] and not row["files"] for row in children)
+    assert len(index) == sum(len(rows) for rows in report.rejects.values())
+    funnel = {op.name: op for op in report.ops}
+    assert funnel["blur"].samples_out == funnel["blur"].kept and funnel["blur"].samples_per_second > 0
+    split = funnel["scene_split"]
+    assert split.samples_out == split.kept + split.created and split.created > split.split
+
+
 def test_nothing_read_or_nothing_kept_fails(shards, tmp_path):
     empty = shard(tmp_path / "empty-000.tar", [])
     with pytest.raises(CurationError, match="read 0 samples"):
@@ -114,12 +135,14 @@ def test_two_workers_write_the_same_shards_as_one(shards, tmp_path):
         assert path.read_bytes() == (tmp_path / "two" / "shards" / path.name).read_bytes()
 
 
-def test_smoke_scale_curates_the_first_shard_of_each_input(shards, tmp_path):
-    report = run([Blur(min_laplacian_var=20)], shards, tmp_path / "out", scale="smoke", workers=1)
-    assert report.shards == 1 and report.input == [str(shards / "images-000.tar")]
-    inputs = [str(shards / "images-00*.tar"), str(shards / "videos-000.tar")]
-    report = run([Probe()], inputs, tmp_path / "two", scale="smoke", workers=1)
-    assert report.input == [str(shards / "images-000.tar"), str(shards / "videos-000.tar")]
+def test_smoke_scale_curates_every_shard_and_limit_cuts_at_any_scale(shards, tmp_path):
+    report = run([Blur(min_laplacian_var=20)], f"{shards}/images-*.tar", tmp_path / "out", scale="smoke", workers=1)
+    assert report.input == [str(shards / "images-000.tar"), str(shards / "images-001.tar")]
+    assert report.samples_read == 17  # 10 + 7: both shards
+    limited = run([Probe()], f"{shards}/images-*.tar", tmp_path / "limited", limit=12, workers=1)
+    assert (limited.shards, limited.samples_read) == (2, 12)  # all 10 of the first shard, 2 of the second
+    with pytest.raises(CurationError, match="limit must be a positive number"):
+        run([Probe()], shards, tmp_path / "zero", limit=0)
 
 
 def test_a_pipeline_without_ops_passes_readable_samples_through(shards, tmp_path):

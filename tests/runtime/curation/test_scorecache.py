@@ -26,3 +26,19 @@ def test_workers_opening_a_fresh_cache_together_all_get_in(tmp_path):
         assert [worker.exitcode for worker in workers] == [0] * 8
         found = ScoreCache(directory).get("sid", [(f"k{w}", "d") for w in range(8)])
         assert {key: score["value"] for key, score in found.items()} == {f"k{w}": float(w) for w in range(8)}
+
+
+def test_a_cache_opened_in_one_thread_serves_others(tmp_path):
+    """Ray opens an actor's cache in its constructor and calls it from a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = ScoreCache(tmp_path)
+
+    def write_and_read(worker: int) -> float:
+        cache.put("sid", [(f"k{worker}", "d", {"value": float(worker)})])
+        return cache.get("sid", [(f"k{worker}", "d")])[f"k{worker}"]["value"]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(write_and_read, range(8))) == [float(w) for w in range(8)]
+    cache.close()
+    assert len(ScoreCache(tmp_path).get("sid", [(f"k{w}", "d") for w in range(8)])) == 8

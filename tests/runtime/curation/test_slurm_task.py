@@ -4,6 +4,7 @@ import json
 
 from compiler.schema.data import Blur, ExactDedup, PerceptualDedup, Pipeline
 from runtime.curation import run
+from runtime.curation.curate import CurationRun
 from runtime.curation.slurm_task import array_position, array_slice, main
 
 PIPELINE = Pipeline(
@@ -34,10 +35,21 @@ def test_array_tasks_per_stage_then_finalize_match_a_local_run(shards, tmp_path,
     assert "run the earlier stage" in capsys.readouterr().err
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    assert main(common + ["--stage", "0", "--barrier"]) == 1  # stage 0 starts with no barrier
+    assert "no barrier" in capsys.readouterr().err
+
+    def decided_again(*_):
+        raise AssertionError("an array task decided the barrier again instead of reading barrier.json")
+
     for stage in range(stages):
-        for task in (1, 2):
-            monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
-            assert main(common + ["--stage", str(stage)]) == 0
+        if stage > 0:  # the barrier's own job between the arrays: decides once, for every task
+            assert main(common + ["--stage", str(stage), "--barrier"]) == 0
+            assert (tmp_path / "slurm" / "_work" / f"stage{stage}" / "barrier.json").is_file()
+        with monkeypatch.context() as patched:
+            patched.setattr(CurationRun, "_barrier_verdicts", decided_again)
+            for task in (1, 2):
+                monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+                assert main(common + ["--stage", str(stage)]) == 0
     assert main(common + ["--finalize"]) == 0
     assert "kept" in capsys.readouterr().out
     run(PIPELINE, shards, tmp_path / "local", workers=1)

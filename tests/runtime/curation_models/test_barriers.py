@@ -26,6 +26,33 @@ def test_semantic_dedup_drops_near_duplicate_embeddings(full):
     assert "with u0" in verdicts["u0_copy"].detail
 
 
+def test_semantic_dedup_in_cluster_search_matches_comparing_every_pair(full):
+    """One cluster, 600 vectors with planted near-copies (chains included): the faiss range search plus
+    keep-first drops exactly what comparing each record with every earlier kept one drops."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(600, 32)).astype(np.float32)
+    for i in range(5, 600, 4):
+        vectors[i] = vectors[int(rng.integers(0, i))] + rng.normal(scale=float(rng.uniform(0.05, 0.4)), size=32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    eps = 0.02
+    kept, expected = [], []
+    for i in range(len(unit)):
+        match = next((k for k in kept if float(unit[i] @ unit[k]) >= 1 - eps), None)
+        expected.append(match)
+        if match is None:
+            kept.append(i)
+    keys = [f"k{i:04d}" for i in range(len(unit))]
+    items = [BarrierItem(key, "shard", {"dim": 32}, vector=row) for key, row in zip(keys, unit)]
+    impl = build(SemanticDedup(embedder="all-minilm-l6-v2", clusters=1, eps=eps), full)
+    verdicts = impl.decide_all(items)
+    dropped = [v.fate == "drop" for v in verdicts]
+    assert dropped == [m is not None for m in expected]
+    assert 20 < sum(dropped) < 150
+    for verdict, match in zip(verdicts, expected):
+        if match is not None:
+            assert f"with {keys[match]};" in verdict.detail
+
+
 def test_semantic_dedup_of_captions_with_the_packaged_minilm(kit, full):
     captions = ["a red car parked on a street", "a red car parked on the street", "a bowl of tomato soup"]
     records = [kit.image_record(f"r{i}", i, caption=c) for i, c in enumerate(captions)] + [kit.image_record("none", 9)]
@@ -69,3 +96,4 @@ def test_active_learning_scores_the_positive_class(kit, full):
     assert impl.column == 1  # labels easy, hard
     scores = impl.score([kit.image_record("a", 1), kit.image_record("b", 2)])
     assert all(0 <= s["value"] <= 1 for s in scores)
+
