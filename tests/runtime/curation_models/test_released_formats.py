@@ -1,0 +1,109 @@
+"""Each model-backed op reads its weights in the format the public checkpoint ships in.
+
+Every test writes a tiny (or narrow) model under the released file names with the released key layout, as
+the original code saves it (torch pickles with the same module names), and loads it through the op's
+loader, which loads strictly: a missing or extra key fails.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.curation.modelzoo.weights import Located
+
+
+def test_craft_loads_craft_mlt_25k_as_released(tmp_path):
+    """craft_mlt_25k.pth is a DataParallel save of CRAFT-pytorch's craft.py: `module.` prefix, double_conv
+    layers under `.conv`, VGG16-BN slices under basenet.slice<k>.<features index>."""
+    from runtime.curation.modelzoo.craft import CraftConfig, build_craft, load_craft
+
+    config = CraftConfig(widths=0.125)
+    original = build_craft(config).eval()
+    state = {f"module.{k}": v for k, v in original.state_dict().items()}
+    for key in ("module.upconv1.conv.0.weight", "module.upconv4.conv.4.running_var", "module.basenet.slice1.0.weight",
+                "module.basenet.slice4.38.bias", "module.basenet.slice5.1.weight", "module.conv_cls.8.weight"):
+        assert key in state, key
+    torch.save(state, tmp_path / "craft_mlt_25k.pth")
+    (tmp_path / "config.json").write_text(json.dumps({"widths": 0.125}))
+
+    loaded = load_craft(Located("craft", tmp_path))
+    image = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(image), original(image))
+
+
+def test_craft_refuses_a_checkpoint_without_the_conv_wrapper(tmp_path):
+    from runtime.curation.modelzoo.craft import CraftConfig, build_craft, load_craft
+
+    state = {k.replace(".conv.", "."): v for k, v in build_craft(CraftConfig(widths=0.125)).state_dict().items()}
+    torch.save(state, tmp_path / "craft_mlt_25k.pth")
+    (tmp_path / "config.json").write_text(json.dumps({"widths": 0.125}))
+    with pytest.raises(RuntimeError, match="upconv1.conv.0.weight"):
+        load_craft(Located("craft", tmp_path))
+
+
+def _torchvision_checkpoint(model) -> dict:
+    """The trunk as torchvision ships it: features.<i>.* plus a classifier head LPIPS does not use."""
+    state = {f"features.{k.split('.', 2)[2]}": v for k, v in model.state_dict().items() if k.startswith("net.")}
+    state["classifier.1.weight"] = torch.zeros(4, 4)
+    return state
+
+
+@pytest.mark.parametrize(("net", "trunk_file", "tap"), [
+    ("alex", "alexnet-owt-7be5be79.pth", "net.slice2.3.weight"),
+    ("vgg", "vgg16-397923af.pth", "net.slice5.28.weight"),
+])
+def test_lpips_loads_the_lpips_package_lin_file_and_torchvision_trunk(tmp_path, net, trunk_file, tap):
+    from runtime.curation.modelzoo.lpips import load_lpips, random_lpips
+
+    original = random_lpips(seed=3, net=net)
+    assert tap in original.state_dict()  # the lpips package's pretrained_networks names
+    torch.save(_torchvision_checkpoint(original), tmp_path / trunk_file)
+    torch.save({k: v for k, v in original.state_dict().items() if k.startswith("lin")}, tmp_path / f"{net}.pth")
+
+    loaded = load_lpips(Located("lpips", tmp_path))
+    assert loaded.net_name == net
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(a, b), original(a, b))
+        assert float(loaded(a, a).abs().max()) == 0.0
+
+
+def test_lpips_loads_a_whole_lpips_state_dict_strictly(tmp_path):
+    from runtime.curation.modelzoo.lpips import load_lpips, random_lpips
+
+    original = random_lpips(seed=4, net="vgg")
+    state = original.state_dict()
+    torch.save({k: v for k, v in state.items() if k.startswith("lin")}, tmp_path / "vgg.pth")
+    torch.save(state, tmp_path / "lpips.pth")
+    load_lpips(Located("lpips", tmp_path))
+    state.pop("net.slice3.14.bias")
+    torch.save(state, tmp_path / "lpips.pth")
+    with pytest.raises(RuntimeError, match="net.slice3.14.bias"):
+        load_lpips(Located("lpips", tmp_path))
+
+
+def test_lpips_folder_with_two_lin_files_is_ambiguous(tmp_path):
+    from runtime.curation.modelzoo.lpips import load_lpips
+
+    (tmp_path / "alex.pth").write_bytes(b"")
+    (tmp_path / "vgg.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match="exactly one trunk"):
+        load_lpips(Located("lpips", tmp_path))
+
+
+def test_frame_consistency_scores_with_a_vgg_folder(kit, tmp_path):
+    from compiler.schema.data import FrameConsistency
+    from runtime.curation.api import OpContext
+    from runtime.curation.modelzoo.lpips import random_lpips, save_lpips
+
+    save_lpips(random_lpips(seed=5, net="vgg"), tmp_path / "lpips")
+    moving = [kit.texture(seed) for seed in range(16)]
+    op = FrameConsistency(min_score=None, max_score=None)
+    run = kit.run_op(op, [kit.video_record("moving", moving)], OpContext(tmp_path, "full"))
+    score = run.kept[0].scores["frame_consistency"]
+    assert score["value"] > 0 and "stand_in" not in score
