@@ -107,3 +107,54 @@ def test_frame_consistency_scores_with_a_vgg_folder(kit, tmp_path):
     run = kit.run_op(op, [kit.video_record("moving", moving)], OpContext(tmp_path, "full"))
     score = run.kept[0].scores["frame_consistency"]
     assert score["value"] > 0 and "stand_in" not in score
+
+
+def _tiny_siglip(folder):
+    """A 2-layer SiglipModel saved as google/siglip-* folders are (save_pretrained), with a byte tokenizer."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    from runtime.curation.modelzoo.tokenizer import byte_tokenizer
+
+    tokenizer = byte_tokenizer()
+    tower = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = SiglipConfig(text_config=dict(tower, vocab_size=len(tokenizer), max_position_embeddings=16),
+                          vision_config=dict(tower, image_size=32, patch_size=8))
+    torch.manual_seed(11)
+    model = SiglipModel(config).eval()
+    model.save_pretrained(folder)
+    SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}),
+                    tokenizer=tokenizer).save_pretrained(folder)
+    return model
+
+
+def test_siglip_embedder_loads_a_siglip_folder_and_matches_get_features(tmp_path):
+    from runtime.curation.modelzoo.clip import ClipEmbedder
+    from runtime.curation.modelzoo.embedders import is_image_embedder
+
+    model = _tiny_siglip(tmp_path / "siglip")
+    located = Located("google/siglip-base-patch16-224", tmp_path / "siglip")
+    assert is_image_embedder(located)
+    embedder = ClipEmbedder.load(located)
+    assert embedder.siglip and embedder.dim == 32
+    images = [np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)]
+    vectors = embedder.image_embeddings(images)
+    pixels = embedder.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        expected = torch.nn.functional.normalize(model.vision_model(pixel_values=pixels).pooler_output, dim=-1)
+    np.testing.assert_allclose(vectors, expected.numpy(), atol=1e-5)
+    text = embedder.text_embeddings(["a cat", "a much longer caption"])
+    assert text.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+
+
+def test_an_embedder_folder_missing_weights_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from runtime.curation.modelzoo.clip import ClipEmbedder
+
+    _tiny_siglip(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    dropped = next(k for k in state if "vision_model.head" in k)
+    save_file({k: v for k, v in state.items() if k != dropped}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="missing_keys"):
+        ClipEmbedder.load(Located("siglip", tmp_path))
