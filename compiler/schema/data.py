@@ -382,6 +382,11 @@ class Recaption(Op):
     )
     fps: float | None = Field(None, gt=0, description="frames per second shown to the VLM (video)")
     max_new_tokens: int = Field(512, gt=0)
+    trust_remote_code: bool = Field(
+        False,
+        description="run the Python modelling code the model folder ships (config.json auto_map, e.g. CogVLM); "
+        "without it such a folder is refused",
+    )
 
 
 class CaptionPii(Op):
