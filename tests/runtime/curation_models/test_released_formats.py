@@ -8,6 +8,7 @@ loader, which loads strictly: a missing or extra key fails.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,37 @@ def test_an_embedder_folder_missing_weights_is_refused(tmp_path):
     save_file({k: v for k, v in state.items() if k != dropped}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="missing_keys"):
         ClipEmbedder.load(Located("siglip", tmp_path))
+
+
+RAFT_LAYOUT = json.loads((Path(__file__).parent / "data" / "raft_state_dict_layout.json").read_text())
+
+
+@pytest.mark.parametrize(("variant", "file"), [("raft_small", "raft_small_C_T_V2-01064c6d.pth"),
+                                               ("raft_large", "raft_large_C_T_SKHT_V2-ff5fadd5.pth")])
+def test_raft_has_torchvisions_state_dict_layout_and_loads_its_checkpoint_strictly(tmp_path, variant, file):
+    """The layout file lists torchvision 0.28's raft_small()/raft_large() state dict (keys and shapes)."""
+    from runtime.curation.modelzoo.raft import RAFT_VARIANTS, build_raft, load_raft
+
+    torch.manual_seed(0)
+    original = build_raft(RAFT_VARIANTS[variant]).eval()
+    assert [[k, list(v.shape)] for k, v in original.state_dict().items()] == RAFT_LAYOUT[variant]
+    torch.save(original.state_dict(), tmp_path / file)
+    loaded = load_raft(Located("raft", tmp_path))
+    a, b = torch.rand(1, 3, 128, 128) * 2 - 1, torch.rand(1, 3, 128, 128) * 2 - 1
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(a, b, num_flow_updates=2), original(a, b, num_flow_updates=2))
+
+
+def test_motion_score_with_raft_runs_at_full_scale_from_the_released_weights(kit, tmp_path):
+    from compiler.schema.data import MotionScore
+    from runtime.curation.api import OpContext
+    from runtime.curation.modelzoo.raft import RAFT_VARIANTS, build_raft
+
+    (tmp_path / "raft").mkdir()
+    torch.manual_seed(1)
+    torch.save(build_raft(RAFT_VARIANTS["raft_small"]).state_dict(), tmp_path / "raft" / "raft_small_C_T_V2-01064c6d.pth")
+    frames = [np.roll(kit.texture(3, 128, 128), 4 * i, axis=1) for i in range(8)]
+    op = MotionScore(scorer="raft", fps=4, analysis_short_side_px=128, min_score=None)
+    run = kit.run_op(op, [kit.video_record("pan", frames)], OpContext(tmp_path, "full"))
+    score = run.kept[0].scores["motion_score"]
+    assert score["steps"] >= 2 and score["value"] >= 0 and "stand_in" not in score
