@@ -314,6 +314,58 @@ class WatermarkClassifier(ClassifierScorer):
         return Verdict.drop("watermark", detail) if detail else KEEP
 
 
+@register("watermark", scorer="laion-watermark")
+class LaionWatermark(FrameScorer):
+    """LAION's watermark detector as released (watermark_model_v1.pt: timm EfficientNet-B3 + MLP head, see
+    runtime/curation/modelzoo/laion_watermark.py): P(watermark) per frame, reduced; drops above max_score."""
+
+    side = 256  # the detector's input is 256x256
+
+    def __init__(self, spec, ctx) -> None:
+        from runtime.curation.modelzoo.laion_watermark import WATERMARK_FOLDER, WEIGHT_FILES
+
+        super().__init__(spec, ctx)
+        self.frames, self.reduce = spec.frames, spec.reduce
+        self.weights = self.locate(spec.scorer, WATERMARK_FOLDER, (WEIGHT_FILES,))
+        self.limit = Limit(f"{spec.name}.max_score", spec.max_score, "max", self.weights.stand_in)
+
+    @cached_property
+    def model(self):
+        import torch
+
+        from runtime.curation.modelzoo.laion_watermark import build_watermark_model, load_watermark_model
+        from runtime.curation.modelzoo.weights import device, inference_dtype
+
+        if self.weights.stand_in:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.weights.seed)
+                model = build_watermark_model(stages=((1, 8, 3, 1, 1), (1, 16, 3, 2, 6)), stem=8, features=32,
+                                              head=(16, 8)).eval()
+        else:
+            model = load_watermark_model(self.weights)
+        return model.to(device(), inference_dtype(device()))
+
+    def scoring_params(self) -> dict:
+        return {"scorer": self.spec.scorer, "weights": self.weights.fingerprint(), "frames": self.frames,
+                "reduce": self.reduce}
+
+    def score(self, records: list[Record]) -> list[Score | None]:
+        from runtime.curation.modelzoo.laion_watermark import watermark_probabilities
+
+        frames, slices = self.frame_batches(records)
+        probabilities = np.array(watermark_probabilities(self.model, frames))
+        scores = []
+        for record, part in zip(records, slices):
+            value = reduce_frames(probabilities[part], self.reduce)
+            self.limit.observe(record.key, value)
+            scores.append(self.scored(value, probabilities[part]))
+        return scores
+
+    def decide(self, record: Record, score: Score | None) -> Verdict:
+        detail = self.limit.failure(record.key, score["value"])
+        return Verdict.drop("watermark", detail) if detail else KEEP
+
+
 @register("ai_generated")
 class AiGeneratedClassifier(ClassifierScorer):
     """Probability that an image (any of 3 frames of a video: max) is AI-generated; drops above max_score."""

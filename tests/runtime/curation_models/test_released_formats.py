@@ -193,3 +193,38 @@ def test_motion_score_with_raft_runs_at_full_scale_from_the_released_weights(kit
     run = kit.run_op(op, [kit.video_record("pan", frames)], OpContext(tmp_path, "full"))
     score = run.kept[0].scores["motion_score"]
     assert score["steps"] >= 2 and score["value"] >= 0 and "stand_in" not in score
+
+
+WATERMARK_LAYOUT = json.loads((Path(__file__).parent / "data" / "laion_watermark_state_dict_layout.json").read_text())
+
+
+def test_laion_watermark_model_has_the_released_layout_and_scores_at_full_scale(kit, tmp_path):
+    """watermark_model_v1.pt: timm efficientnet_b3a with LAION's MLP classifier (layout from timm 1.0.31)."""
+    from compiler.schema.data import Watermark
+    from runtime.curation.api import OpContext
+    from runtime.curation.modelzoo.laion_watermark import build_watermark_model
+
+    torch.manual_seed(2)
+    model = build_watermark_model().eval()
+    assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == WATERMARK_LAYOUT["watermark_model_v1"]
+    with torch.no_grad():  # logits (3, 0): every image is 95% "watermark" (index 0, as in example_use.py)
+        model.classifier[5].weight.zero_()
+        model.classifier[5].bias.copy_(torch.tensor([3.0, 0.0]))
+    (tmp_path / "laion-watermark").mkdir()
+    torch.save(model.state_dict(), tmp_path / "laion-watermark" / "watermark_model_v1.pt")
+
+    op = Watermark(scorer="laion-watermark", max_score=0.9)
+    run = kit.run_op(op, [kit.image_record("x", 1)], OpContext(tmp_path, "full"))
+    assert run.ended[0].scores["watermark"]["value"] == pytest.approx(0.9526, abs=1e-3)
+    assert run.dropped == {"x": "watermark"}
+
+
+def test_a_watermark_checkpoint_with_timms_default_head_is_refused(tmp_path):
+    from runtime.curation.modelzoo.laion_watermark import build_watermark_model, load_watermark_model
+
+    state = build_watermark_model().state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    state["classifier.weight"], state["classifier.bias"] = torch.zeros(2, 1536), torch.zeros(2)
+    torch.save(state, tmp_path / "watermark_model_v1.pt")
+    with pytest.raises(RuntimeError, match="classifier.0.weight"):
+        load_watermark_model(Located("laion-watermark", tmp_path))
