@@ -231,10 +231,25 @@ class Safety(ScoredOp):
     kind: Literal["safety"] = "safety"
     categories: list[SafetyCategory]
     scorer: str = "nsfw-classifier"
+    scorers: dict[SafetyCategory, str] = Field(
+        default_factory=dict,
+        description="category -> model id of its own classifier (e.g. csam and violence models apart from the "
+        "NSFW one); categories not named here use `scorer`",
+    )
     scale: Scale | None = PROBABILITY
     max_score: float = 0.5
     frames: int = Field(1, gt=0)
     reduce: Reduce = "max"
+
+    @model_validator(mode="after")
+    def _scorers_name_listed_categories(self) -> Safety:
+        extra = sorted(set(self.scorers) - set(self.categories))
+        if extra:
+            raise ValueError(
+                f"scorers names {extra}, which are not in categories {self.categories}: add them to categories "
+                "or remove them from scorers"
+            )
+        return self
 
 
 class Watermark(ScoredOp):
@@ -378,6 +393,11 @@ class Recaption(Op):
     )
     fps: float | None = Field(None, gt=0, description="frames per second shown to the VLM (video)")
     max_new_tokens: int = Field(512, gt=0)
+    trust_remote_code: bool = Field(
+        False,
+        description="run the Python modelling code the model folder ships (config.json auto_map, e.g. CogVLM); "
+        "without it such a folder is refused",
+    )
 
 
 class CaptionPii(Op):

@@ -160,15 +160,24 @@ class OpContext:
     encode_size: tuple[int, int] | None = None
 
     def model_path(self, op_kind: str, name: str) -> Path:
-        """The local weights of model `name`: MODEL_DIR/<name>. Raises OpConfigError naming the fix."""
+        """The local weights of model `name` in MODEL_DIR, in any layout runtime/encoders/model_directory.py
+        accepts (DIR/org/name, DIR/org--name, the Hugging Face hub cache). Raises OpConfigError naming the fix."""
+        from runtime.encoders.model_directory import folder_name, model_folder
+
         if self.model_dir is None:
             raise OpConfigError(
                 f"{op_kind}: scorer/model {name!r} needs local weights; pass model_dir "
                 f"(genspec curate --model-dir DIR) holding DIR/{name}"
             )
-        path = Path(self.model_dir) / name
-        if not path.exists():
-            raise OpConfigError(f"{op_kind}: no weights for {name!r} at {path}; put the model there")
+        try:
+            path = model_folder(Path(self.model_dir), name)
+        except FileNotFoundError as error:
+            raise OpConfigError(f"{op_kind}: {error}") from None
+        if path is None:
+            raise OpConfigError(
+                f"{op_kind}: no weights for {name!r} at {Path(self.model_dir) / name}; put the model there (or at "
+                f"{folder_name(name)}, or models--{folder_name(name)} as the Hugging Face hub cache stores it)"
+            )
         return path
 
 

@@ -20,9 +20,12 @@ stage needs colour (`OpImpl.needs_color`), as luma only:
 
 `grey(side)` (`image(side, grey=True)`) serves luma either way: from the luma decode, or converted once
 per side from the colour decode. A colour request on a luma-only decoder decodes colour too (correct,
-but a second decode: ops that read colour must say so). Videos: OpenCV reads the container from a scratch
-file; all frames are decoded (in colour) in one pass at the plan side and each op samples its frame rate
-and size from them.
+but a second decode: ops that read colour must say so). Videos go through FFmpeg (PyAV, runtime/curation/
+video.py) from the bytes in memory: the header and every frame's timestamp come from demuxing (variable
+frame rate right: duration and rates are true ones, not the container's nominal rate); frames are decoded
+once at the plan side, FFmpeg scaling each one as it is decoded, so no full-resolution frame is kept, and
+each op samples its frame rate (by timestamp) and size from them. `stream(side)` decodes frame by frame
+without keeping any, for ops that read every frame once (scene detection): memory stays one frame.
 
 Every decoder failure raises UnreadableSample: the bytes came from outside and any error means the
 sample cannot be read.
@@ -31,7 +34,6 @@ sample cannot be read.
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 import tempfile
@@ -59,11 +61,15 @@ class Header:
     width: int
     height: int
     orientation: int = 1
-    fps: float | None = None
+    fps: float | None = None  # videos: average rate, frames / true duration
     frame_count: int | None = None
+    video_duration_s: float | None = None  # from the frames' timestamps (last frame's own duration included)
+    frame_times: tuple[float, ...] = ()  # each frame's presentation time, from 0
 
     @property
     def duration_s(self) -> float | None:
+        if self.video_duration_s is not None:
+            return self.video_duration_s
         if self.fps is None or self.frame_count is None:
             return None
         return self.frame_count / self.fps
@@ -296,6 +302,7 @@ class Decoded:
         self._grey: dict[Any, np.ndarray] = {}  # side -> grey image; (side, frame index) -> grey video frame
         self._memo: dict[Any, Any] = {}
         self._video_file: str | None = None
+        self._video_info = None  # runtime.curation.video.VideoInfo, read with the header
         self._finalizer: weakref.finalize | None = None
 
     @property
@@ -340,17 +347,13 @@ class Decoded:
         return Header("image", fmt.lower(), width, height, orientation)
 
     def _video_header(self) -> Header:
-        capture = self._capture()
-        try:
-            fps = capture.get(cv2.CAP_PROP_FPS)
-            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-            height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        finally:
-            capture.release()
-        if count <= 0 or fps <= 0 or width <= 0 or height <= 0:
-            raise UnreadableSample(f"video container reports no frames (frames={count}, fps={fps:g}, {width}x{height})")
-        return Header("video", self.ext, width, height, 1, float(fps), count)
+        from runtime.curation.video import probe
+
+        info = self._video_info = probe(self.media)
+        if info.duration_s <= 0:
+            raise UnreadableSample(f"video has {info.frame_count} frames over {info.duration_s:g} s")
+        return Header("video", self.ext, info.width, info.height, 1, info.fps, info.frame_count, info.duration_s,
+                      info.times)
 
     # Pixels ---------------------------------------------------------------------------------------
 
@@ -418,14 +421,31 @@ class Decoded:
             self._decoded_base(side)
 
     def sample_indices(self, frame_count: int, fps: float | None) -> list[int]:
-        """Frame indices at `fps` from the container's rate; always the first and, if there are two, the last."""
+        """Frame indices at `fps` by the frames' timestamps (the frame shown at each 1/fps tick, so a
+        variable-frame-rate video is sampled evenly in time); always the first and, if there are two, the last."""
         if fps is None or frame_count <= 1:
             return list(range(frame_count))
-        step = max(1.0, self.header().fps / fps)
-        indices = sorted({min(frame_count - 1, round(i * step)) for i in range(math.ceil(frame_count / step))})
+        times = np.asarray(self.header().frame_times[:frame_count])
+        if len(times) < frame_count:  # decoded more frames than the demuxer timed: fall back to the average rate
+            times = np.arange(frame_count) / self.header().fps
+        ticks = np.arange(0.0, times[-1] + 1e-9, 1.0 / fps)
+        indices = sorted({int(i) for i in np.searchsorted(times, ticks + 1e-9, side="right") - 1})
         if len(indices) == 1:
             indices.append(frame_count - 1)
         return indices
+
+    def video_info(self):
+        """The container facts of runtime/curation/video.py (timestamps, keyframes, audio) of a video."""
+        self.header()
+        return self._video_info
+
+    def stream(self, side: int = FULL, grey: bool = False):
+        """(time, frame) for every frame of a video at short side `side`, decoded one at a time and not kept."""
+        from runtime.curation.video import stream_frames
+
+        header = self.header()
+        self._source_size = (header.width, header.height)
+        yield from stream_frames(self.media, target_size(header.width, header.height, side), grey=grey)
 
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """A value derived from the pixels (optical flow), computed once per record and stage."""
@@ -532,51 +552,24 @@ class Decoded:
 
     def _decode_video(self, side: int) -> list[np.ndarray]:
         header = self.header()
-        self._source_size = (header.width, header.height)
-        size = target_size(header.width, header.height, side)
-        capture = self._capture()
-        frames = []
-        try:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                if (frame.shape[1], frame.shape[0]) != size:
-                    frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        finally:
-            capture.release()
+        frames = [frame for _, frame in self.stream(side)]
         if not frames:
             raise UnreadableSample(f"video decodes no frames (container says {header.frame_count})")
         return frames
 
     def first_last_frames(self) -> list[np.ndarray]:
-        """The first and last frames at native size (seeking, not decoding everything between)."""
+        """The first and last frames at native size: the first decoded, the last from its keyframe on."""
+        from runtime.curation.video import frame_at
+
         header = self.header()
-        capture = self._capture()
-        frames = []
-        try:
-            for index in sorted({0, header.frame_count - 1}):
-                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-                ok, frame = capture.read()
-                if not ok:
-                    raise UnreadableSample(f"video frame {index} of {header.frame_count} does not decode")
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        finally:
-            capture.release()
-        return frames
+        return [frame_at(self.media, t, self._video_info) for t in sorted({0.0, header.frame_times[-1]})]
 
     def verify_video(self) -> int:
         """Decode every frame at native size without keeping them; the count, or UnreadableSample."""
+        from runtime.curation.video import count_frames
+
         header = self.header()
-        capture = self._capture()
-        decoded = 0
-        try:
-            while capture.grab():
-                if capture.retrieve()[0]:
-                    decoded += 1
-        finally:
-            capture.release()
+        decoded = count_frames(self.media)
         # Containers round their frame count; losing more than a frame or two means a damaged stream.
         if decoded == 0 or decoded < header.frame_count - 2:
             raise UnreadableSample(f"video decodes {decoded} of {header.frame_count} frames")
@@ -585,7 +578,7 @@ class Decoded:
     # Video scratch file -----------------------------------------------------------------------------
 
     def video_path(self) -> str:
-        """A scratch file (under TMPDIR) holding the video bytes: OpenCV reads containers from paths only."""
+        """A scratch file (under TMPDIR) holding the video bytes, for tools that read containers from paths."""
         if self._video_file is None:
             handle, path = tempfile.mkstemp(suffix=f".{self.ext}")
             with os.fdopen(handle, "wb") as file:
@@ -593,13 +586,6 @@ class Decoded:
             self._video_file = path
             self._finalizer = weakref.finalize(self, _remove, path)
         return self._video_file
-
-    def _capture(self) -> cv2.VideoCapture:
-        capture = cv2.VideoCapture(self.video_path())
-        if not capture.isOpened():
-            capture.release()
-            raise UnreadableSample("OpenCV cannot open the video container")
-        return capture
 
     def close(self) -> None:
         """Drop pixels and delete the scratch file."""

@@ -26,6 +26,7 @@ from runtime.curation.modelzoo.captioner import (
     TEMPLATE_VERSION,
     VLM_FOLDER,
     has_chat_template,
+    remote_code,
 )
 from runtime.curation.modelzoo.weights import ModelBacked, model_resources
 from runtime.curation.precompute import TrainerMembers
@@ -58,7 +59,14 @@ class VlmRecaption(ModelBacked, MapOp):
             raise OpConfigError(f"{spec.name}.languages has {unknown}; prompts exist for {', '.join(LANGUAGES)}")
         self.check_mix()
         self.weights = self.locate(spec.model, VLM_FOLDER, (("config.json",),), thresholds=False)
-        if not self.weights.stand_in and not has_chat_template(self.weights.path):
+        self.remote = not self.weights.stand_in and remote_code(self.weights.path)
+        if self.remote and not spec.trust_remote_code:
+            raise OpConfigError(
+                f"{spec.name}.model {spec.model!r} ({self.weights.path}) ships its own modelling code (config.json "
+                f"auto_map, as CogVLM does), which runs arbitrary Python from that folder; set "
+                f"{spec.name}.trust_remote_code = True if you trust it, or use a model transformers loads natively"
+            )
+        if not self.remote and not self.weights.stand_in and not has_chat_template(self.weights.path):
             raise OpConfigError(
                 f"{spec.name}.model {spec.model!r} ({self.weights.path}) has no chat template: styles and languages "
                 "are instructions, so recaption needs an instruction-following VLM (e.g. Qwen2-VL-Instruct), not a "
@@ -82,9 +90,9 @@ class VlmRecaption(ModelBacked, MapOp):
 
     @cached_property
     def model(self):
-        from runtime.curation.modelzoo.captioner import Captioner
+        from runtime.curation.modelzoo.captioner import Captioner, RemoteCodeCaptioner
 
-        return Captioner.load(self.weights)
+        return RemoteCodeCaptioner.load(self.weights) if self.remote else Captioner.load(self.weights)
 
     def decode_side(self) -> int | None:
         return VLM_SIDE

@@ -59,7 +59,7 @@ class SpatialDetector(ModelBacked, MapOp):
 
 @register("frame_consistency", scorer="lpips")
 class LpipsFrameConsistency(SpatialDetector):
-    """Mean LPIPS-Alex distance between consecutive frames sampled at 2 fps: below min_score the clip is a
+    """Mean LPIPS distance (AlexNet or VGG trunk, as the folder holds) between consecutive frames sampled at 2 fps: below min_score the clip is a
     still image, above max_score it jitters. Images pass through; a one-frame video is dropped."""
 
     side = LPIPS_SIDE

@@ -113,9 +113,10 @@ class EmbeddingBarrier(ModelBacked, BarrierOp):
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
         from runtime.curation.modelzoo.embedders import is_image_embedder
+        from runtime.encoders.model_directory import model_folder
 
         packaged = packaged_minilm(spec.embedder)
-        if packaged is not None and not (ctx.model_dir and (Path(ctx.model_dir) / spec.embedder).exists()):
+        if packaged is not None and not (ctx.model_dir and model_folder(Path(ctx.model_dir), spec.embedder)):
             self.weights = Located(spec.embedder, packaged)
         else:
             self.weights = self.locate(spec.embedder, EMBEDDER_FOLDER, (("config.json",),), thresholds=self.thresholded)

@@ -10,6 +10,7 @@ model is a random stand-in and thresholds become quantiles (runtime/curation/mod
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -26,6 +27,7 @@ from runtime.curation.modelzoo.clip import CLIP_FOLDER, CLIP_REQUIRED
 from runtime.curation.modelzoo.heads import HEAD_FILES
 from runtime.curation.modelzoo.weights import (
     Limit,
+    Located,
     ModelBacked,
     model_resources,
     processor_side,
@@ -182,49 +184,77 @@ AI_GENERATED_LABELS = ("ai_generated", "artificial", "fake", "ai", "generated", 
 GOOD_QUALITY_LABELS = ("good", "high_quality", "acceptable", "positive")
 
 
+@dataclass(frozen=True)
+class ClassifierModel:
+    """One classifier folder of an op and the label columns of each category it scores."""
+
+    weights: Located
+    labels: list[str]
+    columns: dict[str, list[int]]
+
+
 class ClassifierScorer(FrameScorer):
-    """Probability of one or more categories from an image classifier in MODEL_DIR/<scorer>; each category
-    is reduced over frames, and `value` is the largest category probability."""
+    """Probability of one or more categories from image classifiers in MODEL_DIR (one folder per model id;
+    several categories may share one); each category is reduced over frames, and `value` is the largest
+    category probability."""
 
     limit: Limit
 
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
-        self.weights = self.locate(spec.scorer, CLASSIFIER_FOLDER, CLASSIFIER_REQUIRED)
-        self.side = processor_side(self.weights, CLASSIFIER_SIDE)
-        wanted = self.category_labels()
-        if self.weights.stand_in:
-            labels = ["other", *(names[0] for names in wanted.values())]
-        else:
-            labels = folder_labels(self.weights.path)
-        self.columns = {}
+        wanted, models = self.category_labels(), self.category_models()
+        self.classifiers = [
+            self._classifier(model_id, {c: names for c, names in wanted.items() if models[c] == model_id})
+            for model_id in dict.fromkeys(models[c] for c in wanted)
+        ]
+        self.weights = self.classifiers[0].weights
+        self.side = max(processor_side(c.weights, CLASSIFIER_SIDE) for c in self.classifiers)
+
+    def _classifier(self, model_id: str, wanted: dict[str, tuple[str, ...]]) -> ClassifierModel:
+        weights = self.locate(model_id, CLASSIFIER_FOLDER, CLASSIFIER_REQUIRED)
+        labels = ["other", *(names[0] for names in wanted.values())] if weights.stand_in else folder_labels(weights.path)
+        columns = {}
         for category, names in wanted.items():
-            columns = [0] if len(labels) == 1 else label_columns(labels, names)
-            if not columns:
+            found = [0] if len(labels) == 1 else label_columns(labels, names)
+            if not found:
                 raise OpConfigError(
-                    f"{spec.name}: classifier {spec.scorer!r} ({self.weights.path}) has labels {labels}, none of "
-                    f"which is {category!r} ({', '.join(names)}); point {spec.name}.scorer at a classifier "
+                    f"{self.spec.name}: classifier {model_id!r} ({weights.path}) has labels {labels}, none of "
+                    f"which is {category!r} ({', '.join(names)}); point {self.spec.name}.scorer at a classifier "
                     f"with such a label or rename the label in its config.json id2label"
                 )
-            self.columns[category] = columns
-        self.labels = labels
+            columns[category] = found
+        return ClassifierModel(weights, labels, columns)
+
+    @property
+    def stand_in(self) -> bool:
+        return any(c.weights.stand_in for c in self.classifiers)
 
     def category_labels(self) -> dict[str, tuple[str, ...]]:
         raise NotImplementedError
+
+    def category_models(self) -> dict[str, str]:
+        """Category -> model id scoring it: `scorer` for all, unless an op says otherwise."""
+        return dict.fromkeys(self.category_labels(), self.spec.scorer)
 
     @cached_property
     def model(self):
         from runtime.curation.modelzoo.classifier import ImageClassifier
 
-        return ImageClassifier.load(self.weights, self.labels)
+        return [ImageClassifier.load(c.weights, c.labels) for c in self.classifiers]
 
     def scoring_params(self) -> dict:
-        return {"scorer": self.spec.scorer, "weights": self.weights.fingerprint(), "frames": self.frames,
-                "reduce": self.reduce, "categories": sorted(self.columns)}
+        params = {"scorer": self.spec.scorer, "weights": self.weights.fingerprint(), "frames": self.frames,
+                  "reduce": self.reduce, "categories": sorted(c for m in self.classifiers for c in m.columns)}
+        if len(self.classifiers) > 1:
+            params["models"] = {m.weights.model_id: m.weights.fingerprint() for m in self.classifiers}
+        return params
 
     def score(self, records: list[Record]) -> list[Score | None]:
         frames, slices = self.frame_batches(records)
-        probabilities = self.model.category_probabilities(frames, self.columns)
+        probabilities = {}
+        for classifier, meta in zip(self.model, self.classifiers):
+            probabilities.update(classifier.category_probabilities(frames, meta.columns))
+        stand_ins = [c.weights.model_id for c in self.classifiers if c.weights.stand_in]
         scores = []
         for record, part in zip(records, slices):
             per_category = {name: reduce_frames(p[part], self.reduce) for name, p in probabilities.items()}
@@ -232,7 +262,10 @@ class ClassifierScorer(FrameScorer):
             per_frame = np.max([p[part] for p in probabilities.values()], axis=0)
             self.limit.observe(record.key, per_category[worst])
             extra = {"categories": {k: round(v, 5) for k, v in per_category.items()}} if len(per_category) > 1 else {}
-            scores.append(self.scored(per_category[worst], per_frame, **extra))
+            score = self.scored(per_category[worst], per_frame, **extra)
+            if stand_ins:
+                score["stand_in"] = ", ".join(stand_ins)
+            scores.append(score)
         return scores
 
     def failure(self, record: Record, score: Score) -> str | None:
@@ -247,10 +280,13 @@ class SafetyClassifier(ClassifierScorer):
     def __init__(self, spec, ctx) -> None:
         self.frames, self.reduce = spec.frames, spec.reduce
         super().__init__(spec, ctx)
-        self.limit = Limit(f"{spec.name}.max_score", spec.max_score, "max", self.weights.stand_in)
+        self.limit = Limit(f"{spec.name}.max_score", spec.max_score, "max", self.stand_in)
 
     def category_labels(self) -> dict[str, tuple[str, ...]]:
         return {category: SAFETY_LABELS[category] for category in self.spec.categories}
+
+    def category_models(self) -> dict[str, str]:
+        return {category: self.spec.scorers.get(category, self.spec.scorer) for category in self.spec.categories}
 
     def decide(self, record: Record, score: Score | None) -> Verdict:
         detail = self.failure(record, score)
@@ -268,13 +304,65 @@ class WatermarkClassifier(ClassifierScorer):
     def __init__(self, spec, ctx) -> None:
         self.frames, self.reduce = spec.frames, spec.reduce
         super().__init__(spec, ctx)
-        self.limit = Limit(f"{spec.name}.max_score", spec.max_score, "max", self.weights.stand_in)
+        self.limit = Limit(f"{spec.name}.max_score", spec.max_score, "max", self.stand_in)
 
     def category_labels(self) -> dict[str, tuple[str, ...]]:
         return {"watermark": WATERMARK_LABELS}
 
     def decide(self, record: Record, score: Score | None) -> Verdict:
         detail = self.failure(record, score)
+        return Verdict.drop("watermark", detail) if detail else KEEP
+
+
+@register("watermark", scorer="laion-watermark")
+class LaionWatermark(FrameScorer):
+    """LAION's watermark detector as released (watermark_model_v1.pt: timm EfficientNet-B3 + MLP head, see
+    runtime/curation/modelzoo/laion_watermark.py): P(watermark) per frame, reduced; drops above max_score."""
+
+    side = 256  # the detector's input is 256x256
+
+    def __init__(self, spec, ctx) -> None:
+        from runtime.curation.modelzoo.laion_watermark import WATERMARK_FOLDER, WEIGHT_FILES
+
+        super().__init__(spec, ctx)
+        self.frames, self.reduce = spec.frames, spec.reduce
+        self.weights = self.locate(spec.scorer, WATERMARK_FOLDER, (WEIGHT_FILES,))
+        self.limit = Limit(f"{spec.name}.max_score", spec.max_score, "max", self.weights.stand_in)
+
+    @cached_property
+    def model(self):
+        import torch
+
+        from runtime.curation.modelzoo.laion_watermark import build_watermark_model, load_watermark_model
+        from runtime.curation.modelzoo.weights import device, inference_dtype
+
+        if self.weights.stand_in:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.weights.seed)
+                model = build_watermark_model(stages=((1, 8, 3, 1, 1), (1, 16, 3, 2, 6)), stem=8, features=32,
+                                              head=(16, 8)).eval()
+        else:
+            model = load_watermark_model(self.weights)
+        return model.to(device(), inference_dtype(device()))
+
+    def scoring_params(self) -> dict:
+        return {"scorer": self.spec.scorer, "weights": self.weights.fingerprint(), "frames": self.frames,
+                "reduce": self.reduce}
+
+    def score(self, records: list[Record]) -> list[Score | None]:
+        from runtime.curation.modelzoo.laion_watermark import watermark_probabilities
+
+        frames, slices = self.frame_batches(records)
+        probabilities = np.array(watermark_probabilities(self.model, frames))
+        scores = []
+        for record, part in zip(records, slices):
+            value = reduce_frames(probabilities[part], self.reduce)
+            self.limit.observe(record.key, value)
+            scores.append(self.scored(value, probabilities[part]))
+        return scores
+
+    def decide(self, record: Record, score: Score | None) -> Verdict:
+        detail = self.limit.failure(record.key, score["value"])
         return Verdict.drop("watermark", detail) if detail else KEEP
 
 
@@ -286,7 +374,7 @@ class AiGeneratedClassifier(ClassifierScorer):
 
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
-        self.limit = Limit(f"{spec.name}.max_score", spec.max_score, "max", self.weights.stand_in)
+        self.limit = Limit(f"{spec.name}.max_score", spec.max_score, "max", self.stand_in)
 
     def category_labels(self) -> dict[str, tuple[str, ...]]:
         return {"ai_generated": AI_GENERATED_LABELS}
@@ -307,7 +395,7 @@ class ExpertQualityClassifier(ClassifierScorer):
 
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
-        self.limit = Limit(f"{spec.name}.min_score", spec.min_score, "min", self.weights.stand_in)
+        self.limit = Limit(f"{spec.name}.min_score", spec.min_score, "min", self.stand_in)
 
     def category_labels(self) -> dict[str, tuple[str, ...]]:
         return {"good": GOOD_QUALITY_LABELS}

@@ -37,17 +37,19 @@ def flow_steps(record: Record, fps: float, side: int) -> list[tuple[float, float
 
     def compute() -> list[tuple[float, float, float, float]]:
         grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in record.pixels.frames(side, fps)]
-        steps = []
-        for before, after in pairwise(grey):
-            flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-            vectors = flow.reshape(-1, 2)
-            camera = np.median(vectors, axis=0)
-            magnitude = float(np.linalg.norm(vectors, axis=1).mean())
-            residual = float(np.linalg.norm(vectors - camera, axis=1).mean())
-            steps.append((magnitude, float(camera[0]), float(camera[1]), residual))
-        return steps
+        return [step_statistics(cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0))
+                for before, after in pairwise(grey)]
 
     return record.pixels.memo(("farneback", fps, side), compute)
+
+
+def step_statistics(flow: np.ndarray) -> tuple[float, float, float, float]:
+    """(mean magnitude, global dx, global dy, mean residual magnitude) of one [H, W, 2] flow field."""
+    vectors = flow.reshape(-1, 2)
+    camera = np.median(vectors, axis=0)
+    magnitude = float(np.linalg.norm(vectors, axis=1).mean())
+    residual = float(np.linalg.norm(vectors - camera, axis=1).mean())
+    return magnitude, float(camera[0]), float(camera[1]), residual
 
 
 def motion_summary(steps: list[tuple[float, float, float, float]]) -> Score:

@@ -7,15 +7,18 @@ scale. A cut starts a new scene when the score reaches the threshold and the cur
 `min_scene_frames` frames. The adaptive detector (AdaptiveDetector) instead cuts where a frame's score is
 at least 3 times the mean of the 2 frames either side and at least `threshold`, which tolerates fast
 camera motion. Per-frame scores are the cached score; cut points are decided from them, so changing the
-threshold or the clip lengths does not decode the video again. Clips are re-encoded with OpenCV (mp4v).
+threshold or the clip lengths does not decode the video again. Scores come from one streamed decode at
+128 px (one frame in memory at a time). Clip times are the frames' own timestamps (variable frame rate
+right). Scene clips start on keyframes (each bound moves back to the keyframe at or before it; encoders
+put keyframes at scene cuts) and are stream copies with their audio (runtime/curation/video.py): no
+decode, no quality loss, the same bytes on every machine. Trim cuts exactly: H.264 from the keyframe
+before its first kept frame.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Iterable
 from itertools import pairwise
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -38,7 +41,7 @@ ADAPTIVE_RATIO = 3.0  # PySceneDetect AdaptiveDetector adaptive_threshold defaul
 ADAPTIVE_WINDOW = 2  # frames either side (PySceneDetect window_width default)
 
 
-def hsv_frame_scores(frames: list[np.ndarray]) -> list[float]:
+def hsv_frame_scores(frames: Iterable[np.ndarray]) -> list[float]:
     """Score of frame i (i >= 1): mean over H, S, V of the mean absolute difference to frame i-1."""
     scores = []
     previous = None
@@ -68,44 +71,22 @@ def cut_frames(scores: list[float], detector: str, threshold: float, min_scene_f
     return cuts
 
 
-def encode_ranges(path: str, ranges: list[tuple[int, int]], fps: float) -> list[bytes]:
-    """Re-encode frame ranges [start, stop) of a video as mp4 clips, reading the source once."""
-    capture = cv2.VideoCapture(path)
-    outputs: list[tuple[str, cv2.VideoWriter | None]] = []
-    try:
-        for _ in ranges:
-            handle, out = tempfile.mkstemp(suffix=".mp4")
-            os.close(handle)
-            outputs.append((out, None))
-        index, written = 0, [0] * len(ranges)
-        while True:
-            ok, frame = capture.read()
-            if not ok or index >= ranges[-1][1]:
-                break
-            for slot, (start, stop) in enumerate(ranges):
-                if start <= index < stop:
-                    out, writer = outputs[slot]
-                    if writer is None:
-                        size = (frame.shape[1], frame.shape[0])
-                        writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-                        outputs[slot] = (out, writer)
-                    writer.write(frame)
-                    written[slot] += 1
-            index += 1
-        clips = []
-        for slot, (out, writer) in enumerate(outputs):
-            if writer is not None:
-                writer.release()
-            if written[slot] == 0:
-                raise UnreadableSample(f"frames {ranges[slot][0]}..{ranges[slot][1]} do not decode")
-            clips.append(Path(out).read_bytes())
-        return clips
-    finally:
-        capture.release()
-        for out, writer in outputs:
-            if writer is not None:
-                writer.release()
-            Path(out).unlink(missing_ok=True)
+def span(times: tuple[float, ...], duration: float, start: int, stop: int) -> tuple[float, float]:
+    """Seconds [start, end) of frames [start, stop): from the first frame's time to the next frame's (or the end)."""
+    return times[start], times[stop] if stop < len(times) else duration
+
+
+def at_keyframes(clips: list[tuple[int, int]], times: tuple[float, ...], keyframes: tuple[float, ...]) -> list[tuple[int, int]]:
+    """Clip bounds moved back to the keyframe at or before each, so every clip is a stream copy: no decode,
+    no quality loss, the same bytes wherever it runs (x264 re-encodes were not byte-reproducible across
+    processes). Encoders place keyframes at scene cuts, so the move is usually zero; clips that vanish go."""
+    keys = sorted({i for i, t in enumerate(times) if any(abs(t - k) < 1e-6 for k in keyframes)} | {0})
+
+    def snap(frame: int) -> int:
+        return frame if frame >= len(times) else max(k for k in keys if k <= frame)
+
+    snapped = [(snap(start), snap(stop)) for start, stop in clips]
+    return [(start, stop) for start, stop in snapped if stop > start]
 
 
 @register("scene_split")
@@ -127,42 +108,57 @@ class SceneSplit(SplitOp):
     def score(self, records: list[Record]) -> list[Score | None]:
         scores = []
         for record in records:
-            frame_scores = hsv_frame_scores(record.pixels.frames(SCENE_SIDE))
+            frame_scores = hsv_frame_scores(frame for _, frame in record.pixels.stream(SCENE_SIDE))
             scores.append({"frame_scores": [round(s, 3) for s in frame_scores], "frames": len(frame_scores) + 1})
         return scores
 
-    def scenes(self, score: Score, fps: float) -> list[tuple[int, int]]:
-        """Frame ranges [start, stop) of the clips to write."""
+    def scenes(self, score: Score, times: tuple[float, ...], duration: float) -> list[tuple[int, int]]:
+        """Frame ranges [start, stop) of the clips to write; lengths in seconds from the frames' timestamps."""
         spec = self.spec
         cuts = cut_frames(score["frame_scores"], spec.detector, spec.threshold, spec.min_scene_frames)
-        bounds = [0, *cuts, score["frames"]]
+        frames = min(score["frames"], len(times))
+
+        def seconds(start: int, stop: int) -> float:
+            first, end = span(times[:frames], duration, start, stop)
+            return end - first
+
         clips = []
-        for start, stop in pairwise(bounds):
-            if spec.clip_min_seconds is not None and (stop - start) / fps < spec.clip_min_seconds:
+        for start, stop in pairwise([0, *cuts, frames]):
+            if spec.clip_min_seconds is not None and seconds(start, stop) < spec.clip_min_seconds:
                 continue
-            longest = stop - start if spec.clip_max_seconds is None else max(1, int(spec.clip_max_seconds * fps))
-            pieces = range(start, stop, longest)
-            clips.extend((p, min(p + longest, stop)) for p in pieces)
+            piece = start
+            while piece < stop:  # pieces of at most clip_max_seconds, by timestamp
+                end = piece + 1
+                while end < stop and (spec.clip_max_seconds is None or seconds(piece, end + 1) <= spec.clip_max_seconds + 1e-6):
+                    end += 1
+                clips.append((piece, end))
+                piece = end
         if spec.clip_min_seconds is not None:  # the tail piece of a long scene may be short
-            clips = [(a, b) for a, b in clips if (b - a) / fps >= spec.clip_min_seconds]
+            clips = [(a, b) for a, b in clips if seconds(a, b) >= spec.clip_min_seconds]
         return clips
 
     def split(self, record: Record, score: Score | None) -> list[Record] | Verdict:
-        fps = record.pixels.header().fps
-        clips = self.scenes(score, fps)
+        from runtime.curation.video import cut
+
+        header = record.pixels.header()
+        times, duration = header.frame_times, header.duration_s
+        clips = self.scenes(score, times, duration)
         if not clips:
-            detail = f"{score['frames']} frames at {fps:g} fps; clip_min_seconds {self.spec.clip_min_seconds}"
+            detail = f"{score['frames']} frames over {duration:.2f} s; clip_min_seconds {self.spec.clip_min_seconds}"
             return Verdict.drop("no scene long enough", detail)
-        if clips == [(0, score["frames"])]:
+        if clips == [(0, min(score["frames"], len(times)))]:
             return [record]  # one scene, nothing to cut: keep the original bytes
-        media = encode_ranges(record.pixels.video_path(), clips, fps)
+        info = record.pixels.video_info()
+        clips = at_keyframes(clips, times, info.keyframes)
+        spans = [span(times, duration, start, stop) for start, stop in clips]
+        media = cut(record.pixels.media, spans, info)
         return [
             record.child(
                 derive_key(record.key, "scene", i), data, "mp4",
-                scene=i, start_frame=start, end_frame=stop, start_s=start / fps, end_s=stop / fps,
-                frame_count=stop - start, duration_s=(stop - start) / fps,  # the clip's, not the parent's
+                scene=i, start_frame=start, end_frame=stop, start_s=first, end_s=end,
+                frame_count=stop - start, duration_s=end - first,  # the clip's, not the parent's
             )
-            for i, ((start, stop), data) in enumerate(zip(clips, media))
+            for i, ((start, stop), (first, end), data) in enumerate(zip(clips, spans, media))
         ]
 
 
@@ -187,12 +183,15 @@ class Trim(MapOp):
         return record.is_video
 
     def decide(self, record: Record, score: Score | None) -> Verdict:
+        from runtime.curation.video import cut
+
         header = record.pixels.header()
-        spec, fps, count = self.spec, header.fps, header.frame_count
+        spec, fps, count, times = self.spec, header.fps, header.frame_count, header.frame_times
         if spec.unit == "frames":
             head, tail = int(spec.head), int(spec.tail)
-        else:
-            head, tail = round(spec.head * fps), round(spec.tail * fps)
+        else:  # frames whose timestamps fall in the first `head` / last `tail` seconds
+            head = sum(1 for t in times if t < spec.head - 1e-6)
+            tail = sum(1 for t in times if t >= header.duration_s - spec.tail - 1e-6)
         if head == 0 and tail == 0:
             return KEEP
         if head + tail >= count:
@@ -202,9 +201,10 @@ class Trim(MapOp):
                 f"head {spec.head:g} + tail {spec.tail:g} {spec.unit} = {head + tail} frames >= {count} frames "
                 f"({count / fps:.2f} s at {fps:g} fps); if head/tail are in {other}, set unit = '{other}'",
             )
-        (media,) = encode_ranges(record.pixels.video_path(), [(head, count - tail)], fps)
+        first, end = span(times, header.duration_s, head, count - tail)
+        (media,) = cut(record.pixels.media, [(first, end)], record.pixels.video_info())
         record.replace_media(media, "mp4")
         kept = count - head - tail  # subsets filter on duration_s: it must describe the trimmed clip
         record.metadata.update(trimmed_head_frames=head, trimmed_tail_frames=tail, frame_count=kept,
-                               duration_s=kept / fps)
+                               duration_s=end - first)
         return KEEP

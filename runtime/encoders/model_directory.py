@@ -1,8 +1,11 @@
 """Where released weights live on this machine: one folder per model id, optionally remapped by models.yaml.
 
-Nothing is fetched from a model hub. A model id such as `google/t5-v1_1-xxl` is looked up as the sub-folder
-`google--t5-v1_1-xxl` of the directory (the '/' replaced by '--', as in the Hugging Face cache), unless the
-directory's `models.yaml` maps the id elsewhere:
+Nothing is fetched from a model hub. A model id such as `google/t5-v1_1-xxl` is looked up (`model_folder`) as,
+in this order: the nested folder `google/t5-v1_1-xxl`; the folder `google--t5-v1_1-xxl` (the '/' replaced by
+'--'); the Hugging Face hub cache layout `models--google--t5-v1_1-xxl/snapshots/<revision>` (the revision
+named by its `refs/main`, or its only snapshot), directly in the directory or under its `hub/` (so
+HF_HOME or HF_HUB_CACHE can serve as the model directory). The directory's `models.yaml` maps an id
+elsewhere:
 
     google/t5-v1_1-xxl: /data/weights/t5-xxl          # a folder, absolute or relative to the directory
     my-lab/text-encoder: {path: encoders/mine, family: generic}   # and the loader family to use
@@ -52,7 +55,7 @@ class ModelDirectory:
         mapped = self._mapping.get(model_id)
         if mapped is not None:
             return ModelEntry(model_id, mapped.path, mapped.family, mapped=True)
-        return ModelEntry(model_id, self.root / folder_name(model_id))
+        return ModelEntry(model_id, model_folder(self.root, model_id) or self.root / folder_name(model_id))
 
     def require(self, model_id: str, needed_by: str, contents: str) -> ModelEntry:
         """The entry of `model_id`, or MissingWeightsError saying exactly where to put the weights.
@@ -114,3 +117,39 @@ class ModelDirectory:
 def folder_name(model_id: str) -> str:
     """The sub-folder a model id is looked up in: '/' replaced by '--' (google/umt5-xxl -> google--umt5-xxl)."""
     return model_id.replace("/", "--")
+
+
+def model_folder(root: Path, model_id: str) -> Path | None:
+    """The existing folder of `model_id` under `root` in any layout the module docstring lists, else None."""
+    candidates = [root / model_id, root / folder_name(model_id)]
+    for cache in (root, root / "hub"):
+        candidates.append(hub_snapshot(cache / f"models--{folder_name(model_id)}"))
+    return next((path for path in candidates if path is not None and path.is_dir()), None)
+
+
+def hub_snapshot(repo: Path) -> Path | None:
+    """The snapshot folder of a Hugging Face hub cache entry: the revision in refs/main, or its only snapshot.
+
+    A cache with several snapshots and no refs/main is ambiguous: an error saying which revisions it holds.
+    """
+    snapshots = repo / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        revision = ref.read_text().strip()
+        if not (snapshots / revision).is_dir():
+            raise FileNotFoundError(
+                f"{ref} names revision {revision!r} but {snapshots} has no such folder; download that revision "
+                "again or fix refs/main"
+            )
+        return snapshots / revision
+    revisions = sorted(p.name for p in snapshots.iterdir() if p.is_dir())
+    if len(revisions) == 1:
+        return snapshots / revisions[0]
+    if not revisions:
+        return None
+    raise FileNotFoundError(
+        f"{repo} holds snapshots {revisions} and no refs/main saying which to use; write the revision to "
+        f"{ref} or remove the others"
+    )

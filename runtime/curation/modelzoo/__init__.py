@@ -4,7 +4,7 @@
   note, quantile thresholds for stand-ins (`Limit`)
 - clip.py, heads.py: CLIP embeddings and the LAION aesthetic MLP head
 - classifier.py, segmenter.py: transformers image classifiers and defect segmenters
-- lpips.py, craft.py: LPIPS-Alex and CRAFT, built in torch with the original module names
+- lpips.py, craft.py: LPIPS (alex, vgg) and CRAFT, built in torch with the released module names
 - captioner.py, conditioning.py, embedders.py: VLM captions, frozen text encoders and VAE latents,
   sentence embeddings
 - tokenizer.py: a byte-level tokenizer that needs no files, for stand-ins

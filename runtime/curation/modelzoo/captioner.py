@@ -2,6 +2,12 @@
 `AutoModelForImageTextToText`: Qwen2-VL, Qwen2.5-VL, LLaVA, ...), prompted through the processor's chat
 template with one image part per frame.
 
+Models released with their own modelling code (config.json `auto_map`, e.g. THUDM/cogvlm-chat-hf and
+cogvlm2-llama3-chat-19B) run only when the op sets trust_remote_code (the code is arbitrary Python from the
+folder). They load through AutoModelForCausalLM and are prompted the way their model card does, through
+the model's `build_conversation_input_ids(tokenizer, query=..., images=[image])`, one image per request
+(CogVLM takes one; a video shows its middle sampled frame).
+
 Prompts are per style (PROMPTS) with a language instruction; `TEMPLATE_VERSION` is part of the score id,
 so editing a prompt regenerates the captions instead of serving stale ones from the cache.
 """
@@ -15,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.curation.modelzoo.weights import Located, device, quiet_transformers
+from runtime.curation.modelzoo.weights import Located, device, from_pretrained_strict, inference_dtype, quiet_transformers
 
 TEMPLATE_VERSION = "1"
 VLM_FOLDER = (
@@ -87,12 +93,63 @@ def has_chat_template(path: Path) -> bool:
     return False
 
 
+def remote_code(path: Path) -> bool:
+    """Whether a model folder ships its own modelling code (config.json auto_map)."""
+    return bool(json.loads((path / "config.json").read_text()).get("auto_map"))
+
+
+class RemoteCodeCaptioner:
+    """A VLM with its own modelling code and CogVLM's prompting API (`build_conversation_input_ids`)."""
+
+    def __init__(self, model, tokenizer) -> None:
+        self.device = device()
+        self.dtype = inference_dtype(self.device)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.tokenizer = tokenizer
+        if not hasattr(model, "build_conversation_input_ids"):
+            raise ValueError(
+                f"{type(model).__name__} has no build_conversation_input_ids: remote-code captioning follows "
+                "CogVLM's API; use a folder that transformers' AutoModelForImageTextToText loads instead"
+            )
+
+    @classmethod
+    def load(cls, located: Located) -> RemoteCodeCaptioner:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        quiet_transformers()
+        tokenizer = AutoTokenizer.from_pretrained(located.path, local_files_only=True, trust_remote_code=True)
+        model = AutoModelForCausalLM.from_pretrained(located.path, local_files_only=True, trust_remote_code=True)
+        return cls(model, tokenizer)
+
+    def generate(self, requests: list[Request], max_new_tokens: int, seed: int) -> list[str]:
+        import torch
+        from PIL import Image
+
+        answers = []
+        for request in requests:
+            image = Image.fromarray(request.frames[len(request.frames) // 2])
+            built = self.model.build_conversation_input_ids(self.tokenizer, query=request.prompt(), history=[],
+                                                            images=[image])
+            inputs = {
+                "input_ids": built["input_ids"][None].to(self.device),
+                "token_type_ids": built["token_type_ids"][None].to(self.device),
+                "attention_mask": built["attention_mask"][None].to(self.device),
+                "images": [[built["images"][0].to(self.device, self.dtype)]],
+            }
+            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+                torch.manual_seed(seed)
+                output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=request.sample)
+            answers.append(self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+        return answers
+
+
 class Captioner:
     """A VLM and its processor; `generate` answers a batch of requests."""
 
     def __init__(self, model, processor) -> None:
         self.device = device()
-        self.model = model.to(self.device).eval()
+        self.dtype = inference_dtype(self.device)
+        self.model = model.to(self.device, self.dtype).eval()
         self.processor = processor
         processor.tokenizer.padding_side = "left"  # decoder-only generation continues from the right end
 
@@ -104,7 +161,7 @@ class Captioner:
             return cls(*tiny_vlm(located.seed))
         quiet_transformers()
         return cls(
-            AutoModelForImageTextToText.from_pretrained(located.path, local_files_only=True),
+            from_pretrained_strict(AutoModelForImageTextToText, located.path),
             AutoProcessor.from_pretrained(located.path, local_files_only=True),
         )
 
@@ -123,6 +180,8 @@ class Captioner:
                 add_generation_prompt=True) for i in indices]
             images = [frame for i in indices for frame in requests[i].frames]
             inputs = self.processor(images=images, text=texts, return_tensors="pt", padding=True).to(self.device)
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
             with torch.random.fork_rng(devices=[]), torch.inference_mode():
                 torch.manual_seed(seed)
                 output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.curation.modelzoo.weights import Located, device, quiet_transformers
+from runtime.curation.modelzoo.weights import Located, device, from_pretrained_strict, inference_dtype, quiet_transformers
 
 CLASSIFIER_FOLDER = (
     "a transformers image-classification folder (config.json with id2label, model.safetensors, "
@@ -47,7 +47,8 @@ class ImageClassifier:
 
     def __init__(self, model, processor) -> None:
         self.device = device()
-        self.model = model.to(self.device).eval()
+        self.dtype = inference_dtype(self.device)
+        self.model = model.to(self.device, self.dtype).eval()
         self.processor = processor
         config = model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
@@ -61,14 +62,14 @@ class ImageClassifier:
             return cls(*tiny_classifier(stand_in_labels, located.seed))
         quiet_transformers()
         return cls(
-            AutoModelForImageClassification.from_pretrained(located.path, local_files_only=True),
+            from_pretrained_strict(AutoModelForImageClassification, located.path),
             AutoImageProcessor.from_pretrained(located.path, local_files_only=True),
         )
 
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         import torch
 
-        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
         with torch.inference_mode():
             logits = self.model(pixel_values=pixels).logits.float()
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)

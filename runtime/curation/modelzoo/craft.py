@@ -66,11 +66,20 @@ def build_craft(config: CraftConfig):
                 channels = w(item)
         return layers
 
-    def double_conv(in_ch: int, mid_ch: int, out_ch: int):
-        return nn.Sequential(
-            nn.Conv2d(in_ch + mid_ch, mid_ch, kernel_size=1), nn.BatchNorm2d(mid_ch), nn.ReLU(inplace=True),
-            nn.Conv2d(mid_ch, out_ch, kernel_size=3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True),
-        )
+    class DoubleConv(nn.Module):
+        """craft.py's double_conv: its layers sit in `.conv`, so the released keys are upconv<k>.conv.<i>."""
+
+        def __init__(self, in_ch: int, mid_ch: int, out_ch: int) -> None:
+            super().__init__()
+            self.conv = nn.Sequential(
+                nn.Conv2d(in_ch + mid_ch, mid_ch, kernel_size=1), nn.BatchNorm2d(mid_ch), nn.ReLU(inplace=True),
+                nn.Conv2d(mid_ch, out_ch, kernel_size=3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True),
+            )
+
+        def forward(self, x):
+            return self.conv(x)
+
+    double_conv = DoubleConv
 
     class BaseNet(nn.Module):
         def __init__(self) -> None:

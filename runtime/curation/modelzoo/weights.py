@@ -1,6 +1,7 @@
 """Where a model-backed op finds its weights, and what it does at smoke scale when they are missing.
 
-Weights live at MODEL_DIR/<model id> (`OpContext.model_path`). At full scale a missing folder, or a folder
+Weights live at MODEL_DIR/<model id> (`OpContext.model_path`; also org--name and the Hugging Face hub cache
+layout, see runtime/encoders/model_directory.py). At full scale a missing folder, or a folder
 without the files the loader reads, is an OpConfigError naming the model id, the folder and what it must
 hold. At smoke scale a missing folder is replaced by a tiny randomly initialised stand-in of the same kind,
 and the substitution is never silent:
@@ -154,6 +155,30 @@ def device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def inference_dtype(on: str):
+    """bf16 on a GPU that has it (fp16 on older ones), fp32 on CPU: the scorers only rank and threshold, and
+    half precision halves their memory and doubles their throughput on a GPU; CPU half matmuls are slow."""
+    import torch
+
+    if on != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def from_pretrained_strict(model_class, path: Path):
+    """`model_class.from_pretrained(path)` that fails when the weights do not match the config: transformers
+    otherwise initialises missing layers randomly and only logs it, which would score with a broken model."""
+    model, info = model_class.from_pretrained(path, local_files_only=True, output_loading_info=True)
+    problems = {name: info.get(name) for name in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(name)}
+    if problems:
+        detail = "; ".join(f"{name}: {sorted(map(str, keys))[:5]}" for name, keys in problems.items())
+        raise ValueError(
+            f"{path}: the weights do not match config.json for {model_class.__name__} ({detail}); the folder must "
+            "hold the checkpoint its config.json describes, as released"
+        )
+    return model
 
 
 class ModelBacked:

@@ -65,7 +65,7 @@ def test_trim_in_frames_and_seconds(apply_op):
     frames = apply_op(Trim(head=10, tail=10, unit="frames"), ["video_moving_object", "sharp0"])
     assert frame_count(frames.records["video_moving_object"].media) == 52
     metadata = frames.records["video_moving_object"].metadata
-    assert (metadata["frame_count"], metadata["duration_s"]) == (52, 52 / 24)
+    assert metadata["frame_count"] == 52 and metadata["duration_s"] == pytest.approx(52 / 24)
     seconds = apply_op(Trim(head=0.5, tail=0.25, unit="seconds"), ["video_moving_object"])
     assert frame_count(seconds.records["video_moving_object"].media) == 72 - 12 - 6
 

@@ -56,3 +56,71 @@ def test_recaption_rejects_bad_configuration(full):
         build(Recaption(model="tiny-vlm", languages=["xx"]), full)
     with pytest.raises(OpConfigError, match="chat template"):
         build(Recaption(model="clip-vit-b32"), full)  # a folder without a chat template is no VLM
+
+
+# A CogVLM-style folder: config.json auto_map points at modelling code shipped in the folder, and the model
+# is prompted through build_conversation_input_ids (THUDM/cogvlm-chat-hf's API). The network is a 1-layer
+# Llama that ignores the image: what is tested is the opt-in and the loading and prompting path.
+REMOTE_CONFIG = '''
+from transformers import LlamaConfig
+
+
+class TinyCogVLMConfig(LlamaConfig):
+    model_type = "tiny_cogvlm"
+'''
+REMOTE_MODEL = '''
+import torch
+from transformers import LlamaForCausalLM
+
+from .configuration_tiny_cogvlm import TinyCogVLMConfig
+
+
+class TinyCogVLMForCausalLM(LlamaForCausalLM):
+    config_class = TinyCogVLMConfig
+
+    def build_conversation_input_ids(self, tokenizer, *, query, history=None, images=None, template_version=None):
+        ids = torch.tensor(tokenizer(query)["input_ids"][:16])
+        return {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": torch.ones_like(ids),
+                "images": [torch.zeros(3, 8, 8)]}
+
+    def forward(self, input_ids=None, images=None, token_type_ids=None, **kwargs):
+        return super().forward(input_ids=input_ids, **kwargs)
+'''
+
+
+def _remote_code_folder(folder):
+    import json
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from runtime.curation.modelzoo.tokenizer import byte_tokenizer
+
+    tokenizer = byte_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "configuration_tiny_cogvlm.py").write_text(REMOTE_CONFIG)
+    (folder / "modeling_tiny_cogvlm.py").write_text(REMOTE_MODEL)
+    saved = json.loads((folder / "config.json").read_text())
+    saved.update(model_type="tiny_cogvlm", architectures=["TinyCogVLMForCausalLM"], auto_map={
+        "AutoConfig": "configuration_tiny_cogvlm.TinyCogVLMConfig",
+        "AutoModelForCausalLM": "modeling_tiny_cogvlm.TinyCogVLMForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(saved))
+
+
+def test_a_remote_code_vlm_needs_the_trust_remote_code_opt_in(kit, tmp_path):
+    from runtime.curation.api import OpContext
+
+    _remote_code_folder(tmp_path / "THUDM" / "cogvlm-chat-hf")
+    ctx = OpContext(tmp_path, "full")
+    with pytest.raises(OpConfigError, match=r"ships its own modelling code .* recaption.trust_remote_code = True"):
+        build(Recaption(model="THUDM/cogvlm-chat-hf", max_new_tokens=3), ctx)
+
+    op = Recaption(model="THUDM/cogvlm-chat-hf", max_new_tokens=3, trust_remote_code=True)
+    (record,) = kit.run_op(op, [kit.image_record("a", 1)], ctx).kept
+    (caption,) = record.captions["synthetic"]
+    assert isinstance(caption["text"], str) and caption["model"] == "THUDM/cogvlm-chat-hf"

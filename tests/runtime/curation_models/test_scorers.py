@@ -67,14 +67,14 @@ def test_safety_reduces_frames_by_max_so_one_unsafe_frame_drops_the_clip(kit, fu
         bright = np.array([image.mean() / 255 for image in images])
         return np.stack([1 - bright, bright, np.zeros_like(bright)], axis=1)
 
-    impl.model.probabilities = brightness_classifier
+    impl.model[0].probabilities = brightness_classifier
     run = kit.run_op(None, [kit.video_record("clip", frames)], full, impl=impl)
     score = run.ended[0].scores["safety"]
     assert score["value"] > 0.8 and score["categories"]["violence"] == 0.0
     assert run.dropped == {"clip": "unsafe: nsfw"}
 
     mean_impl = build(Safety(categories=["nsfw"], frames=11, reduce="mean", max_score=0.5), full)
-    mean_impl.model.probabilities = brightness_classifier
+    mean_impl.model[0].probabilities = brightness_classifier
     assert kit.run_op(None, [kit.video_record("clip", frames)], full, impl=mean_impl).dropped == {}
 
 
@@ -83,6 +83,42 @@ def test_safety_needs_a_label_for_each_category(kit, model_dir, full):
         build(Safety(categories=["nsfw"], scorer="labels-without-nsfw"), full)
     with pytest.raises(OpConfigError, match="'csam'"):
         build(Safety(categories=["csam"]), full)
+
+
+def _classifier_folder(folder, labels: list[str], bias: list[float]) -> None:
+    """A tiny ViT classifier whose head outputs softmax(bias) for every image, saved as released."""
+    import torch
+
+    from runtime.curation.modelzoo.classifier import tiny_classifier
+
+    model, processor = tiny_classifier(labels, seed=1)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor(bias))
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def test_safety_scores_each_category_with_its_own_model_folder(kit, tmp_path):
+    from runtime.curation.api import OpContext
+
+    _classifier_folder(tmp_path / "org" / "nsfw-detector", ["normal", "nsfw"], [2.0, 0.0])  # nsfw 0.119
+    _classifier_folder(tmp_path / "org--csam-detector", ["safe", "csam"], [2.0, 0.0])  # csam 0.119
+    _classifier_folder(tmp_path / "violence-detector", ["calm", "violence"], [0.0, 2.0])  # violence 0.881
+    op = Safety(categories=["nsfw", "csam", "violence"], scorer="org/nsfw-detector",
+                scorers={"csam": "org/csam-detector", "violence": "violence-detector"}, max_score=0.5)
+    ctx = OpContext(tmp_path, "full")
+    impl = build(op, ctx)
+    assert [c.weights.model_id for c in impl.classifiers] == ["org/nsfw-detector", "org/csam-detector", "violence-detector"]
+    run = kit.run_op(None, [kit.image_record("x", 3)], ctx, impl=impl)
+    categories = run.ended[0].scores["safety"]["categories"]
+    assert categories == pytest.approx({"nsfw": 0.119, "csam": 0.119, "violence": 0.881}, abs=1e-3)
+    assert run.dropped == {"x": "unsafe: violence"}
+
+
+def test_safety_scorers_must_name_listed_categories():
+    with pytest.raises(ValueError, match=r"scorers names \['csam'\], which are not in categories"):
+        Safety(categories=["nsfw"], scorers={"csam": "org/csam-detector"})
 
 
 @pytest.mark.parametrize(

@@ -110,3 +110,44 @@ def test_a_smoke_run_of_model_ops_completes_without_weights(kit, tmp_path):
     for op in ops:
         assert any(note.startswith(f"{op.name} ") and "RANDOMLY INITIALISED" in note for note in written["notes"]), \
             (op.name, written["notes"])
+
+
+def _hub_cache(root, model_id: str, revisions: list[str], main: str | None):
+    repo = root / f"models--{model_id.replace('/', '--')}"
+    for revision in revisions:
+        (repo / "snapshots" / revision).mkdir(parents=True)
+        (repo / "snapshots" / revision / "config.json").write_text("{}")
+    if main is not None:
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(main + "\n")
+    return repo
+
+
+@pytest.mark.parametrize("layout", ["nested", "dashes", "hub", "hub_under_hub"])
+def test_model_dir_accepts_org_name_folders_and_the_hub_cache(tmp_path, layout):
+    """One resolver for the curation ops (OpContext.model_path) and the encoders (ModelDirectory)."""
+    from runtime.encoders.model_directory import ModelDirectory
+
+    model_id = "google/siglip-so400m-patch14-384"
+    if layout == "nested":
+        expected = tmp_path / "google" / "siglip-so400m-patch14-384"
+    elif layout == "dashes":
+        expected = tmp_path / "google--siglip-so400m-patch14-384"
+    else:
+        cache = tmp_path / "hub" if layout == "hub_under_hub" else tmp_path
+        _hub_cache(cache, model_id, ["aaa111", "bbb222"], main="bbb222")
+        expected = cache / "models--google--siglip-so400m-patch14-384" / "snapshots" / "bbb222"
+    expected.mkdir(parents=True, exist_ok=True)
+    (expected / "config.json").write_text("{}")
+
+    assert OpContext(tmp_path, "full").model_path("safety", model_id) == expected
+    entry = ModelDirectory(tmp_path).entry(model_id)
+    assert entry.path == expected and entry.present
+
+
+def test_a_hub_cache_with_several_snapshots_and_no_ref_is_an_error(tmp_path):
+    _hub_cache(tmp_path, "org/model", ["aaa111", "bbb222"], main=None)
+    with pytest.raises(OpConfigError, match=r"snapshots \['aaa111', 'bbb222'\] and no refs/main"):
+        OpContext(tmp_path, "full").model_path("safety", "org/model")
+    only = _hub_cache(tmp_path / "one", "org/model", ["ccc333"], main=None)
+    assert OpContext(tmp_path / "one", "full").model_path("safety", "org/model") == only / "snapshots" / "ccc333"
