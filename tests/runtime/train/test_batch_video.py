@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from conftest import CHANNELS, TEXT_DIM, VIDEO_FRAMES, architecture, write_mp4
+from conftest import CHANNELS, TEXT_DIM, VIDEO_FRAMES, architecture, trained_losses, write_mp4
 from PIL import Image
 
 from compiler.schema.architecture import ArchitectureSpec
@@ -209,6 +209,7 @@ def test_wan_joint_stage_trains_on_raw_videos_and_images(tmp_path):
 
     train(RunOptions(stage_dir / "stage.yaml", stage_dir / "ds_config.json", run_root))
     records = read_metrics(run_root / stage_file.output_dir)
-    assert [r["step"] for r in records] == list(range(stage_file.stage.steps + 1))
-    assert all(math.isfinite(r.get("loss", 0.0)) and math.isfinite(r.get("val_loss", 0.0)) for r in records)
+    trained_losses(records, stage_file.stage.steps)
+    validation = [r["val_loss"] for r in records if "val_loss" in r]
+    assert validation and all(math.isfinite(loss) for loss in validation), records
     assert (run_root / stage_file.output_dir / "final" / "model.safetensors").is_file()
