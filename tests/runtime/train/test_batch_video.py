@@ -15,7 +15,7 @@ from conftest import CHANNELS, TEXT_DIM, VIDEO_FRAMES, architecture, trained_los
 from PIL import Image
 
 from compiler.schema.architecture import ArchitectureSpec
-from runtime.encoders import build_conditioning
+from runtime.encoders import build_encoders
 from runtime.train import RunOptions, load_stage_file, train
 from runtime.train.batch import BatchBuilder
 from runtime.train.data import StageData
@@ -43,14 +43,14 @@ def jpeg(seed: int, shape=(40, 56)) -> bytes:
 def video_stage():
     """(architecture, smoke encoders) of a Wan-like video spec: causal VAE, 4x in time, 8x in space."""
     arch = ArchitectureSpec(**architecture(video=True))
-    return arch, build_conditioning(arch, "smoke", None)
+    return arch, build_encoders(arch, "smoke", None)
 
 
 @pytest.fixture(scope="module")
 def image_stage():
     """(architecture, smoke encoders) of a FLUX-like image spec (T5 tokens and CLIP pooled)."""
     arch = ArchitectureSpec(**architecture())
-    return arch, build_conditioning(arch, "smoke", None)
+    return arch, build_encoders(arch, "smoke", None)
 
 
 @pytest.fixture(scope="module")
