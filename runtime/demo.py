@@ -10,7 +10,7 @@ Steps:
      must catch (corrupt, duplicate, near-duplicate, blurry, tiny; clips without frames, too short, static);
   3. run the bundle's run_local.sh with --raw WORKDIR/raw --run-root WORKDIR/run, output streamed. Curation
      skips finished shards and the trainer returns at once for a finished stage, so a rerun resumes;
-  4. sample from the last stage's final checkpoint (python -m runtime.sample) into WORKDIR/run/samples/;
+  4. sample from the last stage's final checkpoint (python -m runtime.samplers) into WORKDIR/run/samples/;
   5. write WORKDIR/report.md with the stage graph (graph.dot rendered by Graphviz), the curation funnel
      (report.json and its histograms), a loss curve per stage (metrics.jsonl) and the sample grid.
 """
@@ -161,7 +161,7 @@ def run_pipeline(bundle: Path, raw: Path, run_root: Path) -> list[str]:
 def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None) -> Path:
     out = run_root / "samples" / f"{stage}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "runtime.sample", "--stage", str((bundle / "train" / stage / "stage.yaml").resolve()),
+    command = [sys.executable, "-m", "runtime.samplers", "--stage", str((bundle / "train" / stage / "stage.yaml").resolve()),
                "--run-root", str(run_root.resolve()), "--prompts", *PROMPTS, "--out", str(out.resolve())]
     if steps is not None:
         command += ["--steps", str(steps)]

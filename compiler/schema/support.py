@@ -1,7 +1,7 @@
 """What the runtime builds and runs, declared without importing it: the contract between a spec and runtime/.
 
 A spec can name anything the schema accepts; the runtime implements a subset (runtime/models/factory.py,
-runtime/objectives, runtime/sample.py, runtime/curation/ops_*.py). This module states that subset so that
+runtime/objectives, runtime/samplers/from_checkpoint.py, runtime/curation/ops_*.py). This module states that subset so that
 `genspec validate` and `compile` refuse a spec the runtime cannot run, naming the field, instead of a
 NotImplementedError minutes into a run. Like compiler/schema/bundle.py it is a contract: it imports only the
 standard library and pydantic, and tests/runtime/test_support.py fails when the runtime builds something
@@ -87,7 +87,7 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
     "v_prediction": ("none", "min_snr"),
     "score_matching": ("none", "edm"),
 }
-# Objective kind -> inference.sampler values runtime/sample.py runs for it.
+# Objective kind -> inference.sampler values runtime/samplers/from_checkpoint.py runs for it.
 SAMPLERS: dict[str, tuple[str, ...]] = {
     "flow_matching": ("euler", "heun", "dpm_solver", "unipc"),
     "score_matching": ("heun",),
@@ -260,7 +260,7 @@ def _sampler(spec: Any) -> list[Unsupported]:
     if spec.inference.sampler in samplers:
         return []
     return [Unsupported("inference.sampler", spec.inference.sampler,
-                        f"runtime/sample.py samples a {spec.objective.kind} model with {', '.join(samplers)}")]
+                        f"runtime/samplers/from_checkpoint.py samples a {spec.objective.kind} model with {', '.join(samplers)}")]
 
 
 def _ops(spec: Any) -> list[Unsupported]:

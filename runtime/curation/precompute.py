@@ -10,7 +10,7 @@ The members and their shapes are the trainer's (runtime/train/batch.py docstring
     KEY.glyph.npy      (G, E) the glyph encoder's tokens
 
 The encoders are the trainer's own: runtime.encoders' build_text_encoder and build_latent_space (what
-build_conditioning calls) of the spec's architecture, at the run's scale, from the same model directory; only
+build_encoders calls) of the spec's architecture, at the run's scale, from the same model directory; only
 the encoders the op names and, with latents, the VAE are built. At smoke scale a missing model is a tiny random stand-in seeded by
 its model id, so curation and trainer build the same one. Which encoder feeds which member is
 runtime.objectives.conditioning.encoder_inputs, as in the trainer. The caption is the one the trainer would

@@ -1,6 +1,6 @@
 """Conditioning and latent space: text encoders, VAEs, and the folder their released weights live in.
 
-- `build_conditioning(architecture, scale, model_dir, device)`: a `Conditioning` with `encode_text`,
+- `build_encoders(architecture, scale, model_dir, device)`: the `Encoders` of a spec, with `encode_text`,
   `encode_images`, `decode` and a `report` of what was loaded from where, or randomly initialised and why
 - `ModelDirectory`, `MissingWeightsError`: model ids -> local folders (no hub downloads)
 - `build_text_encoder`, `TextEncoderModel`, `TextEmbedding`, `family_of`: transformers text encoders and
@@ -11,7 +11,7 @@
 - `LatentCodec`, `PixelCodec`, `build_latent_space`: VAE plus latent normalisation, or identity on pixels
 """
 
-from runtime.encoders.conditioning import Conditioning, build_conditioning
+from runtime.encoders.build import Encoders, build_encoders
 from runtime.encoders.latent import LatentCodec, PixelCodec, build_latent_space
 from runtime.encoders.model_directory import MissingWeightsError, ModelDirectory
 from runtime.encoders.text import (
@@ -29,7 +29,7 @@ __all__ = [
     "AutoencoderKLConfig",
     "CausalVAEConfig",
     "CausalVideoVAE",
-    "Conditioning",
+    "Encoders",
     "LatentCodec",
     "MissingWeightsError",
     "ModelDirectory",
@@ -38,7 +38,7 @@ __all__ = [
     "TextEmbedding",
     "TextEncoderModel",
     "VideoVAEConfig",
-    "build_conditioning",
+    "build_encoders",
     "build_latent_space",
     "build_text_encoder",
     "family_of",

@@ -57,16 +57,6 @@ class ModelDirectory:
             return ModelEntry(model_id, mapped.path, mapped.family, mapped=True)
         return ModelEntry(model_id, model_folder(self.root, model_id) or self.root / folder_name(model_id))
 
-    def require(self, model_id: str, needed_by: str, contents: str) -> ModelEntry:
-        """The entry of `model_id`, or MissingWeightsError saying exactly where to put the weights.
-
-        `needed_by` names the spec field that asks for the model; `contents` says what the folder must hold.
-        """
-        entry = self.entry(model_id)
-        if entry.present:
-            return entry
-        raise MissingWeightsError(self.missing_message(entry, needed_by, contents))
-
     def missing_message(self, entry: ModelEntry, needed_by: str, contents: str) -> str:
         """The error text for a missing model: which id, which folder, what goes in it, and the alternatives."""
         if entry.path is None:

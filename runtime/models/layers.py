@@ -34,24 +34,6 @@ class GeluMLP(nn.Module):
         return self.net(x)
 
 
-class SwiGLUMLP(nn.Module):
-    """Gated MLP: Linear to 2 * hidden, value * SiLU(gate), Linear back (Shazeer 2020, arXiv:2002.05202).
-
-    Keys net.0.proj and net.2, value half first, as diffusers FeedForward(activation_fn="swiglu").
-    """
-
-    def __init__(self, dim: int, hidden_dim: int):
-        super().__init__()
-        self.net = nn.ModuleList(
-            [nn.Sequential(OrderedDict(proj=nn.Linear(dim, 2 * hidden_dim))), nn.SiLU(), nn.Linear(hidden_dim, dim)]
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., dim) -> (..., dim)."""
-        value, gate = self.net[0](x).chunk(2, dim=-1)
-        return self.net[2](value * self.net[1](gate))
-
-
 class EmbeddingMLP(nn.Module):
     """Linear -> activation -> Linear that lifts a conditioning vector to the model width.
 

@@ -1,10 +1,9 @@
-"""Text and low-resolution conditioning of a denoiser, CFG dropout, and noise conditioning augmentation.
+"""What a denoiser is conditioned on besides the noisy latents and the timestep (`Conditioning`), which
+denoiser input each text encoder feeds, and noise conditioning augmentation of a low-resolution input.
 
-CFG dropout: each text encoder is dropped independently; with k encoders and a joint rate p, each is dropped
-with p^(1/k) so all are dropped together with probability p (Imagen: 10%; SD3 paper section 5.3 drops its
-three encoders at 46.4% each). A dropped encoder's output is replaced by zeros, and a dropped token sequence
-is fully visible (mask all ones), so the unconditional input does not depend on the prompt: `null()` builds
-the same input for CFG at sampling.
+`Conditioning.null()` is the unconditional input: a text encoder's output replaced by zeros and its token
+sequence fully visible (mask all ones), so it does not depend on the prompt (CFG dropout at training and
+CFG at sampling both use it; runtime/objectives/cfg.py).
 
 Noise conditioning augmentation (Ho et al. 2021, "Cascaded Diffusion Models", section 4.2; Imagen): the
 low-resolution image a super-resolution model reads is noised to a level s in [0, 1],
@@ -20,7 +19,6 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from compiler.schema.architecture import TextEncoder
-from compiler.schema.objective import CfgDropout
 
 # Which denoiser input each encoder role feeds: the pooled vector, the token sequence, or glyph tokens.
 ROLE_INPUT = {"pooled": "pooled", "tokens": "text", "cross_attention": "text", "glyph": "glyph"}
@@ -86,71 +84,8 @@ def encoder_inputs(encoders: list[TextEncoder]) -> dict[str, str]:
     return inputs
 
 
-def dropout_rates(config: CfgDropout, encoders: list[TextEncoder]) -> dict[str, float]:
-    """Drop rate per encoder: `per_encoder` where given; the rest share what the joint rate leaves,
-    (joint_rate / prod(given)) ** (1 / k_rest), so all encoders drop together at joint_rate."""
-    names = [encoder.name for encoder in encoders]
-    unknown = sorted(set(config.per_encoder) - set(names))
-    if unknown:
-        raise ValueError(
-            f"objective.cfg_dropout.per_encoder names {unknown}, not in architecture.text_encoders {names}"
-        )
-    rest = [name for name in names if name not in config.per_encoder]
-    rates = dict(config.per_encoder)
-    if rest:
-        given = math.prod(config.per_encoder.values())
-        each = (config.joint_rate / given) ** (1 / len(rest)) if given > 0 else 0.0
-        if each > 1:
-            raise ValueError(
-                f"objective.cfg_dropout: per_encoder rates multiply to {given:.4g}, below joint_rate "
-                f"{config.joint_rate:g}, so the other encoders {rest} cannot make up the joint rate; "
-                "raise the per-encoder rates or lower joint_rate"
-            )
-        rates.update({name: each for name in rest})
-    return rates
-
-
-class ConditioningDropout:
-    """CFG dropout of each text encoder's input, independently per sample."""
-
-    def __init__(self, config: CfgDropout, encoders: list[TextEncoder]):
-        self.rates = dropout_rates(config, encoders)
-        self.inputs = encoder_inputs(encoders)
-
-    def __call__(self, cond: Conditioning, generator: torch.Generator) -> Conditioning:
-        """`cond` with each encoder's input nulled for the samples it drops."""
-        null = cond.null()
-        changes = {}
-        for name, rate in self.rates.items():
-            slot = self.inputs[name]
-            value = getattr(cond, slot)
-            keep = torch.rand(_batch(cond), generator=generator, dtype=torch.float64) >= rate
-            if value is None:
-                continue
-            changes[slot] = torch.where(_expand(keep, value), value, getattr(null, slot))
-            if slot == "text" and cond.text_mask is not None:
-                changes["text_mask"] = torch.where(_expand(keep, cond.text_mask), cond.text_mask, null.text_mask)
-        return replace(cond, **changes)
-
-
-def _batch(cond: Conditioning) -> int:
-    return next(iter(cond.kwargs().values())).shape[0]
-
-
-def _expand(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return keep.to(like.device).view(-1, *([1] * (like.ndim - 1)))
-
-
 def augment_lowres(lowres: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Noise conditioning augmentation: sqrt(abar(s)) x + sqrt(1 - abar(s)) eps, abar(s) = cos^2(pi s / 2)."""
     alpha_bar = torch.cos(math.pi * level.double() / 2) ** 2
     alpha_bar = alpha_bar.to(lowres.dtype).view(-1, *([1] * (lowres.ndim - 1)))
     return alpha_bar.sqrt() * lowres + (1 - alpha_bar).sqrt() * noise
-
-
-def guided(cond_out: torch.Tensor, uncond_out: torch.Tensor, scale) -> torch.Tensor:
-    """Classifier-free guidance, out = uncond + w (cond - uncond) (Ho & Salimans 2022, eq. 6); w may be a
-    number or a per-sample (B,) tensor."""
-    if isinstance(scale, torch.Tensor):
-        scale = scale.to(device=cond_out.device, dtype=cond_out.dtype).view(-1, *([1] * (cond_out.ndim - 1)))
-    return uncond_out + scale * (cond_out - uncond_out)

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from runtime.objectives.conditioning import Conditioning, guided
+from runtime.objectives.cfg import guided
+from runtime.objectives.conditioning import Conditioning
 
 Call = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
 

@@ -65,11 +65,6 @@ class EDMObjective(DiffusionObjective):
         total = sigma**2 + sd2
         return sd2 / total, sigma * self.sigma_data / total.sqrt(), 1 / total.sqrt(), sigma.log() / 4
 
-    def edm_lambda(self, sigma: torch.Tensor) -> torch.Tensor:
-        """lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 in D space."""
-        sigma = sigma.double()
-        return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
-
     def draw(self, n, generator):
         """sigma = exp(P_mean + P_std n) times the training shift."""
         normal = torch.randn(n, generator=generator, dtype=torch.float64)

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import torch
 
-from runtime.objectives.conditioning import Conditioning, guided
+from runtime.objectives.cfg import guided
+from runtime.objectives.conditioning import Conditioning
 
 ModelCall = Callable[[torch.Tensor, torch.Tensor, Conditioning, torch.Tensor | None], torch.Tensor]
 

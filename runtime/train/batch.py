@@ -62,7 +62,7 @@ from runtime.train.media import (
 from runtime.train.subset import VIDEO_FIELDS
 
 if TYPE_CHECKING:
-    from runtime.encoders.conditioning import Conditioning as Encoders
+    from runtime.encoders.build import Encoders
 
 MEDIA = "image (" + ", ".join(IMAGE_FIELDS) + ") or video (" + ", ".join(VIDEO_FIELDS) + ")"
 CAPTION_FIELDS = ("txt", "captions.json")

@@ -22,7 +22,8 @@ from runtime.objectives.adversarial import (
     student_timesteps,
 )
 from runtime.objectives.base import DiffusionObjective
-from runtime.objectives.conditioning import Conditioning, ConditioningDropout, augment_lowres
+from runtime.objectives.cfg import ConditioningDropout
+from runtime.objectives.conditioning import Conditioning, augment_lowres
 from runtime.objectives.distillation import guided_teacher_target, sample_guidance
 from runtime.objectives.flow import FlowMatchingObjective
 from runtime.objectives.masked import masked_mean

@@ -228,13 +228,13 @@ class Run:
         return None if masked is None else masked.mask_from
 
     def _encoder(self, options: RunOptions):
-        """Builds runtime.encoders' Conditioning; the batch builder calls it when a batch first needs on-the-fly
+        """Builds runtime.encoders' Encoders; the batch builder calls it when a batch first needs on-the-fly
         encoding (an input whose precomputed member is missing or does not fit the stage)."""
 
         def build():
-            from runtime.encoders import build_conditioning
+            from runtime.encoders import build_encoders
 
-            return build_conditioning(self.stage_file.architecture, self.stage_file.scale, options.model_dir)
+            return build_encoders(self.stage_file.architecture, self.stage_file.scale, options.model_dir)
 
         return build
 

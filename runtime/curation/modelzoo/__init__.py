@@ -5,8 +5,8 @@
 - clip.py, heads.py: CLIP embeddings and the LAION aesthetic MLP head
 - classifier.py, segmenter.py: transformers image classifiers and defect segmenters
 - lpips.py, craft.py: LPIPS (alex, vgg) and CRAFT, built in torch with the released module names
-- captioner.py, conditioning.py, embedders.py: VLM captions, frozen text encoders and VAE latents,
-  sentence embeddings
+- captioner.py, embedders.py: VLM captions, sentence embeddings (precompute_embeddings encodes text and
+  latents with runtime.encoders, as the trainer does)
 - tokenizer.py: a byte-level tokenizer that needs no files, for stand-ins
 
 Nothing here imports torch or transformers at module level: the registry imports the op modules to learn

@@ -114,10 +114,6 @@ class Limit:
         self.field, self.value, self.bound, self.stand_in = field, value, bound, stand_in
         self._seen: dict[str, float] = {}
 
-    @property
-    def active(self) -> bool:
-        return self.value is not None
-
     def observe(self, key: str, value: float) -> None:
         if self.stand_in:
             self._seen[key] = value

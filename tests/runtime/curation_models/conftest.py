@@ -154,7 +154,6 @@ def model_dir(tmp_path_factory) -> Path:
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     from runtime.curation.modelzoo.captioner import tiny_vlm
-    from runtime.curation.modelzoo.conditioning import tiny_vae
     from runtime.curation.modelzoo.craft import CraftConfig, build_craft, save_craft
     from runtime.curation.modelzoo.lpips import random_lpips, save_lpips
     from runtime.curation.modelzoo.segmenter import tiny_segmenter
@@ -193,7 +192,6 @@ def model_dir(tmp_path_factory) -> Path:
     t5.save_pretrained(root / "t5_xxl")
     tokenizer.model_max_length = 24
     tokenizer.save_pretrained(root / "t5_xxl")
-    tiny_vae(seed=6).save_pretrained(root / "vae")
     return root
 
 

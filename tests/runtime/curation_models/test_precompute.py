@@ -45,9 +45,9 @@ def sample(record) -> dict[str, bytes]:
 
 
 def on_the_fly_builder(arch, ctx) -> BatchBuilder:
-    from runtime.encoders import build_conditioning
+    from runtime.encoders import build_encoders
 
-    return BatchBuilder(arch, mask_from=None, encoders=lambda: build_conditioning(arch, "smoke", ctx.model_dir))
+    return BatchBuilder(arch, mask_from=None, encoders=lambda: build_encoders(arch, "smoke", ctx.model_dir))
 
 
 def test_members_equal_the_trainers_on_the_fly_encoding(kit, smoke):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runtime.encoders.model_directory import MissingWeightsError, ModelDirectory
+from runtime.encoders.model_directory import ModelDirectory
 
 
 def test_model_id_maps_to_a_folder_with_slashes_replaced(tmp_path):
@@ -28,10 +28,13 @@ def test_a_malformed_models_yaml_entry_is_named(tmp_path):
         ModelDirectory(tmp_path)
 
 
+def missing(directory: ModelDirectory, model_id: str, needed_by: str, contents: str) -> str:
+    """The message runtime.encoders raises (MissingWeightsError) for a model whose folder is not there."""
+    return directory.missing_message(directory.entry(model_id), needed_by, contents)
+
+
 def test_missing_weights_name_the_model_and_the_folder(tmp_path):
-    with pytest.raises(MissingWeightsError) as error:
-        ModelDirectory(tmp_path).require("google/t5-v1_1-xxl", "architecture.text_encoders[t5_xxl]", "a folder")
-    message = str(error.value)
+    message = missing(ModelDirectory(tmp_path), "google/t5-v1_1-xxl", "architecture.text_encoders[t5_xxl]", "a folder")
     assert "'google/t5-v1_1-xxl'" in message
     assert str(tmp_path / "google--t5-v1_1-xxl") in message
     assert "models.yaml" in message and "smoke" in message
@@ -39,10 +42,10 @@ def test_missing_weights_name_the_model_and_the_folder(tmp_path):
 
 def test_a_folder_without_config_is_reported_as_incomplete(tmp_path):
     (tmp_path / "google--umt5-xxl").mkdir()
-    with pytest.raises(MissingWeightsError, match="exists but has no config.json"):
-        ModelDirectory(tmp_path).require("google/umt5-xxl", "architecture.text_encoders[umt5]", "a folder")
+    message = missing(ModelDirectory(tmp_path), "google/umt5-xxl", "architecture.text_encoders[umt5]", "a folder")
+    assert "exists but has no config.json" in message
 
 
 def test_without_a_directory_the_error_asks_for_one():
-    with pytest.raises(MissingWeightsError, match="pass model_dir=<folder> holding the sub-folder 'Wan-VAE'"):
-        ModelDirectory(None).require("Wan-VAE", "architecture.space.vae", "a VAE folder")
+    message = missing(ModelDirectory(None), "Wan-VAE", "architecture.space.vae", "a VAE folder")
+    assert "pass model_dir=<folder> holding the sub-folder 'Wan-VAE'" in message

@@ -8,7 +8,7 @@ import torch
 from compiler.schema.architecture import TextEncoder
 from compiler.schema.objective import CfgDropout
 from runtime.objectives import Conditioning, ConditioningDropout, augment_lowres, cell_mask, guided, masked_mean
-from runtime.objectives.conditioning import dropout_rates
+from runtime.objectives.cfg import dropout_rates
 
 N = 100_000
 T5 = TextEncoder(name="t5", model="google/t5-v1_1-xxl", role="tokens")

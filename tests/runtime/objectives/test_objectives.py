@@ -162,7 +162,8 @@ def test_edm_weight_times_c_out_squared_is_one():
     objective = build_objective(ScoreMatching(loss_weighting="edm"), stage(64), None)
     sigma = torch.tensor([0.002, 0.1, 0.5, 2.0, 80.0], dtype=torch.float64)
     _, c_out, _, _ = objective.preconditioning(sigma)
-    assert torch.allclose(objective.edm_lambda(sigma) * c_out**2, torch.ones(5, dtype=torch.float64))
+    edm_lambda = (sigma**2 + 0.5**2) / (sigma * 0.5) ** 2  # EDM's lambda(sigma) in D space, sigma_data 0.5
+    assert torch.allclose(edm_lambda * c_out**2, torch.ones(5, dtype=torch.float64))
     assert torch.equal(objective.loss_weight(sigma), torch.ones(5))
     plain = build_objective(ScoreMatching(), stage(64), None)
     assert torch.allclose(plain.loss_weight(sigma).double(), c_out**2, rtol=1e-6)

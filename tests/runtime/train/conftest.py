@@ -5,6 +5,7 @@ anything imports DeepSpeed) keeps it across runs.
 """
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -53,8 +54,13 @@ def class_embeddings() -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def write_shards(directory: Path, samples: int, per_shard: int, video=False, rejected=False, mask=False, noise=0.0):
-    """Shards of class-pattern latents with text/pooled class embeddings; sample i has class i % CLASSES."""
+def write_shards(
+    directory: Path, samples: int, per_shard: int, video=False, rejected=False, mask=False, noise=0.0, masked_offset=0.0
+):
+    """Shards of class-pattern latents with text/pooled class embeddings; sample i has class i % CLASSES.
+
+    mask: each image sample gets a mask.npy excluding its top-left 8 x 8 pixels, the latent cell (0, 0), whose
+    latents are shifted by `masked_offset` (a loss that honours the mask does not see it)."""
     directory.mkdir(parents=True, exist_ok=True)
     latents, (texts, pooled) = patterns(video), class_embeddings()
     rng = np.random.default_rng(7)
@@ -75,6 +81,7 @@ def write_shards(directory: Path, samples: int, per_shard: int, video=False, rej
                     keep = np.ones((SIDE * 8, SIDE * 8), dtype=np.float32)
                     keep[:8, :8] = 0
                     sample["mask.npy"] = keep
+                    sample["latents.npy"][..., 0, 0] += masked_offset
                 sink.write(sample)
 
 
@@ -218,6 +225,15 @@ def write_stage(
     }
     (directory / "ds_config.json").write_text(json.dumps(ds_config, indent=2))
     return directory / "stage.yaml", directory / "ds_config.json"
+
+
+def trained_losses(records: list[dict], steps: int) -> list[float]:
+    """The training losses of a run's metrics records, after checking that it logged steps 0 to `steps` in
+    order, each step after 0 with a finite loss (an empty or short metrics file fails here)."""
+    assert [r["step"] for r in records] == list(range(steps + 1)), records
+    losses = [r["loss"] for r in records[1:]]
+    assert len(losses) == steps and all(math.isfinite(loss) for loss in losses), losses
+    return losses
 
 
 @pytest.fixture(scope="session")

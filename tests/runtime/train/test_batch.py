@@ -78,10 +78,10 @@ def png(array: np.ndarray) -> bytes:
 
 @pytest.mark.slow
 def test_on_the_fly_encoding_with_smoke_encoders():
-    from runtime.encoders import build_conditioning
+    from runtime.encoders import build_encoders
 
     arch = ArchitectureSpec(**architecture())
-    builder = BatchBuilder(arch, mask_from="defect", encoders=lambda: build_conditioning(arch, "smoke", None))
+    builder = BatchBuilder(arch, mask_from="defect", encoders=lambda: build_encoders(arch, "smoke", None))
     image = np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8)
     defect = np.zeros((48, 80), dtype=np.uint8)
     defect[:4, 30:34] = 255

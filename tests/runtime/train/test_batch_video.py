@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from conftest import CHANNELS, TEXT_DIM, VIDEO_FRAMES, architecture, write_mp4
+from conftest import CHANNELS, TEXT_DIM, VIDEO_FRAMES, architecture, trained_losses, write_mp4
 from PIL import Image
 
 from compiler.schema.architecture import ArchitectureSpec
-from runtime.encoders import build_conditioning
+from runtime.encoders import build_encoders
 from runtime.train import RunOptions, load_stage_file, train
 from runtime.train.batch import BatchBuilder
 from runtime.train.data import StageData
@@ -43,14 +43,14 @@ def jpeg(seed: int, shape=(40, 56)) -> bytes:
 def video_stage():
     """(architecture, smoke encoders) of a Wan-like video spec: causal VAE, 4x in time, 8x in space."""
     arch = ArchitectureSpec(**architecture(video=True))
-    return arch, build_conditioning(arch, "smoke", None)
+    return arch, build_encoders(arch, "smoke", None)
 
 
 @pytest.fixture(scope="module")
 def image_stage():
     """(architecture, smoke encoders) of a FLUX-like image spec (T5 tokens and CLIP pooled)."""
     arch = ArchitectureSpec(**architecture())
-    return arch, build_conditioning(arch, "smoke", None)
+    return arch, build_encoders(arch, "smoke", None)
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +209,7 @@ def test_wan_joint_stage_trains_on_raw_videos_and_images(tmp_path):
 
     train(RunOptions(stage_dir / "stage.yaml", stage_dir / "ds_config.json", run_root))
     records = read_metrics(run_root / stage_file.output_dir)
-    assert [r["step"] for r in records] == list(range(stage_file.stage.steps + 1))
-    assert all(math.isfinite(r.get("loss", 0.0)) and math.isfinite(r.get("val_loss", 0.0)) for r in records)
+    trained_losses(records, stage_file.stage.steps)
+    validation = [r["val_loss"] for r in records if "val_loss" in r]
+    assert validation and all(math.isfinite(loss) for loss in validation), records
     assert (run_root / stage_file.output_dir / "final" / "model.safetensors").is_file()

@@ -1,6 +1,6 @@
 """Sample from a trained stage: its final checkpoint, the spec's inference defaults, a PNG grid and a sidecar.
 
-    python -m runtime.sample --stage train/<stage>/stage.yaml --run-root R --prompts "a red circle" "a blue square" \
+    python -m runtime.samplers --stage train/<stage>/stage.yaml --run-root R --prompts "a red circle" "a blue square" \
         --out R/samples/<stage>.png [--steps N] [--cfg W] [--seed S] [--sampler NAME] [--model-dir DIR]
 
 Passes:
@@ -32,7 +32,6 @@ Every random draw comes from generators seeded by --seed (one per prompt), so a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -66,7 +65,7 @@ ARCHITECTURE = "architecture.json"
 
 @dataclass
 class SampleOptions:
-    """Command-line options of `python -m runtime.sample`."""
+    """Command-line options of `python -m runtime.samplers` (runtime/samplers/__main__.py)."""
 
     stage: Path
     prompts: list[str]
@@ -331,7 +330,7 @@ def sample(options: SampleOptions) -> Path:
     """Sample the options' prompts from the stage's final checkpoint; returns the PNG written."""
     from PIL import Image
 
-    from runtime.encoders import build_conditioning
+    from runtime.encoders import build_encoders
     from runtime.objectives import build_objective
     from runtime.objectives.conditioning import augment_lowres
     from runtime.train.checkpoint import load_weights
@@ -353,7 +352,7 @@ def sample(options: SampleOptions) -> Path:
     load_weights(model, weights, "checkpoint")
     model = model.float().eval().requires_grad_(False)
 
-    encoders = build_conditioning(architecture, stage_file.scale, options.model_dir)
+    encoders = build_encoders(architecture, stage_file.scale, options.model_dir)
     shape, pixels = latent_shape(stage_file, architecture)
     objective = build_objective(
         stage_file.objective,
@@ -444,74 +443,3 @@ def sample(options: SampleOptions) -> Path:
     }
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return out
-
-
-def parse_args(argv: list[str] | None = None) -> SampleOptions:
-    parser = argparse.ArgumentParser(prog="python -m runtime.sample", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--stage",
-        type=Path,
-        required=True,
-        help="train/<stage>/stage.yaml of a compiled bundle",
-    )
-    parser.add_argument(
-        "--run-root",
-        type=Path,
-        default=Path("."),
-        help="the run root the stage trained under",
-    )
-    parser.add_argument("--prompts", nargs="+", required=True, help="one tile per prompt")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="the PNG grid; the sidecar is <out>.json",
-    )
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the spec's)")
-    parser.add_argument(
-        "--cfg",
-        type=float,
-        default=None,
-        help="CFG weight, or the embedded guidance of a guidance-distilled model",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--sampler",
-        default=None,
-        help=f"override the spec's sampler; supported: {SUPPORTED}",
-    )
-    parser.add_argument(
-        "--model-dir",
-        type=Path,
-        default=None,
-        help="text encoder / VAE weights (as the trainer's)",
-    )
-    parser.add_argument("--model-factory", default="runtime.models:build_model", help="module:function")
-    args = parser.parse_args(argv)
-    return SampleOptions(
-        stage=args.stage,
-        prompts=args.prompts,
-        out=args.out,
-        run_root=args.run_root,
-        steps=args.steps,
-        cfg=args.cfg,
-        seed=args.seed,
-        sampler=args.sampler,
-        model_dir=args.model_dir,
-        model_factory=args.model_factory,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    options = parse_args(argv)
-    try:
-        out = sample(options)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

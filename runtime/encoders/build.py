@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 SCALES = ("full", "smoke")  # as compiler/scale.py
 
 
-class Conditioning:
+class Encoders:
     """The text encoders and the latent codec of one architecture, and a report of where each came from."""
 
     def __init__(self, text_encoders: dict[str, TextEncoderModel], codec: LatentCodec | PixelCodec, report: list[str]):
@@ -39,8 +39,8 @@ class Conditioning:
         return self.codec.decode(latents)
 
 
-def build_conditioning(architecture: ArchitectureSpec, scale: str, model_dir: str | Path | None,
-                       device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Conditioning:
+def build_encoders(architecture: ArchitectureSpec, scale: str, model_dir: str | Path | None,
+                       device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Encoders:
     """Load (or, at smoke scale, stand in for) every text encoder and the VAE `architecture` names.
 
     `model_dir` holds the weights, one sub-folder per model id (see ModelDirectory). At scale "full" a
@@ -57,4 +57,4 @@ def build_conditioning(architecture: ArchitectureSpec, scale: str, model_dir: st
         encoders[spec.name], line = build_text_encoder(spec, scale, directory, device, dtype)
         report.append(line)
     codec, lines = build_latent_space(architecture.space, scale, directory, device, dtype)
-    return Conditioning(encoders, codec, report + lines)
+    return Encoders(encoders, codec, report + lines)

@@ -1,4 +1,4 @@
-"""build_conditioning: text encoders plus latent codec for a whole architecture, with a report of every
+"""build_encoders: text encoders plus latent codec for a whole architecture, with a report of every
 stand-in; VAE weights loaded from the model directory; latent normalisation from the spec or the weights;
 a non-causal video space (Allegro) encodes videos k frames per latent frame and images as still clips."""
 
@@ -16,7 +16,7 @@ from diffusers import (
 import specs
 from compiler.scale import scaled
 from compiler.schema.architecture import LatentSpace, PixelSpace, TextEncoder
-from runtime.encoders import MissingWeightsError, build_conditioning
+from runtime.encoders import MissingWeightsError, build_encoders
 from runtime.encoders.model_directory import folder_name
 
 PROMPTS = ["a cat", "a red bicycle"]
@@ -31,7 +31,7 @@ MEAN, STD = [0.1, -0.2, 0.3, 0.0], [2.0, 1.0, 0.5, 4.0]
 
 
 def architecture(space, encoders=()):
-    """What build_conditioning reads of an ArchitectureSpec: its text encoders and its space."""
+    """What build_encoders reads of an ArchitectureSpec: its text encoders and its space."""
     return SimpleNamespace(text_encoders=list(encoders), space=space)
 
 
@@ -52,7 +52,7 @@ def vae_root(tmp_path_factory):
 @pytest.mark.parametrize("name", list(specs.SHIPPED))
 def test_shipped_specs_at_smoke_scale_encode_and_decode(name):
     arch = scaled(specs.load(name), "smoke").architecture
-    conditioning = build_conditioning(arch, "smoke", None)
+    conditioning = build_encoders(arch, "smoke", None)
     assert len(conditioning.report) >= len(arch.text_encoders) + 1
     assert all("RANDOMLY INITIALISED" in line for line in conditioning.report[: len(arch.text_encoders)])
 
@@ -79,7 +79,7 @@ def test_shipped_specs_at_smoke_scale_encode_and_decode(name):
 
 
 def test_kl_vae_loads_from_the_directory_and_applies_the_spec_factors(vae_root):
-    conditioning = build_conditioning(architecture(FLUX_LIKE), "full", vae_root)
+    conditioning = build_encoders(architecture(FLUX_LIKE), "full", vae_root)
     assert conditioning.report == [
         f"VAE test/vae-kl: AutoencoderKL2D loaded from {vae_root / 'test--vae-kl'}",
         "VAE test/vae-kl: latents = (z - 0.25) * 0.5, from architecture.space",
@@ -94,7 +94,7 @@ def test_kl_vae_loads_from_the_directory_and_applies_the_spec_factors(vae_root):
 
 
 def test_sampling_draws_around_the_mean(vae_root):
-    conditioning = build_conditioning(architecture(FLUX_LIKE), "full", vae_root)
+    conditioning = build_encoders(architecture(FLUX_LIKE), "full", vae_root)
     pixels = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         mean = conditioning.encode_images(pixels)
@@ -105,18 +105,18 @@ def test_sampling_draws_around_the_mean(vae_root):
 
 def test_factors_come_from_the_weights_when_the_spec_has_none(vae_root):
     space = FLUX_LIKE.model_copy(update={"vae": "test/vae-kl-sd", "scaling_factor": None, "shift_factor": None})
-    conditioning = build_conditioning(architecture(space), "full", vae_root)
+    conditioning = build_encoders(architecture(space), "full", vae_root)
     assert conditioning.report[-1].endswith(f"(z - 0.0) * 0.13, from {vae_root / 'test--vae-kl-sd'}/config.json")
 
 
 def test_spec_and_weights_that_disagree_on_the_scale_are_an_error(vae_root):
     space = FLUX_LIKE.model_copy(update={"vae": "test/vae-kl-sd"})
     with pytest.raises(ValueError, match=r"architecture.space.scaling_factor is 0.5 but .* states 0.13"):
-        build_conditioning(architecture(space), "full", vae_root)
+        build_encoders(architecture(space), "full", vae_root)
 
 
 def test_wan_vae_normalises_per_channel_with_the_weights_statistics(vae_root):
-    conditioning = build_conditioning(architecture(WAN_LIKE), "full", vae_root)
+    conditioning = build_encoders(architecture(WAN_LIKE), "full", vae_root)
     assert "(z - latents_mean) / latents_std, per channel" in conditioning.report[-1]
     reference = AutoencoderKLWan.from_pretrained(vae_root / "test--vae-wan").eval()
     video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
@@ -130,7 +130,7 @@ def test_wan_vae_normalises_per_channel_with_the_weights_statistics(vae_root):
 
 def test_an_image_spec_with_qwen_image_weights_encodes_images_as_single_frames(vae_root):
     space = LatentSpace(vae="test/vae-qwen", channels=4, spatial_compression=8)
-    conditioning = build_conditioning(architecture(space), "full", vae_root)
+    conditioning = build_encoders(architecture(space), "full", vae_root)
     assert "CausalVideoVAE loaded from" in conditioning.report[0]
     with torch.no_grad():
         latents = conditioning.encode_images(torch.rand(2, 3, 16, 16))
@@ -141,11 +141,11 @@ def test_an_image_spec_with_qwen_image_weights_encodes_images_as_single_frames(v
 def test_weights_that_disagree_with_the_space_are_an_error(vae_root):
     space = WAN_LIKE.model_copy(update={"channels": 16})
     with pytest.raises(ValueError, match=r"architecture.space.channels is 16 but the VAE in .* has 4"):
-        build_conditioning(architecture(space), "full", vae_root)
+        build_encoders(architecture(space), "full", vae_root)
 
 
 def test_smoke_scale_reports_a_stand_in_vae_with_the_spec_compression(tmp_path):
-    conditioning = build_conditioning(architecture(WAN_LIKE), "smoke", tmp_path)
+    conditioning = build_encoders(architecture(WAN_LIKE), "smoke", tmp_path)
     assert "RANDOMLY INITIALISED tiny CausalVideoVAE" in conditioning.report[0]
     assert str(tmp_path / folder_name("test/vae-wan")) in conditioning.report[0]
     with torch.no_grad():
@@ -156,14 +156,14 @@ def test_smoke_scale_reports_a_stand_in_vae_with_the_spec_compression(tmp_path):
 
 def test_full_scale_without_the_vae_names_it_and_its_folder(tmp_path):
     with pytest.raises(MissingWeightsError) as error:
-        build_conditioning(architecture(WAN_LIKE), "full", tmp_path)
+        build_encoders(architecture(WAN_LIKE), "full", tmp_path)
     assert "'test/vae-wan'" in str(error.value) and str(tmp_path / "test--vae-wan") in str(error.value)
 
 
 def test_text_encoders_and_vae_are_all_reported(model_root):
     encoders = [TextEncoder(name="clip_l", model="test/clip-tiny", role="pooled", dim=24, max_tokens=8),
                 TextEncoder(name="t5", model="google/t5-v1_1-xxl", role="tokens", dim=32, max_tokens=8)]
-    conditioning = build_conditioning(architecture(PixelSpace(), encoders), "smoke", model_root)
+    conditioning = build_encoders(architecture(PixelSpace(), encoders), "smoke", model_root)
     clip_line, t5_line, space_line = conditioning.report
     assert "clip_l" in clip_line and "loaded from" in clip_line
     assert "t5" in t5_line and "RANDOMLY INITIALISED" in t5_line
@@ -173,7 +173,7 @@ def test_text_encoders_and_vae_are_all_reported(model_root):
 
 
 def test_a_non_causal_video_space_encodes_k_frames_per_latent_frame(tmp_path):
-    conditioning = build_conditioning(architecture(ALLEGRO_LIKE), "smoke", tmp_path)
+    conditioning = build_encoders(architecture(ALLEGRO_LIKE), "smoke", tmp_path)
     assert "RANDOMLY INITIALISED tiny NonCausalVideoVAE" in conditioning.report[0]
     assert "8x space, 4x time, 4 channels" in conditioning.report[0]
     video = torch.rand(2, 3, 8, 16, 16) * 2 - 1
@@ -189,13 +189,13 @@ def test_a_non_causal_video_space_encodes_k_frames_per_latent_frame(tmp_path):
 def test_the_non_causal_stand_in_is_the_same_on_every_build():
     video = torch.rand(1, 3, 4, 16, 16) * 2 - 1
     with torch.no_grad():
-        first, second = (build_conditioning(architecture(ALLEGRO_LIKE), "smoke", None).encode_images(video)
+        first, second = (build_encoders(architecture(ALLEGRO_LIKE), "smoke", None).encode_images(video)
                          for _ in range(2))
     torch.testing.assert_close(first, second, rtol=0, atol=0)
 
 
 def test_a_non_causal_video_space_encodes_an_image_as_a_still_clip_of_k_frames():
-    conditioning = build_conditioning(architecture(ALLEGRO_LIKE), "smoke", None)
+    conditioning = build_encoders(architecture(ALLEGRO_LIKE), "smoke", None)
     image = torch.rand(2, 3, 16, 16) * 2 - 1
     still = image.unsqueeze(2).repeat(1, 1, 4, 1, 1)
     with torch.no_grad():
@@ -209,20 +209,20 @@ def test_a_non_causal_video_space_encodes_an_image_as_a_still_clip_of_k_frames()
 
 def test_released_allegro_weights_are_refused_with_what_is_missing(vae_root):
     with pytest.raises(NotImplementedError, match=r"AutoencoderKLAllegro, which this runtime cannot load.*own layout"):
-        build_conditioning(architecture(ALLEGRO_LIKE), "full", vae_root)
+        build_encoders(architecture(ALLEGRO_LIKE), "full", vae_root)
 
 
 def test_a_non_causal_space_at_full_scale_without_weights_says_none_would_load(tmp_path):
     with pytest.raises(NotImplementedError, match=r"'test/vae-allegro' is a non-causal video VAE; no released one"):
-        build_conditioning(architecture(ALLEGRO_LIKE), "full", tmp_path)
+        build_encoders(architecture(ALLEGRO_LIKE), "full", tmp_path)
 
 
 def test_causal_weights_for_a_non_causal_space_are_an_error(vae_root):
     space = ALLEGRO_LIKE.model_copy(update={"vae": "test/vae-wan"})
     with pytest.raises(ValueError, match=r"non-causal video space .* but .* names AutoencoderKLWan"):
-        build_conditioning(architecture(space), "full", vae_root)
+        build_encoders(architecture(space), "full", vae_root)
 
 
 def test_an_unknown_scale_is_refused():
     with pytest.raises(ValueError, match="scale 'tiny': choose one of full, smoke"):
-        build_conditioning(architecture(PixelSpace()), "tiny", None)
+        build_encoders(architecture(PixelSpace()), "tiny", None)

@@ -1,6 +1,7 @@
-"""runtime.sample end to end: FLUX.1 dev compiled at smoke scale, its first stage trained for 2 steps on a tiny
-on-the-fly shard (PNG + caption), then sampled into a PNG grid with a JSON sidecar, deterministically; Allegro
-(noise prediction, Euler ancestral) sampled from a seeded random checkpoint written in place of training."""
+"""python -m runtime.samplers (runtime/samplers/from_checkpoint.py) end to end: FLUX.1 dev compiled at smoke
+scale, its first stage trained for 2 steps on a tiny on-the-fly shard (PNG + caption), then sampled into a PNG
+grid with a JSON sidecar, deterministically; Allegro (noise prediction, Euler ancestral) sampled from a seeded
+random checkpoint written in place of training."""
 
 import io
 import json
@@ -17,7 +18,7 @@ import webdataset as wds
 from PIL import Image
 from ruamel.yaml import YAML
 
-from runtime.sample import main
+from runtime.samplers.__main__ import main
 
 STAGE = "pretrain"
 
@@ -165,7 +166,7 @@ def test_sample_writes_a_deterministic_grid_and_sidecar(tmp_path, capsys):
 def test_video_grid_has_first_middle_last_frame_per_prompt():
     import torch
 
-    from runtime.sample import grid, tiles_of
+    from runtime.samplers.from_checkpoint import grid, tiles_of
 
     videos = [torch.linspace(-1, 1, 5).view(1, 5, 1, 1).expand(3, 5, 4, 6) for _ in range(2)]
     image = grid(tiles_of(videos))
@@ -180,7 +181,7 @@ def write_random_checkpoint(stage_dir: Path, run_root: Path) -> None:
     from safetensors.torch import save_file
 
     from runtime.models import build_model
-    from runtime.sample import FINAL, load_stage_file
+    from runtime.samplers.from_checkpoint import FINAL, load_stage_file
 
     stage_file = load_stage_file(stage_dir / "stage.yaml")
     model = build_model(stage_file.architecture, stage_file.stage.model)
