@@ -112,11 +112,12 @@ OPS: dict[str, dict[str, OpSupport]] = {
         "active_learning", "aesthetic", "ai_generated", "aspect_ratio", "balance", "blur", "caption_pii",
         "clip_similarity", "corruption", "defect_mask", "duration", "exact_dedup", "exposure", "human_review",
         "motion_tiers", "perceptual_dedup", "precompute_embeddings", "probe", "recaption", "resolution", "safety", "scene_split",
-        "score_conditioning", "semantic_dedup", "synthetic_text", "trim", "visual_quality", "watermark",
+        "score_conditioning", "semantic_dedup", "synthetic_text", "trim", "visual_quality",
     )},
     "frame_consistency": {"dssim": OpSupport(), "lpips": OpSupport()},
-    "motion_score": {"farneback": OpSupport(), "unimatch": OpSupport(smoke_only=True)},
+    "motion_score": {"farneback": OpSupport(), "raft": OpSupport(), "unimatch": OpSupport(smoke_only=True)},
     "ocr_text_area": {"craft": OpSupport()},
+    "watermark": {ANY_SCORER: OpSupport(), "laion-watermark": OpSupport()},
     "technical_quality": {"clip-technical-regressor": OpSupport(), "dover": OpSupport(smoke_only=True)},
 }
 

@@ -67,11 +67,13 @@ def test_flux_dev_to_kontext():
 
 def test_wan_14b_to_1_3b_changes_width_and_depth_only_in_architecture():
     """The 1.3B model changes only the backbone's sizes and its parameter count; the rest of the diff is the
-    720p stage and datasets the 1.3B model card does not train, and the notes."""
+    720p stage and datasets the 1.3B model card does not train, its 480p default output size, and the notes."""
     _, by_kind = changes_by_kind("wan2.1-t2v-14b", "wan2.1-t2v-1.3b")
     assert set(by_kind) == {"changed", "removed"}
     sizes = [f"architecture.backbone.{field}" for field in ("hidden_size", "num_heads", "depth", "ffn_dim")]
-    assert sorted(paths(by_kind["changed"])) == sorted([*sizes, "architecture.params_documented", "notes"])
+    assert sorted(paths(by_kind["changed"])) == sorted(
+        [*sizes, "architecture.params_documented", "inference.resolution.height", "inference.resolution.width", "notes"]
+    )
     assert sorted(paths(by_kind["removed"])) == [
         "data.datasets[wan_images_720p]",
         "data.datasets[wan_videos_720p]",

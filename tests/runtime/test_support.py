@@ -79,8 +79,8 @@ def test_declared_loss_weightings_build_and_the_rest_are_refused(kind):
                 build_objective(objective, stage, image_tokens=256)
 
 
-def test_declared_samplers_are_the_ones_runtime_sample_runs():
-    from runtime import sample
+def test_declared_samplers_are_the_ones_the_checkpoint_sampler_runs():
+    from runtime.samplers import from_checkpoint as sample
 
     assert support.SAMPLERS["flow_matching"] == sample.FLOW_SAMPLERS
     assert support.SAMPLERS["score_matching"] == sample.EDM_SAMPLERS
