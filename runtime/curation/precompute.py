@@ -44,6 +44,14 @@ if TYPE_CHECKING:
 SOURCE_FIELDS = tuple(f"source.{ext}" for ext in ("jpg", "jpeg", "png", "webp"))  # as runtime/train/media.py
 
 
+def bf16_bits(tensor) -> np.ndarray:
+    """A tensor rounded to bfloat16, as the uint16 array of its bit patterns (numpy has no bfloat16; the trainer's
+    runtime.train.batch.stored_tensor reads uint16 members back as bfloat16)."""
+    import torch
+
+    return tensor.detach().to("cpu", torch.bfloat16).contiguous().view(torch.int16).numpy().view(np.uint16)
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     """One array as an .npy member (runtime.train.data.load_npy reads it back)."""
     buffer = io.BytesIO()
