@@ -24,6 +24,7 @@ from typing import Any
 
 from compiler import __version__
 from compiler.plan import Plan, plan, scaled
+from compiler.plan.conditioning import stage_conditioning
 from compiler.resolve import resolve
 from compiler.schema.bundle import DataInput, Layout, StageFile
 from compiler.schema.cluster import Cluster
@@ -189,6 +190,8 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
         modality = where.modality if where is not None and where.modality else _modality(spec, root)
         inputs.append(DataInput(dataset=use.dataset, weight=use.weight, shards=f"curated/{root}/shards",
                                 where=where, modality=modality))
+    # The trainer reads whether to load the frozen encoders from stage.conditioning: resolved here.
+    stage = stage.model_copy(update={"conditioning": stage_conditioning(spec, stage)})
     return StageFile(
         spec=spec.name, scale=scale, stage=stage, architecture=spec.architecture, objective=spec.objective,
         inference=spec.inference,
@@ -332,13 +335,23 @@ def encode_size(spec: Spec, pipeline) -> tuple[int, int] | None:
     return None
 
 
+def encode_clip(spec: Spec, pipeline) -> tuple[int, float | None] | None:
+    """(frames, fps) of the clips curation precomputes video latents of for `pipeline`: those of the training stage
+    encode_size takes its size from; None when that stage trains images (or no stage reads the output)."""
+    for stage in spec.schedule.stages:
+        if any(_root_dataset(spec, use.dataset)[0] == pipeline.output for use in stage.datasets):
+            return (stage.frames, stage.fps) if stage.frames else None
+    return None
+
+
 def pipeline_document(spec: Spec, pipeline, how: str) -> dict[str, Any]:
     """curation/<slug>/pipeline.json: the pipeline, and what its ops encode with as the trainer does (the
     architecture of the bundle's stage.yaml files and the encode size); read back by read_bundle_pipeline."""
-    size = encode_size(spec, pipeline)
+    size, clip = encode_size(spec, pipeline), encode_clip(spec, pipeline)
     return {"generated_by": f"genspec {__version__}: {how}", "pipeline": pipeline.model_dump(mode="json"),
             "architecture": spec.architecture.model_dump(mode="json"),
-            "encode_size": list(size) if size is not None else None}
+            "encode_size": list(size) if size is not None else None,
+            "encode_clip": list(clip) if clip is not None else None}
 
 
 @dataclass(frozen=True)
@@ -349,6 +362,7 @@ class BundlePipeline:
     scale: str
     architecture: Any  # compiler.schema.architecture.ArchitectureSpec, or None in a bundle that lacks it
     encode_size: tuple[int, int] | None
+    encode_clip: tuple[int, float | None] | None = None
 
 
 def read_bundle_pipeline(bundle: Path, pipeline: str | None) -> BundlePipeline:
@@ -368,11 +382,12 @@ def read_bundle_pipeline(bundle: Path, pipeline: str | None) -> BundlePipeline:
         raise ValueError(f"{bundle}: choose a pipeline with --pipeline NAME; the bundle has: {', '.join(shipped)}")
     document = json.loads((bundle / "curation" / folder / "pipeline.json").read_text())
     architecture = document.get("architecture")
-    size = document.get("encode_size")
+    size, clip = document.get("encode_size"), document.get("encode_clip")
     return BundlePipeline(
         pipeline=Pipeline.model_validate(document["pipeline"]), scale=manifest["scale"],
         architecture=ArchitectureSpec.model_validate(architecture) if architecture is not None else None,
         encode_size=(size[0], size[1]) if size is not None else None,
+        encode_clip=(clip[0], clip[1]) if clip is not None else None,
     )
 
 

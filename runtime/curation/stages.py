@@ -124,13 +124,14 @@ class ShardJob:
     scale: str = "full"
     architecture: str | None = None  # the spec's ArchitectureSpec as JSON text (jobs stay plain values)
     encode_size: tuple[int, int] | None = None  # (height, width) the first consuming training stage trains at
+    encode_clip: tuple[int, float | None] | None = None  # its (frames, fps) when it trains videos
 
     def job_hash(self) -> str:
         """What a finished shard's manifest must match to be skipped on a rerun; the architecture and encode
         size count only in stages with an op that reads them, so other stages are not redone for them."""
         parts: list[Any] = [self.stage.config_hash(), self.source_id, self.verdicts]
         if self.stage.reads_architecture:
-            parts += [self.architecture, self.encode_size]
+            parts += [self.architecture, self.encode_size, self.encode_clip]
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -141,4 +142,5 @@ class ShardJob:
             self.scale,  # type: ignore[arg-type]
             ArchitectureSpec.model_validate_json(self.architecture) if self.architecture else None,
             self.encode_size,
+            self.encode_clip,
         )

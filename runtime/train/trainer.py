@@ -126,7 +126,7 @@ class Run:
         self.builder = BatchBuilder(
             self.stage_file.architecture,
             self._mask_from(),
-            self._encoder(options),
+            None if self.stage.conditioning == "precomputed" else self._encoder(options),
             lowres_side=self.cascade_stage and self.cascade_stage.input_resolution,
             frames=self.stage.frames,
             fps=self.stage.fps,
