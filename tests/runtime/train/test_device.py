@@ -2,7 +2,8 @@
 smoke scale, on a device that refuses to mix with CPU tensors (strict_device.py), through the trainer's own
 parts: BatchBuilder (precomputed members read from shards, and media encoded on the fly by the frozen text
 encoders and VAE built on the device in the stage's precision), the stage's loss with its CPU-generator draws,
-a frozen teacher or DPO reference (runtime.train.device.frozen), backward, noise-aware compute, EMA.
+a frozen teacher or DPO reference (runtime.train.device.frozen), backward, noise-aware compute, EMA, and the
+validation loss.
 
 Per spec, one stage per (model, loss kind, images or videos); each runs two micro-batches, one from
 precomputed members (bf16, unpadded text, as precompute_embeddings writes them) and one from media."""
@@ -32,6 +33,7 @@ from runtime.train.launch import step_generator
 from runtime.train.losses import Denoise, DenoisingLoss, GuidanceDistillationLoss, LaddLoss, PreferenceDPOLoss
 from runtime.train.protocol import load_factory
 from runtime.train.trainer import embeds_guidance, image_geometry
+from runtime.train.validation import Validator
 
 MICRO_BATCH = 2
 CAPTIONS = (b"a red cube on a table", b"two birds")
@@ -185,6 +187,9 @@ def step_on_the_device(spec, stage, scratch) -> list[str]:
             objective.observe(out.t, out.per_sample)
             checked.append(f"{stage.name}[{micro}]")
         ema.update()
+        augment = unet is not None and unet.noise_conditioning_augmentation
+        validator = Validator(batches, lambda batch: objective, 2, 0, 0, lowres_level=0.1 if augment else None)
+        assert validator(student) >= 0
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         assert grads and all(on_device(grad) for grad in grads)
         assert all(on_device(shadow) for shadow in ema.shadow)
