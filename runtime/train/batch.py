@@ -20,6 +20,12 @@ and media, encoded on the fly:
     KEY.txt or KEY.captions.json   the caption or edit instruction ("original", else the first synthetic one)
     KEY.<mask_from>.mask.png       curation's defect mask: nonzero pixels are excluded from the loss
 
+Precomputed members are float32, or bfloat16 stored as uint16 bit patterns (what precompute_embeddings writes);
+text may be unpadded, each sample its real tokens: a micro-batch is padded to its longest, with text_mask.
+Every tensor of a batch is on the builder's device (the engine's): precomputed members move there as they are
+loaded, and on-the-fly encoding runs there. A stage whose stage.conditioning is 'precomputed' gets no encoders:
+an input without a fitting member is then an error.
+
 Per input, per sample: a precomputed member is used when it fits the stage, else the input is encoded from
 the media or caption, else the batch fails naming the key, the member, the shape needed and the one found.
 Fitting: latents and context are (channels, [latent frames,] H / s, W / s) for the stage's size, s the VAE's
@@ -125,10 +131,11 @@ def latent_frames(space: LatentSpace | PixelSpace, frames: int) -> int:
 
 
 def stored_tensor(array: np.ndarray) -> torch.Tensor:
-    """A precomputed member as a float32 tensor on the host. uint16 arrays hold bfloat16 bit patterns (numpy has no
-    bfloat16; runtime/curation/precompute.py stores conditioning so, at half the bytes of float32)."""
+    """A precomputed member as a tensor on the host: bfloat16 for uint16 arrays, which hold bfloat16 bit patterns
+    (numpy has no bfloat16; runtime/curation/precompute.py stores conditioning so, at half the bytes of float32),
+    else float32. Batches are float32: convert after the move to the device, which then copies half the bytes."""
     if array.dtype == np.uint16:
-        return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16).float()
+        return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(np.array(array, dtype=np.float32))
 
 
@@ -147,7 +154,7 @@ def stack(samples: list[Sample], field: str) -> torch.Tensor | None:
             f"{field} has shapes {sorted(shapes)} within one micro-batch; write shards per resolution bucket "
             "(one shape per shard) or lower the micro batch"
         )
-    return torch.stack([stored_tensor(array) for array in arrays])
+    return torch.stack([stored_tensor(array) for array in arrays]).float()
 
 
 class BatchBuilder:
@@ -243,7 +250,7 @@ class BatchBuilder:
             array = load_npy(sample[part.member]) if part.member in sample else None
             fitted = None if array is None else part.accept(array)
             if fitted is not None:
-                values.append(stored_tensor(fitted).to(self.device))  # where encoded values are: they stack
+                values.append(stored_tensor(fitted).to(self.device).float())  # where encoded values are: they stack
                 continue
             found = "is missing" if array is None else f"is {array.shape}"
             if first_member(sample, part.sources) is None:
@@ -402,7 +409,7 @@ class BatchBuilder:
         """text_mask.npy of a precomputed text, None if it has none (every token real)."""
         if "text_mask.npy" not in sample:
             return None
-        mask = stored_tensor(load_npy(sample["text_mask.npy"])).to(tokens.device)
+        mask = stored_tensor(load_npy(sample["text_mask.npy"])).to(tokens.device).float()
         if mask.shape != tokens.shape[:1]:
             raise ValueError(
                 f"sample {key_of(sample)}: text_mask.npy is {tuple(mask.shape)} but text.npy has {tokens.shape[0]} "

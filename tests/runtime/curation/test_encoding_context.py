@@ -91,8 +91,8 @@ def test_precomputed_members_fit_the_first_stage_and_need_no_encoders(bundle, ra
         assert "text_mask.npy" not in sample
     # The trainer takes them as they are: no encoders to fall back on.
     batch = BatchBuilder(arch, mask_from=None)(samples[:2], size=(height, width))
-    np.testing.assert_array_equal(batch.latents[1].numpy(), stored_tensor(load_npy(samples[1]["latents.npy"])).numpy())
-    first = stored_tensor(load_npy(samples[0]["text.npy"]))
+    np.testing.assert_array_equal(batch.latents[1].numpy(), stored_tensor(load_npy(samples[1]["latents.npy"])).float().numpy())
+    first = stored_tensor(load_npy(samples[0]["text.npy"])).float()
     np.testing.assert_array_equal(batch.cond.text[0, : first.shape[0]].numpy(), first.numpy())
     assert any("encoded at" in note for note in report.notes)
 
