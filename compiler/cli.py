@@ -320,7 +320,8 @@ def curate(
     if Path(target).is_dir():
         shipped = _bundle_pipeline(Path(target), pipeline)
         source, default_scale = shipped.pipeline, shipped.scale
-        encoding = {"architecture": shipped.architecture, "encode_size": shipped.encode_size}
+        encoding = {"architecture": shipped.architecture, "encode_size": shipped.encode_size,
+                    "encode_clip": shipped.encode_clip}
     else:
         source, default_scale = _load(target), "full"
     try:

@@ -24,7 +24,10 @@ from typing import Any
 
 from compiler import __version__
 from compiler.pipeline import Compiled
-from compiler.schema.bundle import DataInput, ParallelLayout, PipelineFile, StageFile, encode_size, root_dataset, slug
+from compiler.plan.conditioning import stage_conditioning
+from compiler.schema.bundle import (
+    DataInput, ParallelLayout, PipelineFile, StageFile, encode_clip, encode_size, root_dataset, slug,
+)
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
 from compiler.schema.support import op_smoke_only
@@ -114,6 +117,8 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
         modality = where.modality if where is not None and where.modality else _modality(spec, root)
         inputs.append(DataInput(dataset=use.dataset, weight=use.weight, shards=f"curated/{root}/shards",
                                 where=where, modality=modality))
+    # The trainer reads whether to load the frozen encoders from stage.conditioning: resolved here.
+    stage = stage.model_copy(update={"conditioning": stage_conditioning(spec, stage)})
     return StageFile(
         spec=spec.name, scale=scale, stage=stage, architecture=spec.architecture, objective=spec.objective,
         inference=spec.inference,
@@ -259,7 +264,8 @@ def _slurm_jobs(spec: Spec, order: list[dict[str, Any]]) -> list[dict[str, Any]]
 def pipeline_document(spec: Spec, pipeline, how: str) -> dict[str, Any]:
     """curation/<slug>/pipeline.json (compiler.schema.bundle.PipelineFile), as JSON data."""
     return PipelineFile(generated_by=f"genspec {__version__}: {how}", pipeline=pipeline,
-                        architecture=spec.architecture, encode_size=encode_size(spec, pipeline)).model_dump(mode="json")
+                        architecture=spec.architecture, encode_size=encode_size(spec, pipeline),
+                        encode_clip=encode_clip(spec, pipeline)).model_dump(mode="json")
 
 
 def _time_limit(stage_plan) -> str:

@@ -5,6 +5,7 @@ which reads them from here and never imports the emitter.
   PipelineFile   curation/<slug>/pipeline.json: a curation pipeline and what its ops encode with
                  (read by `genspec curate BUNDLE` and the Slurm array task through read_bundle_pipeline)
   encode_size    the size curation precomputes latents at, the same rule for the emitter and the runtime
+  encode_clip    the clip (frames, fps) curation precomputes video latents of, likewise
   slug           the directory name of a pipeline or stage inside a bundle
 """
 
@@ -92,6 +93,9 @@ class PipelineFile(BaseModel):
     pipeline: Pipeline
     architecture: ArchitectureSpec | None = Field(None, description="absent in bundles older than the field")
     encode_size: tuple[int, int] | None = Field(None, description="(height, width); None when no stage reads it")
+    encode_clip: tuple[int, float | None] | None = Field(
+        None, description="(frames, fps) of the video stage encode_size comes from; None for images"
+    )
 
 
 def slug(name: str) -> str:
@@ -139,6 +143,15 @@ def encode_size(spec: Spec, pipeline: Pipeline) -> tuple[int, int] | None:
     return None
 
 
+def encode_clip(spec: Spec, pipeline: Pipeline) -> tuple[int, float | None] | None:
+    """(frames, fps) of the clips curation precomputes video latents of for `pipeline`: those of the training stage
+    encode_size takes its size from; None when that stage trains images (or no stage reads the output)."""
+    for stage in spec.schedule.stages:
+        if any(root_dataset(spec, use.dataset)[0] == pipeline.output for use in stage.datasets):
+            return (stage.frames, stage.fps) if stage.frames else None
+    return None
+
+
 @dataclass(frozen=True)
 class BundlePipeline:
     """What `genspec curate BUNDLE` and the Slurm array task read from a bundle for one pipeline."""
@@ -147,6 +160,7 @@ class BundlePipeline:
     scale: str
     architecture: ArchitectureSpec | None  # None in a bundle that predates the field
     encode_size: tuple[int, int] | None
+    encode_clip: tuple[int, float | None] | None = None
 
 
 def read_bundle_pipeline(bundle: Path, pipeline: str | None) -> BundlePipeline:
@@ -163,4 +177,4 @@ def read_bundle_pipeline(bundle: Path, pipeline: str | None) -> BundlePipeline:
         raise ValueError(f"{bundle}: choose a pipeline with --pipeline NAME; the bundle has: {', '.join(shipped)}")
     document = PipelineFile.model_validate_json((bundle / "curation" / folder / "pipeline.json").read_text())
     return BundlePipeline(pipeline=document.pipeline, scale=manifest["scale"], architecture=document.architecture,
-                          encode_size=document.encode_size)
+                          encode_size=document.encode_size, encode_clip=document.encode_clip)

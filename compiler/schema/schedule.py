@@ -134,6 +134,13 @@ class Stage(Node):
     ema_decay: float | None = Field(None, gt=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)
     precision: Literal["bf16", "fp32"] = "bf16"
+    conditioning: Literal["precomputed", "on_the_fly"] | None = Field(
+        None,
+        description="where text embeddings and latents come from: 'precomputed' (shard members written by "
+        "precompute_embeddings; the trainer loads no encoders), 'on_the_fly' (the trainer runs the text encoders "
+        "and VAE on the accelerator); unset: precomputed when every pipeline feeding the stage precomputes latents "
+        "at its size and every text encoder's output (compiler/plan/conditioning.py)",
+    )
     init_from: str | None = Field(None, description="stage whose final checkpoint this stage starts from")
     teacher: str | None = Field(None, description="stage whose checkpoint teaches (distillation)")
     loss: StageLoss | None = None

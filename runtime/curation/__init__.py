@@ -1,7 +1,7 @@
 """Curation runtime: records flow through the ops of a spec's pipeline, from webdataset shards to shards.
 
 - `run(spec_or_ops, input, output, pipeline=None, executor="local", workers=2, scale="full",
-  model_dir=None, architecture=None, encode_size=None) -> Report`: what `genspec curate` calls
+  model_dir=None, architecture=None, encode_size=None, encode_clip=None) -> Report`: what `genspec curate` calls
   (runtime/curation/curate.py); a spec supplies its own architecture and encode size (precompute_embeddings)
 - the op API for implementers: runtime/curation/api.py; `register` in runtime/curation/registry.py
 - `missing_kinds(kinds)`, `missing_implementations(ops)`: what the registry lacks. The compiler does not ask

@@ -151,13 +151,15 @@ class Resources:
 class OpContext:
     """Where an op finds its weights, the run's scale (smoke: stand-ins allowed), and what
     the training stages will encode with: the spec's architecture at the run's scale (its text encoders and
-    latent space) and the (height, width) of the first stage reading the pipeline's output. Both are None when
-    curation runs a bare pipeline or op list; ops that read them set `reads_architecture`."""
+    latent space), the (height, width) of the first stage reading the pipeline's output and, when that stage trains
+    videos, its (frames, fps). They are None when curation runs a bare pipeline or op list; ops that read them set
+    `reads_architecture`."""
 
     model_dir: Path | None = None
     scale: Literal["smoke", "full"] = "full"
     architecture: ArchitectureSpec | None = None
     encode_size: tuple[int, int] | None = None
+    encode_clip: tuple[int, float | None] | None = None
 
     def model_path(self, op_kind: str, name: str) -> Path:
         """The local weights of model `name` in MODEL_DIR, in any layout runtime/encoders/model_directory.py

@@ -58,16 +58,19 @@ def select_pipeline(spec_or_ops: Spec | Pipeline | list, pipeline: str | None) -
     return pipeline or "pipeline", ops
 
 
-def spec_encoding(spec: Spec, pipeline: str, scale: Scale) -> tuple[ArchitectureSpec, tuple[int, int] | None]:
-    """The architecture and (height, width) a spec's pipeline encodes with, as the bundle compiled at `scale`
-    holds them: the architecture of the spec at that scale profile (compiler.scale.scaled: tiny encoders
-    at smoke) and the first resolution of the first training stage reading the pipeline's output
-    (compiler.schema.bundle.encode_size), None when no stage reads it."""
-    from compiler.schema.bundle import encode_size
+def spec_encoding(spec: Spec, pipeline: str, scale: Scale) -> tuple[ArchitectureSpec, tuple[int, int] | None,
+                                                                   tuple[int, float | None] | None]:
+    """The architecture, (height, width) and clip (frames, fps) a spec's pipeline encodes with, as the bundle
+    compiled at `scale` holds them: the architecture of the spec at that scale profile (compiler.scale.scaled:
+    tiny encoders at smoke), the first resolution of the first training stage reading the pipeline's output
+    (compiler.schema.bundle.encode_size), None when no stage reads it, and that stage's frames and fps when it
+    trains videos (compiler.schema.bundle.encode_clip)."""
+    from compiler.schema.bundle import encode_clip, encode_size
     from compiler.scale import scaled
 
     at_scale = scaled(spec, scale)
-    return at_scale.architecture, encode_size(at_scale, next(p for p in at_scale.data.pipelines if p.name == pipeline))
+    chosen = next(p for p in at_scale.data.pipelines if p.name == pipeline)
+    return at_scale.architecture, encode_size(at_scale, chosen), encode_clip(at_scale, chosen)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class CurationRun:
     scale: Scale
     architecture: ArchitectureSpec | None = None
     encode_size: tuple[int, int] | None = None
+    encode_clip: tuple[int, float | None] | None = None
     barrier_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     limits: dict[str, int] = field(default_factory=dict)  # shard path -> samples read from it (--limit)
@@ -99,6 +103,7 @@ class CurationRun:
         cache_dir: str | os.PathLike | None = None,
         architecture: ArchitectureSpec | None = None,
         encode_size: tuple[int, int] | None = None,
+        encode_clip: tuple[int, float | None] | None = None,
         limit: int | None = None,
     ) -> CurationRun:
         """Plan a run. A Spec brings its own architecture and encode size (`spec_encoding`); a Pipeline or op
@@ -110,14 +115,14 @@ class CurationRun:
             raise CurationError(f"limit must be a positive number of samples, got {limit}; omit it to curate everything")
         name, ops = select_pipeline(spec_or_ops, pipeline)  # no ops: a pass-through (decode check, reshard)
         if isinstance(spec_or_ops, Spec):
-            if architecture is not None or encode_size is not None:
+            if architecture is not None or encode_size is not None or encode_clip is not None:
                 raise CurationError(
                     f"spec {spec_or_ops.name!r} brings its own architecture and encode size; pass them only with "
                     "a Pipeline or op list"
                 )
-            architecture, encode_size = spec_encoding(spec_or_ops, name, scale)
+            architecture, encode_size, encode_clip = spec_encoding(spec_or_ops, name, scale)
         model = Path(model_dir) if model_dir is not None else None
-        ctx = OpContext(model, scale, architecture, encode_size)
+        ctx = OpContext(model, scale, architecture, encode_size, encode_clip)
         stages = plan_stages(ops, ctx)
         notes = op_notes(ops, ctx)
         inputs = input if isinstance(input, (list, tuple)) else [input]
@@ -129,8 +134,8 @@ class CurationRun:
                          f"shards in order (the last one in part)")
         output = Path(output)
         cache = Path(cache_dir) if cache_dir is not None else Layout(output).cache()
-        return cls(name, stages, shards, output, cache, model, scale, architecture, encode_size, notes=notes,
-                   limits=limits)
+        return cls(name, stages, shards, output, cache, model, scale, architecture, encode_size, encode_clip,
+                   notes=notes, limits=limits)
 
     @property
     def layout(self) -> Layout:
@@ -139,7 +144,7 @@ class CurationRun:
     @property
     def context(self) -> OpContext:
         """The context every op of the run is built with."""
-        return OpContext(self.model_dir, self.scale, self.architecture, self.encode_size)
+        return OpContext(self.model_dir, self.scale, self.architecture, self.encode_size, self.encode_clip)
 
     def jobs(self, stage: StagePlan, shards: list[str] | None = None) -> list[ShardJob]:
         """The jobs of `stage` for `shards` (default all); a later stage needs the earlier one finished."""
@@ -161,7 +166,8 @@ class CurationRun:
                 source_id=source_id, verdicts=verdicts.get(stem, {}),
                 model_dir=str(self.model_dir) if self.model_dir else None, scale=self.scale,
                 architecture=self.architecture.model_dump_json() if self.architecture is not None else None,
-                encode_size=self.encode_size, limit=self.limits.get(path) if stage.index == 0 else None,
+                encode_size=self.encode_size, encode_clip=self.encode_clip,
+                limit=self.limits.get(path) if stage.index == 0 else None,
             ))
         return jobs
 
@@ -315,6 +321,7 @@ def run(
     cache_dir: str | os.PathLike | None = None,
     architecture: ArchitectureSpec | None = None,
     encode_size: tuple[int, int] | None = None,
+    encode_clip: tuple[int, float | None] | None = None,
     limit: int | None = None,
 ) -> Report:
     """Curate the shards at `input` into `output` with one pipeline; returns the report (also in
@@ -324,7 +331,7 @@ def run(
     CurationError if the run read nothing, kept nothing, or lost track of a sample."""
     started = time.perf_counter()
     plan = CurationRun.plan(spec_or_ops, input, output, pipeline, scale, model_dir, cache_dir, architecture,
-                            encode_size, limit)
+                            encode_size, encode_clip, limit)
     if executor == "local":
         from runtime.curation.executor_local import run_jobs
     elif executor == "ray":

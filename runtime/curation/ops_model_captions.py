@@ -150,8 +150,9 @@ class PrecomputeConditioning(MapOp):
     of the `text_encoders` named, with the architecture's encoders as the trainer builds them.
 
     It reads the run's context: `ctx.architecture`, the spec's architecture at the run's scale (the trainer's
-    stage.yaml holds the same), and `ctx.encode_size`, the (height, width) of the first training stage reading
-    the pipeline's output (None: each image's stored size, cropped down to a multiple of the VAE's compression).
+    stage.yaml holds the same), `ctx.encode_size`, the (height, width) of the first training stage reading
+    the pipeline's output (None: each image's stored size, cropped down to a multiple of the VAE's compression),
+    and `ctx.encode_clip`, that stage's (frames, fps) when it trains videos (video latents are of that clip).
     A spec or a compiled bundle's pipeline.json supplies both; a bare pipeline or op list does not, and then
     the op refuses at full scale and, at smoke scale, writes nothing and says so in the run's notes (the
     trainer then encodes on the fly). Records without a caption are dropped when text encoders are asked for.
@@ -180,7 +181,7 @@ class PrecomputeConditioning(MapOp):
         if unknown := [name for name in spec.text_encoders if name not in known]:
             raise OpConfigError(f"{spec.name}.text_encoders has {unknown}, not in architecture.text_encoders {known}")
         self.members = TrainerMembers(architecture, ctx.scale, ctx.model_dir, list(spec.text_encoders),
-                                      spec.vae_latents, ctx.encode_size)
+                                      spec.vae_latents, ctx.encode_size, ctx.encode_clip)
         if missing := self.members.missing_weights():
             raise OpConfigError(f"op {spec.name!r} (precompute_embeddings): " + "; ".join(missing))
 
@@ -213,11 +214,5 @@ class PrecomputeConditioning(MapOp):
         captions = record.captions
         if self.spec.text_encoders and not (captions.get("original") or any(c.get("text") for c in captions.get("synthetic") or [])):
             return Verdict.drop("no caption to encode", f"text encoders {', '.join(self.spec.text_encoders)} need a caption")
-        if self.spec.vae_latents and record.is_video:
-            raise NotImplementedError(
-                f"{self.spec.name}: video latents need the consuming stage's frames and fps, which curation's "
-                "context does not carry yet; set vae_latents = False for video pipelines (the trainer encodes videos "
-                "on the fly)"
-            )
         record.columns.update(self.members.members(record))
         return KEEP

@@ -2,12 +2,18 @@
 
 The members and their shapes are the trainer's (runtime/train/batch.py docstring):
 
-    KEY.latents.npy    (C, h, w) latents of the image, normalised by runtime.encoders' codec
+    KEY.latents.npy    (C, h, w) latents of the image, or (C, f, h, w) of the video clip the stage trains on,
+                       normalised by runtime.encoders' codec
     KEY.context.npy    (C, h, w) latents of an edit triplet's reference image (KEY.source.jpg|jpeg|png|webp)
-    KEY.text.npy       (T, D) tokens of the token / cross-attention encoder, zero on padding
-    KEY.text_mask.npy  (T,) True on real tokens
+    KEY.text.npy       (T, D) tokens of the token / cross-attention encoder, the caption's T real tokens only
     KEY.pooled.npy     (P,) the pooled encoder's vector
-    KEY.glyph.npy      (G, E) the glyph encoder's tokens
+    KEY.glyph.npy      (G, E) the glyph encoder's tokens, padded to max_tokens (glyph tokens carry no mask)
+
+Stored size: every array is bfloat16, kept as the uint16 array of its bit patterns (numpy has no bfloat16;
+runtime.train.batch.stored_tensor reads it back), and text keeps only the caption's real tokens: the trainer pads
+a micro-batch to its longest caption and masks the rest (runtime.train.batch.padded). A 30-token caption through
+T5-XXL is 30 x 4096 x 2 bytes = 246 kB instead of 512 x 4096 x 4 = 8.4 MB padded in float32. Bytes per sample of
+a spec's stored conditioning: compiler/plan/conditioning.py.
 
 The encoders are the trainer's own: runtime.encoders' build_text_encoder and build_latent_space (what
 build_encoders calls) of the spec's architecture, at the run's scale, from the same model directory; only
@@ -15,14 +21,16 @@ the encoders the op names and, with latents, the VAE are built. At smoke scale a
 its model id, so curation and trainer build the same one. Which encoder feeds which member is
 runtime.objectives.conditioning.encoder_inputs, as in the trainer. The caption is the one the trainer would
 encode (runtime.train.media.caption: txt, else the original, else the first synthetic caption), and pixels are
-cropped and resized by runtime.train.media.image_pixels, so a precomputed member equals what the trainer
-computes on the fly for a stage at the same size. Arrays are float32 (text_mask bool). An image that cannot
-be decoded raises UnreadableSample, so the runner quarantines that sample alone.
+cropped and resized by runtime.train.media.image_pixels (a video: runtime.train.media.video_pixels, the stage's
+first `frames` frames at its `fps`), so a precomputed member equals what the trainer computes on the fly for a
+stage at the same size, rounded to bfloat16. Media that cannot be decoded raise UnreadableSample, so the runner
+quarantines that sample alone.
 
 Size: the `resolution` given (curation's OpContext.encode_size: the first resolution of the first training
 stage reading the pipeline's output), else the stored image cropped down to a multiple of the VAE's spatial
-compression. The trainer uses precomputed latents only in stages whose size gives the same latent grid and
-encodes the others from the image.
+compression. Clips: the `clip` given (curation's OpContext.encode_clip: frames and fps of that stage); a video
+without one cannot be precomputed and raises, saying so. The trainer uses precomputed latents only in stages whose
+size (and frames) give the same latent grid and encodes the others from the media.
 """
 
 from __future__ import annotations
@@ -44,6 +52,14 @@ if TYPE_CHECKING:
 SOURCE_FIELDS = tuple(f"source.{ext}" for ext in ("jpg", "jpeg", "png", "webp"))  # as runtime/train/media.py
 
 
+def bf16_bits(tensor) -> np.ndarray:
+    """A tensor rounded to bfloat16, as the uint16 array of its bit patterns (numpy has no bfloat16; the trainer's
+    runtime.train.batch.stored_tensor reads uint16 members back as bfloat16)."""
+    import torch
+
+    return tensor.detach().to("cpu", torch.bfloat16).contiguous().view(torch.int16).numpy().view(np.uint16)
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     """One array as an .npy member (runtime.train.data.load_npy reads it back)."""
     buffer = io.BytesIO()
@@ -55,13 +71,14 @@ class TrainerMembers:
     """Encodes records into the trainer's precomputed members with the architecture's encoders."""
 
     def __init__(self, architecture: ArchitectureSpec, scale: str, model_dir: Path | None,
-                 text_encoders: list[str], latents: bool, resolution: tuple[int, int] | None = None) -> None:
+                 text_encoders: list[str], latents: bool, resolution: tuple[int, int] | None = None,
+                 clip: tuple[int, float] | None = None) -> None:
         from runtime.objectives.conditioning import encoder_inputs
 
         self.architecture, self.scale, self.model_dir = architecture, scale, model_dir
         self.slots = {name: slot for name, slot in encoder_inputs(architecture.text_encoders).items()
                       if name in text_encoders}
-        self.latents, self.resolution = latents, resolution
+        self.latents, self.resolution, self.clip = latents, resolution, clip
         space = architecture.space
         self.compression = space.spatial_compression if space.kind == "latent" else 1
 
@@ -101,6 +118,9 @@ class TrainerMembers:
         """(height, width) in pixels the record's latents are encoded at."""
         if self.resolution is not None:
             return self.resolution
+        if record.is_video:
+            raise ValueError(f"video {record.key}: no training stage reads the pipeline's output, so there is no clip "
+                             "size to precompute its latents at; set vae_latents = False or train on the dataset")
         width, height = Image.open(io.BytesIO(record.media)).size  # reads the header only
         size = (height - height % self.compression, width - width % self.compression)
         if min(size) == 0:
@@ -111,7 +131,7 @@ class TrainerMembers:
         """The precomputed members of `record`, keyed by member name ("latents.npy", ...)."""
         import torch
 
-        from runtime.train.media import caption, image_pixels
+        from runtime.train.media import caption
 
         sample = {"__key__": record.key.encode(), **record.to_members()}  # the sample as the trainer will read it
         arrays: dict[str, np.ndarray] = {}
@@ -123,21 +143,49 @@ class TrainerMembers:
                     if slot == "pooled":
                         if embedding.pooled is None:
                             raise ValueError(f"text encoder {name!r} has role 'pooled' but its model returns no pooled output")
-                        arrays["pooled.npy"] = embedding.pooled[0].float().numpy()
+                        arrays["pooled.npy"] = bf16_bits(embedding.pooled[0])
                     elif slot == "glyph":
-                        arrays["glyph.npy"] = embedding.tokens[0].float().numpy()
+                        arrays["glyph.npy"] = bf16_bits(embedding.tokens[0])
                     else:
-                        arrays["text.npy"] = embedding.tokens[0].float().numpy()
-                        arrays["text_mask.npy"] = embedding.mask[0].numpy()
+                        arrays["text.npy"] = bf16_bits(real_tokens(embedding.tokens[0], embedding.mask[0], name))
             if self.latents:
                 images = {"latents.npy": record.media_ext}
                 source = next((field for field in SOURCE_FIELDS if field in sample), None)
                 if source is not None:
                     images["context.npy"] = source
                 for member, field in images.items():
-                    try:
-                        pixels = image_pixels(sample, field, self.size(record))[None]
-                    except OSError as error:  # PIL: truncated or unidentified image bytes
-                        raise UnreadableSample(f"{field} cannot be decoded to encode its latents: {error}") from error
-                    arrays[member] = self.codec.encode(pixels)[0].float().numpy()
+                    arrays[member] = bf16_bits(self.codec.encode(self.pixels(record, sample, field))[0])
         return {member: npy_bytes(array) for member, array in arrays.items()}
+
+    def pixels(self, record: Record, sample: dict, field: str):
+        """(1, 3, H, W) pixels of an image member, or (1, 3, F, H, W) of the record's video clip, as the trainer
+        reads them; undecodable media raise UnreadableSample."""
+        from runtime.train.media import image_pixels, video_pixels
+
+        size = self.size(record)
+        if field == record.media_ext and record.is_video:
+            if self.clip is None:
+                raise ValueError(
+                    f"video {record.key}: precompute_embeddings encodes the clip the training stage reads, but "
+                    "curation was given no clip geometry (the first consuming stage's frames and fps: "
+                    "OpContext.encode_clip, from the spec or the bundle's pipeline.json); curate the spec or a "
+                    "bundle compiled by this genspec, or set vae_latents = False"
+                )
+            frames, fps = self.clip
+            try:
+                return video_pixels(sample, field, size, frames, fps)[None]
+            except ValueError as error:  # undecodable, or shorter than the stage's clip: the trainer could not read it
+                raise UnreadableSample(f"{field} cannot be read as the stage's clip: {error}") from error
+        try:
+            return image_pixels(sample, field, size)[None]
+        except OSError as error:  # PIL: truncated or unidentified image bytes
+            raise UnreadableSample(f"{field} cannot be decoded to encode its latents: {error}") from error
+
+
+def real_tokens(tokens, mask, name: str):
+    """The caption's real tokens of one encoded prompt (T, D): encoders pad on the right, so they are a prefix."""
+    length = int(mask.sum())
+    if not bool(mask[:length].all()):
+        raise ValueError(f"text encoder {name!r} padded a prompt on the left; precompute_embeddings keeps the real "
+                         "tokens as a prefix and needs right padding")
+    return tokens[:length]

@@ -203,7 +203,7 @@ _BUILT: dict[tuple[Any, ...], tuple[list[OpImpl], OpImpl | None]] = {}
 
 def stage_ops(job: ShardJob) -> tuple[list[OpImpl], OpImpl | None]:
     """Op instances of a stage, built once per process (model weights load once per worker) for each context."""
-    slot = (job.stage.config_hash(), job.model_dir, job.scale, job.architecture, job.encode_size)
+    slot = (job.stage.config_hash(), job.model_dir, job.scale, job.architecture, job.encode_size, job.encode_clip)
     if slot not in _BUILT:
         ctx = job.context()
         ops = [build(op_from_json(op), ctx) for op in job.stage.ops]

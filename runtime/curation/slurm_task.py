@@ -63,7 +63,8 @@ def load_pipeline(args: argparse.Namespace) -> tuple[Pipeline, OpContext]:
             shipped = read_bundle_pipeline(Path(args.bundle), args.pipeline)
         except (OSError, ValueError) as error:
             raise CurationError(f"--bundle {args.bundle}: {error}") from error
-        return shipped.pipeline, OpContext(model_dir, args.scale, shipped.architecture, shipped.encode_size)
+        return shipped.pipeline, OpContext(model_dir, args.scale, shipped.architecture, shipped.encode_size,
+                                           shipped.encode_clip)
     if args.spec:
         from compiler.targets import (
             load_target,  # loads the spec library: only when asked for
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.input or not args.output:
             raise CurationError("--input and --output are required")
         run = CurationRun.plan(pipeline, args.input, args.output, None, args.scale, args.model_dir, args.cache_dir,
-                               ctx.architecture, ctx.encode_size)
+                               ctx.architecture, ctx.encode_size, ctx.encode_clip)
         if args.finalize:
             print(run.finish("slurm", args.workers, time.perf_counter() - started).summary())
             return 0

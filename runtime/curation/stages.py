@@ -124,6 +124,7 @@ class ShardJob:
     scale: str = "full"
     architecture: str | None = None  # the spec's ArchitectureSpec as JSON text (jobs stay plain values)
     encode_size: tuple[int, int] | None = None  # (height, width) the first consuming training stage trains at
+    encode_clip: tuple[int, float | None] | None = None  # its (frames, fps) when it trains videos
     limit: int | None = None  # read only the shard's first `limit` samples (genspec curate --limit)
 
     def job_hash(self) -> str:
@@ -133,7 +134,7 @@ class ShardJob:
         if self.limit is not None:
             parts.append({"limit": self.limit})
         if self.stage.reads_architecture:
-            parts += [self.architecture, self.encode_size]
+            parts += [self.architecture, self.encode_size, self.encode_clip]
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -144,4 +145,5 @@ class ShardJob:
             self.scale,  # type: ignore[arg-type]
             ArchitectureSpec.model_validate_json(self.architecture) if self.architecture else None,
             self.encode_size,
+            self.encode_clip,
         )

@@ -54,11 +54,16 @@ TINY_WIDTH = 8  # smoke VAEs: 8 channels at full resolution, 16 below; the compr
 
 
 class PixelCodec(nn.Module):
-    """Pixel space: encode and decode are the identity."""
+    """Pixel space: encode and decode are the identity, on the codec's device as a VAE's output would be."""
+
+    def __init__(self):
+        super().__init__()
+        # No weights to say where the codec lives: an empty buffer follows .to(device) instead.
+        self.register_buffer("anchor", torch.empty(0), persistent=False)
 
     def encode(self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None):
-        """The pixels themselves."""
-        return pixels
+        """The pixels themselves, on the codec's device."""
+        return pixels.to(self.anchor.device)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """The pixels themselves."""
@@ -120,7 +125,7 @@ def build_latent_space(space: LatentSpace | PixelSpace, scale: str, directory: M
                        dtype: torch.dtype = torch.float32) -> tuple[PixelCodec | LatentCodec, list[str]]:
     """The codec of `space` and the report lines saying which VAE and normalisation it uses."""
     if space.kind == "pixel":
-        return PixelCodec(), [f"space: pixel space ({space.channels} channels): identity encode/decode, no VAE"]
+        return PixelCodec().to(device), [f"space: pixel space ({space.channels} channels): identity encode/decode, no VAE"]
     entry = directory.entry(space.vae)
     label = f"VAE {space.vae}"
     if entry.present:

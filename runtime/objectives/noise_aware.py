@@ -56,7 +56,7 @@ class NoiseAwareSampler:
 
     def bin_totals(self, unit: torch.Tensor, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-bin sum of losses and sample counts of one batch (all-reduce these across ranks)."""
-        bins = self.bin_of(unit)
+        bins = self.bin_of(unit).cpu()  # the running statistics live on the host: a few bins, read every step
         sums = torch.zeros(self.config.bins, dtype=torch.float64).index_add_(0, bins, losses.detach().double().cpu())
         counts = torch.zeros(self.config.bins, dtype=torch.float64).index_add_(0, bins, torch.ones_like(sums[bins]))
         return sums, counts

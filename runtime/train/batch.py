@@ -20,6 +20,12 @@ and media, encoded on the fly:
     KEY.txt or KEY.captions.json   the caption or edit instruction ("original", else the first synthetic one)
     KEY.<mask_from>.mask.png       curation's defect mask: nonzero pixels are excluded from the loss
 
+Precomputed members are float32, or bfloat16 stored as uint16 bit patterns (what precompute_embeddings writes);
+text may be unpadded, each sample its real tokens: a micro-batch is padded to its longest, with text_mask.
+Every tensor of a batch is on the builder's device (the engine's): precomputed members move there as they are
+loaded, and on-the-fly encoding runs there. A stage whose stage.conditioning is 'precomputed' gets no encoders:
+an input without a fitting member is then an error.
+
 Per input, per sample: a precomputed member is used when it fits the stage, else the input is encoded from
 the media or caption, else the batch fails naming the key, the member, the shape needed and the one found.
 Fitting: latents and context are (channels, [latent frames,] H / s, W / s) for the stage's size, s the VAE's
@@ -124,6 +130,15 @@ def latent_frames(space: LatentSpace | PixelSpace, frames: int) -> int:
     return first + (frames - first) // k
 
 
+def stored_tensor(array: np.ndarray) -> torch.Tensor:
+    """A precomputed member as a tensor on the host: bfloat16 for uint16 arrays, which hold bfloat16 bit patterns
+    (numpy has no bfloat16; runtime/curation/precompute.py stores conditioning so, at half the bytes of float32),
+    else float32. Batches are float32: convert after the move to the device, which then copies half the bytes."""
+    if array.dtype == np.uint16:
+        return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.array(array, dtype=np.float32))
+
+
 def stack(samples: list[Sample], field: str) -> torch.Tensor | None:
     """The .npy member `field` of every sample stacked, None if no sample has it; all or none must."""
     present = [field in sample for sample in samples]
@@ -139,7 +154,7 @@ def stack(samples: list[Sample], field: str) -> torch.Tensor | None:
             f"{field} has shapes {sorted(shapes)} within one micro-batch; write shards per resolution bucket "
             "(one shape per shard) or lower the micro batch"
         )
-    return torch.from_numpy(np.stack(arrays)).float()
+    return torch.stack([stored_tensor(array) for array in arrays]).float()
 
 
 class BatchBuilder:
@@ -153,16 +168,19 @@ class BatchBuilder:
         lowres_side: int | None = None,
         frames: int | None = None,
         fps: float | None = None,
+        device: torch.device | str = "cpu",
     ):
         """encoders: builds runtime.encoders' Conditioning, called once, when a batch first needs on-the-fly
         encoding (None: every input must be precomputed); lowres_side: a super-resolution stage's input side;
-        frames, fps: the stage's video geometry (stage.frames, stage.fps), None in image stages."""
+        frames, fps: the stage's video geometry (stage.frames, stage.fps), None in image stages; device: where
+        batches go (the engine's device; encoders built by `encoders` run there too)."""
         self.architecture = architecture
         self.mask_from = mask_from
         self.load_encoders = encoders
         self._encoders: Encoders | None = None
         self.lowres_side = lowres_side
         self.frames, self.fps = frames, fps
+        self.device = torch.device(device)
         if frames is not None:
             latent_frames(architecture.space, frames)  # a frame count the VAE cannot encode fails here, not mid-run
         self.text_inputs = encoder_inputs(architecture.text_encoders)  # encoder name -> 'text' | 'pooled' | 'glyph'
@@ -232,7 +250,7 @@ class BatchBuilder:
             array = load_npy(sample[part.member]) if part.member in sample else None
             fitted = None if array is None else part.accept(array)
             if fitted is not None:
-                values.append(torch.from_numpy(np.array(fitted, dtype=np.float32)))
+                values.append(stored_tensor(fitted).to(self.device).float())  # where encoded values are: they stack
                 continue
             found = "is missing" if array is None else f"is {array.shape}"
             if first_member(sample, part.sources) is None:
@@ -257,9 +275,9 @@ class BatchBuilder:
         if self._encoders is None:
             if self.load_encoders is None:
                 raise ValueError(
-                    f"{why}, so it must be encoded on the fly, but the trainer has no encoders for this stage; "
-                    "precompute it at the stage's shape, or run the trainer with on-the-fly encoding "
-                    "(a model directory)"
+                    f"{why}, so it must be encoded on the fly, but the trainer has no encoders for this stage "
+                    "(stage.conditioning is 'precomputed'); precompute it at the stage's shape (precompute_embeddings), "
+                    "or set the stage's conditioning to 'on_the_fly'"
                 )
             self._encoders = self.load_encoders()
         return self._encoders
@@ -333,7 +351,7 @@ class BatchBuilder:
         )
 
         def encode(chosen, fields, why):
-            return [image_pixels(sample, field, (side, side)) for sample, field in zip(chosen, fields)]
+            return [image_pixels(sample, field, (side, side)).to(self.device) for sample, field in zip(chosen, fields)]
 
         return torch.stack(self._gather(samples, part, encode)[0])
 
@@ -391,7 +409,7 @@ class BatchBuilder:
         """text_mask.npy of a precomputed text, None if it has none (every token real)."""
         if "text_mask.npy" not in sample:
             return None
-        mask = torch.from_numpy(np.array(load_npy(sample["text_mask.npy"]), dtype=np.float32))
+        mask = stored_tensor(load_npy(sample["text_mask.npy"])).to(tokens.device).float()
         if mask.shape != tokens.shape[:1]:
             raise ValueError(
                 f"sample {key_of(sample)}: text_mask.npy is {tuple(mask.shape)} but text.npy has {tokens.shape[0]} "
@@ -412,7 +430,7 @@ class BatchBuilder:
             mask = mask.squeeze(1)
         if mask.ndim == len(grid):  # a per-image mask in a video stage: the same on every latent frame
             mask = mask.unsqueeze(1).expand(-1, grid[0], *mask.shape[1:])
-        return cell_mask(mask, grid)
+        return cell_mask(mask, grid).to(self.device)  # made on the host from the shard's mask
 
 
 def padded(
@@ -421,8 +439,9 @@ def padded(
     """Token sequences (T_i, D) zero-padded to the longest, and their mask: None when every sequence is full
     length and none came with a mask."""
     longest = max(t.shape[0] for t in tokens)
-    batch = torch.zeros(len(tokens), longest, tokens[0].shape[1])
-    mask = torch.zeros(len(tokens), longest)
+    device = tokens[0].device
+    batch = torch.zeros(len(tokens), longest, tokens[0].shape[1], device=device)
+    mask = torch.zeros(len(tokens), longest, device=device)
     for i, (sequence, given) in enumerate(zip(tokens, masks)):
         batch[i, : sequence.shape[0]] = sequence
         mask[i, : sequence.shape[0]] = 1 if given is None else given

@@ -2,7 +2,10 @@
 LADD (timestep and adversarial distillation) or Diffusion-DPO.
 
 Every loss draws its randomness from the micro-batch generator in a fixed order (timesteps, noise, CFG
-dropout, augmentation level, then stage-specific draws), so a rerun reproduces it exactly.
+dropout, augmentation level, then stage-specific draws), so a rerun reproduces it exactly. The generator is a
+CPU one and every draw moves to the batch's device (`on`): the same numbers on every device, so CPU runs stay
+bit-identical and a GPU run reproduces them too, at the price of one host-to-device copy of the noise per
+micro-batch.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ from runtime.train.batch import Batch
 DISCRIMINATOR_BETAS = (0.0, 0.99)  # no first moment for the heads, as GAN discriminators usually train
 
 
+def on(batch: Batch, drawn: torch.Tensor) -> torch.Tensor:
+    """A value drawn on the host, moved to the batch's device."""
+    return drawn.to(batch.latents.device)
+
+
 @dataclass
 class LossOutput:
     """The scalar to backpropagate, and per-sample losses and timesteps for noise-aware compute."""
@@ -55,7 +63,7 @@ class Denoise:
     def __call__(self, x, timestep, cond: Conditioning, guidance: torch.Tensor | None = None) -> torch.Tensor:
         """The model's output at (x, timestep, cond)."""
         if guidance is None and self.embeds_guidance:
-            guidance = torch.ones(x.shape[0])
+            guidance = torch.ones(x.shape[0], device=x.device)
         extra = {} if guidance is None else {"guidance": guidance.to(self.dtype)}
         kwargs = cond.map(lambda v: v.to(self.dtype) if v.is_floating_point() else v).kwargs()
         return self.model(x.to(self.dtype), timestep.to(self.dtype), **kwargs, **extra).float()
@@ -84,12 +92,12 @@ class DenoisingLoss:
 
     def noised(self, objective: DiffusionObjective, batch: Batch, generator: torch.Generator) -> Noised:
         """Timesteps, noise, CFG dropout and low-res augmentation for a batch, drawn in that order."""
-        t = objective.sample_timesteps(batch.size, generator)
-        noise = torch.randn(batch.latents.shape, generator=generator)
+        t = on(batch, objective.sample_timesteps(batch.size, generator))
+        noise = on(batch, torch.randn(batch.latents.shape, generator=generator))
         cond = batch.cond if self.dropout is None else self.dropout(batch.cond, generator)
         if cond.lowres is not None and self.augment_lowres:
-            level = torch.rand(batch.size, generator=generator)
-            lowres_noise = torch.randn(cond.lowres.shape, generator=generator)
+            level = on(batch, torch.rand(batch.size, generator=generator))
+            lowres_noise = on(batch, torch.randn(cond.lowres.shape, generator=generator))
             cond = replace(cond, lowres=augment_lowres(cond.lowres, level, lowres_noise), aug_level=level)
         x_t = objective.add_noise(batch.latents, noise, t)
         return Noised(t, noise, objective.model_input(x_t, t), objective.model_timestep(t), cond)
@@ -123,7 +131,7 @@ class GuidanceDistillationLoss(DenoisingLoss):
     def __call__(self, model, objective, batch, generator) -> LossOutput:
         """Weighted loss against the teacher's guided prediction at w ~ U(guidance_range)."""
         n = self.noised(objective, batch, generator)
-        scale = sample_guidance(batch.size, self.config.guidance_range, generator)
+        scale = on(batch, sample_guidance(batch.size, self.config.guidance_range, generator))
         target = guided_teacher_target(self.teacher, n.model_input, n.timestep, n.cond, scale)
         output = model(n.model_input, n.timestep, n.cond, guidance=scale)
         per_sample = objective.loss(output, target, n.t, batch.mask)
@@ -184,10 +192,10 @@ class LaddLoss(DenoisingLoss):
         self.distillation_weight = getattr(config, "distillation_weight", 1.0)
         self.tap = FeatureTap(teacher.model)
         with torch.no_grad():
-            t = torch.full((probe.size,), 0.5, dtype=torch.float64)
+            t = torch.full((probe.size,), 0.5, dtype=torch.float64, device=probe.latents.device)
             teacher(probe.latents, objective.model_timestep(t), probe.cond)
         dims = [feature.shape[-1] for feature in self.tap.take()]
-        self.heads = DiscriminatorHeads(dims)
+        self.heads = DiscriminatorHeads(dims).to(probe.latents.device)
         self.optimizer = torch.optim.AdamW(self.heads.parameters(), lr=lr, betas=DISCRIMINATOR_BETAS)
         self._pending: tuple | None = None
 
@@ -198,15 +206,15 @@ class LaddLoss(DenoisingLoss):
 
     def __call__(self, model, objective, batch, generator) -> LossOutput:
         """Student loss: adversarial_weight * -D(fake) + distillation_weight * ||x0_hat - sg(teacher x0)||^2."""
-        t = student_timesteps(self.steps, batch.size, generator)
-        noise = torch.randn(batch.latents.shape, generator=generator)
+        t = on(batch, student_timesteps(self.steps, batch.size, generator))
+        noise = on(batch, torch.randn(batch.latents.shape, generator=generator))
         cond = batch.cond if self.dropout is None else self.dropout(batch.cond, generator)
         x_t = objective.add_noise(batch.latents, noise, t)
         x0_hat = objective.predict_x0(model(x_t, objective.model_timestep(t), cond), x_t, t)
-        level = discriminator_timesteps(batch.size, generator)
+        level = on(batch, discriminator_timesteps(batch.size, generator))
         renoise, real_noise = (
-            torch.randn(x0_hat.shape, generator=generator),
-            torch.randn(x0_hat.shape, generator=generator),
+            on(batch, torch.randn(x0_hat.shape, generator=generator)),
+            on(batch, torch.randn(x0_hat.shape, generator=generator)),
         )
         self.heads.requires_grad_(False)
         features, teacher_x0 = self._teacher_features(objective, x0_hat, renoise, level, cond)

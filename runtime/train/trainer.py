@@ -37,6 +37,7 @@ from runtime.objectives import ConditioningDropout, build_objective
 from runtime.train import checkpoint
 from runtime.train.batch import Batch, BatchBuilder
 from runtime.train.data import StageData
+from runtime.train.device import engine_device, frozen
 from runtime.train.ema import EMA
 from runtime.train.launch import derived_seed, prepare_environment, step_generator
 from runtime.train.losses import Denoise, DenoisingLoss, GuidanceDistillationLoss, LaddLoss, PreferenceDPOLoss
@@ -105,6 +106,7 @@ class Run:
         model = self._build_model(factory, factory_name)
         self.engine = self._initialize(deepspeed, model)
         self.dtype = torch.bfloat16 if self.engine.bfloat16_enabled() else torch.float32
+        self.device = engine_device(self.engine)
         self.micro_batch = self.engine.train_micro_batch_size_per_gpu()
         self.accumulation = self.engine.gradient_accumulation_steps()
         self.global_batch = self.engine.train_batch_size()
@@ -124,10 +126,11 @@ class Run:
         self.builder = BatchBuilder(
             self.stage_file.architecture,
             self._mask_from(),
-            self._encoder(options),
+            None if self.stage.conditioning == "precomputed" else self._encoder(options),
             lowres_side=self.cascade_stage and self.cascade_stage.input_resolution,
             frames=self.stage.frames,
             fps=self.stage.fps,
+            device=self.device,
         )
         validation = self._validation_batches()
         probe = validation[0] if validation else self.builder(self.data.first_samples(self.micro_batch), self._size(1))
@@ -210,7 +213,7 @@ class Run:
         model = factory(architecture, self.stage.model)
         check_denoiser(model, name)
         checkpoint.load_weights(model, weights, field)
-        return Denoise(model.to(self.dtype).eval().requires_grad_(False), self.dtype, embeds_guidance(architecture))
+        return Denoise(frozen(model, self.device, self.dtype), self.dtype, embeds_guidance(architecture))
 
     def _cascade_stage(self) -> UNetStage | None:
         """The cascade U-Net this stage trains (stage.model), None for single-model specs."""
@@ -228,13 +231,16 @@ class Run:
         return None if masked is None else masked.mask_from
 
     def _encoder(self, options: RunOptions):
-        """Builds runtime.encoders' Encoders; the batch builder calls it when a batch first needs on-the-fly
-        encoding (an input whose precomputed member is missing or does not fit the stage)."""
+        """Builds runtime.encoders' Encoders on the engine's device in the stage's precision; the batch builder
+        calls it when a batch first needs on-the-fly encoding (an input whose precomputed member is missing or does
+        not fit the stage)."""
 
         def build():
             from runtime.encoders import build_encoders
 
-            return build_encoders(self.stage_file.architecture, self.stage_file.scale, options.model_dir)
+            return build_encoders(
+                self.stage_file.architecture, self.stage_file.scale, options.model_dir, self.device, self.dtype
+            )
 
         return build
 
@@ -276,7 +282,7 @@ class Run:
             if self.stage_file.teacher:
                 reference = self._frozen(factory, name, self.stage_file.teacher, "teacher")
             else:
-                model = self._build_model(factory, name).to(self.dtype).eval().requires_grad_(False)
+                model = frozen(self._build_model(factory, name), self.device, self.dtype)
                 reference = Denoise(model, self.dtype, embeds_guidance(self.stage_file.architecture))
             return PreferenceDPOLoss(dropout, reference, loss)
         if not self.stage_file.teacher:
@@ -315,10 +321,10 @@ class Run:
 
     # --- the loop --------------------------------------------------------------------------------------
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum over ranks (a copy)."""
-        tensor = tensor.clone()
-        torch.distributed.all_reduce(tensor)
-        return tensor
+        """Sum over ranks (a copy, on `tensor`'s device; reduced on the engine's, which NCCL needs)."""
+        reduced = tensor.to(self.device, copy=True)
+        torch.distributed.all_reduce(reduced)
+        return reduced.to(tensor.device)
 
     def train_step(self, step: int) -> dict:
         """One optimizer step; returns its metrics record."""

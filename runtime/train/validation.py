@@ -36,12 +36,13 @@ class Validator:
         self.timesteps = timesteps
         self.noise, self.batches = [], []
         for index, batch in enumerate(batches):
+            device = batch.latents.device  # drawn on the host like training noise, kept where the batch is
             generator = torch.Generator().manual_seed(derived_seed(seed, VALIDATION_STREAM, rank, index))
-            self.noise.append(torch.randn(batch.latents.shape, generator=generator))
+            self.noise.append(torch.randn(batch.latents.shape, generator=generator).to(device))
             if lowres_level is not None and batch.cond.lowres is not None:
-                level = torch.full((batch.size,), lowres_level)
+                level = torch.full((batch.size,), lowres_level, device=device)
                 lowres = augment_lowres(
-                    batch.cond.lowres, level, torch.randn(batch.cond.lowres.shape, generator=generator)
+                    batch.cond.lowres, level, torch.randn(batch.cond.lowres.shape, generator=generator).to(device)
                 )
                 batch = replace(batch, cond=replace(batch.cond, lowres=lowres, aug_level=level))
             self.batches.append(batch)
@@ -49,11 +50,13 @@ class Validator:
     @torch.no_grad()
     def __call__(self, model: Denoise) -> float:
         """Mean validation loss (collective: every rank calls it)."""
-        total, count = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        device = self.noise[0].device if self.noise else torch.device("cpu")
+        total, count = (torch.zeros(1, dtype=torch.float64, device=device) for _ in range(2))
         for batch, noise in zip(self.batches, self.noise):
             objective = self.objective_for(batch)
             for value in objective.validation_timesteps(self.timesteps).tolist():
-                t = torch.full((batch.size,), value, dtype=torch.float64 if isinstance(value, float) else torch.long)
+                t = torch.full((batch.size,), value, dtype=torch.float64 if isinstance(value, float) else torch.long,
+                               device=device)
                 x_t = objective.add_noise(batch.latents, noise, t)
                 output = model(objective.model_input(x_t, t), objective.model_timestep(t), batch.cond)
                 error = masked_mean((output - objective.target(batch.latents, noise, t)) ** 2, batch.mask)

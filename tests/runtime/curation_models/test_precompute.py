@@ -1,4 +1,5 @@
-"""precompute_embeddings writes the trainer's members, equal to what the trainer encodes on the fly."""
+"""precompute_embeddings writes the trainer's members, bf16 and unpadded, equal to what the trainer encodes on the
+fly (rounded to bf16), for images and for video clips."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from compiler.schema.architecture import (
     ArchitectureSpec,
+    DiT,
     LatentSpace,
     MMDiT,
     Rope,
@@ -39,6 +41,11 @@ def architecture() -> ArchitectureSpec:
     )
 
 
+def bf16(tensor: torch.Tensor) -> torch.Tensor:
+    """What storing in bf16 makes of a float32 tensor."""
+    return tensor.bfloat16().float()
+
+
 def sample(record) -> dict[str, bytes]:
     """The record as the trainer reads it from the written shard."""
     return {"__key__": record.key.encode(), **record.to_members()}
@@ -62,18 +69,87 @@ def test_members_equal_the_trainers_on_the_fly_encoding(kit, smoke):
     assert run.dropped == {"bare": "no caption to encode"}
     (kept,) = run.kept
     members = {name: np.load(io.BytesIO(data)) for name, data in kept.columns.items()}
-    assert sorted(members) == ["latents.npy", "pooled.npy", "text.npy", "text_mask.npy"]
+    assert sorted(members) == ["latents.npy", "pooled.npy", "text.npy"]  # unpadded text needs no mask
+    assert {array.dtype for array in members.values()} == {np.dtype(np.uint16)}  # bf16 bit patterns
     assert members["latents.npy"].shape == (4, 12, 16) and members["latents.npy"].std() > 0  # 96 x 128 stored, 8x
-    assert members["text.npy"].shape == (12, 16) and members["pooled.npy"].shape == (8,)
-    assert not members["text.npy"][~members["text_mask.npy"]].any()  # padding is zeroed
+    assert members["pooled.npy"].shape == (8,)
+    # ByT5's byte tokens: the caption's 19 bytes and EOS would fill max_tokens 12; a 2-token caption stays short.
+    assert members["text.npy"].shape == (12, 16)
 
     # The trainer takes the members as they are (no encoders to fall back on) ...
     precomputed = BatchBuilder(arch, mask_from=None)([sample(kept)], size=(96, 128))
-    # ... and they equal its own encoding of the same image and caption (the synthetic one: no original).
+    # ... and they equal its own encoding of the same image and caption (the synthetic one: no original), in bf16.
     expected = on_the_fly_builder(arch, smoke)([raw], size=(96, 128))
-    torch.testing.assert_close(precomputed.latents, expected.latents)
-    for field in ("text", "text_mask", "pooled"):
-        torch.testing.assert_close(getattr(precomputed.cond, field), getattr(expected.cond, field))
+    torch.testing.assert_close(precomputed.latents, bf16(expected.latents), rtol=0, atol=0)
+    torch.testing.assert_close(precomputed.cond.pooled, bf16(expected.cond.pooled), rtol=0, atol=0)
+    torch.testing.assert_close(precomputed.cond.text, bf16(expected.cond.text), rtol=0, atol=0)
+
+
+def test_text_is_stored_unpadded_and_padded_to_the_batchs_longest_at_load(kit, smoke):
+    arch = architecture()
+    smoke = replace(smoke, architecture=arch)
+    text_only = PrecomputeEmbeddings(text_encoders=["t5_xxl"], vae_latents=False)
+    short, long = kit.image_record("short", 1, caption="a"), kit.image_record("long", 2, caption="a cat")
+    kept = kit.run_op(text_only, [short, long], smoke, impl=PrecomputeConditioning(text_only, smoke)).kept
+    texts = [np.load(io.BytesIO(record.columns["text.npy"])) for record in kept]
+    assert [text.shape for text in texts] == [(2, 16), (6, 16)]  # bytes + EOS, not max_tokens 12
+    assert all(text.dtype == np.uint16 for text in texts)
+    samples = [sample(record) for record in kept]
+    for s in samples:  # the trainer would encode these from the image and caption: give it precomputed ones
+        s.update({"latents.npy": _npy(np.zeros((4, 8, 8), dtype=np.float32)), "pooled.npy": _npy(np.zeros(8))})
+    batch = BatchBuilder(arch, mask_from=None)(samples, size=(64, 64))
+    assert batch.cond.text.shape == (2, 6, 16)
+    assert batch.cond.text_mask.tolist() == [[1, 1, 0, 0, 0, 0], [1] * 6]
+    expected = on_the_fly_builder(arch, smoke)([sample(short), sample(long)], size=(64, 64)).cond
+    torch.testing.assert_close(batch.cond.text, bf16(expected.text[:, :6]), rtol=0, atol=0)
+    assert not expected.text[:, 6:].any() and not expected.text_mask[:, 6:].any()  # on the fly: zero padding
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def video_architecture() -> ArchitectureSpec:
+    """A miniature Wan: UMT5 cross-attention, a causal 8x / 4x video VAE with 4 channels."""
+    return ArchitectureSpec(
+        backbone=DiT(hidden_size=32, num_heads=2, head_dim=16, in_channels=4, out_channels=4,
+                     positions=Rope(axes=["t", "h", "w"], axes_dims=[4, 6, 6]), depth=1, text_dim=16),
+        text_encoders=[TextEncoder(name="umt5", model="google/umt5-xxl", role="cross_attention", dim=16,
+                                   max_tokens=12)],
+        space=LatentSpace(vae="Wan-AI/Wan2.1-T2V-1.3B", channels=4, spatial_compression=8, temporal_compression=4,
+                          causal=True),
+    )
+
+
+def test_video_latents_are_the_stages_clip_and_the_trainer_reads_them(kit, smoke):
+    arch = video_architecture()
+    frames, fps = 5, 8.0  # 1 + 4 * 1: two latent frames
+    smoke = replace(smoke, architecture=arch, encode_size=(32, 32), encode_clip=(frames, fps))
+    op = PrecomputeEmbeddings(text_encoders=["umt5"], vae_latents=True)
+    clip = [kit.texture(seed, 48, 64) for seed in range(7)]
+    record = kit.video_record("clip", clip)
+    record.captions["original"] = "waves"
+    raw = sample(record)
+    (kept,) = kit.run_op(op, [record], smoke, impl=PrecomputeConditioning(op, smoke)).kept
+    latents = np.load(io.BytesIO(kept.columns["latents.npy"]))
+    assert latents.dtype == np.uint16 and latents.shape == (4, 2, 4, 4)
+    stored = {"__key__": b"clip", **{name: kept.columns[name] for name in ("latents.npy", "text.npy")}}  # no media
+    precomputed = BatchBuilder(arch, mask_from=None, frames=frames, fps=fps)([stored], size=(32, 32))
+    expected = BatchBuilder(arch, mask_from=None, frames=frames, fps=fps,
+                            encoders=on_the_fly_builder(arch, smoke).load_encoders)([raw], size=(32, 32))
+    assert expected.latents.shape == (1, 4, 2, 4, 4)
+    torch.testing.assert_close(precomputed.latents, bf16(expected.latents), rtol=0, atol=0)
+
+
+def test_a_video_without_the_stages_clip_is_refused(kit, smoke):
+    arch = video_architecture()
+    smoke = replace(smoke, architecture=arch, encode_size=(32, 32))  # no encode_clip
+    op = PrecomputeEmbeddings(text_encoders=[], vae_latents=True)
+    record = kit.video_record("clip", [kit.texture(seed, 48, 64) for seed in range(5)])
+    with pytest.raises(ValueError, match="no clip geometry"):
+        kit.run_op(op, [record], smoke, impl=PrecomputeConditioning(op, smoke))
 
 
 def test_an_edit_triplet_gets_its_reference_latents_and_a_set_resolution_is_used(kit, smoke):
@@ -88,9 +164,10 @@ def test_an_edit_triplet_gets_its_reference_latents_and_a_set_resolution_is_used
     assert np.load(io.BytesIO(kept.columns["context.npy"])).shape == (4, 8, 8)
     precomputed = BatchBuilder(arch, mask_from=None)([sample(kept)], size=(64, 64))
     expected = on_the_fly_builder(arch, smoke)([raw], size=(64, 64))
-    torch.testing.assert_close(precomputed.latents, expected.latents)
-    torch.testing.assert_close(precomputed.cond.context_latents, expected.cond.context_latents)
-    torch.testing.assert_close(precomputed.cond.text, expected.cond.text)
+    torch.testing.assert_close(precomputed.latents, bf16(expected.latents), rtol=0, atol=0)
+    torch.testing.assert_close(precomputed.cond.context_latents, bf16(expected.cond.context_latents), rtol=0, atol=0)
+    length = precomputed.cond.text.shape[1]  # the caption's real tokens
+    torch.testing.assert_close(precomputed.cond.text, bf16(expected.cond.text[:, :length]), rtol=0, atol=0)
     assert not torch.equal(precomputed.cond.context_latents, precomputed.latents)
 
 
