@@ -13,7 +13,7 @@ from torch import nn
 
 from runtime.models.rope import RopeTables, apply_rope
 
-QKNorm = Literal["per_head", "across_heads", "none"]
+QKNorm = Literal["per_head", "per_head_layer_norm", "across_heads", "none"]
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -30,7 +30,9 @@ class Attention(nn.Module):
 
     qk_norm="per_head" normalises each head of q and k over head_dim (FLUX, Qwen-Image); "across_heads"
     normalises the whole inner dim before the head split (Wan 2.1, diffusers transformer_wan.py
-    WanAttnProcessor); "none" leaves q and k as projected (Allegro, diffusers transformer_allegro.py).
+    WanAttnProcessor); "per_head_layer_norm" is a LayerNorm with affine weights per head instead of RMSNorm
+    (CogVideoX, diffusers attention_processor.py Attention(qk_norm="layer_norm")); "none" leaves q and k as
+    projected (Allegro, diffusers transformer_allegro.py).
     out_proj=False returns the heads unprojected: FLUX single-stream blocks fuse the attention output
     projection with the MLP's.
     """
@@ -39,14 +41,17 @@ class Attention(nn.Module):
         self, dim: int, heads: int, head_dim: int, *, qk_norm: QKNorm, eps: float = 1e-6, out_proj: bool = True
     ):
         super().__init__()
-        if qk_norm not in ("per_head", "across_heads", "none"):
-            raise ValueError(f"qk_norm is {qk_norm!r}; it must be 'per_head', 'across_heads' or 'none'")
+        if qk_norm not in ("per_head", "per_head_layer_norm", "across_heads", "none"):
+            raise ValueError(
+                f"qk_norm is {qk_norm!r}; it must be 'per_head', 'per_head_layer_norm', 'across_heads' or 'none'"
+            )
         inner = heads * head_dim
         self.head_dim = head_dim
         self.qk_norm = qk_norm
-        norm_dim = head_dim if qk_norm == "per_head" else inner
-        self.norm_q = nn.RMSNorm(norm_dim, eps=eps) if qk_norm != "none" else None
-        self.norm_k = nn.RMSNorm(norm_dim, eps=eps) if qk_norm != "none" else None
+        norm_dim = inner if qk_norm == "across_heads" else head_dim
+        norm = nn.LayerNorm if qk_norm == "per_head_layer_norm" else nn.RMSNorm
+        self.norm_q = norm(norm_dim, eps=eps) if qk_norm != "none" else None
+        self.norm_k = norm(norm_dim, eps=eps) if qk_norm != "none" else None
         self.to_q = nn.Linear(dim, inner)
         self.to_k = nn.Linear(dim, inner)
         self.to_v = nn.Linear(dim, inner)
@@ -67,7 +72,7 @@ class Attention(nn.Module):
         if self.qk_norm == "across_heads":
             q, k = self.norm_q(q), self.norm_k(k)
         q, k, v = (t.unflatten(-1, (-1, self.head_dim)) for t in (q, k, v))
-        if self.qk_norm == "per_head":
+        if self.qk_norm in ("per_head", "per_head_layer_norm"):
             q, k = self.norm_q(q), self.norm_k(k)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
