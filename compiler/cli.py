@@ -9,8 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from compiler.yamlio import SpecFieldError, SpecLoadError
-
 app = typer.Typer(
     name="genspec",
     help="Compile typed specs of image and video generation models into runnable training bundles.",
@@ -19,10 +17,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# `\\[` keeps rich from reading [pretrain] as markup and dropping it from --help.
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override a value: PATH=VALUE, e.g. schedule.stages[pretrain].steps=1000."),
+    typer.Option("--set", help="Override a value: PATH=VALUE, e.g. schedule.stages\\[pretrain].steps=1000. "
+                 "Applied after --scale, so it wins."),
 ]
+ScaleOption = Annotated[str, typer.Option("--scale", help="full or smoke.")]
 
 
 def _console():
@@ -36,13 +37,15 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(target: str, overrides: list[str] | None = None):
-    """Load and override a TARGET, turning every load problem into exit 2 (field errors: exit 1)."""
-    from compiler.resolve import OverrideError, apply_overrides
-    from compiler.targets import load_target
+def _load(target: str, overrides: list[str] | None = None, scale: str = "full"):
+    """A TARGET through the pipeline's load, scale and overrides passes (compiler/pipeline.py), every load
+    problem turned into exit 2 (field errors: exit 1)."""
+    from compiler import pipeline
+    from compiler.resolve import OverrideError
+    from compiler.yamlio import SpecFieldError, SpecLoadError
 
     try:
-        return apply_overrides(load_target(target), overrides or [])
+        return pipeline.apply(pipeline.load(target), scale, overrides or [])
     except SpecFieldError as error:
         for diagnostic in error.diagnostics:
             print(f"{error.origin}: {diagnostic}", file=sys.stderr)
@@ -51,24 +54,19 @@ def _load(target: str, overrides: list[str] | None = None):
         raise _fail(str(error)) from None
 
 
+def _check_scale(scale: str) -> None:
+    from compiler.scale import SCALES
+
+    if scale not in SCALES:
+        raise _fail(f"--scale {scale!r}: choose one of {', '.join(SCALES)}")
+
+
 @app.command("list")
 def list_specs(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
-    """Every shipped spec."""
-    import specs
+    """Every shipped spec (read from specs/catalogue.py: no spec is loaded)."""
+    from specs.catalogue import CATALOGUE
 
-    rows = []
-    for name in specs.SHIPPED:
-        spec = specs.load(name)
-        rows.append({
-            "name": name,
-            "family": spec.family,
-            "modality": spec.modality,
-            "organisation": spec.organisation,
-            "backbone": spec.architecture.backbone.kind,
-            "objective": spec.objective.kind,
-            "params_documented": spec.architecture.params_documented,
-            "derived_from": spec.derived_from,
-        })
+    rows = [{"name": name, **row} for name, row in CATALOGUE.items()]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -120,34 +118,39 @@ def show(
 def validate(
     targets: Annotated[Optional[list[str]], typer.Argument(help="Specs to check.")] = None,
     all_specs: Annotated[bool, typer.Option("--all", help="Check every shipped spec.")] = False,
+    scale: ScaleOption = "full",
     overrides: SetOption = None,
 ) -> None:
-    """Check specs: field rules, then every semantic rule. Exit 0 valid, 1 invalid, 2 load error."""
-    import specs
-    from compiler.resolve import find_missing
-    from compiler.validate import validate as run_rules
+    """Check specs with every check compile runs except planning: field rules, semantic rules, the stage
+    graph, runtime support and values the planner needs. Exit 0 valid, 1 invalid, 2 load error."""
+    from compiler import pipeline  # the schema loads with the first spec: an unknown --scale is found there
 
-    names = list(targets or []) + (list(specs.SHIPPED) if all_specs else [])
+    names = list(targets or [])
+    if all_specs:
+        import specs
+
+        names += list(specs.SHIPPED)
     if not names:
         raise _fail("name at least one TARGET, or pass --all")
     invalid = False
     load_failed = False
     for name in names:
         try:
-            spec = _load(name, overrides)
+            spec = _load(name)
+            checked = pipeline.check(spec, scale, overrides or [])
         except typer.Exit as exit_:
             load_failed |= exit_.exit_code == 2
             invalid |= exit_.exit_code == 1
             continue
-        diagnostics = run_rules(spec)
-        errors = [d for d in diagnostics if d.severity == "error"]
-        for diagnostic in diagnostics:
+        except ValueError as error:  # an unknown --scale, or an override that cannot be applied (OverrideError)
+            print(f"error: {error}", file=sys.stderr)
+            load_failed = True
+            continue
+        for diagnostic in checked.diagnostics:
             print(f"{name}: {diagnostic}")
-        for missing in find_missing(spec):
-            print(f"{name}: note: {missing}")
-        warnings = len(diagnostics) - len(errors)
+        errors = len(checked.errors)
         verdict = "invalid" if errors else "valid"
-        print(f"{name}: {verdict} ({len(errors)} error(s), {warnings} warning(s))")
+        print(f"{name}: {verdict} ({errors} error(s), {len(checked.diagnostics) - errors} warning(s))")
         invalid |= bool(errors)
     raise typer.Exit(2 if load_failed else 1 if invalid else 0)
 
@@ -219,6 +222,8 @@ def diff_specs(
     fmt: Annotated[str, typer.Option("--format", help="text, markdown or json.")] = "text",
     only: Annotated[Optional[str], typer.Option("--only", help="data, architecture, objective or schedule.")] = None,
     graph: Annotated[bool, typer.Option("--graph", help="Print the stage-graph diff as DOT instead.")] = False,
+    hide_provenance: Annotated[bool, typer.Option(
+        "--hide-provenance", help="Value changes only: no provenance-only changes, no provenance lines.")] = False,
 ) -> None:
     """What changed from A to B. Exit 0 when equal, 1 when they differ, 2 on error."""
     from compiler import diff_format
@@ -230,6 +235,8 @@ def diff_specs(
         raise _fail(f"--only {only!r}: choose one of {', '.join(SECTIONS)}")
     spec_a, spec_b = _load(a), _load(b)
     result = diff(spec_a, spec_b).only(only)
+    if hide_provenance:
+        result = result.values_only()
     if graph:
         from compiler.graph import build
 
@@ -252,20 +259,21 @@ def compile_spec(
     target: Annotated[str, typer.Argument(help="Shipped name, file.py:attr, or .yaml/.json file.")],
     cluster: Annotated[str, typer.Option("--cluster", help="Preset name (`genspec clusters`), .yaml/.json, or file.py:attr.")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Bundle directory (default generated/SPEC/CLUSTER[-smoke]).")] = None,
-    scale: Annotated[str, typer.Option("--scale", help="full or smoke.")] = "full",
+    scale: ScaleOption = "full",
     overrides: SetOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
 ) -> None:
     """Compile a spec for a cluster into a runnable bundle. Exit 0 written, 1 the spec cannot be compiled, 2 usage."""
     from pathlib import Path
 
+    from compiler import pipeline
     from compiler.clusters import load_cluster
-    from compiler.emit import CompileError, OutputExistsError, render, write_bundle
-    from compiler.plan import SCALES
+    from compiler.emit import OutputExistsError, write_bundle
+    from compiler.resolve import OverrideError
+    from compiler.yamlio import SpecLoadError
 
-    if scale not in SCALES:
-        raise _fail(f"--scale {scale!r}: choose one of {', '.join(SCALES)}")
-    spec = _load(target, overrides)
+    _check_scale(scale)
+    spec = _load(target)
     try:
         target_cluster = load_cluster(cluster)
     except SpecLoadError as error:
@@ -274,9 +282,12 @@ def compile_spec(
     if out.exists() and not force:
         raise _fail(f"{out} exists; pass --force to replace it")
     try:
-        bundle = render(spec, target_cluster, scale)
+        compiled = pipeline.compile(spec, target_cluster, scale, overrides or [], target=target, cluster_target=cluster)
+        bundle = pipeline.emit(compiled)
         write_bundle(bundle, out, force=force)
-    except CompileError as error:
+    except OverrideError as error:
+        raise _fail(str(error)) from None
+    except pipeline.CompileError as error:
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     except OutputExistsError as error:
@@ -323,8 +334,8 @@ def curate(
 
 def _bundle_pipeline(bundle, pipeline: str | None):
     """What a compiled bundle ships for `pipeline`: the schema Pipeline, the bundle's scale, the architecture
-    and encode size (compiler.emit.bundle.BundlePipeline)."""
-    from compiler.emit.bundle import read_bundle_pipeline
+    and encode size (compiler.schema.bundle.BundlePipeline)."""
+    from compiler.schema.bundle import read_bundle_pipeline
 
     try:
         return read_bundle_pipeline(bundle, pipeline)
@@ -334,7 +345,9 @@ def _bundle_pipeline(bundle, pipeline: str | None):
 
 @app.command()
 def demo(
-    spec: Annotated[str, typer.Option("--spec", help="Shipped spec to run end to end (any of `genspec list`).")] = "flux1-dev",
+    spec: Annotated[str, typer.Option(
+        "--spec", help="Any TARGET to run end to end: a shipped name (`genspec list`), file.py:ATTR or a "
+        ".yaml/.json file, found from the current directory.")] = "flux1-dev",
     workdir: Annotated[str, typer.Option("--workdir", help="Where the bundle, data, run and report go.")] = "demo-run",
 ) -> None:
     """Compile SPEC at smoke scale for this machine, make synthetic raw data, run curation, every training

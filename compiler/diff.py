@@ -15,7 +15,7 @@ criterion does not depend on which spec is "before", so diff(b, a) mirrors diff(
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Any, Literal
 
@@ -75,6 +75,12 @@ class SpecDiff:
         if section is None:
             return self
         return SpecDiff(self.a, self.b, [c for c in self.changes if c.section == section], self.unchanged)
+
+    def values_only(self) -> SpecDiff:
+        """The value changes alone: provenance-only changes dropped (counted unchanged), provenance stripped."""
+        kept = [replace(c, before_provenance=None, after_provenance=None) for c in self.changes
+                if c.detail != "provenance only"]
+        return SpecDiff(self.a, self.b, kept, self.unchanged + len(self.changes) - len(kept))
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -74,8 +74,20 @@ def _select(items: list[Any], selector: str, path: str) -> int:
             return index
     if selector.isdigit() and int(selector) < len(items):
         return int(selector)
-    known = ", ".join(item_key(item, i) for i, item in enumerate(items)) or "(empty list)"
-    raise PathError(f"no item [{selector}] at {path!r}; items are: {known}")
+    raise PathError(f"no item [{selector}] at {path!r}: {_selectors(items)}")
+
+
+def _selectors(items: list[Any]) -> str:
+    """What selects an item of `items`, in words: names where the items have them, else indexes."""
+    if not items:
+        return "the list is empty"
+    named = [item_key(item, i) for i, item in enumerate(items) if item_key(item, i) != str(i)]
+    if len(named) == len(items):
+        return f"items are selected by name: {', '.join(named)}"
+    if not named:
+        return f"these items have no names: select them by index, 0 to {len(items) - 1}"
+    keys = ", ".join(item_key(item, i) for i, item in enumerate(items))
+    return f"items are selected by name, or by index where they have none: {keys}"
 
 
 # Spec -> document -----------------------------------------------------------------------------------

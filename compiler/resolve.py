@@ -1,9 +1,10 @@
-"""The resolve pass: overrides applied, derived values filled, and the values later passes need checked.
+"""The overrides and resolve passes: overrides applied, derived values filled, and the values later passes
+need checked. compiler/pipeline.py runs them after the scale pass, so an override wins over a smoke value.
 
 Passes, in order:
-  1. overrides   `--set PATH=VALUE`: VALUE parsed as a YAML scalar or flow collection (never eval'd
-                 or imported), put at PATH, and coerced through the field's type by re-validation.
-                 Each override is recorded with status `override`.
+  1. overrides   `--set PATH=VALUE` (apply_overrides): VALUE parsed as a YAML scalar or flow collection
+                 (never eval'd or imported), put at PATH, and coerced through the field's type by
+                 re-validation. Each override is recorded with status `override`.
   2. derive      values the spec leaves implicit but the runtime needs, each with status `derived`
                  and the rule that produced it.
   3. needs       every leaf the planner and runtime read must hold a value; an undisclosed one is
@@ -40,11 +41,10 @@ class Missing:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A spec with overrides and derived values applied, its provenance table, and what it still lacks."""
+    """A spec with derived values applied, its provenance table, and what it still lacks."""
 
     spec: Spec
     table: Table
-    overrides: tuple[str, ...] = ()
     missing: tuple[Missing, ...] = field(default=())
 
 
@@ -69,7 +69,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def apply_overrides(spec: Spec, overrides: list[str] | tuple[str, ...]) -> Spec:
     """The spec with each `PATH=VALUE` applied, in order, each recorded as an override."""
-    from compiler.validate import field_diagnostics
+    from compiler.diagnostic import field_diagnostics
 
     if not overrides:
         return spec
@@ -169,9 +169,10 @@ def find_missing(spec: Spec) -> list[Missing]:
     return missing
 
 
-def resolve(spec: Spec, overrides: list[str] | tuple[str, ...] = ()) -> Resolved:
-    """Run the resolve passes. Missing values are reported, not raised: compile decides if they matter."""
+def resolve(spec: Spec) -> Resolved:
+    """Derive values and find the missing ones of a spec whose overrides are applied (apply_overrides).
+    Missing values are reported, not raised: the checks make them errors."""
     from compiler.document import provenance_table
 
-    resolved = _derive(apply_overrides(spec, overrides))
-    return Resolved(resolved, provenance_table(resolved), tuple(overrides), tuple(find_missing(resolved)))
+    resolved = _derive(spec)
+    return Resolved(resolved, provenance_table(resolved), tuple(find_missing(resolved)))

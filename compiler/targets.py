@@ -33,6 +33,21 @@ def load_target(target: str) -> Spec:
     )
 
 
+def absolute_target(target: str) -> str:
+    """TARGET with a file path made absolute against the current directory (a shipped name unchanged), so a
+    command run elsewhere (the demo compiles from the project root) finds the same file."""
+    import specs
+
+    if target in specs.SHIPPED:
+        return target
+    if target.endswith((".yaml", ".yml", ".json")):
+        return str(Path(target).resolve())
+    if ":" in target:
+        file, attr = target.rsplit(":", 1)
+        return f"{Path(file).resolve()}:{attr}"
+    return target
+
+
 def _load_python(file: str, attr: str) -> Spec:
     value = _load_python_attr(file, attr)
     if not isinstance(value, Spec):

@@ -1,39 +1,24 @@
-"""Validation: pydantic field rules first, then named semantic rules over the whole spec.
+"""The checks pass: named semantic rules over the whole spec, the stage graph's checks, and runtime support.
 
-Every problem becomes a `Diagnostic` with the path of the offending value, the rule's name, the
-values involved and a fix. All diagnostics are reported at once; none stops the others.
+Every problem becomes a `Diagnostic` (compiler.diagnostic) with the path of the offending value, the rule's
+name, the values involved and a fix. All diagnostics are reported at once; none stops the others. Each
+problem has exactly one rule: semantic rules live in compiler/rules, column, barrier and cycle checks over
+the stage graph in compiler/graph, what the runtime cannot build in compiler/schema/support.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from compiler.document import item_key
+from compiler.diagnostic import Diagnostic
 from compiler.schema.spec import Spec
 
-Severity = Literal["error", "warning"]
+if TYPE_CHECKING:
+    from compiler.graph import StageGraph
 
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """One problem found in a spec."""
-
-    path: str
-    rule: str
-    message: str
-    fix: str
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.path}: {self.message} [{self.rule}]\n  fix: {self.fix}"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path, "rule": self.rule, "message": self.message, "fix": self.fix, "severity": self.severity}
-
+RUNTIME_SUPPORT = "runtime.supported"
 
 RuleFunction = Callable[[Spec], Iterator[Diagnostic]]
 
@@ -78,53 +63,23 @@ def check_rules(spec: Spec) -> list[Diagnostic]:
     return found
 
 
-def field_diagnostics(error: ValidationError, data: Any) -> list[Diagnostic]:
-    """Pydantic's field errors as Diagnostics, with list indices turned into [name] selectors."""
-    found = []
-    for detail in error.errors():
-        path = loc_to_path(detail["loc"], data)
-        value = detail.get("input")
-        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-        found.append(
-            Diagnostic(
-                path=path,
-                rule=f"field.{detail['type']}",
-                message=f"{detail['msg']} (got {shown[:120]})",
-                fix=_field_fix(detail),
-            )
-        )
-    return found
+def runtime_support(spec: Spec) -> list[Diagnostic]:
+    """What the spec uses that the runtime does not build or run (compiler/schema/support.py), as errors."""
+    from compiler.schema.support import unsupported
+
+    return [
+        Diagnostic(found.path, RUNTIME_SUPPORT, f"{found.value!r} is not implemented by the runtime: {found.missing}",
+                   "choose a value the runtime implements, or implement it in runtime/ and declare it in "
+                   "compiler/schema/support.py")
+        for found in unsupported(spec)
+    ]
 
 
-def _field_fix(detail: dict[str, Any]) -> str:
-    kind = detail["type"]
-    if kind == "extra_forbidden":
-        return "remove this key; `genspec schema` lists the fields each section accepts"
-    if kind == "missing":
-        return "add this field"
-    if kind == "union_tag_invalid":
-        expected = detail.get("ctx", {}).get("expected_tags", "")
-        return f"set kind to one of: {expected}"
-    return "give a value of the expected type and range (see `genspec schema`)"
+def validate(spec: Spec, stage_graph: StageGraph | None = None) -> list[Diagnostic]:
+    """Every check compile runs on a resolved spec: semantic rules, the stage graph's checks (on
+    `stage_graph`, built here when not given) and runtime support."""
+    if stage_graph is None:
+        from compiler.graph import build
 
-
-def loc_to_path(loc: tuple[Any, ...], data: Any) -> str:
-    """('data', 'pipelines', 0, 'ops', 1, 'aesthetic', 'min_score') -> data.pipelines[main].ops[x].min_score"""
-    path = ""
-    node = data
-    for part in loc:
-        if isinstance(part, int):
-            item = node[part] if isinstance(node, list) and part < len(node) else None
-            path += f"[{item_key(item, part) if item is not None else part}]"
-            node = item
-        elif isinstance(node, dict) and isinstance(node.get("kind"), str) and part == node.get("kind"):
-            continue  # pydantic names the union member it tried; the kind is already in the data
-        else:
-            path += f".{part}" if path else str(part)
-            node = node.get(part) if isinstance(node, dict) else None
-    return path or "(spec)"
-
-
-def validate(spec: Spec) -> list[Diagnostic]:
-    """All semantic diagnostics of a spec that passed field validation."""
-    return check_rules(spec)
+        stage_graph = build(spec)
+    return [*check_rules(spec), *stage_graph.diagnostics, *runtime_support(spec)]

@@ -178,7 +178,7 @@ def parse_json(text: str, origin: str) -> Any:
 
 def from_raw(raw: Any, origin: str) -> Spec:
     """A parsed document (or a bare spec mapping) into a Spec."""
-    from compiler.validate import field_diagnostics
+    from compiler.diagnostic import field_diagnostics
 
     if not isinstance(raw, dict):
         raise SpecLoadError(f"{origin}: expected a mapping with keys genspec, spec, provenance; got {type(raw).__name__}")

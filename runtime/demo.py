@@ -58,8 +58,8 @@ def raw_present(raw_dir: Path, spec_obj) -> bool:
 
 
 def bundle_matches(bundle: Path, spec: str) -> bool:
-    """The bundle exists and its manifest names SPEC, the local-cpu cluster and smoke scale, and its files are
-    intact (their sha256 match the manifest)."""
+    """The bundle exists and its manifest names spec SPEC (the spec's name), the local-cpu cluster and smoke
+    scale, and its files are intact (their sha256 match the manifest)."""
     manifest_path = bundle / "manifest.json"
     if not manifest_path.exists():
         return False
@@ -92,8 +92,10 @@ def genspec_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "compiler.cli"]
 
 
-def compile_bundle(spec: str, bundle: Path) -> None:
-    if bundle_matches(bundle, spec):
+def compile_bundle(spec: str, bundle: Path, name: str | None = None) -> None:
+    """Compile TARGET `spec` (absolute, as runs start in the project root) into `bundle`, unless the bundle
+    there is of the same spec (named `name`, by default `spec`) and the same content."""
+    if bundle_matches(bundle, name or spec):
         # The manifest matches; still recompile into a scratch dir only if the spec itself changed.
         fresh = bundle.parent / ".bundle-check"
         shutil.rmtree(fresh, ignore_errors=True)
@@ -267,7 +269,11 @@ def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: 
 
 
 def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
-    """Compile, make raw data, run the whole DAG locally, sample and write WORKDIR/report.md; returns its path."""
+    """Compile, make raw data, run the whole DAG locally, sample and write WORKDIR/report.md; returns its path.
+    SPEC is any TARGET (shipped name, file.py:ATTR, .yaml/.json); a file is found from the current directory."""
+    from compiler.targets import absolute_target
+
+    spec = absolute_target(spec)
     spec_obj = load_spec(spec)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +281,7 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
-    compile_bundle(spec, bundle)
+    compile_bundle(spec, bundle, spec_obj.name)
     timings["compile"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -283,7 +289,7 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
         log(f"raw data present in {raw}, reused")
     else:
         log(f"writing synthetic raw shards into {raw}")
-        from compiler.plan.scale import scaled
+        from compiler.scale import scaled
 
         make_raw(raw, scaled(spec_obj, SCALE))  # the bundle's thresholds (smoke shortens clip durations)
     timings["raw data"] = time.perf_counter() - started

@@ -44,7 +44,7 @@ from compiler.graph.optimise import (
 from compiler.graph.pipeline_checks import pipeline_diagnostics
 from compiler.schema.data import Pipeline, Source
 from compiler.schema.spec import Spec
-from compiler.validate import Diagnostic
+from compiler.diagnostic import Diagnostic
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Checks over the whole stage graph, after it is built.
 
 Rules:
-  graph.cycle           the graph has a cycle: stages initialised or taught by each other's checkpoints,
-                        or datasets that are subsets of each other; reported once per cycle, at the spec
-                        path of the reference that closes it: the one into the node the spec lists first
-                        (a stage naming a later stage, a dataset naming a later one as its parent)
-  graph.no-producer     objective.masked_loss takes mask:<op> from an op, and no dataset a training stage
+  graph.cycle           datasets that are subsets of each other; reported once per cycle, at the spec path
+                        of the reference that closes it: the one into the dataset the spec lists first.
+                        (Stages that start from or are taught by each other's checkpoints always name a
+                        later stage: schedule.references-earlier-stage reports them.)
+  objective.masked-loss-source
+                        objective.masked_loss takes mask:<op> from an op, and no dataset a training stage
                         consumes carries that column (the op is absent, emits no mask, or its pipeline's
                         dataset feeds no stage)
-  graph.unused-dataset  (warning) a dataset no stage and no subset consumes: its curation is wasted
   graph.fps-mismatch    (warning) a stage samples video at more frames per second than the duration filter
                         of the pipeline behind one of its datasets guarantees (min_fps): slower videos are
                         trained on repeated frames
@@ -22,24 +22,25 @@ import networkx as nx
 
 from compiler.graph.pipeline_checks import duration_floor
 from compiler.schema.spec import Spec
-from compiler.validate import Diagnostic
+from compiler.diagnostic import Diagnostic
 
-# Edges a spec states by naming something else: the only ways a cycle can arise.
-REFERENCES = ("initialises", "teaches", "subset")
+# Edges a spec states by naming another dataset: the way a cycle among datasets arises. Stage references
+# (initialises, teaches) close cycles only by naming a later stage, which schedule.references-earlier-stage reports.
+REFERENCES = ("subset",)
 
 
 def graph_diagnostics(spec: Spec, graph: nx.MultiDiGraph) -> Iterator[Diagnostic]:
-    """Every whole-graph diagnostic: cycles, masked-loss columns, unused datasets, stage frame rates."""
+    """Every whole-graph diagnostic: subset cycles, masked-loss columns, stage frame rates."""
     yield from _cycles(graph)
     yield from _masked_loss(spec, graph)
-    yield from _unused_datasets(graph)
     yield from _stage_frame_rates(spec, graph)
 
 
 def _cycles(graph: nx.MultiDiGraph) -> Iterator[Diagnostic]:
     position = {node: index for index, node in enumerate(graph.nodes)}  # spec order within each kind
     found: dict[tuple[str, ...], dict] = {}
-    for cycle in nx.simple_cycles(graph):
+    subsets = graph.edge_subgraph([edge for edge in graph.edges(keys=True) if edge[2] in REFERENCES])
+    for cycle in nx.simple_cycles(subsets):
         edges = [
             (source, target, data)
             for source, target in zip(cycle, cycle[1:] + cycle[:1])
@@ -55,8 +56,7 @@ def _cycles(graph: nx.MultiDiGraph) -> Iterator[Diagnostic]:
             closing["path"],
             "graph.cycle",
             f"the stage graph has a cycle: {' -> '.join([*ordered, ordered[0]])}; nothing on it can run first",
-            "a stage starts from (or is taught by) an earlier stage's checkpoint, and a subset's parent is never "
-            f"its own subset: change this {closing['kind']} reference",
+            "a subset's parent is never its own subset: change this subset_of to the dataset it narrows",
         )
 
 
@@ -83,31 +83,17 @@ def _masked_loss(spec: Spec, graph: nx.MultiDiGraph) -> Iterator[Diagnostic]:
     if not ops:
         problem = "no curation op has that name"
     elif not any(column in data["produces"] for data in ops):
-        problem = f"{ops[0]['op_kind']} op {masked.mask_from!r} in pipeline {ops[0]['pipeline']!r} emits no mask"
+        why = " (emit_mask=False)" if ops[0]["op_kind"] == "defect_mask" else ""
+        problem = f"{ops[0]['op_kind']} op {masked.mask_from!r} in pipeline {ops[0]['pipeline']!r} emits no mask{why}"
     else:
         problem = f"only datasets {carrying} carry it, and no training stage consumes them"
     yield Diagnostic(
         "objective.masked_loss.mask_from",
-        "graph.no-producer",
+        "objective.masked-loss-source",
         f"masked_loss needs column {column} in the training data, but {problem} "
         f"(consumed datasets: {sorted(consumed)})",
         "name a defect_mask op with emit_mask=True in a pipeline whose dataset a stage consumes",
     )
-
-
-def _unused_datasets(graph: nx.MultiDiGraph) -> Iterator[Diagnostic]:
-    for node, data in graph.nodes(data=True):
-        if data["kind"] == "dataset" and graph.out_degree(node) == 0:
-            writers = sorted({graph.nodes[p].get("pipeline", "") for p in graph.predecessors(node)} - {""})
-            written = f", written by pipeline {writers}" if writers else ""
-            yield Diagnostic(
-                data["path"],
-                "graph.unused-dataset",
-                f"dataset {data['name']!r}{written}, is consumed by no training stage and no subset: "
-                "its curation is wasted",
-                "add it to a stage's datasets, or remove it and the pipeline that writes it",
-                "warning",
-            )
 
 
 def _stage_frame_rates(spec: Spec, graph: nx.MultiDiGraph) -> Iterator[Diagnostic]:

@@ -3,9 +3,10 @@
 Rules:
   graph.no-producer         an op needs a column nothing before it provides: a score of an op that is
                             absent or runs later (human_review.score_of, score_conditioning.scores), flow
-                            without a motion_score, frames from image-only sources, a caption when the
-                            sources carry none and no recaption runs before
-  graph.duplicate-producer  two ops produce the same column; the later one overwrites the earlier
+                            without a motion_score, a caption when the sources carry none and no recaption
+                            runs before. (Frames from image-only sources: data.video-op-on-images.)
+  graph.duplicate-producer  two ops of different names produce the same column; the later one overwrites
+                            the earlier (two of one name: data.unique-names)
   graph.fps-mismatch        an op samples frames at a fixed rate (motion_score.fps, recaption.fps) above
                             the lowest frame rate an earlier duration filter keeps (min_fps): the decoder
                             repeats frames of slower videos, and the flow between a frame and its repeat is
@@ -31,7 +32,7 @@ from compiler.graph.contracts import (
 )
 from compiler.schema.data import DurationFilter, Op, Pipeline, Source
 from compiler.schema.spec import Spec
-from compiler.validate import Diagnostic
+from compiler.diagnostic import Diagnostic
 
 # Barriers whose choice later filters would undo.
 DECIDING_BARRIERS = ("balance", "active_learning")
@@ -78,11 +79,12 @@ def _columns(
         return  # no known source: data.pipeline-sources-known reports it, and every need would fail here
     producers: dict[str, int] = {}
     for index, (op, terms) in enumerate(zip(pipeline.ops, contracts)):
-        for column in sorted(terms.needs):
+        for column in sorted(terms.needs - {"frames"}):  # frames: data.video-op-on-images
             if not satisfied(column, available):
                 yield _no_producer(pipeline, path, contracts, sources, index, column)
         for column in sorted(terms.produces):
-            if column in producers:
+            # Two ops of one name write one score column: data.unique-names reports the name.
+            if column in producers and pipeline.ops[producers[column]].name != op.name:
                 first = pipeline.ops[producers[column]]
                 yield Diagnostic(
                     op_path(path, pipeline, index),
@@ -107,15 +109,10 @@ def _no_producer(
         producer = pipeline.ops[later[0]]
         problem = f"which only {producer.kind} op {producer.name!r} produces, later (position {later[0]})"
         fix = f"move {op.name!r} after {producer.name!r}, or {producer.name!r} before {op.name!r}"
-    elif column == "frames" or column == "caption":
+    elif column == "caption":
         kinds = {name: sources[name].modality for name in pipeline.sources if name in sources}
-        held = "no video" if column == "frames" else "no captions"
-        problem = f"but the pipeline's sources hold {held} ({', '.join(f'{n}: {m}' for n, m in kinds.items())})"
-        fix = (
-            f"remove {op.name!r}, or add a video source to pipeline {pipeline.name!r}"
-            if column == "frames"
-            else f"add a recaption op before {op.name!r}, or read a source with captions (an *_text modality)"
-        )
+        problem = f"but the pipeline's sources hold no captions ({', '.join(f'{n}: {m}' for n, m in kinds.items())})"
+        fix = f"add a recaption op before {op.name!r}, or read a source with captions (an *_text modality)"
     elif column.startswith("score:"):
         named = column.removeprefix("score:")
         scorers = [o.name for o, t in zip(pipeline.ops[:index], contracts) if f"score:{o.name}" in t.produces]

@@ -1,3 +1,3 @@
 """The semantic rules, one module per spec section. Importing this package registers them."""
 
-from compiler.rules import architecture, data, inference, objective, schedule  # noqa: F401
+from compiler.rules import architecture, data, inference, objective, provenance, schedule  # noqa: F401

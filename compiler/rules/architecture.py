@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from math import prod
 
+from compiler.diagnostic import Diagnostic
 from compiler.rules.lookups import item_path, repeated, transformer
 from compiler.schema.architecture import MMDiT, MSRope, Rope, ScaledRope
 from compiler.schema.spec import Spec
-from compiler.validate import Diagnostic, rule
+from compiler.validate import rule
 
 BACKBONE = "architecture.backbone"
 POSITIONS = f"{BACKBONE}.positions"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from compiler.diagnostic import Diagnostic
 from compiler.rules.lookups import (
     by_name,
     consumers,
     item_path,
-    lineage,
     ops,
     pipeline_modality,
     pipelines,
@@ -40,12 +40,11 @@ from compiler.schema.data import (
     SyntheticText,
 )
 from compiler.schema.spec import Spec
-from compiler.validate import Diagnostic, rule
+from compiler.validate import rule
 
 TOLERANCE = 1e-6
 THRESHOLD_FIELDS = ("min_score", "max_score", "max_area_ratio")
 VIDEO_ONLY_OPS = ("trim", "duration", "scene_split", "motion_score", "motion_tiers", "frame_consistency")
-DECODE_CHECKS = ("probe", "corruption")
 CONDITIONING_USES = ("condition", "filter_and_condition")
 FILTERING_USES = ("filter", "filter_and_condition")
 
@@ -127,7 +126,7 @@ def dataset_produced(spec: Spec) -> Iterator[Diagnostic]:
             )
 
 
-@rule("data.subset-parent-known", "a subset names a declared parent, without loops")
+@rule("data.subset-parent-known", "a subset names a declared parent (graph.cycle reports loops)")
 def subset_parent_known(spec: Spec) -> Iterator[Diagnostic]:
     declared = by_name(spec.data.datasets)
     for index, dataset in enumerate(spec.data.datasets):
@@ -141,16 +140,6 @@ def subset_parent_known(spec: Spec) -> Iterator[Diagnostic]:
                 f"dataset {dataset.name!r} is a subset of {dataset.subset_of!r}, which is not declared",
                 f"declare {dataset.subset_of!r} in data.datasets, or fix subset_of",
             )
-            continue
-        chain = lineage(spec, dataset.name)
-        last = chain[-1]
-        if last.subset_of is not None and last.subset_of in {link.name for link in chain}:
-            yield Diagnostic(
-                path,
-                "data.subset-parent-known",
-                f"subset_of loops: {' -> '.join(link.name for link in chain)} -> {last.subset_of}",
-                "break the loop: the root of a subset chain is a pipeline's output",
-            )
 
 
 @rule("data.dataset-unused", "every declared dataset is consumed by a stage or a subset")
@@ -158,10 +147,13 @@ def dataset_unused(spec: Spec) -> Iterator[Diagnostic]:
     users = consumers(spec)
     for index, dataset in enumerate(spec.data.datasets):
         if dataset.name not in users:
+            writers = sorted(p.name for p in spec.data.pipelines if p.output == dataset.name)
+            written = f", written by pipeline {writers}," if writers else ""
             yield Diagnostic(
                 item_path("data.datasets", spec.data.datasets, index),
                 "data.dataset-unused",
-                f"dataset {dataset.name!r} is consumed by no training stage and no subset",
+                f"dataset {dataset.name!r}{written} is consumed by no training stage and no subset: its curation "
+                "is wasted",
                 "add it to a stage's datasets, or remove it (and the pipeline writing it)",
                 "warning",
             )
@@ -282,25 +274,6 @@ def video_op_on_images(spec: Spec) -> Iterator[Diagnostic]:
             )
 
 
-@rule("data.barrier-before-probe", "decode checks run before dedup and other whole-dataset barriers")
-def barrier_before_probe(spec: Spec) -> Iterator[Diagnostic]:
-    for path, pipeline in pipelines(spec):
-        checks = [position for position, op in enumerate(pipeline.ops) if op.kind in DECODE_CHECKS]
-        if not checks:
-            continue
-        for position, op in enumerate(pipeline.ops[: checks[-1]]):
-            if op.shape == "barrier":
-                check = pipeline.ops[checks[-1]]
-                yield Diagnostic(
-                    item_path(f"{path}.ops", pipeline.ops, position),
-                    "data.barrier-before-probe",
-                    f"barrier {op.name!r} (position {position}) runs before decode check {check.name!r} "
-                    f"(position {checks[-1]}): it processes unreadable samples and may keep one over a readable duplicate",
-                    "move the probe / corruption check before every barrier",
-                    "warning",
-                )
-
-
 @rule("data.precompute-after-captions", "embeddings are precomputed after every op that changes captions or adds samples")
 def precompute_after_captions(spec: Spec) -> Iterator[Diagnostic]:
     for path, pipeline, position, op in ops(spec):
@@ -320,36 +293,6 @@ def precompute_after_captions(spec: Spec) -> Iterator[Diagnostic]:
 
 
 # Op references --------------------------------------------------------------------------------------
-
-
-@rule("data.human-review-score-op", "human review decides on the score of an earlier scoring op")
-def human_review_score_op(spec: Spec) -> Iterator[Diagnostic]:
-    for path, pipeline, position, op in ops(spec):
-        if isinstance(op, HumanReview) and op.score_of not in scoring_ops(pipeline, position):
-            yield Diagnostic(
-                f"{path}.score_of",
-                "data.human-review-score-op",
-                f"{op.name!r} reviews the score of {op.score_of!r}, which is no scoring op before it in pipeline "
-                f"{pipeline.name!r} (earlier scorers: {list(scoring_ops(pipeline, position))})",
-                "name a scoring op placed before the review",
-            )
-
-
-@rule("data.score-conditioning-ops", "score conditioning names earlier scoring ops")
-def score_conditioning_ops(spec: Spec) -> Iterator[Diagnostic]:
-    for path, pipeline, position, op in ops(spec):
-        if not isinstance(op, ScoreConditioning):
-            continue
-        earlier = scoring_ops(pipeline, position)
-        for name in op.scores:
-            if name not in earlier:
-                yield Diagnostic(
-                    f"{path}.scores",
-                    "data.score-conditioning-ops",
-                    f"{op.name!r} conditions on score {name!r}, which no scoring op before it in pipeline "
-                    f"{pipeline.name!r} produces (earlier scorers: {list(earlier)})",
-                    "name a scoring op placed before the score conditioning",
-                )
 
 
 @rule("data.conditioning-score-wired", "an aesthetic score used as conditioning reaches a score_conditioning op")

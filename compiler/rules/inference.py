@@ -1,15 +1,14 @@
-"""Rules on sampling defaults: samplers and guidance that fit the trained model, cascade settings."""
+"""Rules on sampling defaults: guidance that fits the trained model, cascade settings. (Which samplers fit
+which objective is what the runtime implements: compiler/schema/support.py.)"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from compiler.diagnostic import Diagnostic
 from compiler.rules.lookups import unets
 from compiler.schema.spec import Spec
-from compiler.validate import Diagnostic, rule
-
-DISCRETE_SAMPLERS = ("ddpm", "ddim")  # step through a beta schedule's integer timesteps
-DISCRETE_OBJECTIVES = ("noise_prediction", "v_prediction")
+from compiler.validate import rule
 
 
 @rule("inference.guidance-embedding", "an embedded guidance value is given exactly when the model embeds guidance")
@@ -29,18 +28,6 @@ def guidance_embedding(spec: Spec) -> Iterator[Diagnostic]:
             "inference.guidance-embedding",
             "the backbone embeds a guidance scale (guidance_embed True) but guidance_embedded is None",
             "set guidance_embedded to the value fed at sampling (FLUX.1 dev: 3.5)",
-        )
-
-
-@rule("inference.sampler-fits-objective", "DDPM/DDIM samplers go with discrete-time objectives")
-def sampler_fits_objective(spec: Spec) -> Iterator[Diagnostic]:
-    sampler, kind = spec.inference.sampler, spec.objective.kind
-    if sampler in DISCRETE_SAMPLERS and kind not in DISCRETE_OBJECTIVES:
-        yield Diagnostic(
-            "inference.sampler",
-            "inference.sampler-fits-objective",
-            f"sampler {sampler!r} steps a beta schedule, but the model is trained with {kind}",
-            "use 'euler' (flow matching) or 'heun' (EDM score matching)",
         )
 
 

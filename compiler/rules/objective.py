@@ -1,23 +1,22 @@
-"""Rules on the training objective: shifts and loss weightings that fit it, CFG dropout, masked loss."""
+"""Rules on the training objective: shifts and loss weightings that fit it, CFG dropout. (The masked loss's
+mask source is checked on the stage graph: compiler/graph/checks.py.)"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from math import prod
 
-from compiler.rules.lookups import ops
-from compiler.schema.data import DefectMask
+from compiler.diagnostic import Diagnostic
 from compiler.schema.objective import CONTINUOUS_OBJECTIVES
 from compiler.schema.spec import Spec
-from compiler.validate import Diagnostic, rule
+from compiler.schema.support import OBJECTIVES
+from compiler.validate import rule
 
-# Loss weightings and the objectives they were defined for (SD3 paper for sigma_sqrt and cosmap;
-# Hang et al. 2023 for min-SNR on DDPM targets; Karras et al. 2022 for EDM).
+# Loss weighting -> the objectives it was defined for (SD3 paper for sigma_sqrt and cosmap; Hang et al. 2023
+# for min-SNR on DDPM targets; Karras et al. 2022 for EDM), as compiler/schema/support.py declares them.
 WEIGHTING_OBJECTIVES = {
-    "sigma_sqrt": ("flow_matching",),
-    "cosmap": ("flow_matching",),
-    "min_snr": ("noise_prediction", "v_prediction"),
-    "edm": ("score_matching",),
+    weighting: tuple(kind for kind, weightings in OBJECTIVES.items() if weighting in weightings)
+    for weighting in dict.fromkeys(w for weightings in OBJECTIVES.values() for w in weightings if w != "none")
 }
 JOINT_RATE_TOLERANCE = 1e-3  # per-encoder rates are usually rounded, e.g. 0.1 ** (1/3) = 0.464
 
@@ -97,24 +96,3 @@ def cfg_dropout_joint_rate(spec: Spec) -> Iterator[Diagnostic]:
         )
 
 
-@rule("objective.masked-loss-source", "a masked loss takes its mask from a defect_mask op that emits one")
-def masked_loss_source(spec: Spec) -> Iterator[Diagnostic]:
-    masked = spec.objective.masked_loss
-    if masked is None:
-        return
-    named = [op for _, _, _, op in ops(spec) if op.name == masked.mask_from]
-    emitting = [op for op in named if isinstance(op, DefectMask) and op.emit_mask]
-    if emitting:
-        return
-    if not named:
-        problem = "no curation op has that name"
-    elif any(isinstance(op, DefectMask) for op in named):
-        problem = "that defect_mask op has emit_mask=False"
-    else:
-        problem = f"that op is a {named[0].kind}, not a defect_mask"
-    yield Diagnostic(
-        "objective.masked_loss.mask_from",
-        "objective.masked-loss-source",
-        f"masked_loss takes its mask from {masked.mask_from!r}, but {problem}",
-        "name a DefectMask op with emit_mask=True",
-    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from compiler.diagnostic import Diagnostic
 from compiler.rules.lookups import (
     dataset_modality,
     item_path,
@@ -21,7 +22,7 @@ from compiler.schema.architecture import LatentSpace
 from compiler.schema.common import Size
 from compiler.schema.schedule import DISTILLATION_KINDS, Stage
 from compiler.schema.spec import Spec
-from compiler.validate import Diagnostic, rule
+from compiler.validate import rule
 
 TOLERANCE = 1e-6
 

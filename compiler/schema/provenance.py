@@ -190,8 +190,3 @@ def _fill(node: Node, provenance: Provenance) -> None:
 
 def _is_default(provenance: Provenance | None) -> bool:
     return provenance is None or provenance.status == "default"
-
-
-def node_items(node: Node) -> list[tuple[str, Any]]:
-    """A node's fields in declaration order, as (name, value)."""
-    return [(field, getattr(node, field)) for field in type(node).model_fields]

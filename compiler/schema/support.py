@@ -4,7 +4,7 @@ A spec can name anything the schema accepts; the runtime implements a subset (ru
 runtime/objectives, runtime/sample.py, runtime/curation/ops_*.py). This module states that subset so that
 `genspec validate` and `compile` refuse a spec the runtime cannot run, naming the field, instead of a
 NotImplementedError minutes into a run. Like compiler/schema/bundle.py it is a contract: it imports only the
-standard library and the schema, and tests/runtime/test_support.py fails when the runtime builds something
+standard library and pydantic, and tests/runtime/test_support.py fails when the runtime builds something
 undeclared here or lacks something declared here.
 
 Public API (stable; docs/reference.md's "runtime supports" column is generated from it):
@@ -148,12 +148,18 @@ _FIELD_SUPPORT: dict[tuple[str, str], str] = {
     ("Backbone", "qkv_bias"): "true only",
     ("Backbone", "positions"): "rope (MMDiT flux style, DiT), msrope (MMDiT qwen_image style)",
     ("MMDiT", "norm_eps"): "1e-6 only",
+    ("MMDiT", "patch_size"): "square image patches (1, p, p)",
     ("MMDiT", "text_input_norm"): "false for block_style flux, true for qwen_image",
     ("DiT", "modulation"): ", ".join(MODULATIONS),
     ("DiT", "text_conditioning"): ", ".join(TEXT_CONDITIONING),
     ("ObjectiveBase", "loss_weighting"): "; ".join(f"{k}: {', '.join(v)}" for k, v in OBJECTIVES.items()),
     ("InferenceSpec", "sampler"): "; ".join(f"{k}: {', '.join(v)}" for k, v in SAMPLERS.items()),
     ("TextEncoder", "role"): "at most one encoder per denoiser input (text, pooled, glyph)",
+    ("MMDiT", "block_style"): "flux; qwen_image with single_blocks 0, no pooled_dim, no guidance_embed, "
+    "context_images none and text_input_norm true",
+    ("Rope", "axes"): "(index, h, w) or (h, w) in an MMDiT; any of t, h, w in a DiT",
+    ("MSRope", "centred"): "true only",
+    ("FlowMatching", "adaptive"): "true only with objective.noise_aware_compute set",
 }
 
 
@@ -166,6 +172,10 @@ def field_support(model: type[BaseModel], field: str) -> str | None:
         found = _FIELD_SUPPORT.get((klass.__name__, field))
         if found is not None:
             return found
+    kind = getattr(model.model_fields.get("kind"), "default", None) if field == "scorer" else None
+    if kind in OPS and ANY_SCORER not in OPS[kind]:  # an op kind implemented for some scorers only
+        return ", ".join(f"{scorer} (smoke scale only)" if support.smoke_only else scorer
+                         for scorer, support in OPS[kind].items())
     return None
 
 
@@ -173,7 +183,9 @@ def field_support(model: type[BaseModel], field: str) -> str | None:
 
 
 def unsupported(spec: Any) -> list[Unsupported]:
-    """Every value of `spec` (a compiler.schema.spec.Spec) the runtime does not implement, in spec order."""
+    """Every value of `spec` (a compiler.schema.spec.Spec) the runtime does not implement, in spec order.
+
+    Loss weightings are not repeated here: the objective.loss-weighting-fits-objective rule reads OBJECTIVES."""
     return [*_backbone(spec.architecture), *_encoders(spec.architecture), *_objective(spec), *_sampler(spec),
             *_ops(spec)]
 
@@ -193,9 +205,16 @@ def _backbone(architecture: Any) -> list[Unsupported]:
         if getattr(backbone, field) != value:
             found.append(Unsupported(f"{BACKBONE}.{field}", getattr(backbone, field),
                                      f"the {family.name} network implements only {field} = {value!r}"))
-    if not _positions_built(family.name, backbone.positions):
-        found.append(Unsupported(f"{BACKBONE}.positions.kind", backbone.positions.kind,
-                                 f"the {family.name} network builds {family.positions}"))
+    _, patch_h, patch_w = backbone.patch_size
+    if backbone.kind == "mmdit" and (backbone.patch_size[0] != 1 or patch_h != patch_w):
+        found.append(Unsupported(f"{BACKBONE}.patch_size", tuple(backbone.patch_size),
+                                 f"the {family.name} network packs square image patches (1, p, p)"))
+    positions = backbone.positions
+    if not _positions_built(family.name, positions):
+        expected_kind = "msrope" if family.name == "mmdit/qwen_image" else "rope"
+        path, value = ((f"{BACKBONE}.positions.kind", positions.kind) if positions.kind != expected_kind else
+                       (f"{BACKBONE}.positions", positions.model_dump(exclude={"axes_dims", "theta"})))
+        found.append(Unsupported(path, value, f"the {family.name} network builds {family.positions}"))
     return found
 
 

@@ -4,7 +4,9 @@
   model_dir=None, architecture=None, encode_size=None) -> Report`: what `genspec curate` calls
   (runtime/curation/curate.py); a spec supplies its own architecture and encode size (precompute_embeddings)
 - the op API for implementers: runtime/curation/api.py; `register` in runtime/curation/registry.py
-- `missing_kinds(kinds)`, `missing_implementations(ops)`: what the compiler asks before accepting a pipeline
+- `missing_kinds(kinds)`, `missing_implementations(ops)`: what the registry lacks. The compiler does not ask
+  it (compile imports no runtime): it reads the declaration in compiler/schema/support.py, which
+  tests/runtime/test_support.py keeps equal to this registry
 """
 
 from runtime.curation.api import CurationError, OpConfigError

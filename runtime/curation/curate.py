@@ -57,11 +57,11 @@ def select_pipeline(spec_or_ops: Spec | Pipeline | list, pipeline: str | None) -
 
 def spec_encoding(spec: Spec, pipeline: str, scale: Scale) -> tuple[ArchitectureSpec, tuple[int, int] | None]:
     """The architecture and (height, width) a spec's pipeline encodes with, as the bundle compiled at `scale`
-    holds them: the architecture of the spec at that scale profile (compiler.plan.scale.scaled: tiny encoders
+    holds them: the architecture of the spec at that scale profile (compiler.scale.scaled: tiny encoders
     at smoke) and the first resolution of the first training stage reading the pipeline's output
-    (compiler.emit.bundle.encode_size), None when no stage reads it."""
-    from compiler.emit.bundle import encode_size
-    from compiler.plan.scale import scaled
+    (compiler.schema.bundle.encode_size), None when no stage reads it."""
+    from compiler.schema.bundle import encode_size
+    from compiler.scale import scaled
 
     at_scale = scaled(spec, scale)
     return at_scale.architecture, encode_size(at_scale, next(p for p in at_scale.data.pipelines if p.name == pipeline))

@@ -2,6 +2,10 @@
 
 `@register("blur")` registers an implementation for every scorer of the kind; `@register("motion_score",
 scorer="farneback")` for one scorer. Lookup tries (kind, scorer) first, then (kind, any scorer).
+
+Declaring: the compiler checks a spec's ops against compiler/schema/support.py OPS, not against this registry
+(compile imports nothing from runtime). A new implementation is declared there too, with `smoke_only` when
+the class sets it; tests/runtime/test_support.py fails until the two hold the same (kind, scorer) slots.
 """
 
 from __future__ import annotations

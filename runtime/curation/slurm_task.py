@@ -53,7 +53,7 @@ def load_pipeline(args: argparse.Namespace) -> tuple[Pipeline, OpContext]:
     if args.pipeline_file:
         return Pipeline.model_validate_json(Path(args.pipeline_file).read_text()), OpContext(model_dir, args.scale)
     if args.bundle:
-        from compiler.emit.bundle import read_bundle_pipeline
+        from compiler.schema.bundle import read_bundle_pipeline
 
         try:
             shipped = read_bundle_pipeline(Path(args.bundle), args.pipeline)

@@ -14,7 +14,7 @@ from runtime.encoders.text import TextEmbedding, TextEncoderModel, build_text_en
 if TYPE_CHECKING:
     from compiler.schema.architecture import ArchitectureSpec
 
-SCALES = ("full", "smoke")  # as compiler/plan/scale.py
+SCALES = ("full", "smoke")  # as compiler/scale.py
 
 
 class Conditioning:

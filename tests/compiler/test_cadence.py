@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 import specs
 from compiler.cli import app
 from compiler.clusters import load_cluster
-from compiler.plan import plan, scaled
+from compiler.plan import plan
+from compiler.scale import scaled
 from compiler.resolve import OverrideError, apply_overrides
 from compiler.schema.cluster import PRESETS
 

@@ -28,6 +28,30 @@ def test_list_json_names_all_fifteen_specs():
     assert [row["name"] for row in json.loads(result.stdout)] == EXPECTED
 
 
+def test_list_catalogue_states_what_the_loaded_specs_say():
+    import specs
+    from specs.catalogue import CATALOGUE
+
+    assert list(CATALOGUE) == list(specs.SHIPPED)
+    for name in specs.SHIPPED:
+        spec = specs.load(name)
+        assert CATALOGUE[name] == {
+            "family": spec.family, "modality": spec.modality, "organisation": spec.organisation,
+            "backbone": spec.architecture.backbone.kind, "objective": spec.objective.kind,
+            "params_documented": spec.architecture.params_documented, "derived_from": spec.derived_from,
+        }, f"specs/catalogue.py's row of {name} differs from the spec: update the row"
+
+
+def test_list_and_the_start_of_validate_load_no_spec_and_no_schema():  # typer itself imports pydantic
+    probe = ("import sys\nfrom compiler.cli import app\n"
+             "for args in (['list', '--json'], ['validate'], ['validate', '--help']):\n"
+             "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('compiler.schema', 'specs.'))"
+             " and m != 'specs.catalogue'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_validate_all_exits_zero():
     result = run("validate", "--all")
     assert result.exit_code == 0, result.output
@@ -145,3 +169,165 @@ def test_demo_of_an_unknown_spec_names_the_shipped_ones_and_writes_nothing(tmp_p
     assert result.exit_code == 2
     assert "'nope' is not a shipped spec" in result.output and "flux1-dev" in result.output
     assert not (tmp_path / "demo").exists()
+
+
+# One pipeline: overrides after scaling, validate agreeing with compile, runtime support ---------------
+
+
+def test_set_under_smoke_scale_wins_and_is_listed_as_an_override(tmp_path):
+    out = tmp_path / "bundle"
+    result = run("compile", "flux1-dev", "--cluster", "local-cpu", "--scale", "smoke", "-o", str(out),
+                 "--set", "schedule.stages[pretrain].steps=10")
+    assert result.exit_code == 0, result.output
+    assert "steps: 10\n" in (out / "train/pretrain/stage.yaml").read_text()
+    assumptions = (out / "assumptions.md").read_text()
+    overrides = assumptions.split("## override", 1)[1].split("\n## ", 1)[0]
+    assert "| `schedule.stages[pretrain].steps` | 10 | --set schedule.stages[pretrain].steps=10 |" in overrides
+    assert "schedule.stages[pretrain].steps` | 3 |" not in assumptions  # the smoke value is gone
+
+
+def test_compile_help_set_example_is_shown_whole_and_works(tmp_path):
+    shown = "".join(run("compile", "--help").stdout.replace("│", "").split())  # rich wraps and boxes the help
+    assert "e.g.schedule.stages[pretrain].steps=1000." in shown
+    result = run("compile", "flux1-dev", "--cluster", "h100-64", "-o", str(tmp_path / "b"),
+                 "--set", "schedule.stages[pretrain].steps=1000")
+    assert result.exit_code == 0, result.output
+    assert "steps: 1000\n" in (tmp_path / "b/train/pretrain/stage.yaml").read_text()
+
+
+def _verdicts(target: str, cluster: str, scale: str, out, *extra: str) -> tuple[int, int]:
+    validated = run("validate", target, "--scale", scale, *extra)
+    compiled = run("compile", target, "--cluster", cluster, "--scale", scale, "-o", str(out), "--force", *extra)
+    assert validated.exit_code in (0, 1) and compiled.exit_code in (0, 1), (validated.output, compiled.output)
+    return validated.exit_code, compiled.exit_code
+
+
+@pytest.mark.parametrize("target", __import__("compiler.regen", fromlist=["targets"]).targets(), ids=str)
+def test_validate_and_compile_agree_on_every_shipped_spec(target, tmp_path):
+    name, cluster, scale = target
+    assert _verdicts(name, cluster, scale, tmp_path / "b") == (0, 0)
+
+
+def _flux_document(change) -> dict:
+    document = json.loads(run("show", "flux1-dev", "--format", "json").stdout)
+    change(document["spec"])
+    return document
+
+
+def _late_corruption(spec):  # the example: a decode check after a decoding barrier
+    spec["data"]["pipelines"][0]["ops"].append({"kind": "corruption", "name": "late_corruption"})
+
+
+def _layernorm_qk_norm(spec):  # a field the runtime does not build
+    spec["architecture"]["backbone"]["qk_norm"] = "layernorm_per_head"
+
+
+def _undisclosed_steps(spec):  # a value the planner needs, missing
+    spec["schedule"]["stages"][0]["steps"] = None
+
+
+def _unknown_scorer(spec):  # a curation op implementation the runtime lacks
+    op = next(op for op in spec["data"]["pipelines"][0]["ops"] if op["kind"] == "aesthetic")
+    op.update(kind="technical_quality", scorer="musiq", scale={"low": 0, "high": 100, "unit": "MUSIQ"})
+
+
+def _dataset_unused(spec):  # a warning only: both accept
+    spec["data"]["datasets"].append({"name": "spare", "subset_of": spec["data"]["datasets"][0]["name"]})
+
+
+@pytest.mark.parametrize("change,expected", [
+    (_late_corruption, 1), (_layernorm_qk_norm, 1), (_undisclosed_steps, 1), (_unknown_scorer, 1), (_dataset_unused, 0),
+], ids=lambda value: getattr(value, "__name__", str(value)))
+def test_validate_and_compile_agree_on_broken_variants(change, expected, tmp_path):
+    path = tmp_path / "variant.json"
+    path.write_text(json.dumps(_flux_document(change)))
+    assert _verdicts(str(path), "h100-64", "full", tmp_path / "b") == (expected, expected)
+
+
+def test_a_field_the_runtime_does_not_build_fails_validate_naming_it(tmp_path):
+    document = json.loads(run("show", "wan2.1-t2v-1.3b", "--format", "json").stdout)
+    document["spec"]["architecture"]["backbone"]["text_conditioning"] = "in_context"
+    document["spec"]["architecture"]["backbone"]["modulation"] = "adaln_per_block"
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(document))
+    result = run("validate", str(path))
+    assert result.exit_code == 1
+    for field, value in [("text_conditioning", "'in_context'"), ("modulation", "'adaln_per_block'")]:
+        assert f"error: architecture.backbone.{field}: {value} is not implemented by the runtime" in result.output
+    assert "[runtime.supported]" in result.output
+
+
+def test_compile_imports_nothing_from_the_runtime(tmp_path):
+    probe = (
+        "import sys\nfrom compiler.cli import app\n"
+        f"try:\n    app(['compile', 'wan2.1-t2v-1.3b', '--cluster', 'h100-64', '-o', {str(tmp_path / 'b')!r}])\n"
+        "except SystemExit as exit_:\n    assert exit_.code in (0, None), exit_.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('runtime', 'cv2', 'numpy', 'PIL', *"
+        f"{HEAVY!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_value_derived_without_a_marker_is_a_warning_and_listed_in_assumptions(tmp_path):
+    user = tmp_path / "mine.py"
+    user.write_text("import specs\nfrom compiler.document import derive\n"
+                    "MINE = derive(specs.load('flux1-dev'), {'schedule.stages[pretrain].lr_schedule.warmup_steps': 500},"
+                    " name='mine')\n")
+    validated = run("validate", f"{user}:MINE")
+    assert validated.exit_code == 0, validated.output
+    assert ("warning: schedule.stages[pretrain].lr_schedule.warmup_steps: the value has no provenance"
+            in validated.output) and "[provenance.recorded]" in validated.output
+    assert run("compile", f"{user}:MINE", "--cluster", "h100-64", "-o", str(tmp_path / "b")).exit_code == 0
+    unrecorded = (tmp_path / "b/assumptions.md").read_text().split("## unrecorded (1)", 1)[1].split("\n## ", 1)[0]
+    assert "| `schedule.stages[pretrain].lr_schedule.warmup_steps` | 500 |" in unrecorded
+
+
+def test_diff_hide_provenance_shows_value_changes_only():
+    full = json.loads(run("diff", "seedream-2.0", "seedream-3.0", "--format", "json").stdout)["changes"]
+    shown = run("diff", "seedream-2.0", "seedream-3.0", "--format", "json", "--hide-provenance")
+    assert shown.exit_code == 1
+    values = json.loads(shown.stdout)["changes"]
+    assert any(c["detail"] == "provenance only" for c in full)  # so there is something to hide
+    assert [c["path"] for c in values] == [c["path"] for c in full if c["detail"] != "provenance only"]
+    assert all(c["before_provenance"] is None and c["after_provenance"] is None for c in values)
+    assert "provenance" not in run("diff", "seedream-2.0", "seedream-3.0", "--hide-provenance").stdout
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("schedule.stages[nope].steps", "items are selected by name: pretrain, highres_finetune"),
+    ("schedule.stages[pretrain].resolutions[3].height", "these items have no names: select them by index, 0 to 0"),
+])
+def test_a_wrong_list_item_says_whether_names_or_indexes_select_it(path, expected):
+    result = run("show", "flux1-dev", "--set", f"{path}=7")
+    assert result.exit_code == 2
+    assert expected in result.output
+
+
+def test_a_custom_specs_bundle_readme_prints_a_rerun_command_that_works(tmp_path, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text("import specs\nfrom compiler.document import derive\n"
+                                      "MINE = derive(specs.load('wan2.1-t2v-1.3b'), {}, name='my-wan')\n")
+    assert run("compile", "mine.py:MINE", "--cluster", "h100-64", "-o", "first").exit_code == 0
+    readme = (tmp_path / "first/README.md").read_text()
+    command = readme.split("change the spec and run\n`", 1)[1].split("`", 1)[0]
+    assert command == "genspec compile mine.py:MINE --cluster h100-64 --scale full"
+    again = run(*shlex.split(command)[1:], "-o", "again")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again/manifest.json").read_text() == (tmp_path / "first/manifest.json").read_text()
+
+
+def test_demo_takes_any_target_and_finds_a_file_from_the_current_directory(tmp_path, monkeypatch):
+    from compiler.targets import absolute_target
+    from runtime.demo import compile_bundle
+
+    assert "AnyTARGET" in "".join(run("demo", "--help").stdout.replace("│", "").split())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text("import specs\nfrom compiler.document import derive\n"
+                                      "MINE = derive(specs.load('flux1-dev'), {}, name='my-flux')\n")
+    target = absolute_target("mine.py:MINE")
+    assert target == f"{tmp_path / 'mine.py'}:MINE" and absolute_target("flux1-dev") == "flux1-dev"
+    compile_bundle(target, tmp_path / "bundle", "my-flux")  # the demo compiles from the project root
+    assert json.loads((tmp_path / "bundle/manifest.json").read_text())["spec"] == "my-flux"

@@ -76,7 +76,7 @@ def test_a_subset_of_a_subset_filters_by_both():
 def test_pipeline_json_carries_the_architecture_and_the_first_consuming_stages_size(smoke_bundle):
     from ruamel.yaml import YAML
 
-    from compiler.emit.bundle import read_bundle_pipeline
+    from compiler.schema.bundle import read_bundle_pipeline
 
     document = json.loads((smoke_bundle / "curation" / "flux" / "pipeline.json").read_text())
     pretrain = YAML(typ="safe").load((smoke_bundle / "train" / "pretrain" / "stage.yaml").read_text())
@@ -89,7 +89,7 @@ def test_pipeline_json_carries_the_architecture_and_the_first_consuming_stages_s
 
 
 def test_the_encode_size_follows_subsets_to_the_first_stage_reading_the_pipeline(flux_spec, wan_spec):
-    from compiler.emit.bundle import encode_size
+    from compiler.schema.bundle import encode_size
 
     (main,) = flux_spec.data.pipelines
     assert encode_size(flux_spec, main) == (256, 256)  # pretrain reads `curated`

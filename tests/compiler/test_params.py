@@ -10,7 +10,8 @@ counts) are listed in docs/reference.md as not affecting the plan.
 import pytest
 
 import specs
-from compiler.plan import PlanError, plan, scaled
+from compiler.plan import PlanError, plan
+from compiler.scale import scaled
 from compiler.plan.cost import count_network, workload
 from compiler.plan.params import linear
 from compiler.resolve import apply_overrides

@@ -3,7 +3,8 @@
 import pytest
 
 import specs
-from compiler.plan import PlanError, plan, scaled
+from compiler.plan import PlanError, plan
+from compiler.scale import scaled
 from compiler.plan.cost import workload
 from compiler.plan.memory import ZeroChoice, model_state_bytes
 from compiler.schema.cluster import PRESETS

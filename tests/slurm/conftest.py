@@ -193,17 +193,13 @@ def slurm() -> Iterator[SlurmCluster]:
 
 @pytest.fixture(scope="session")
 def stub_bundle(tmp_path_factory) -> Path:
-    """flux1-dev for local-cpu at smoke scale, rendered in-process without the check that every curation op
-    has a runtime implementation: the stub runs need the Slurm scripts, not the ops."""
-    import compiler.emit.bundle as emit_bundle
+    """flux1-dev for local-cpu at smoke scale, rendered in-process (the stub runs need the Slurm scripts)."""
     import specs
     from compiler.emit import render, write_bundle
     from compiler.schema.cluster import PRESETS
 
     out = tmp_path_factory.mktemp("bundle") / SPEC
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(emit_bundle, "_unimplemented_ops", lambda spec: [], raising=False)
-        write_bundle(render(specs.load(SPEC), PRESETS[CLUSTER], SCALE), out, force=True)
+    write_bundle(render(specs.load(SPEC), PRESETS[CLUSTER], SCALE), out, force=True)
     return out
 
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 import specs
 from compiler.cli import app
 from compiler.emit import render, write_bundle
-from compiler.emit.bundle import read_bundle_pipeline
-from compiler.plan.scale import scaled
+from compiler.schema.bundle import read_bundle_pipeline
+from compiler.scale import scaled
 from compiler.schema.cluster import PRESETS
 from compiler.schema.data import ExactDedup, Pipeline
 from runtime.curation import run

@@ -14,7 +14,7 @@ from diffusers import (
 )
 
 import specs
-from compiler.plan.scale import scaled
+from compiler.scale import scaled
 from compiler.schema.architecture import LatentSpace, PixelSpace, TextEncoder
 from runtime.encoders import MissingWeightsError, build_conditioning
 from runtime.encoders.model_directory import folder_name

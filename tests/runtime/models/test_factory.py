@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import specs
-from compiler.plan import scaled
+from compiler.scale import scaled
 from compiler.plan.params import count_dit, count_mmdit
 from compiler.schema.architecture import Cascade, LatentSpace
 from compiler.schema.architecture import MMDiT as MMDiTSpec

@@ -26,7 +26,7 @@ import webdataset as wds
 from ruamel.yaml import YAML
 
 from compiler.schema.architecture import DiT, LatentSpace, MMDiT, Rope, TextEncoder
-from compiler.schema.bundle import DataInput, Layout, StageFile
+from compiler.schema.bundle import DataInput, ParallelLayout, StageFile
 from compiler.schema.common import Size
 from compiler.schema.objective import FlowMatching
 from compiler.schema.schedule import AdamW, DatasetUse, Stage
@@ -190,7 +190,7 @@ def write_stage(
         architecture=architecture(video, guidance),
         objective=objective or FlowMatching(),
         inference=InferenceSpec(sampler="euler", steps=4),
-        layout=Layout(dp_size=dp, micro_batch=micro, grad_accumulation=accum, zero_stage=zero, precision=precision),
+        layout=ParallelLayout(dp_size=dp, micro_batch=micro, grad_accumulation=accum, zero_stage=zero, precision=precision),
         data=[
             DataInput(dataset=d, weight=w, shards=f"data/{d}", modality="video" if video else "image")
             for d, w in zip(datasets, weights)

@@ -1,10 +1,11 @@
-"""Scale profiles. `smoke` shrinks a spec so it compiles for `local-cpu` and runs in minutes, keeping its
+"""The scale pass. `smoke` shrinks a spec so it compiles for `local-cpu` and runs in minutes, keeping its
 structure: the same families, block kinds, stages, datasets and ops, with small widths and sizes.
 
 Every shrunk value is recorded as an assumption whose reason starts with "smoke scale", so the bundle's
 assumptions report lists them. Curation thresholds are untouched (the curation runtime handles smoke
 models and thresholds itself), except durations: clip lengths in seconds shrink by TIME (at least MIN_CLIP
-seconds), so smoke curation decodes short clips.
+seconds), so smoke curation decodes short clips. Scaling runs before `--set` overrides (compiler/pipeline.py),
+so an override always wins over a smoke value.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from compiler.document import apply_changes, from_document, to_document
 from compiler.schema.architecture import Cascade, DiT, LatentSpace, MMDiT
+from compiler.schema.common import Size
 from compiler.schema.provenance import Provenance
 from compiler.schema.spec import Spec
 
@@ -82,7 +84,7 @@ def smoke(spec: Spec) -> Spec:
     _shorten_durations(spec, changes)
     changes["inference.steps"] = (4, "a few sampling steps")
     if spec.inference.resolution:
-        changes["inference.resolution"] = (LONG_SIDE, "smoke resolution")
+        changes["inference.resolution"] = (Size(height=LONG_SIDE, width=LONG_SIDE), "smoke resolution")
     if spec.inference.frames:
         changes["inference.frames"] = (_frames(spec), "smoke frame count")
     data, table = to_document(spec)
@@ -155,12 +157,13 @@ def _shrink_stages(spec: Spec, changes: dict[str, tuple[Any, str]], step: int) -
         base = f"schedule.stages[{stage.name}]"
         if cascade is not None:
             side = next((16 * 2**i for i, u in enumerate(cascade.stages) if u.name == stage.model), 16)
-            sizes = [{"height": side, "width": side}]
+            sizes = [Size(height=side, width=side)]
         else:
             # At least two patches a side, so attention has more than one token to look at.
-            sizes = [{"height": max(2 * step, _multiple(s.height * LONG_SIDE / largest, step)),
-                      "width": max(2 * step, _multiple(s.width * LONG_SIDE / largest, step))}
+            sizes = [Size(height=max(2 * step, _multiple(s.height * LONG_SIDE / largest, step)),
+                          width=max(2 * step, _multiple(s.width * LONG_SIDE / largest, step)))
                      for s in stage.resolutions]
+        # Size nodes, not dicts, so each height and width carries the smoke assumption (a leaf of its own).
         changes[f"{base}.resolutions"] = (sizes, f"largest side {LONG_SIDE} px, ratios kept")
         changes[f"{base}.batch_size"] = (BATCH, "2 samples per step")
         changes[f"{base}.steps"] = (STEPS, "3 steps")
