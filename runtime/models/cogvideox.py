@@ -54,6 +54,7 @@ class CogVideoXConfig:
     patch_size_t: int | None = None
     ofs_embed_dim: int | None = None
     rope_theta: float = 10000.0
+    freq_dim: int | None = None  # sinusoid width of the timestep; None: the model width, as diffusers builds it
 
     def __post_init__(self):
         unsupported = {
@@ -186,8 +187,9 @@ class CogVideoXDiT(ActivationCheckpointing, nn.Module):
         super().__init__()
         self.config = config
         dim, cond = config.inner_dim, config.time_embed_dim
+        self.freq_dim = config.freq_dim or dim
         self.patch_embed = TextVideoPatchEmbed(config.in_channels, dim, config.text_embed_dim, config.patch_size)
-        self.time_embedding = EmbeddingMLP(dim, cond, nn.SiLU())
+        self.time_embedding = EmbeddingMLP(self.freq_dim, cond, nn.SiLU())
         self.transformer_blocks = nn.ModuleList(
             ExpertBlock(dim, config.num_attention_heads, config.attention_head_dim, cond, config.norm_eps)
             for _ in range(config.num_layers)
@@ -228,7 +230,7 @@ class CogVideoXDiT(ActivationCheckpointing, nn.Module):
         patch = self.config.patch_size
         if height % patch or width % patch:
             raise ValueError(f"latent size {height}x{width} is not divisible by the patch size {patch}; crop or pad it")
-        t_emb = timestep_embedding(timestep, self.config.inner_dim, flip_sin_to_cos=self.config.flip_sin_to_cos)
+        t_emb = timestep_embedding(timestep, self.freq_dim, flip_sin_to_cos=self.config.flip_sin_to_cos)
         temb = self.time_embedding(t_emb.to(hidden_states.dtype))
         joint = self.patch_embed(encoder_hidden_states, hidden_states)
         text_len = encoder_hidden_states.shape[1]
