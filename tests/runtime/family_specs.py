@@ -8,6 +8,7 @@ config.json. Everything but the architecture is the base spec's and says nothing
 from __future__ import annotations
 
 import specs
+from compiler.resolve import apply_overrides
 from compiler.schema import ArchitectureSpec, DiT, LatentSpace, MMDiT, Rope, TextEncoder, documented
 from compiler.schema.architecture import LearnedPositions, ScaledRope
 
@@ -77,12 +78,20 @@ COGVIDEOX_5B_ARCHITECTURE = ArchitectureSpec(
 )
 
 
-def _with_architecture(base: str, name: str, architecture: ArchitectureSpec):
+def _with_architecture(base: str, name: str, architecture: ArchitectureSpec, overrides: list[str] = ()):
     spec = specs.load(base)
-    return spec.model_copy(update={"name": name, "family": name, "architecture": architecture})
+    spec = spec.model_copy(update={"name": name, "family": name, "architecture": architecture})
+    return apply_overrides(spec, list(overrides)) if overrides else spec
 
 
-HUNYUAN_VIDEO = _with_architecture("wan2.1-t2v-1.3b", "hunyuan-video-test", HUNYUAN_VIDEO_ARCHITECTURE)
-SD3_MEDIUM = _with_architecture("flux1-dev", "sd3-medium-test", SD3_MEDIUM_ARCHITECTURE)
+HUNYUAN_VIDEO = _with_architecture(
+    "wan2.1-t2v-1.3b", "hunyuan-video-test", HUNYUAN_VIDEO_ARCHITECTURE,
+    ["inference.guidance_embedded=6.0"],  # diffusers pipeline_hunyuan_video.py's default guidance_scale
+)
+SD3_MEDIUM = _with_architecture(
+    "flux1-dev", "sd3-medium-test", SD3_MEDIUM_ARCHITECTURE,
+    ["data.pipelines[flux].ops[precompute_embeddings].text_encoders=[t5, clip]", "inference.guidance_embedded=null",
+     "inference.cfg_scale=7.0"],  # SD3 samples with classifier-free guidance 7.0 (diffusers' docs example)
+)
 COGVIDEOX_5B = _with_architecture("wan2.1-t2v-1.3b", "cogvideox-5b-test", COGVIDEOX_5B_ARCHITECTURE)
 FAMILY_SPECS = {"mmdit/hunyuan_video": HUNYUAN_VIDEO, "mmdit/sd3": SD3_MEDIUM, "dit/adaln_expert": COGVIDEOX_5B}
