@@ -74,3 +74,24 @@ def test_the_smoke_spec_trains_steps(family):
     assert [name for name, p in model.named_parameters() if p.grad is None] == []
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert {"model.proj_out.weight", "model.norm_out.linear.weight"} <= changed
+
+
+FAMILY_ATTRS = {"mmdit/hunyuan_video": "HUNYUAN_VIDEO", "mmdit/sd3": "SD3_MEDIUM", "dit/adaln_expert": "COGVIDEOX_5B"}
+SPEC_FILE = Path(__file__).with_name("family_specs.py")
+
+
+@pytest.mark.parametrize("family", list(FAMILY_ATTRS))
+@pytest.mark.parametrize("cluster,scale", [("h100-64", "full"), ("local-cpu", "smoke")])
+def test_the_family_specs_validate_and_compile(family, cluster, scale, tmp_path):
+    from typer.testing import CliRunner
+
+    from compiler.cli import app
+
+    runner = CliRunner()
+    target = f"{SPEC_FILE}:{FAMILY_ATTRS[family]}"
+    validated = runner.invoke(app, ["validate", target])
+    assert validated.exit_code == 0, validated.output
+    out = tmp_path / "bundle"
+    result = runner.invoke(app, ["compile", target, "--cluster", cluster, "--scale", scale, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert list(out.glob("train/*/stage.yaml")), "no training stage written"
