@@ -61,7 +61,9 @@ class HunyuanVideoConfig:
                 f"attention_head_dim {self.attention_head_dim}; RoPE rotates channel pairs over the whole head"
             )
         if self.qk_norm != "rms_norm":
-            raise ValueError(f"HunyuanVideoConfig.qk_norm is {self.qk_norm!r}; only 'rms_norm' (every release) is built")
+            raise ValueError(
+                f"HunyuanVideoConfig.qk_norm is {self.qk_norm!r}; only 'rms_norm' (every release) is built"
+            )
         if self.image_condition_type is not None:
             raise ValueError(
                 f"HunyuanVideoConfig.image_condition_type is {self.image_condition_type!r}; only text-to-video "

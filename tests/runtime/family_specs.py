@@ -13,11 +13,13 @@ from compiler.schema import ArchitectureSpec, DiT, LatentSpace, MMDiT, Rope, Tex
 from compiler.schema.architecture import LearnedPositions, ScaledRope
 
 HUNYUAN_CONFIG = "hunyuanvideo-community/HunyuanVideo transformer/config.json (diffusers)"
-HUNYUAN_PAPER = "Kong et al. 2024, HunyuanVideo: A Systematic Framework For Large Video Generative Models, arXiv:2412.03603"
+HUNYUAN_PAPER = "Kong et al. 2024, HunyuanVideo: A Systematic Framework For Large Video Generative Models, " \
+    "arXiv:2412.03603"
 SD3_CONFIG = "stabilityai/stable-diffusion-3-medium-diffusers transformer/config.json (diffusers)"
 SD3_PAPER = "Esser et al. 2024, Scaling Rectified Flow Transformers (SD3), arXiv:2403.03206"
 COGVIDEOX_CONFIG = "THUDM/CogVideoX-5b transformer/config.json (diffusers)"
-COGVIDEOX_PAPER = "Yang et al. 2024, CogVideoX: Text-to-Video Diffusion Models with An Expert Transformer, arXiv:2408.06072"
+COGVIDEOX_PAPER = "Yang et al. 2024, CogVideoX: Text-to-Video Diffusion Models with An Expert Transformer, " \
+    "arXiv:2408.06072"
 
 HUNYUAN_VIDEO_ARCHITECTURE = ArchitectureSpec(
     backbone=documented(
