@@ -97,3 +97,8 @@ SD3_MEDIUM = _with_architecture(
 )
 COGVIDEOX_5B = _with_architecture("wan2.1-t2v-1.3b", "cogvideox-5b-test", COGVIDEOX_5B_ARCHITECTURE)
 FAMILY_SPECS = {"mmdit/hunyuan_video": HUNYUAN_VIDEO, "mmdit/sd3": SD3_MEDIUM, "dit/adaln_expert": COGVIDEOX_5B}
+# The runtime encodes text with the encoder families of runtime/encoders/text.py, which have no LLaVA-Llama: the
+# demo's copy names a multimodal LLM it does encode with (Qwen2.5-VL, the qwen family), a stand-in, not a fact.
+HUNYUAN_VIDEO_DEMO = apply_overrides(
+    HUNYUAN_VIDEO, ["architecture.text_encoders[llava_llama3].model=Qwen/Qwen2.5-VL-7B-Instruct"]
+)
