@@ -95,6 +95,9 @@ SD3_MEDIUM = _with_architecture(
     ["data.pipelines[flux].ops[precompute_embeddings].text_encoders=[t5, clip]", "inference.guidance_embedded=null",
      "inference.cfg_scale=7.0"],  # SD3 samples with classifier-free guidance 7.0 (diffusers' docs example)
 )
+# FLUX.1 dev's last stage distils guidance into a guidance embedding, which SD3 has not: SD3 keeps the others.
+SD3_MEDIUM = SD3_MEDIUM.model_copy(update={"schedule": SD3_MEDIUM.schedule.model_copy(
+    update={"stages": [stage for stage in SD3_MEDIUM.schedule.stages if stage.kind != "guidance_distillation"]})})
 COGVIDEOX_5B = _with_architecture("wan2.1-t2v-1.3b", "cogvideox-5b-test", COGVIDEOX_5B_ARCHITECTURE)
 FAMILY_SPECS = {"mmdit/hunyuan_video": HUNYUAN_VIDEO, "mmdit/sd3": SD3_MEDIUM, "dit/adaln_expert": COGVIDEOX_5B}
 # The runtime encodes text with the encoder families of runtime/encoders/text.py, which have no LLaVA-Llama: the
