@@ -16,7 +16,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from compiler.plan.params import ParamCount, count_dit, count_mmdit, count_unet, unet_forward_flops
+from compiler.plan.params import (
+    ParamCount,
+    count_dit,
+    count_expert_dit,
+    count_mmdit,
+    count_sd3,
+    count_unet,
+    count_video_mmdit,
+    unet_forward_flops,
+)
 from compiler.schema.architecture import (
     Cascade,
     DiT,
@@ -92,8 +101,10 @@ def _image_channels(spec: Spec) -> int:
 
 def position_table(spec: Spec, backbone) -> int:
     """Learned absolute positions: one d-wide vector per position of the largest token grid a stage trains."""
-    if not isinstance(backbone.positions, LearnedPositions):
+    if not isinstance(backbone.positions, LearnedPositions) or not backbone.positions.trained:
         return 0
+    if backbone.positions.max_size is not None:
+        return backbone.positions.max_size**2 * backbone.hidden_size
     return max(_image_tokens(spec, backbone, stage) for stage in spec.schedule.stages) * backbone.hidden_size
 
 
@@ -116,7 +127,14 @@ def count_network(spec: Spec, model: str = "main") -> ParamCount:
         count = count_unet(_unet(backbone, model), _cascade_text_dim(spec), _image_channels(spec))
     elif isinstance(backbone, MMDiT):
         pooled = any(e.role == "pooled" for e in arch.text_encoders)
-        count = count_mmdit(backbone, pooled, _glyph(spec)[0])
+        if backbone.block_style == "hunyuan_video":
+            count = count_video_mmdit(backbone, pooled)
+        elif backbone.block_style == "sd3":
+            count = count_sd3(backbone, pooled)
+        else:
+            count = count_mmdit(backbone, pooled, _glyph(spec)[0])
+    elif backbone.modulation == "adaln_expert":
+        count = count_expert_dit(backbone)
     else:
         count = count_dit(backbone)
     if not isinstance(backbone, Cascade):

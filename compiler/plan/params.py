@@ -21,7 +21,7 @@ which is why MMDiT FLOPs are not 6 N per token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from compiler.schema.architecture import DiT, MMDiT, QKNorm, SpacetimeDiT, UNetStage
 
@@ -99,6 +99,86 @@ def count_mmdit(arch: MMDiT, pooled: bool, glyph_dim: int | None = None) -> Para
         largest_layer=max(double_image + double_text + double_sample + double_other,
                           single_tokens + single_sample + qk_norm if n_single else 0),
         blocks=n_double + n_single,
+    )
+
+
+def count_video_mmdit(arch: MMDiT, pooled: bool) -> ParamCount:
+    """HunyuanVideo-style MMDiT (runtime/models/hunyuan_video.py, diffusers HunyuanVideoTransformer3DModel): the
+    FLUX blocks over spacetime patches (in/out channels per latent cell), and a token refiner in place of
+    FLUX's text projection: its own timestep + pooled-text conditioning, a projection to the width, and
+    blocks of LayerNorm, self-attention and a SiLU MLP whose residuals are gated from the conditioning."""
+    flux = count_mmdit(arch.model_copy(update={"block_style": "flux"}), pooled)
+    d, inner = arch.hidden_size, arch.num_heads * arch.head_dim
+    pt, ph, pw = arch.patch_size
+    cells = pt * ph * pw
+    mlp_hidden = int(d * arch.mlp_ratio)
+    # FLUX's terms for a patch embedding and output over packed channels, replaced by per-cell ones.
+    image_io = linear(arch.in_channels, d) + linear(d, arch.out_channels)
+    patch_io = linear(arch.in_channels * cells, d) + linear(d, arch.out_channels * cells)
+    refiner_tokens = 3 * linear(d, inner) + linear(inner, d) + _mlp(d, mlp_hidden)
+    # The refiner's conditioning (timestep MLP + mean-pooled text MLP) and each block's gates, once per sample;
+    # its projection to the width is FLUX's text projection, already counted.
+    blocks = arch.token_refiner_blocks
+    refiner_sample = linear(256, d) + linear(d, d) + linear(arch.context_dim, d) + linear(d, d)
+    return replace(
+        flux,
+        image_token=flux.image_token - image_io + patch_io,
+        text_token=flux.text_token + blocks * refiner_tokens,
+        sample=flux.sample + refiner_sample + blocks * linear(d, 2 * d),
+        other=flux.other + blocks * 4 * d,  # two affine LayerNorms per refiner block
+    )
+
+
+def count_sd3(arch: MMDiT, pooled: bool) -> ParamCount:
+    """SD3-class MMDiT (runtime/models/sd3.py, diffusers SD3Transformer2DModel): double-stream blocks only,
+    the last one context-pre-only (text modulation to scale and shift only, no text output projection or
+    MLP); a Conv2d patch embedding over latent cells. A fixed position table (`trained: false`) is a buffer,
+    not counted here; a trained one is added by the caller."""
+    d, inner, hd = arch.hidden_size, arch.num_heads * arch.head_dim, arch.head_dim
+    _, ph, pw = arch.patch_size
+    mlp = _mlp(d, int(d * arch.mlp_ratio))
+    qk_norm = 2 * qk_norm_params(arch.qk_norm, hd, inner)  # image and text streams
+    image = 3 * linear(d, inner, arch.qkv_bias) + linear(inner, d) + mlp
+    text = 3 * linear(d, inner, arch.qkv_bias) + linear(inner, d) + mlp
+    text_last = 3 * linear(d, inner, arch.qkv_bias)  # queries, keys and values only
+    n = arch.double_blocks
+    embed_sample = linear(256, d) + linear(d, d)
+    if pooled and arch.pooled_dim:
+        embed_sample += linear(arch.pooled_dim, d) + linear(d, d)
+    block_sample = 2 * linear(d, 6 * d)
+    last_sample = linear(d, 6 * d) + linear(d, 2 * d)
+    return ParamCount(
+        image_token=linear(arch.in_channels * ph * pw, d) + n * image + linear(d, arch.out_channels * ph * pw),
+        text_token=linear(arch.context_dim, d) + (n - 1) * text + text_last if n else linear(arch.context_dim, d),
+        sample=embed_sample + (n - 1) * block_sample + last_sample + linear(d, 2 * d) if n else embed_sample,
+        other=n * qk_norm,
+        largest_layer=image + text + block_sample + qk_norm,
+        blocks=n,
+    )
+
+
+def count_expert_dit(arch: DiT | SpacetimeDiT) -> ParamCount:
+    """Expert-adaLN DiT (runtime/models/cogvideox.py, diffusers CogVideoXTransformer3DModel): text tokens in
+    the sequence share the attention and MLP weights; each block has two modulations (before attention and
+    before the MLP), each a Linear(cond_dim, 6d) into separate text and video chunks plus an affine LayerNorm;
+    the timestep's freq_dim-wide sinusoid is lifted to cond_dim; the text is projected by one linear."""
+    d, inner = arch.hidden_size, arch.num_heads * arch.head_dim
+    cond = arch.cond_dim or d
+    ffn = arch.ffn_dim or int(d * arch.mlp_ratio)
+    pt, ph, pw = arch.patch_size
+    qk_norm = qk_norm_params(arch.qk_norm, arch.head_dim, inner)
+    block_tokens = 3 * linear(d, inner, arch.qkv_bias) + linear(inner, d) + _mlp(d, ffn)
+    block_sample = 2 * linear(cond, 6 * d)
+    block_other = qk_norm + 2 * 2 * d
+    cells = pt * ph * pw
+    return ParamCount(
+        image_token=linear(arch.in_channels * cells, d) + linear(d, arch.out_channels * cells),
+        text_token=linear(arch.text_dim, d),
+        joint_token=arch.depth * block_tokens,
+        sample=linear(arch.freq_dim, cond) + linear(cond, cond) + arch.depth * block_sample + linear(cond, 2 * d),
+        other=arch.depth * block_other + 2 * d + 2 * d,  # norm_final and the output modulation's LayerNorm
+        largest_layer=block_tokens + block_sample + block_other,
+        blocks=arch.depth,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from compiler.schema.provenance import Node
 
@@ -54,9 +54,19 @@ class PixelSpace(Node):
 
 
 class LearnedPositions(Node):
-    """Learned absolute position embeddings."""
+    """Absolute position embeddings added to the patch tokens: a learned table, or a fixed one kept with the
+    weights (SD3's sin-cos table, stored in its checkpoints as a buffer)."""
 
     kind: Literal["learned"] = "learned"
+    max_size: int | None = Field(
+        None,
+        gt=0,
+        description="side, in patches, of a square table an image of h x w patches takes its centred h x w crop "
+        "from (SD3's pos_embed_max_size: 192); None: one vector per position of the largest grid trained",
+    )
+    trained: bool = Field(
+        True, description="false: a fixed table (SD3's sin-cos buffer), kept with the weights but not a parameter"
+    )
 
 
 class Rope(Node):
@@ -120,7 +130,13 @@ class Backbone(Node):
 
 
 class MMDiT(Backbone):
-    """Multimodal DiT: double-stream blocks (separate text/image weights) then single-stream blocks."""
+    """Multimodal DiT: double-stream blocks (separate text/image weights) then single-stream blocks.
+
+    block_style: `flux` (FLUX.1, Seedream), `qwen_image`, `hunyuan_video` (HunyuanVideo: spacetime patches,
+    5-D latents, a token refiner over the text, RoPE over (t, h, w) on the video tokens only, in_channels and
+    out_channels per latent cell) and `sd3` (SD3 / SD3.5 large: double-stream blocks only, the last one's text
+    stream context-pre-only, positions from a cropped table, in_channels and out_channels per latent cell).
+    """
 
     kind: Literal["mmdit"] = "mmdit"
     double_blocks: int = Field(ge=0)
@@ -132,7 +148,27 @@ class MMDiT(Backbone):
         "none", description="reference images appended to the image tokens on the sequence axis (Kontext)"
     )
     text_input_norm: bool = Field(False, description="RMSNorm on the text encoder output (Qwen-Image)")
-    block_style: Literal["flux", "qwen_image"] = "flux"
+    block_style: Literal["flux", "qwen_image", "hunyuan_video", "sd3"] = "flux"
+    token_refiner_blocks: int = Field(
+        0,
+        ge=0,
+        description="blocks of a token refiner, an extra module with its own parameters that self-attends over "
+        "the text before the MMDiT (HunyuanVideo: 2); hunyuan_video block style only",
+    )
+
+    @model_validator(mode="after")
+    def _style_fields(self) -> MMDiT:
+        if self.token_refiner_blocks and self.block_style != "hunyuan_video":
+            raise ValueError(
+                f"token_refiner_blocks is {self.token_refiner_blocks} but block_style is {self.block_style!r}; "
+                "only the hunyuan_video block style has a token refiner: set it to 0 or change block_style"
+            )
+        if self.block_style == "sd3" and self.single_blocks:
+            raise ValueError(
+                f"single_blocks is {self.single_blocks} but the sd3 block style has double-stream blocks only; "
+                "set single_blocks to 0"
+            )
+        return self
 
 
 class DiT(Backbone):
@@ -144,7 +180,30 @@ class DiT(Backbone):
     text_dim: int = Field(gt=0)
     freq_dim: int = Field(256, gt=0, description="sinusoidal timestep embedding width")
     cross_attn_norm: bool = True
-    modulation: Literal["adaln_single", "adaln_per_block"] = "adaln_single"
+    modulation: Literal["adaln_single", "adaln_per_block", "adaln_expert"] = Field(
+        "adaln_single",
+        description="adaln_single: one shared time projection plus a table per block (Wan, PixArt-alpha); "
+        "adaln_per_block: a Linear(d, 6d) per block (DiT); adaln_expert: per block, separate chunks for the "
+        "text and the video tokens from a conditioning vector of width cond_dim (CogVideoX, in-context text)",
+    )
+    cond_dim: int | None = Field(
+        None, gt=0, description="width of the conditioning vector the modulation reads (CogVideoX's "
+        "time_embed_dim: 512); None: hidden_size"
+    )
+
+    @model_validator(mode="after")
+    def _expert_fields(self) -> DiT:
+        if self.modulation == "adaln_expert" and self.text_conditioning != "in_context":
+            raise ValueError(
+                "modulation is 'adaln_expert' but text_conditioning is 'cross_attention'; expert adaLN modulates "
+                "text tokens inside the sequence: set text_conditioning to 'in_context'"
+            )
+        if self.cond_dim is not None and self.modulation != "adaln_expert":
+            raise ValueError(
+                f"cond_dim is {self.cond_dim} but modulation is {self.modulation!r}; only adaln_expert reads a "
+                "conditioning vector of its own width: drop cond_dim or set modulation to 'adaln_expert'"
+            )
+        return self
     text_conditioning: Literal["cross_attention", "in_context"] = "cross_attention"
 
 

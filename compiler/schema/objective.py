@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from compiler.schema.provenance import Node
 
@@ -146,20 +146,50 @@ class FlowMatching(ObjectiveBase):
 BetaSchedule = Literal["linear", "cosine", "scaled_linear"]
 
 
-class NoisePrediction(ObjectiveBase):
+class DiscreteTimeObjective(ObjectiveBase):
+    """Fields of the DDPM objectives: the beta schedule, its range, an SNR shift and zero terminal SNR."""
+
+    schedule: BetaSchedule = "cosine"
+    train_steps: int = Field(1000, gt=0)
+    beta_start: float | None = Field(
+        None, gt=0, lt=1, description="first beta of a linear or scaled_linear schedule; None: the schedule's "
+        "default (linear 1e-4, scaled_linear 0.00085)"
+    )
+    beta_end: float | None = Field(
+        None, gt=0, lt=1, description="last beta of a linear or scaled_linear schedule; None: the schedule's "
+        "default (linear 0.02, scaled_linear 0.012)"
+    )
+    snr_shift: float = Field(
+        1.0, gt=0, description="SNR divided by this factor at every step, abar / (s + (1 - s) abar) (CogVideoX's "
+        "snr_shift_scale); 1: none"
+    )
+    zero_terminal_snr: bool = Field(
+        False, description="betas rescaled so the last step is pure noise (Lin et al. 2024, arXiv:2305.08891, "
+        "Algorithm 1); needs v-prediction"
+    )
+
+    @model_validator(mode="after")
+    def _beta_range(self) -> DiscreteTimeObjective:
+        if (self.beta_start is not None or self.beta_end is not None) and self.schedule == "cosine":
+            raise ValueError(
+                "beta_start / beta_end are set but schedule is 'cosine', which has no beta range: drop them or use "
+                "'linear' / 'scaled_linear'"
+            )
+        if self.beta_start is not None and self.beta_end is not None and self.beta_start >= self.beta_end:
+            raise ValueError(f"beta_start {self.beta_start} must be below beta_end {self.beta_end}")
+        return self
+
+
+class NoisePrediction(DiscreteTimeObjective):
     """DDPM: predict the added noise eps from x_t at an integer step of a beta schedule."""
 
     kind: Literal["noise_prediction"] = "noise_prediction"
-    schedule: BetaSchedule = "cosine"
-    train_steps: int = Field(1000, gt=0)
 
 
-class VPrediction(ObjectiveBase):
+class VPrediction(DiscreteTimeObjective):
     """DDPM with the v = alpha eps - sigma x0 target."""
 
     kind: Literal["v_prediction"] = "v_prediction"
-    schedule: BetaSchedule = "cosine"
-    train_steps: int = Field(1000, gt=0)
 
 
 class ScoreMatching(ObjectiveBase):

@@ -64,6 +64,22 @@ FAMILIES: dict[str, Family] = {
         (("qkv_bias", True), ("norm_eps", 1e-6), ("single_blocks", 0), ("pooled_dim", None),
          ("guidance_embed", False), ("context_images", "none"), ("text_input_norm", True)),
     ),
+    "mmdit/hunyuan_video": Family(
+        "mmdit/hunyuan_video", "runtime.models.hunyuan_video.HunyuanVideoMMDiT", ("rmsnorm_per_head",),
+        "rope over (t, h, w), text unrotated",
+        (("qkv_bias", True), ("norm_eps", 1e-6), ("text_input_norm", False), ("context_images", "none")),
+    ),
+    "mmdit/sd3": Family(
+        "mmdit/sd3", "runtime.models.sd3.SD3MMDiT", ("none", "rmsnorm_per_head"),
+        "a fixed table cropped at its centre (learned, max_size set, trained false)",
+        (("qkv_bias", True), ("norm_eps", 1e-6), ("text_input_norm", False), ("context_images", "none"),
+         ("single_blocks", 0), ("guidance_embed", False), ("mlp_ratio", 4.0)),
+    ),
+    "dit/adaln_expert": Family(
+        "dit/adaln_expert", "runtime.models.cogvideox.CogVideoXDiT", ("layernorm_per_head",),
+        "scaled_rope over (t, h, w) split d/4, 3d/8, 3d/8",
+        (("qkv_bias", True), ("text_conditioning", "in_context"), ("mlp_ratio", 4.0)),
+    ),
     "dit": Family(
         "dit", "runtime.models.wan.WanDiT", ("rmsnorm_per_head", "rmsnorm_across_heads", "none"),
         "rope over a subset of (t, h, w)",
@@ -76,10 +92,10 @@ FAMILIES: dict[str, Family] = {
     ),
     "cascade": Family("cascade", "runtime.models.unet.UNet / EfficientUNet", (), "none (U-Nets)"),
 }
-QK_NORMS = ("rmsnorm_per_head", "rmsnorm_across_heads", "none")  # every family's together
-POSITIONS = ("rope", "msrope")  # learned and scaled_rope are built by no family
-MODULATIONS = ("adaln_single",)
-TEXT_CONDITIONING = ("cross_attention",)
+QK_NORMS = ("rmsnorm_per_head", "rmsnorm_across_heads", "layernorm_per_head", "none")  # every family's together
+POSITIONS = ("rope", "msrope", "learned", "scaled_rope")  # learned: SD3's fixed table; scaled_rope: CogVideoX's
+MODULATIONS = ("adaln_single", "adaln_expert")
+TEXT_CONDITIONING = ("cross_attention", "in_context")
 # Objective kind -> loss weightings its runtime objective implements (runtime/objectives/*.py).
 OBJECTIVES: dict[str, tuple[str, ...]] = {
     "flow_matching": ("none", "sigma_sqrt", "cosmap"),
@@ -123,8 +139,13 @@ OPS: dict[str, dict[str, OpSupport]] = {
 
 
 def family_of(backbone: Any) -> str:
-    """The FAMILIES key of a backbone: its kind, and for an MMDiT its block style."""
-    return f"mmdit/{backbone.block_style}" if backbone.kind == "mmdit" else backbone.kind
+    """The FAMILIES key of a backbone: its kind, for an MMDiT its block style, for an expert-adaLN DiT
+    `dit/adaln_expert`."""
+    if backbone.kind == "mmdit":
+        return f"mmdit/{backbone.block_style}"
+    if backbone.kind == "dit" and backbone.modulation == "adaln_expert":
+        return "dit/adaln_expert"
+    return backbone.kind
 
 
 def _op_support(kind: str, scorer: str | None) -> OpSupport | None:
@@ -145,19 +166,22 @@ def op_smoke_only(kind: str, scorer: str | None = None) -> bool:
 
 # What the runtime supports where it is narrower than the schema: (schema class, field) -> in words.
 _FIELD_SUPPORT: dict[tuple[str, str], str] = {
-    ("Backbone", "qk_norm"): ", ".join(QK_NORMS) + " (MMDiTs: rmsnorm_per_head only)",
+    ("Backbone", "qk_norm"): ", ".join(QK_NORMS) + " (MMDiTs: rmsnorm_per_head, and none in the sd3 block style; "
+    "layernorm_per_head with adaln_expert only)",
     ("Backbone", "qkv_bias"): "true only",
-    ("Backbone", "positions"): "rope (MMDiT flux style, DiT), msrope (MMDiT qwen_image style)",
+    ("Backbone", "positions"): "rope (MMDiT flux and hunyuan_video styles, DiT), msrope (MMDiT qwen_image style), "
+    "learned with max_size and trained false (sd3 style), scaled_rope over (t, h, w) (adaln_expert DiT)",
     ("MMDiT", "norm_eps"): "1e-6 only",
     ("MMDiT", "patch_size"): "square image patches (1, p, p)",
     ("MMDiT", "text_input_norm"): "false for block_style flux, true for qwen_image",
     ("DiT", "modulation"): ", ".join(MODULATIONS),
-    ("DiT", "text_conditioning"): ", ".join(TEXT_CONDITIONING),
+    ("DiT", "text_conditioning"): "cross_attention with adaln_single, in_context with adaln_expert",
+    ("LearnedPositions", "trained"): "false only (sd3 block style)",
     ("ObjectiveBase", "loss_weighting"): "; ".join(f"{k}: {', '.join(v)}" for k, v in OBJECTIVES.items()),
     ("InferenceSpec", "sampler"): "; ".join(f"{k}: {', '.join(v)}" for k, v in SAMPLERS.items()),
     ("TextEncoder", "role"): "at most one encoder per denoiser input (text, pooled, glyph)",
     ("MMDiT", "block_style"): "flux; qwen_image with single_blocks 0, no pooled_dim, no guidance_embed, "
-    "context_images none and text_input_norm true",
+    "context_images none and text_input_norm true; hunyuan_video and sd3 with a pooled_dim",
     ("Rope", "axes"): "(index, h, w) or (h, w) in an MMDiT; any of t, h, w in a DiT",
     ("MSRope", "centred"): "true only",
     ("FlowMatching", "adaptive"): "true only with objective.noise_aware_compute set",
@@ -207,22 +231,39 @@ def _backbone(architecture: Any) -> list[Unsupported]:
             found.append(Unsupported(f"{BACKBONE}.{field}", getattr(backbone, field),
                                      f"the {family.name} network implements only {field} = {value!r}"))
     _, patch_h, patch_w = backbone.patch_size
-    if backbone.kind == "mmdit" and (backbone.patch_size[0] != 1 or patch_h != patch_w):
+    time_patches = family.name == "mmdit/hunyuan_video"  # spacetime patches (t, p, p)
+    if (backbone.kind == "mmdit" or family.name == "dit/adaln_expert") and (
+            (backbone.patch_size[0] != 1 and not time_patches) or patch_h != patch_w):
         found.append(Unsupported(f"{BACKBONE}.patch_size", tuple(backbone.patch_size),
                                  f"the {family.name} network packs square image patches (1, p, p)"))
+    if family.name == "dit/adaln_expert" and backbone.ffn_dim not in (None, 4 * backbone.hidden_size):
+        found.append(Unsupported(f"{BACKBONE}.ffn_dim", backbone.ffn_dim,
+                                 f"the {family.name} network's MLP is 4 x hidden_size wide: leave ffn_dim null"))
+    if family.name in ("mmdit/hunyuan_video", "mmdit/sd3") and backbone.pooled_dim is None:
+        found.append(Unsupported(f"{BACKBONE}.pooled_dim", None,
+                                 f"the {family.name} network conditions on a pooled text vector: set pooled_dim"))
     positions = backbone.positions
-    if not _positions_built(family.name, positions):
-        expected_kind = "msrope" if family.name == "mmdit/qwen_image" else "rope"
+    if not _positions_built(family.name, positions, backbone):
+        expected_kind = {"mmdit/qwen_image": "msrope", "mmdit/sd3": "learned",
+                         "dit/adaln_expert": "scaled_rope"}.get(family.name, "rope")
         path, value = ((f"{BACKBONE}.positions.kind", positions.kind) if positions.kind != expected_kind else
                        (f"{BACKBONE}.positions", positions.model_dump(exclude={"axes_dims", "theta"})))
         found.append(Unsupported(path, value, f"the {family.name} network builds {family.positions}"))
     return found
 
 
-def _positions_built(family: str, positions: Any) -> bool:
+def _positions_built(family: str, positions: Any, backbone: Any) -> bool:
     axes = list(getattr(positions, "axes", []))
     if len(set(axes)) != len(axes):
         return True  # a repeated axis: architecture.rope-axes-cover-inputs reports the axes, whatever the family
+    if family == "mmdit/hunyuan_video":
+        return positions.kind == "rope" and axes == ["t", "h", "w"] and positions.text == "none"
+    if family == "mmdit/sd3":
+        return positions.kind == "learned" and positions.max_size is not None and not positions.trained
+    if family == "dit/adaln_expert":
+        d = backbone.head_dim
+        return (positions.kind == "scaled_rope" and axes == ["t", "h", "w"]
+                and list(positions.axes_dims) == [d // 4, d // 8 * 3, d // 8 * 3])
     if family == "mmdit/flux":
         return positions.kind == "rope" and axes in (["index", "h", "w"], ["h", "w"]) and positions.text in (
             "zeros", "cross_modality")

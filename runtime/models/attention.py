@@ -13,7 +13,7 @@ from torch import nn
 
 from runtime.models.rope import RopeTables, apply_rope
 
-QKNorm = Literal["per_head", "across_heads", "none"]
+QKNorm = Literal["per_head", "per_head_layer_norm", "across_heads", "none"]
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -30,7 +30,9 @@ class Attention(nn.Module):
 
     qk_norm="per_head" normalises each head of q and k over head_dim (FLUX, Qwen-Image); "across_heads"
     normalises the whole inner dim before the head split (Wan 2.1, diffusers transformer_wan.py
-    WanAttnProcessor); "none" leaves q and k as projected (Allegro, diffusers transformer_allegro.py).
+    WanAttnProcessor); "per_head_layer_norm" is a LayerNorm with affine weights per head instead of RMSNorm
+    (CogVideoX, diffusers attention_processor.py Attention(qk_norm="layer_norm")); "none" leaves q and k as
+    projected (Allegro, diffusers transformer_allegro.py).
     out_proj=False returns the heads unprojected: FLUX single-stream blocks fuse the attention output
     projection with the MLP's.
     """
@@ -39,14 +41,17 @@ class Attention(nn.Module):
         self, dim: int, heads: int, head_dim: int, *, qk_norm: QKNorm, eps: float = 1e-6, out_proj: bool = True
     ):
         super().__init__()
-        if qk_norm not in ("per_head", "across_heads", "none"):
-            raise ValueError(f"qk_norm is {qk_norm!r}; it must be 'per_head', 'across_heads' or 'none'")
+        if qk_norm not in ("per_head", "per_head_layer_norm", "across_heads", "none"):
+            raise ValueError(
+                f"qk_norm is {qk_norm!r}; it must be 'per_head', 'per_head_layer_norm', 'across_heads' or 'none'"
+            )
         inner = heads * head_dim
         self.head_dim = head_dim
         self.qk_norm = qk_norm
-        norm_dim = head_dim if qk_norm == "per_head" else inner
-        self.norm_q = nn.RMSNorm(norm_dim, eps=eps) if qk_norm != "none" else None
-        self.norm_k = nn.RMSNorm(norm_dim, eps=eps) if qk_norm != "none" else None
+        norm_dim = inner if qk_norm == "across_heads" else head_dim
+        norm = nn.LayerNorm if qk_norm == "per_head_layer_norm" else nn.RMSNorm
+        self.norm_q = norm(norm_dim, eps=eps) if qk_norm != "none" else None
+        self.norm_k = norm(norm_dim, eps=eps) if qk_norm != "none" else None
         self.to_q = nn.Linear(dim, inner)
         self.to_k = nn.Linear(dim, inner)
         self.to_v = nn.Linear(dim, inner)
@@ -54,43 +59,54 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)]) if out_proj else None
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, rope: RopeTables | None = None
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        rope: RopeTables | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, S, dim), context (B, S_c, dim) or None, rope tables (S, head_dim) -> (B, S, dim or inner)."""
+        """x (B, S, dim), context (B, S_c, dim) or None, rope tables (S, head_dim), mask as `attention`
+        -> (B, S, dim or inner)."""
         source = x if context is None else context
         q, k, v = self.to_q(x), self.to_k(source), self.to_v(source)
         if self.qk_norm == "across_heads":
             q, k = self.norm_q(q), self.norm_k(k)
         q, k, v = (t.unflatten(-1, (-1, self.head_dim)) for t in (q, k, v))
-        if self.qk_norm == "per_head":
+        if self.qk_norm in ("per_head", "per_head_layer_norm"):
             q, k = self.norm_q(q), self.norm_k(k)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = attention(q, k, v)
+        out = attention(q, k, v, mask)
         return out if self.to_out is None else self.to_out[0](out)
 
 
 class JointAttention(nn.Module):
     """MMDiT attention: image and text keep separate projections and QK norms, and attend jointly over the
     sequence [text, image] (Esser et al. 2024, arXiv:2403.03206 section 3.2; diffusers transformer_flux.py
-    FluxAttnProcessor, transformer_qwenimage.py QwenDoubleStreamAttnProcessor2_0)."""
+    FluxAttnProcessor, transformer_qwenimage.py QwenDoubleStreamAttnProcessor2_0).
 
-    def __init__(self, dim: int, heads: int, head_dim: int, eps: float = 1e-6):
+    qk_norm=False leaves q and k unnormalised (SD3-medium); context_out=False drops the text output projection
+    for a last block whose text stream ends there (SD3's context_pre_only block), returning None for context.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, head_dim: int, eps: float = 1e-6, *, qk_norm: bool = True, context_out: bool = True
+    ):
         super().__init__()
         inner = heads * head_dim
         self.head_dim = head_dim
-        self.norm_q = nn.RMSNorm(head_dim, eps=eps)
-        self.norm_k = nn.RMSNorm(head_dim, eps=eps)
+        self.norm_q = nn.RMSNorm(head_dim, eps=eps) if qk_norm else None
+        self.norm_k = nn.RMSNorm(head_dim, eps=eps) if qk_norm else None
         self.to_q = nn.Linear(dim, inner)
         self.to_k = nn.Linear(dim, inner)
         self.to_v = nn.Linear(dim, inner)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)])  # key `to_out.0`, as in diffusers
-        self.norm_added_q = nn.RMSNorm(head_dim, eps=eps)
-        self.norm_added_k = nn.RMSNorm(head_dim, eps=eps)
+        self.norm_added_q = nn.RMSNorm(head_dim, eps=eps) if qk_norm else None
+        self.norm_added_k = nn.RMSNorm(head_dim, eps=eps) if qk_norm else None
         self.add_q_proj = nn.Linear(dim, inner)
         self.add_k_proj = nn.Linear(dim, inner)
         self.add_v_proj = nn.Linear(dim, inner)
-        self.to_add_out = nn.Linear(inner, dim)
+        self.to_add_out = nn.Linear(inner, dim) if context_out else None
 
     def forward(
         self,
@@ -98,16 +114,18 @@ class JointAttention(nn.Module):
         context: torch.Tensor,
         rope: RopeTables | None = None,
         mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, S_x, dim) image, context (B, S_c, dim) text, rope tables over [text, image] -> (x, context)."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, S_x, dim) image, context (B, S_c, dim) text, rope tables over [text, image], mask over
+        [text, image] keys as `attention` -> (x, context); context is None without a text output projection."""
 
-        def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.unflatten(-1, (-1, self.head_dim))
+        def heads(t: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+            t = t.unflatten(-1, (-1, self.head_dim))
+            return t if norm is None else norm(t)
 
-        q = torch.cat([self.norm_added_q(heads(self.add_q_proj(context))), self.norm_q(heads(self.to_q(x)))], 1)
-        k = torch.cat([self.norm_added_k(heads(self.add_k_proj(context))), self.norm_k(heads(self.to_k(x)))], 1)
+        q = torch.cat([heads(self.add_q_proj(context), self.norm_added_q), heads(self.to_q(x), self.norm_q)], 1)
+        k = torch.cat([heads(self.add_k_proj(context), self.norm_added_k), heads(self.to_k(x), self.norm_k)], 1)
         v = torch.cat([heads(self.add_v_proj(context)), heads(self.to_v(x))], dim=1)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         context_out, x_out = attention(q, k, v, mask).split([context.shape[1], x.shape[1]], dim=1)
-        return self.to_out[0](x_out), self.to_add_out(context_out)
+        return self.to_out[0](x_out), None if self.to_add_out is None else self.to_add_out(context_out)

@@ -10,6 +10,9 @@
   by all blocks plus a learned table per block). Wan 2.1 is the reference implementation. Allegro
   (PixArt-style DiT: T5 by cross-attention, adaLN-single), Sora (a spacetime DiT; images are one-frame
   videos) and Hailuo (undisclosed, assumed like Wan) use this same structure, at their own sizes.
+- MMDiT, block_style hunyuan_video -> `HunyuanVideoMMDiT` (video MMDiT with a token refiner).
+- MMDiT, block_style sd3 -> `SD3MMDiT` (SD3 / SD3.5 large: cropped position table, context-pre-only last block).
+- DiT, modulation adaln_expert -> `CogVideoXDiT` (expert adaLN, text in the sequence).
 - Cascade -> the `UNet` or `EfficientUNet` of the UNetStage named `model_name` (Imagen 1 and 2).
 
 `model_adapter(network, architecture, model_name)` wraps a network in a `ModelAdapter`, the denoiser of
@@ -28,13 +31,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compiler.schema.architecture import ArchitectureSpec, Cascade, DiT, LatentSpace, MSRope, PixelSpace, Rope
+from compiler.schema.architecture import (
+    ArchitectureSpec,
+    Cascade,
+    DiT,
+    LatentSpace,
+    LearnedPositions,
+    MSRope,
+    PixelSpace,
+    Rope,
+    ScaledRope,
+)
 from compiler.schema.architecture import MMDiT as MMDiTSpec
+from runtime.models.cogvideox import CogVideoXConfig, CogVideoXDiT
 from runtime.models.compile import compile_blocks
 from runtime.models.flux import MMDiT, MMDiTConfig
+from runtime.models.hunyuan_video import HunyuanVideoConfig, HunyuanVideoMMDiT
 from runtime.models.layers import patchify_2d, unpatchify_2d
 from runtime.models.qwen_image import QwenImageConfig, QwenImageMMDiT
 from runtime.models.rope import cross_modality_text_ids, flux_image_ids
+from runtime.models.sd3 import SD3Config, SD3MMDiT
 from runtime.models.unet import UNetConfig
 from runtime.models.wan import WanDiT, WanDiTConfig
 
@@ -47,8 +63,12 @@ FAMILY_INPUTS = {
     "flux": ("pooled", "text_mask", "guidance", "context_latents", "glyph"),
     "qwen_image": ("text_mask",),
     "dit": ("text_mask",),
+    "hunyuan_video": ("pooled", "text_mask", "guidance"),
+    "sd3": ("pooled", "text_mask"),
+    "cogvideox": ("text_mask",),
     "unet": ("text_mask", "lowres", "aug_level"),
 }
+VIDEO_FAMILIES = ("dit", "hunyuan_video", "cogvideox")  # take (B, C, F, H, W) latents; images as one frame
 QK_NORMS = {"rmsnorm_per_head": "per_head", "rmsnorm_across_heads": "across_heads", "none": "none"}
 AXIS_COLUMNS = {"index": 0, "h": 1, "w": 2}  # columns of FLUX's (index, row, col) position ids
 
@@ -72,8 +92,14 @@ def build_network(architecture: ArchitectureSpec, model_name: str = "main") -> n
     _check_width(backbone)
     if isinstance(backbone, MMDiTSpec) and backbone.block_style == "flux":
         return MMDiT(_flux_config(architecture))
+    if isinstance(backbone, MMDiTSpec) and backbone.block_style == "hunyuan_video":
+        return HunyuanVideoMMDiT(_hunyuan_video_config(architecture))
+    if isinstance(backbone, MMDiTSpec) and backbone.block_style == "sd3":
+        return SD3MMDiT(_sd3_config(architecture))
     if isinstance(backbone, MMDiTSpec):
         return QwenImageMMDiT(_qwen_image_config(architecture))
+    if backbone.modulation == "adaln_expert":
+        return CogVideoXDiT(_cogvideox_config(architecture))
     return WanDiT(_dit_config(architecture))
 
 
@@ -109,6 +135,11 @@ class ModelAdapter(nn.Module):
         if isinstance(backbone, Cascade):
             _cascade_stage(backbone, model_name)
             self.family, self.time_scale = "unet", UNET_TIME_SCALE
+        elif isinstance(backbone, MMDiTSpec) and backbone.block_style in ("hunyuan_video", "sd3"):
+            # Both embed the timestep as their pipelines pass it, sigma x 1000.
+            self.family, self.time_scale = backbone.block_style, DIT_TIME_SCALE
+        elif isinstance(backbone, DiT) and backbone.modulation == "adaln_expert":
+            self.family, self.time_scale = "cogvideox", DIT_TIME_SCALE
         elif isinstance(backbone, MMDiTSpec):
             self.family = "flux" if backbone.block_style == "flux" else "qwen_image"
             self.time_scale = MMDIT_TIME_SCALE
@@ -170,6 +201,15 @@ class ModelAdapter(nn.Module):
             return self._qwen_image(latents, timestep, text, text_mask)
         if self.family == "dit":
             return self._dit(latents, timestep, text, text_mask)
+        if self.family == "hunyuan_video":
+            return self._hunyuan_video(latents, timestep, text, pooled, text_mask, guidance)
+        if self.family == "sd3":
+            if text_mask is not None:  # SD3's pipeline pads with the encoders' padding embeddings; zero them
+                text = text * text_mask[..., None].to(text.dtype)
+            return self.model(hidden_states=latents, encoder_hidden_states=text, pooled_projections=pooled,
+                              timestep=timestep)
+        if self.family == "cogvideox":
+            return self._cogvideox(latents, timestep, text, text_mask)
         return self.model(
             sample=latents, timestep=timestep, text=text, text_mask=text_mask, low_res=lowres,
             low_res_noise_level=aug_level,
@@ -188,8 +228,8 @@ class ModelAdapter(nn.Module):
         )
         if unused:
             raise ValueError(f"{', '.join(unused)} passed to a {self.family} model, which reads none of them")
-        if latents.ndim not in (4, 5) or (latents.ndim == 5 and self.family != "dit"):
-            layouts = "(B, C, H, W) or (B, C, F, H, W)" if self.family == "dit" else "(B, C, H, W)"
+        if latents.ndim not in (4, 5) or (latents.ndim == 5 and self.family not in VIDEO_FAMILIES):
+            layouts = "(B, C, H, W) or (B, C, F, H, W)" if self.family in VIDEO_FAMILIES else "(B, C, H, W)"
             raise ValueError(f"latents have shape {tuple(latents.shape)}; a {self.family} model takes {layouts}")
 
     def _flux(self, latents, timestep, text, pooled, guidance, context_latents, glyph) -> torch.Tensor:
@@ -238,6 +278,29 @@ class ModelAdapter(nn.Module):
         if text_mask is not None:
             text = text * text_mask[..., None].to(text.dtype)
         prediction = self.model(hidden_states=video, timestep=timestep, encoder_hidden_states=text)
+        return prediction if latents.ndim == 5 else prediction[:, :, 0]
+
+
+    def _hunyuan_video(self, latents, timestep, text, pooled, text_mask, guidance) -> torch.Tensor:
+        video = latents if latents.ndim == 5 else latents[:, :, None]
+        if text_mask is None:
+            text_mask = torch.ones(text.shape[:2], dtype=torch.long, device=text.device)
+        # HunyuanVideo's pipeline embeds the CFG scale x 1000, like the timestep.
+        guidance = None if guidance is None else guidance * DIT_TIME_SCALE
+        prediction = self.model(
+            hidden_states=video, timestep=timestep, encoder_hidden_states=text, encoder_attention_mask=text_mask,
+            pooled_projections=pooled, guidance=guidance,
+        )
+        return prediction if latents.ndim == 5 else prediction[:, :, 0]
+
+    def _cogvideox(self, latents, timestep, text, text_mask) -> torch.Tensor:
+        video = latents if latents.ndim == 5 else latents[:, :, None]
+        if text_mask is not None:  # CogVideoX pads T5 to 226 tokens and attends to all: zero the padding
+            text = text * text_mask[..., None].to(text.dtype)
+        # CogVideoX's layout is frame-major, (B, F, C, H, W).
+        prediction = self.model(
+            hidden_states=video.transpose(1, 2), encoder_hidden_states=text, timestep=timestep
+        ).transpose(1, 2)
         return prediction if latents.ndim == 5 else prediction[:, :, 0]
 
 
@@ -404,6 +467,129 @@ def _dit_config(architecture: ArchitectureSpec) -> WanDiTConfig:
         rope_theta=positions.theta,
         rope_axes_dims=(axes.get("t", 0), axes.get("h", 0), axes.get("w", 0)),
         qk_norm=_qk_norm(backbone),
+    )
+
+
+def _check_fixed(backbone, fields: list[tuple[str, object]], family: str) -> None:
+    for field, expected in fields:
+        value = getattr(backbone, field)
+        if value != expected:
+            raise _unsupported(field, value, f"{field} = {expected!r} in the {family} network")
+
+
+def _per_cell_channels(architecture: ArchitectureSpec) -> None:
+    backbone, space = architecture.backbone, _latent_space(architecture)
+    for field in ("in_channels", "out_channels"):
+        if getattr(backbone, field) != space.channels:
+            raise ValueError(
+                f"{BACKBONE}.{field} is {getattr(backbone, field)}; this family's is the latent channels per cell "
+                f"(as its diffusers config), {space.channels}"
+            )
+
+
+def _hunyuan_video_config(architecture: ArchitectureSpec) -> HunyuanVideoConfig:
+    backbone = architecture.backbone
+    _check_shared(backbone, "per_head")
+    _per_cell_channels(architecture)
+    pt, ph, pw = backbone.patch_size
+    if ph != pw:
+        raise _unsupported("patch_size", backbone.patch_size, "square spatial patches (t, p, p)")
+    _check_fixed(backbone, [("context_images", "none"), ("text_input_norm", False)], "hunyuan_video")
+    if backbone.pooled_dim is None:
+        raise ValueError(f"{BACKBONE}.pooled_dim is None; a hunyuan_video MMDiT conditions on a pooled text vector")
+    positions = backbone.positions
+    if not isinstance(positions, Rope) or positions.axes != ["t", "h", "w"] or positions.text != "none":
+        raise _unsupported("positions", positions, "RoPE over (t, h, w) with text unrotated (text: none)")
+    return HunyuanVideoConfig(
+        in_channels=backbone.in_channels,
+        out_channels=backbone.out_channels,
+        num_attention_heads=backbone.num_heads,
+        attention_head_dim=backbone.head_dim,
+        num_layers=backbone.double_blocks,
+        num_single_layers=backbone.single_blocks,
+        num_refiner_layers=backbone.token_refiner_blocks,
+        text_embed_dim=backbone.context_dim,
+        pooled_projection_dim=backbone.pooled_dim,
+        guidance_embeds=backbone.guidance_embed,
+        rope_axes_dim=tuple(positions.axes_dims),
+        patch_size=ph,
+        patch_size_t=pt,
+        mlp_ratio=backbone.mlp_ratio,
+        rope_theta=positions.theta,
+    )
+
+
+def _sd3_config(architecture: ArchitectureSpec) -> SD3Config:
+    backbone = architecture.backbone
+    if backbone.qk_norm not in ("none", "rmsnorm_per_head"):
+        raise _unsupported("qk_norm", backbone.qk_norm, "none and rmsnorm_per_head")
+    _check_fixed(backbone, [("qkv_bias", True), ("norm_eps", 1e-6), ("guidance_embed", False),
+                            ("context_images", "none"), ("text_input_norm", False), ("mlp_ratio", 4.0)], "sd3")
+    _per_cell_channels(architecture)
+    pt, ph, pw = backbone.patch_size
+    if pt != 1 or ph != pw:
+        raise _unsupported("patch_size", backbone.patch_size, "square image patches (1, p, p)")
+    positions = backbone.positions
+    if not isinstance(positions, LearnedPositions) or positions.max_size is None or positions.trained:
+        raise _unsupported("positions", positions, "a fixed table cropped at its centre (learned, max_size set, "
+                           "trained false: SD3's sin-cos buffer)")
+    if backbone.pooled_dim is None:
+        raise ValueError(f"{BACKBONE}.pooled_dim is None; an sd3 MMDiT conditions on a pooled text vector")
+    return SD3Config(
+        num_layers=backbone.double_blocks,
+        num_attention_heads=backbone.num_heads,
+        attention_head_dim=backbone.head_dim,
+        joint_attention_dim=backbone.context_dim,
+        caption_projection_dim=backbone.hidden_size,
+        pooled_projection_dim=backbone.pooled_dim,
+        pos_embed_max_size=positions.max_size,
+        in_channels=backbone.in_channels,
+        out_channels=backbone.out_channels,
+        patch_size=ph,
+        # The sin-cos table's base: SD3's 128-latent side for its 192-patch table, two thirds of the table.
+        sample_size=max(positions.max_size * 2 // 3, 1) * ph,
+        qk_norm="rms_norm" if backbone.qk_norm == "rmsnorm_per_head" else None,
+    )
+
+
+def _cogvideox_config(architecture: ArchitectureSpec) -> CogVideoXConfig:
+    backbone: DiT = architecture.backbone
+    _check_width(backbone)
+    if backbone.qk_norm != "layernorm_per_head":
+        raise _unsupported("qk_norm", backbone.qk_norm, "layernorm_per_head")
+    _check_fixed(backbone, [("qkv_bias", True), ("text_conditioning", "in_context"), ("mlp_ratio", 4.0)],
+                 "expert-adaLN (CogVideoX)")
+    if backbone.ffn_dim not in (None, 4 * backbone.hidden_size):
+        raise _unsupported("ffn_dim", backbone.ffn_dim, f"{4 * backbone.hidden_size} (4 x hidden_size) or null")
+    _per_cell_channels(architecture)
+    pt, ph, pw = backbone.patch_size
+    if pt != 1 or ph != pw:
+        raise _unsupported("patch_size", backbone.patch_size, "square patches of one frame (1, p, p)")
+    positions = backbone.positions
+    d = backbone.head_dim
+    split = [d // 4, d // 8 * 3, d // 8 * 3]
+    if (not isinstance(positions, ScaledRope) or positions.axes != ["t", "h", "w"]
+            or list(positions.axes_dims) != split):
+        raise _unsupported(
+            "positions", positions,
+            f"scaled_rope over (t, h, w) with axes_dims {split} (d/4, 3d/8, 3d/8) and reference_grid "
+            "[frames, height, width] in patches, the training grid rows and columns are spread over",
+        )
+    _, grid_h, grid_w = positions.reference_grid
+    return CogVideoXConfig(
+        num_attention_heads=backbone.num_heads,
+        attention_head_dim=backbone.head_dim,
+        num_layers=backbone.depth,
+        in_channels=backbone.in_channels,
+        out_channels=backbone.out_channels,
+        time_embed_dim=backbone.cond_dim or backbone.hidden_size,
+        text_embed_dim=backbone.text_dim,
+        patch_size=ph,
+        sample_height=grid_h * ph,
+        sample_width=grid_w * pw,
+        norm_eps=backbone.norm_eps,
+        rope_theta=positions.theta,
+        freq_dim=backbone.freq_dim,
     )
 
 

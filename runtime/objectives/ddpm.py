@@ -29,12 +29,13 @@ MIN_SNR_GAMMA = 5.0  # Hang et al. 2023: gamma = 5 works across their settings
 DDPM_WEIGHTINGS = ("none", "min_snr")
 
 
-def beta_schedule(kind: str, steps: int) -> torch.Tensor:
-    """Betas (steps,) float64 of a `linear`, `scaled_linear` or `cosine` schedule."""
+def beta_schedule(kind: str, steps: int, start: float | None = None, end: float | None = None) -> torch.Tensor:
+    """Betas (steps,) float64 of a `linear`, `scaled_linear` or `cosine` schedule; `start` and `end` replace a
+    linear schedule's default range (diffusers DDPMScheduler beta_start / beta_end)."""
     if kind == "linear":
-        return torch.linspace(1e-4, 0.02, steps, dtype=torch.float64)
+        return torch.linspace(start or 1e-4, end or 0.02, steps, dtype=torch.float64)
     if kind == "scaled_linear":
-        return torch.linspace(0.00085**0.5, 0.012**0.5, steps, dtype=torch.float64) ** 2
+        return torch.linspace((start or 0.00085) ** 0.5, (end or 0.012) ** 0.5, steps, dtype=torch.float64) ** 2
     if kind == "cosine":
         step = torch.arange(steps + 1, dtype=torch.float64) / steps
         alpha_bar = torch.cos((step + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
@@ -45,6 +46,26 @@ def beta_schedule(kind: str, steps: int) -> torch.Tensor:
 def alphas_cumprod(kind: str, steps: int) -> torch.Tensor:
     """abar_t = prod_{s <= t} (1 - beta_s), float64 (steps,)."""
     return torch.cumprod(1 - beta_schedule(kind, steps), dim=0)
+
+
+def rescale_zero_terminal_snr(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """abar rescaled so its last step is 0 (pure noise) and its first unchanged: sqrt(abar) shifted to end at
+    zero and scaled to keep its start (Lin et al. 2024, arXiv:2305.08891, Algorithm 1; diffusers
+    scheduling_ddim_cogvideox.py rescale_zero_terminal_snr)."""
+    root = alpha_bar.sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    return ((root - last) * first / (first - last)) ** 2
+
+
+def objective_alphas_cumprod(config: NoisePrediction | VPrediction) -> torch.Tensor:
+    """abar of a DDPM objective: its schedule and beta range, the SNR shift abar / (s + (1 - s) abar), which
+    divides the SNR abar / (1 - abar) by s, then zero terminal SNR, in the order of CogVideoX's scheduler
+    (diffusers scheduling_ddim_cogvideox.py; with s = 1 it is DDPMScheduler's rescale_betas_zero_snr)."""
+    betas = beta_schedule(config.schedule, config.train_steps, config.beta_start, config.beta_end)
+    alpha_bar = torch.cumprod(1 - betas, dim=0)
+    shift = config.snr_shift
+    alpha_bar = alpha_bar / (shift + (1 - shift) * alpha_bar)
+    return rescale_zero_terminal_snr(alpha_bar) if config.zero_terminal_snr else alpha_bar
 
 
 class DDPMObjective(DiffusionObjective):
@@ -62,9 +83,14 @@ class DDPMObjective(DiffusionObjective):
                 f"objective.loss_weighting is {config.loss_weighting!r}, which is not defined for {config.kind}; "
                 f"use one of {DDPM_WEIGHTINGS}"
             )
+        if config.zero_terminal_snr and config.kind != "v_prediction":
+            raise ValueError(
+                f"objective.zero_terminal_snr is true with {config.kind}: at the last step x_t is pure noise, "
+                "so the noise target says nothing about x0 (Lin et al. 2024, section 3.2); use v_prediction"
+            )
         self.config = config
         self.steps = config.train_steps
-        self.alpha_bar = alphas_cumprod(config.schedule, config.train_steps)
+        self.alpha_bar = objective_alphas_cumprod(config)
 
     def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return per_sample(self.alpha_bar[t.long().cpu()], like)

@@ -237,3 +237,122 @@ def test_a_unet_trained_on_crops_costs_the_crop():
     assert unet.train_crop is not None
     full = apply_overrides(spec, [f"{B}.stages[sr1024].train_crop=null"])
     assert workload(full, stage).forward_flops > 4 * workload(spec, stage).forward_flops
+
+
+# The families of issue 17 at their released configurations: the planner's count equals diffusers' class built
+# on the meta device (and ours, runtime/models), and the number is pinned. Values from the public config.json
+# files (transformer/config.json of each Hugging Face repository named), the same values diffusers' docs list.
+HUNYUAN_VIDEO = dict(  # hunyuanvideo-community/HunyuanVideo transformer/config.json
+    in_channels=16, out_channels=16, num_attention_heads=24, attention_head_dim=128, num_layers=20,
+    num_single_layers=40, num_refiner_layers=2, mlp_ratio=4.0, patch_size=2, patch_size_t=1, qk_norm="rms_norm",
+    guidance_embeds=True, text_embed_dim=4096, pooled_projection_dim=768, rope_theta=256.0,
+    rope_axes_dim=(16, 56, 56),
+)
+SD3_MEDIUM = dict(  # stabilityai/stable-diffusion-3-medium-diffusers transformer/config.json
+    sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=24, attention_head_dim=64,
+    num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536, pooled_projection_dim=2048,
+    pos_embed_max_size=192,
+)
+SD35_LARGE = dict(  # stabilityai/stable-diffusion-3.5-large transformer/config.json
+    SD3_MEDIUM, num_layers=38, num_attention_heads=38, caption_projection_dim=2432, qk_norm="rms_norm"
+)
+COGVIDEOX_5B = dict(  # THUDM/CogVideoX-5b transformer/config.json
+    num_attention_heads=48, attention_head_dim=64, in_channels=16, out_channels=16, time_embed_dim=512,
+    text_embed_dim=4096, num_layers=42, patch_size=2, sample_height=60, sample_width=90, norm_eps=1e-5,
+    use_rotary_positional_embeddings=True,
+)
+
+
+def hunyuan_backbone(c: dict):
+    from compiler.schema.architecture import MMDiT, Rope
+
+    d = c["num_attention_heads"] * c["attention_head_dim"]
+    return MMDiT(
+        block_style="hunyuan_video", hidden_size=d, num_heads=c["num_attention_heads"],
+        head_dim=c["attention_head_dim"], patch_size=(c["patch_size_t"], c["patch_size"], c["patch_size"]),
+        in_channels=c["in_channels"], out_channels=c["out_channels"], double_blocks=c["num_layers"],
+        single_blocks=c["num_single_layers"], token_refiner_blocks=c["num_refiner_layers"],
+        context_dim=c["text_embed_dim"], pooled_dim=c["pooled_projection_dim"], guidance_embed=c["guidance_embeds"],
+        positions=Rope(axes=["t", "h", "w"], axes_dims=list(c["rope_axes_dim"]), theta=c["rope_theta"], text="none"),
+    )
+
+
+def sd3_backbone(c: dict):
+    from compiler.schema.architecture import LearnedPositions, MMDiT
+
+    return MMDiT(
+        block_style="sd3", hidden_size=c["caption_projection_dim"], num_heads=c["num_attention_heads"],
+        head_dim=c["attention_head_dim"], patch_size=(1, c["patch_size"], c["patch_size"]),
+        in_channels=c["in_channels"], out_channels=c["out_channels"], double_blocks=c["num_layers"], single_blocks=0,
+        context_dim=c["joint_attention_dim"], pooled_dim=c["pooled_projection_dim"],
+        qk_norm="rmsnorm_per_head" if c.get("qk_norm") else "none",
+        positions=LearnedPositions(max_size=c["pos_embed_max_size"], trained=False),
+    )
+
+
+def cogvideox_backbone(c: dict):
+    from compiler.schema.architecture import DiT, Rope
+
+    d = c["num_attention_heads"] * c["attention_head_dim"]
+    return DiT(
+        hidden_size=d, num_heads=c["num_attention_heads"], head_dim=c["attention_head_dim"],
+        patch_size=(1, c["patch_size"], c["patch_size"]), in_channels=c["in_channels"],
+        out_channels=c["out_channels"], depth=c["num_layers"], text_dim=c["text_embed_dim"], freq_dim=d,
+        modulation="adaln_expert", cond_dim=c["time_embed_dim"], text_conditioning="in_context",
+        qk_norm="layernorm_per_head", norm_eps=c["norm_eps"],
+        positions=Rope(axes=["t", "h", "w"], axes_dims=[16, 24, 24], text="none"),
+    )
+
+
+def diffusers_count(cls_name: str, config: dict) -> int:
+    diffusers = pytest.importorskip("diffusers")
+    with torch.device("meta"):
+        return sum(p.numel() for p in getattr(diffusers, cls_name)(**config).parameters())
+
+
+def test_hunyuan_video_is_counted_exactly_at_its_released_configuration():
+    from compiler.plan.params import count_video_mmdit
+
+    count = count_video_mmdit(hunyuan_backbone(HUNYUAN_VIDEO), pooled=True).total
+    assert count == 12_821_012_544
+    assert count == diffusers_count("HunyuanVideoTransformer3DModel", HUNYUAN_VIDEO)
+
+
+@pytest.mark.parametrize(
+    "config, expected", [(SD3_MEDIUM, 2_028_328_000), (SD35_LARGE, 8_056_627_520)], ids=["sd3-medium", "sd3.5-large"]
+)
+def test_sd3_is_counted_exactly_at_its_released_configurations(config, expected):
+    from compiler.plan.params import count_sd3
+
+    count = count_sd3(sd3_backbone(config), pooled=True).total
+    assert count == expected
+    assert count == diffusers_count("SD3Transformer2DModel", config)
+
+
+def test_cogvideox_5b_is_counted_exactly_at_its_released_configuration():
+    from compiler.plan.params import count_expert_dit
+
+    count = count_expert_dit(cogvideox_backbone(COGVIDEOX_5B)).total
+    assert count == 5_570_283_072
+    assert count == diffusers_count("CogVideoXTransformer3DModel", COGVIDEOX_5B)
+
+
+def test_the_token_refiner_is_counted_block_by_block():
+    from compiler.plan.params import count_video_mmdit
+
+    backbone = hunyuan_backbone(HUNYUAN_VIDEO)
+    d = backbone.hidden_size
+    block = 4 * linear(d, d) + linear(d, 4 * d) + linear(4 * d, d) + linear(d, 2 * d) + 4 * d
+    fewer = backbone.model_copy(update={"token_refiner_blocks": 1})
+    assert count_video_mmdit(backbone, True).total - count_video_mmdit(fewer, True).total == block
+
+
+def test_a_trained_cropped_table_is_max_size_squared_vectors():
+    from compiler.plan.cost import position_table
+    from compiler.schema.architecture import LearnedPositions
+
+    backbone = sd3_backbone(SD3_MEDIUM)
+    fixed = position_table(None, backbone)
+    trained = backbone.model_copy(update={"positions": LearnedPositions(max_size=192)})
+    assert fixed == 0
+    assert position_table(None, trained) == 192 * 192 * 1536

@@ -43,8 +43,9 @@ def test_rows_carry_unit_default_planner_and_runtime():
     dit = sections(reference.render())["DiT"]
     modulation = next(line for line in dit.splitlines() if line.startswith("| `modulation` |"))
     cells = [cell.strip() for cell in modulation.strip("|").split("|")]
-    assert cells == ["`modulation`", "one of `adaln_single`, `adaln_per_block`", "", "`adaln_single`",
-                     PLANNER_FIELDS[("DiT", "modulation")], "adaln_single", ""]
+    assert cells == ["`modulation`", "one of `adaln_single`, `adaln_per_block`, `adaln_expert`", "", "`adaln_single`",
+                     PLANNER_FIELDS[("DiT", "modulation")], "adaln_single, adaln_expert",
+                     DiT.model_fields["modulation"].description]
     depth = next(line for line in dit.splitlines() if line.startswith("| `depth` |"))
     assert "| int; > 0 | blocks | required | parameters and FLOPs | all |" in depth
     assert "Runtime: builds runtime.models.wan.WanDiT." in dit

@@ -29,9 +29,10 @@ def test_each_unsupported_value_is_named_by_its_path_with_what_exists():
 
 
 def test_field_support_states_narrower_runtime_support_and_none_otherwise():
-    assert support.field_support(DiT, "modulation") == "adaln_single"
-    assert support.field_support(SpacetimeDiT, "text_conditioning") == "cross_attention"  # found on a base class
-    assert "rmsnorm_per_head only" in support.field_support(MMDiT, "qk_norm")
+    assert support.field_support(DiT, "modulation") == "adaln_single, adaln_expert"
+    assert support.field_support(SpacetimeDiT, "text_conditioning") == (  # found on a base class
+        "cross_attention with adaln_single, in_context with adaln_expert")
+    assert "MMDiTs: rmsnorm_per_head, and none in the sd3 block style" in support.field_support(MMDiT, "qk_norm")
     assert support.field_support(MotionScore, "scorer") == "farneback, unimatch (smoke scale only)"
     assert "flow_matching: euler, heun, dpm_solver, unipc" in support.field_support(InferenceSpec, "sampler")
     assert support.field_support(Stage, "steps") is None and support.field_support(Blur, "min_laplacian_var") is None

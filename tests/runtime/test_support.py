@@ -1,6 +1,9 @@
 """compiler/schema/support.py against the runtime: what it declares supported builds and runs, what it
 declares unsupported is refused by the runtime, and the runtime's registries hold nothing undeclared."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 import specs
@@ -12,17 +15,30 @@ from runtime.curation import registry
 from runtime.models import build_network
 from runtime.objectives.build import build_objective
 
+def _load_family_specs():
+    """tests/runtime/family_specs.py by path: pytest runs with --import-mode=importlib, so tests/ is not on
+    sys.path."""
+    location = Path(__file__).with_name("family_specs.py")
+    module_spec = importlib.util.spec_from_file_location("family_specs", location)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+FAMILY_SPECS = _load_family_specs().FAMILY_SPECS
 # One shipped spec per family the runtime builds (cascades have no backbone-wide fields to vary).
 REPRESENTATIVES = {"mmdit/flux": "flux1-dev", "mmdit/qwen_image": "qwen-image", "dit": "wan2.1-t2v-1.3b",
                    "spacetime_dit": "sora"}
 
 
 def positions_variants(positions):
-    axes, dims = list(positions.axes), list(positions.axes_dims)
+    axes, dims = list(getattr(positions, "axes", ["h", "w"])), list(getattr(positions, "axes_dims", [8, 8]))
     return [
         Rope(axes=axes, axes_dims=dims), Rope(axes=axes, axes_dims=dims, text="cross_modality"),
+        Rope(axes=axes, axes_dims=dims, text="none"),
         MSRope(axes=axes, axes_dims=dims), MSRope(axes=axes, axes_dims=dims, centred=False),
         ScaledRope(axes=axes, axes_dims=dims, reference_grid=[64] * len(axes)), LearnedPositions(),
+        LearnedPositions(max_size=8), LearnedPositions(max_size=8, trained=False),
     ]
 
 
@@ -41,9 +57,14 @@ def backbone_variants(backbone):
     return variants
 
 
-@pytest.mark.parametrize("family", list(REPRESENTATIVES))
+def representative(family: str):
+    """A shipped spec of the family, or for issue 17's families the test spec (tests/family_specs.py)."""
+    return specs.load(REPRESENTATIVES[family]) if family in REPRESENTATIVES else FAMILY_SPECS[family]
+
+
+@pytest.mark.parametrize("family", [*REPRESENTATIVES, *FAMILY_SPECS])
 def test_declared_backbone_values_build_and_the_rest_are_refused(family):
-    spec = scaled(specs.load(REPRESENTATIVES[family]), "smoke")
+    spec = scaled(representative(family), "smoke")
     assert support.family_of(spec.architecture.backbone) == family
     checked = 0
     for field, value in backbone_variants(spec.architecture.backbone):
@@ -61,7 +82,8 @@ def test_declared_backbone_values_build_and_the_rest_are_refused(family):
 
 
 def test_every_family_of_the_schema_is_declared_and_built():
-    built = {support.family_of(scaled(specs.load(name), "smoke").architecture.backbone) for name in specs.SHIPPED}
+    shipped = [specs.load(name) for name in specs.SHIPPED] + list(FAMILY_SPECS.values())
+    built = {support.family_of(scaled(spec, "smoke").architecture.backbone) for spec in shipped}
     assert built == set(support.FAMILIES)
 
 
