@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 PACE_WINDOW = 20  # records the measured step time is the median of: recent, and past the first steps' warm-up
@@ -60,6 +61,7 @@ class StageStatus:
     planned_step_seconds: float
     eta_seconds: float | None  # this stage's remaining steps; 0 when done
     eta_from: str  # "measured", "plan scaled by <stage>'s pace", "plan" or "done"
+    updated: str | None  # when metrics.jsonl was last written (UTC, ISO 8601): a stalled run stops moving it
     output_dir: str
     warning: str | None = None
 
@@ -192,23 +194,21 @@ def _stage_status(run_root: Path, entry: dict, output_dir: str, stage_yaml: Path
         step_seconds=measured, planned_step_seconds=planned,
         eta_seconds=0.0 if done else None if measured is None else (steps - step) * measured,
         eta_from="done" if done else "measured" if measured is not None else "plan",
-        output_dir=str(directory), warning=warning,
+        updated=_modified(directory / "metrics.jsonl"), output_dir=str(directory), warning=warning,
     )
 
 
 def _with_planned_etas(stages: list[StageStatus]) -> list[StageStatus]:
     """Fill in the ETA of stages with no measured pace: the plan's time, scaled by the measured/planned ratio of
     the last stage measured before them (or the first one measured at all), else the plan's time as it is."""
-    from dataclasses import replace
-
-    measured = [s for s in stages if s.step_seconds is not None and s.planned_step_seconds > 0]
+    measured = [i for i, s in enumerate(stages) if s.step_seconds is not None and s.planned_step_seconds > 0]
     filled = []
     for index, stage in enumerate(stages):
         if stage.eta_seconds is not None:
             filled.append(stage)
             continue
-        before = [s for s in measured if stages.index(s) < index]
-        reference = before[-1] if before else measured[0] if measured else None
+        before = [i for i in measured if i < index]
+        reference = stages[before[-1]] if before else stages[measured[0]] if measured else None
         planned = (stage.steps - stage.step) * stage.planned_step_seconds
         if reference is None:
             filled.append(replace(stage, eta_seconds=planned, eta_from="plan"))
@@ -227,6 +227,12 @@ def _done(directory: Path) -> dict | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError:  # being renamed into place cannot leave this, but a hand-edited file can
         return None
+
+
+def _modified(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
 
 
 def _latest_checkpoint(directory: Path) -> int | None:
@@ -261,8 +267,9 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
-def format_text(status: RunStatus) -> str:
-    """The status as lines for a terminal."""
+def format_text(status: RunStatus, now: datetime | None = None) -> str:
+    """The status as lines for a terminal; `now` (default: the clock) dates the last metrics record."""
+    now = now or datetime.now(timezone.utc)
     verdict = "finished" if status.done else f"ETA {duration(status.eta_seconds)}"
     lines = [f"{status.spec} on {status.cluster} ({status.scale}): {verdict}",
              f"  bundle {status.bundle}", f"  run root {status.run_root}"]
@@ -278,6 +285,9 @@ def format_text(status: RunStatus) -> str:
             parts.append(f"{stage.step_seconds:.3g} s/step")
         if stage.state != "done":
             parts.append(f"ETA {duration(stage.eta_seconds)} ({stage.eta_from})")
+            if stage.updated is not None:
+                ago = (now - datetime.fromisoformat(stage.updated)).total_seconds()
+                parts.append(f"last record {duration(max(ago, 0))} ago")
         lines.append(f"stage {stage.stage}: {stage.state}, " + ", ".join(parts))
         if stage.warning:
             lines.append(f"  warning: {stage.warning}")
