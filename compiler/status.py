@@ -270,7 +270,7 @@ def duration(seconds: float | None) -> str:
 def format_text(status: RunStatus, now: datetime | None = None) -> str:
     """The status as lines for a terminal; `now` (default: the clock) dates the last metrics record."""
     now = now or datetime.now(timezone.utc)
-    verdict = "finished" if status.done else f"ETA {duration(status.eta_seconds)}"
+    verdict = "finished" if status.done else f"training ETA {duration(status.eta_seconds)}"
     lines = [f"{status.spec} on {status.cluster} ({status.scale}): {verdict}",
              f"  bundle {status.bundle}", f"  run root {status.run_root}"]
     for row in status.curation:

@@ -130,7 +130,7 @@ def test_text_output_names_each_stage_with_its_step_losses_and_eta(half):
     result = runner.invoke(app, ["status", str(half)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("flux1-dev on local-cpu (smoke): ETA ")
+    assert lines[0].startswith("flux1-dev on local-cpu (smoke): training ETA ")
     assert "stage pretrain: done, step 10/10, loss 0.1, val_loss 0.15 (step 10), 0.5 s/step" in lines
     assert any(line.startswith("stage highres_finetune: started, step 1/3, loss 1, val_loss 2 (step 0), 2 s/step, "
                                "ETA 4s (measured), last record ") for line in lines)
