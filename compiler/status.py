@@ -115,8 +115,8 @@ def locate(path: Path, bundle: Path | None = None) -> Layout:
         return Layout(path.parent / "bundle", path)
     raise NotARunError(
         f"{path} is not a run: expected a bundle (with plan.json, written by `genspec compile`), a demo workdir "
-        f"(with bundle/plan.json and run/), or a run root (with checkpoints/ and curated/) inside its bundle; for "
-        f"a run root elsewhere, pass --bundle BUNDLE_DIR"
+        f"(with bundle/plan.json and run/), or a run root (checkpoints/, curated/) inside its bundle or demo "
+        f"workdir; for a run root elsewhere, pass --bundle BUNDLE_DIR"
     )
 
 
