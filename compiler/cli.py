@@ -368,6 +368,29 @@ def demo(
 
 
 @app.command()
+def status(
+    run: Annotated[str, typer.Argument(help="A bundle, a demo workdir, or a run root (RUN_ROOT).")],
+    bundle: Annotated[Optional[str], typer.Option(
+        "--bundle", help="The run's bundle, for a run root outside it (a Slurm run on shared storage).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Where a run stands: curation and training stages done, step of total, last loss and validation loss,
+    time per step and the ETA. Reads the run's files only (no torch), so it can run beside training."""
+    from pathlib import Path
+
+    from compiler.status import NotARunError, format_text, locate, read_status
+
+    try:
+        run_status = read_status(locate(Path(run), Path(bundle) if bundle else None))
+    except NotARunError as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        print(json.dumps(run_status.to_json(), indent=2))
+    else:
+        sys.stdout.write(format_text(run_status))
+
+
+@app.command()
 def clusters(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
     """The cluster presets --cluster accepts (a .yaml/.json file or file.py:attr works too)."""
     from compiler.schema.cluster import PRESETS
