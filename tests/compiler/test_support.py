@@ -33,12 +33,13 @@ def test_field_support_states_narrower_runtime_support_and_none_otherwise():
     assert support.field_support(SpacetimeDiT, "text_conditioning") == (  # found on a base class
         "cross_attention with adaln_single, in_context with adaln_expert")
     assert "MMDiTs: rmsnorm_per_head, and none in the sd3 block style" in support.field_support(MMDiT, "qk_norm")
-    assert support.field_support(MotionScore, "scorer") == "farneback, unimatch (smoke scale only)"
+    assert support.field_support(MotionScore, "scorer") == "farneback, raft, unimatch (smoke scale only)"
     assert "flow_matching: euler, heun, dpm_solver, unipc" in support.field_support(InferenceSpec, "sampler")
     assert support.field_support(Stage, "steps") is None and support.field_support(Blur, "min_laplacian_var") is None
 
 
 def test_op_lookups():
     assert support.op_implemented("blur") and support.op_implemented("motion_score", "farneback")
-    assert not support.op_implemented("motion_score", "raft") and not support.op_implemented("no_such_kind")
+    assert support.op_implemented("motion_score", "raft")  # torchvision's RAFT, ported (runtime/curation/modelzoo/raft.py)
+    assert not support.op_implemented("motion_score", "pwc-net") and not support.op_implemented("no_such_kind")
     assert support.op_smoke_only("technical_quality", "dover") and not support.op_smoke_only("blur")
