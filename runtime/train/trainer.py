@@ -7,11 +7,13 @@ Passes of `train`:
   3. build the denoiser with the model factory (seeded, so every rank builds the same weights), compile its
      repeated blocks when layout.compile says so, load init_from weights, build teacher / reference models,
      optimizer and LR schedule, deepspeed.initialize;
-  4. resume from output_dir/checkpoints when a checkpoint exists (weights, optimizer, schedule, data
-     position, noise-aware compute, EMA, LADD heads, RNG);
-  5. per step: this rank's samples of the global batch, one generator per (seed, step, rank, micro-batch),
-     forward / backward / step per micro-batch, EMA update, noise-aware compute update, metrics, validation
-     every validation_every steps, checkpoint every checkpoint_every steps and at the last step run;
+  4. resume from the newest complete checkpoint in output_dir/checkpoints (weights, optimizer, schedule,
+     data position per lane, noise-aware compute, EMA, LADD heads, RNG), then start the DataLoader
+     (runtime/train/loader.py) at the next step;
+  5. per step: this rank's micro-batches from its own shards (the loader's workers read and build them
+     ahead), one generator per (seed, step, rank, micro-batch), forward / backward / step per micro-batch,
+     EMA update from the fp32 masters, noise-aware compute update, metrics (metrics.jsonl and TensorBoard),
+     validation every validation_every steps, checkpoint every checkpoint_every steps and at the last step run;
   6. at the stage's last step, final/model.safetensors (and ema.safetensors).
 Rerunning after a kill continues from the last complete checkpoint and reproduces the uninterrupted run's
 per-step losses exactly.
