@@ -103,7 +103,7 @@ def test_two_process_run_resumes_to_the_uninterrupted_losses(tmp_path, deepspeed
             "--module", "runtime.train", "--stage", str(stage), "--ds-config", str(ds_config),
             "--run-root", str(tmp_path), "--model-factory", "tiny_model:build",
         ] + ([] if max_steps is None else ["--max-steps", str(max_steps)])
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, check=False)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_metrics(tmp_path / "runs" / name)]
 
