@@ -1,15 +1,22 @@
-"""Training samples from webdataset shards in a deterministic, resumable order.
+"""Training samples from webdataset shards in a deterministic, resumable order, each rank reading only its share.
 
-Order. Each dataset is an endless sequence of epochs; epoch e visits the dataset's shards in a permutation
-seeded by (seed, dataset, e) and each shard's samples in a permutation seeded by (seed, dataset, e, shard).
-Step s takes the global batch (dp_size x grad_accumulation micro-batches of micro_batch samples); each
-micro-batch picks its dataset by the stage's weights with a generator seeded by (seed, s), and all its
-samples come from that dataset, so a micro-batch has one shape (videos and images, edit triplets and plain
-images, live in different datasets). Rank r takes the r-th contiguous block of grad_accumulation whole
-micro-batches. Every rank draws the same choices and walks every dataset identically, so the data position
-is one number per dataset (samples consumed, counting those a subset's `where` filter passes over) and
-resuming skips whole shards by their member count (tar headers only). A video stage also passes over clips
-too short for its frames at its fps, by their metadata (subset.long_enough).
+Readers. A rank's data comes through `lanes` readers (runtime/train/loader.py runs one DataLoader worker per
+lane), so a stage has dp_size x lanes readers; reader j = rank x lanes + lane. Each dataset is an endless
+sequence of epochs; epoch e orders the dataset's shards by a permutation seeded by (seed, dataset, e), and
+reader j takes the shards at positions j, j + R, j + 2R, ... of it (R readers), so the readers' shards are
+disjoint and together are the epoch. A dataset with fewer shards than readers is split by shards over the
+ranks and by samples over the lanes (every lane of a rank reads the rank's shards and keeps every lanes-th
+sample), and with fewer shards than ranks by samples over all readers. Each shard's samples are visited in a
+permutation seeded by (seed, dataset, e, position of the shard in the epoch), the same for every reader.
+
+Batches. Step s has dp_size x grad_accumulation micro-batches of micro_batch samples; each picks its dataset
+by the stage's weights with a generator seeded by (seed, s), identically on every rank, and all its samples
+come from that dataset, so a micro-batch has one shape (videos and images, edit triplets and plain images,
+live in different datasets). Rank r fills the r-th block of grad_accumulation micro-batches from its own
+readers: its micro-batch k (counted from the run's start over all steps) comes from lane k mod lanes. The
+data position is one number per lane and dataset (samples consumed, counting those a subset's `where` filter
+passes over); resuming skips whole shards by their member count (tar headers only). A video stage also
+passes over clips too short for its frames at its fps, by their metadata (subset.long_enough).
 
 A shard is read whole into memory as raw bytes while it is consumed; members are grouped into samples by
 key as webdataset does (`dir/key.field.ext`: key up to the first dot of the file name).
@@ -80,35 +87,63 @@ def count_samples(path: Path) -> int:
         return len({parts[0] for member in tar if member.isfile() and (parts := split_member(member.name))})
 
 
-class DatasetStream:
-    """One dataset's endless deterministic sample sequence."""
+def reader_split(shards: int, ranks: int, lanes: int) -> tuple[int, int]:
+    """(shard groups, sample slots) of a dataset with `shards` shards read by ranks x lanes readers: whole shards
+    per reader when there are enough, else shards per rank and samples per lane, else samples per reader."""
+    readers = ranks * lanes
+    if shards >= readers:
+        return readers, 1
+    if shards >= ranks:
+        return ranks, lanes
+    return 1, readers
 
-    def __init__(self, shards: list[Path], seed: int, index: int, keep: Callable[[Sample], bool] | None = None):
+
+class DatasetStream:
+    """One reader's endless deterministic sample sequence of one dataset (reader 0 of 1 reads everything)."""
+
+    def __init__(
+        self,
+        shards: list[Path],
+        seed: int,
+        index: int,
+        keep: Callable[[Sample], bool] | None = None,
+        reader: int = 0,
+        ranks: int = 1,
+        lanes: int = 1,
+    ):
+        """reader: this reader's number (rank x lanes + lane) among ranks x lanes readers."""
         self.shards = shards
         self.seed = seed
         self.index = index
         self.keep = keep
+        self.groups, self.slots = reader_split(len(shards), ranks, lanes)
+        self.group, self.slot = reader // self.slots, reader % self.slots
         self.consumed = 0
         self._lengths: dict[Path, int] = {}
         self._epoch, self._order, self._position = 0, self._epoch_order(0), 0
         self._samples: deque[Sample] = deque()
         self._loaded = False  # whether the shard at _position has been read into _samples
 
-    def _epoch_order(self, epoch: int) -> list[Path]:
+    def _epoch_order(self, epoch: int) -> list[tuple[int, Path]]:
+        """This reader's shards of `epoch` with their positions in the epoch's order of all shards."""
         order = np.random.default_rng([self.seed, self.index, epoch]).permutation(len(self.shards))
-        return [self.shards[i] for i in order]
+        return [(place, self.shards[i]) for place, i in enumerate(order) if place % self.groups == self.group]
+
+    def _mine(self, count: int) -> range:
+        """The positions of a shard's (permuted) samples this reader keeps."""
+        return range(self.slot, count, self.slots)
 
     def _length(self, shard: Path) -> int:
         if shard not in self._lengths:
-            self._lengths[shard] = count_samples(shard)
+            self._lengths[shard] = len(self._mine(count_samples(shard)))
         return self._lengths[shard]
 
     def _load_current(self) -> None:
-        shard = self._order[self._position]
+        place, shard = self._order[self._position]
         samples = read_shard(shard)
-        self._lengths[shard] = len(samples)
-        order = np.random.default_rng([self.seed, self.index, self._epoch, self._position]).permutation(len(samples))
-        self._samples = deque(samples[i] for i in order)
+        order = np.random.default_rng([self.seed, self.index, self._epoch, place]).permutation(len(samples))
+        self._samples = deque(samples[order[i]] for i in self._mine(len(samples)))
+        self._lengths[shard] = len(self._samples)
         self._loaded = True
 
     def _advance_shard(self) -> None:
@@ -123,8 +158,8 @@ class DatasetStream:
         if self.consumed:
             raise RuntimeError("skip_to works on a fresh stream; build a new one to move back")
         remaining = consumed
-        while remaining and remaining >= self._length(self._order[self._position]):
-            remaining -= self._length(self._order[self._position])
+        while remaining and remaining >= self._length(self._order[self._position][1]):
+            remaining -= self._length(self._order[self._position][1])
             self._advance_shard()
         self._load_current()
         for _ in range(remaining):
@@ -143,16 +178,18 @@ class DatasetStream:
                 if self.keep is None or self.keep(sample):
                     return sample
             exhausted += 1
-            if exhausted > 2 * len(self.shards):  # a whole epoch after the current one without a match
+            if exhausted > 2 * len(self._order) + 2:  # a whole epoch after the current one without a match
                 raise ValueError(
                     f"dataset {self.index}: no sample in its shards {[str(p) for p in self.shards][:3]} "
                     f"{'matches its where filter' if self.keep else 'exists'}"
+                    + (f" among the share of reader {self.group * self.slots + self.slot}" if self.groups > 1 or
+                       self.slots > 1 else "")
                 )
             self._advance_shard()
 
 
 class StageData:
-    """The stage's datasets mixed by weight; hands each rank its share of every step's global batch."""
+    """The stage's datasets mixed by weight; this rank's readers and its share of every step's global batch."""
 
     def __init__(
         self,
@@ -165,17 +202,24 @@ class StageData:
         *,
         micro_batch: int,
         clip: tuple[int, float | None] | None = None,
+        lanes: int = 1,
     ):
-        """clip: a video stage's (frames, fps); clips too short for it are passed over like filtered samples."""
+        """clip: a video stage's (frames, fps); clips too short for it are passed over like filtered samples.
+        lanes: readers per rank (one per DataLoader worker); part of the data order, so a resumed run keeps
+        the checkpoint's."""
         if global_batch % (dp_size * micro_batch):
             raise ValueError(
                 f"the global batch {global_batch} is not whole micro-batches of {micro_batch} on each of {dp_size} "
                 "ranks; make train_batch_size = micro batch x gradient accumulation x data-parallel size"
             )
+        if lanes < 1:
+            raise ValueError(f"data lanes must be at least 1, got {lanes}")
         self.inputs = inputs
         self.seed = seed
         self.global_batch, self.micro_batch = global_batch, micro_batch
+        self.accumulation = global_batch // (dp_size * micro_batch)
         self.rank, self.dp_size = rank, dp_size
+        self.lanes = lanes
         self.shards = [expand_shards(d.shards, run_root, f"data[{i}].shards") for i, d in enumerate(inputs)]
         weights = np.array([d.weight for d in inputs], dtype=np.float64)
         self.weights = weights / weights.sum()
@@ -184,56 +228,71 @@ class StageData:
             self.filters = [both(keep, long_enough(*clip)) for keep in self.filters]
         self.streams = self._fresh_streams()
 
-    def _fresh_streams(self) -> list[DatasetStream]:
-        return [DatasetStream(s, self.seed, i, keep) for i, (s, keep) in enumerate(zip(self.shards, self.filters))]
+    def _fresh_streams(self) -> list[list[DatasetStream]]:
+        """streams[lane][dataset]."""
+        return [
+            [
+                DatasetStream(s, self.seed, i, keep, self.rank * self.lanes + lane, self.dp_size, self.lanes)
+                for i, (s, keep) in enumerate(zip(self.shards, self.filters))
+            ]
+            for lane in range(self.lanes)
+        ]
 
     def state_dict(self) -> dict:
-        """Samples consumed per dataset."""
-        return {"consumed": [stream.consumed for stream in self.streams]}
+        """Samples consumed per lane and dataset ("consumed": their sums per dataset)."""
+        per_lane = [[stream.consumed for stream in lane] for lane in self.streams]
+        return {"lanes": self.lanes, "lane_consumed": per_lane, "consumed": [sum(c) for c in zip(*per_lane)]}
 
     def load_state_dict(self, state: dict) -> None:
-        """Resume after the samples `state` says were consumed."""
-        consumed = state["consumed"]
-        if len(consumed) != len(self.streams):
+        """Resume after the samples `state` says were consumed (with the checkpoint's lanes)."""
+        per_lane = state.get("lane_consumed", [state["consumed"]])  # checkpoints from before lanes: one lane
+        if any(len(consumed) != len(self.shards) for consumed in per_lane):
             raise ValueError(
-                f"checkpoint data position covers {len(consumed)} datasets, the stage reads {len(self.streams)}; "
+                f"checkpoint data position covers {len(per_lane[0])} datasets, the stage reads {len(self.shards)}; "
                 "resume with the stage.yaml the checkpoint was written with"
             )
+        self.lanes = len(per_lane)
         self.streams = self._fresh_streams()
-        for stream, count in zip(self.streams, consumed):
-            stream.skip_to(count)
+        for lane, consumed in zip(self.streams, per_lane):
+            for stream, count in zip(lane, consumed):
+                stream.skip_to(count)
+
+    def choices(self, step: int) -> np.ndarray:
+        """The dataset of each of this rank's micro-batches of `step` (the same draws on every rank)."""
+        micro_batches = self.global_batch // self.micro_batch
+        if len(self.shards) == 1:
+            return np.zeros(self.accumulation, dtype=np.int64)
+        rng = np.random.default_rng([self.seed, MIX_STREAM, step])
+        choices = rng.choice(len(self.shards), size=micro_batches, p=self.weights)
+        return choices[self.rank * self.accumulation : (self.rank + 1) * self.accumulation]
+
+    def micro_batch_at(self, index: int) -> tuple[int, int, list[Sample]]:
+        """(lane, dataset, samples) of this rank's micro-batch `index` (0-based over all steps; each lane's
+        micro-batches must be asked for in order)."""
+        step, micro = index // self.accumulation + 1, index % self.accumulation
+        lane, dataset = index % self.lanes, int(self.choices(step)[micro])
+        stream = self.streams[lane][dataset]
+        return lane, dataset, [stream.next() for _ in range(self.micro_batch)]
 
     def step(self, step: int) -> list[Sample]:
         """This rank's raw samples of the global batch of `step`, in micro-batch order (steps come in order)."""
-        micro_batches = self.global_batch // self.micro_batch
-        if len(self.streams) == 1:
-            choices = np.zeros(micro_batches, dtype=np.int64)
-        else:
-            rng = np.random.default_rng([self.seed, MIX_STREAM, step])
-            choices = rng.choice(len(self.streams), size=micro_batches, p=self.weights)
-        per_rank = micro_batches // self.dp_size
-        mine = range(self.rank * per_rank, (self.rank + 1) * per_rank)
-        samples = []
-        for index, choice in enumerate(choices):
-            micro = [self.streams[choice].next() for _ in range(self.micro_batch)]
-            if index in mine:
-                samples.extend(micro)
-        return samples
+        first = (step - 1) * self.accumulation
+        return [s for index in range(first, first + self.accumulation) for s in self.micro_batch_at(index)[2]]
 
-    def first_samples(self, count: int) -> list[Sample]:
-        """The first `count` samples the first dataset keeps, in file order (the validation set); an error when
-        it keeps none."""
+    def first_samples(self, count: int, dataset: int = 0) -> list[Sample]:
+        """The first `count` samples a dataset keeps, in file order (its validation set); an error when it
+        keeps none."""
         samples: list[Sample] = []
-        keep = self.filters[0] or (lambda sample: True)
-        for shard in self.shards[0]:
+        keep = self.filters[dataset] or (lambda sample: True)
+        for shard in self.shards[dataset]:
             samples.extend(sample for sample in read_shard(shard) if keep(sample))
             if len(samples) >= count:
                 break
         if not samples:
-            first = self.inputs[0]
+            given = self.inputs[dataset]
             raise ValueError(
-                f"data[0] (dataset {first.dataset!r}, shards {first.shards!r}): no sample "
-                f"{f'matches where = {first.where.model_dump(exclude_none=True)}' if first.where else 'exists'}; "
+                f"data[{dataset}] (dataset {given.dataset!r}, shards {given.shards!r}): no sample "
+                f"{f'matches where = {given.where.model_dump(exclude_none=True)}' if given.where else 'exists'}; "
                 "curate more data or loosen the dataset's where filter"
             )
         return samples[:count]

@@ -7,11 +7,13 @@ Passes of `train`:
   3. build the denoiser with the model factory (seeded, so every rank builds the same weights), compile its
      repeated blocks when layout.compile says so, load init_from weights, build teacher / reference models,
      optimizer and LR schedule, deepspeed.initialize;
-  4. resume from output_dir/checkpoints when a checkpoint exists (weights, optimizer, schedule, data
-     position, noise-aware compute, EMA, LADD heads, RNG);
-  5. per step: this rank's samples of the global batch, one generator per (seed, step, rank, micro-batch),
-     forward / backward / step per micro-batch, EMA update, noise-aware compute update, metrics, validation
-     every validation_every steps, checkpoint every checkpoint_every steps and at the last step run;
+  4. resume from the newest complete checkpoint in output_dir/checkpoints (weights, optimizer, schedule,
+     data position per lane, noise-aware compute, EMA, LADD heads, RNG), then start the DataLoader
+     (runtime/train/loader.py) at the next step;
+  5. per step: this rank's micro-batches from its own shards (the loader's workers read and build them
+     ahead), one generator per (seed, step, rank, micro-batch), forward / backward / step per micro-batch,
+     EMA update from the fp32 masters, noise-aware compute update, metrics (metrics.jsonl and TensorBoard),
+     validation every validation_every steps, checkpoint every checkpoint_every steps and at the last step run;
   6. at the stage's last step, final/model.safetensors (and ema.safetensors).
 Rerunning after a kill continues from the last complete checkpoint and reproduces the uninterrupted run's
 per-step losses exactly.
@@ -40,11 +42,12 @@ from runtime.train.data import StageData
 from runtime.train.device import engine_device, frozen
 from runtime.train.ema import EMA
 from runtime.train.launch import derived_seed, prepare_environment, step_generator
+from runtime.train.loader import Loader, default_workers, to_device
 from runtime.train.losses import Denoise, DenoisingLoss, GuidanceDistillationLoss, LaddLoss, PreferenceDPOLoss
-from runtime.train.metrics import Metrics
+from runtime.train.metrics import Metrics, StepTally, planned_compute, unwrapped_grad_norm
 from runtime.train.optim import build_lr_schedule, build_optimizer
 from runtime.train.protocol import DEFAULT_FACTORY, ModelFactory, check_denoiser, load_factory
-from runtime.train.validation import VALIDATION_SAMPLES, Validator
+from runtime.train.validation import Validator, validation_parts
 
 
 @dataclass
@@ -57,6 +60,7 @@ class RunOptions:
     max_steps: int | None = None
     model_factory: str | ModelFactory = DEFAULT_FACTORY  # 'module:function', or the callable itself
     model_dir: Path | None = None
+    data_workers: int | None = None  # DataLoader workers per rank; None: runtime.train.loader.default_workers
 
 
 def load_stage_file(path: Path) -> StageFile:
@@ -111,10 +115,14 @@ class Run:
         self.accumulation = self.engine.gradient_accumulation_steps()
         self.global_batch = self.engine.train_batch_size()
 
+        self.workers = default_workers() if options.data_workers is None else options.data_workers
         self.data = StageData(
             self.stage_file.data, self.run_root, self.seed, self.global_batch, self.rank, self.world,
             micro_batch=self.micro_batch, clip=(self.stage.frames, self.stage.fps) if self.stage.frames else None,
+            lanes=max(self.workers, 1),
         )
+        self.loader: Loader | None = None  # started by run(), after resume
+        self.compute = planned_compute(options.stage, self.stage.name, self.stage.model)  # for MFU
         if self.stage.aspect_ratio_buckets and self.rank == 0:
             print(
                 f"stage {self.stage.name}: aspect_ratio_buckets is set, but this trainer does not bucket by aspect "
@@ -132,24 +140,19 @@ class Run:
             fps=self.stage.fps,
             device=self.device,
         )
-        validation = self._validation_batches()
-        probe = validation[0] if validation else self.builder(self.data.first_samples(self.micro_batch), self._size(1))
         self.augment = bool(self.cascade_stage and self.cascade_stage.noise_conditioning_augmentation)
+        validation = validation_parts(
+            self.data, self.builder, self._size(1), self.micro_batch, self.seed, self.rank, self.world,
+            lowres_level=(self.stage_file.inference.noise_augmentation_level or 0.0) if self.augment else None,
+        )
+        probe = validation[0].batch
         self.base_objective = self._objective(probe)
         self.loss = self._stage_loss(factory, factory_name, probe)
-        self.ema = EMA(self.engine.module, self.stage.ema_decay) if self.stage.ema_decay else None
+        self.ema = EMA(self.engine.module, self.stage.ema_decay, self.engine.optimizer) if self.stage.ema_decay else None
         self.student = Denoise(self.engine, self.dtype, embeds_guidance(self.stage_file.architecture))
-        self.validator = (
-            Validator(
-                validation,
-                self.objective_for,
-                self.stage_file.validation_timesteps,
-                self.seed,
-                self.rank,
-                lowres_level=(self.stage_file.inference.noise_augmentation_level or 0.0) if self.augment else None,
-            )
-            if validation
-            else None
+        self.validator = Validator(
+            validation, [d.dataset for d in self.stage_file.data], self.objective_for,
+            self.stage_file.validation_timesteps,
         )
 
     # --- construction ----------------------------------------------------------------------------------
@@ -250,14 +253,6 @@ class Run:
         size = sizes[min((step - 1) * len(sizes) // self.total_steps, len(sizes) - 1)]
         return size.height, size.width
 
-    def _validation_batches(self) -> list[Batch]:
-        samples = self.data.first_samples(VALIDATION_SAMPLES)
-        usable = len(samples) // self.world * self.world
-        mine = samples[self.rank : usable : self.world]
-        return [
-            self.builder(mine[i : i + self.micro_batch], self._size(1)) for i in range(0, len(mine), self.micro_batch)
-        ]
-
     def _objective(self, batch: Batch):
         tokens, pixels = image_geometry(self.stage_file, batch.latents)
         return build_objective(
@@ -301,7 +296,7 @@ class Run:
     def trainer_state(self) -> dict:
         """What checkpoint.save stores beside DeepSpeed's state."""
         return {
-            "data": self.data.state_dict(),
+            "data": self.loader.state_dict(),
             "objective": self.base_objective.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
             "loss": self.loss.state_dict(),
@@ -330,17 +325,24 @@ class Run:
         """One optimizer step; returns its metrics record."""
         started = time.perf_counter()
         lr = self.engine.get_lr()[0]
-        samples = self.data.step(step)
         losses, per_sample, timesteps = [], [], []
+        tally = StepTally(len(self.stage_file.data))
         for micro in range(self.accumulation):
-            batch = self.builder(samples[micro * self.micro_batch : (micro + 1) * self.micro_batch], self._size(step))
+            item = self.loader.next()
+            if isinstance(item.batch, list):  # raw samples: this micro-batch encodes on the fly, here
+                batch = self.builder(item.batch, self._size(step))
+            else:
+                batch = to_device(item.batch, self.device)
             generator = step_generator(self.seed, step, self.rank, micro)
             torch.manual_seed(derived_seed(self.seed, step, self.rank, micro))
             out = self.loss(self.student, self.objective_for(batch), batch, generator)
             self.engine.backward(out.loss)
+            if micro == self.accumulation - 1:
+                tally.grad_norm = unwrapped_grad_norm(self.engine)  # before step() clears the gradients
             self.engine.step()
             self.loss.after_step()
             losses.append(out.loss.detach().double())
+            tally.add(item.dataset, out.loss, batch.size, image_geometry(self.stage_file, batch.latents)[0])
             per_sample.append(out.per_sample)
             timesteps.append(out.t)
         if self.ema is not None:
@@ -348,30 +350,34 @@ class Run:
         self.base_objective.observe(torch.cat(timesteps), torch.cat(per_sample), self.all_reduce_sum)
         loss = self.all_reduce_sum(torch.stack(losses).mean().reshape(1)) / self.world
         elapsed = time.perf_counter() - started
-        return {"step": step, "loss": loss.item(), "lr": lr, "samples_per_s": self.global_batch / elapsed}
+        record = {"step": step, "loss": loss.item(), "lr": lr, "samples_per_s": self.global_batch / elapsed}
+        return record | tally.record(self.all_reduce_sum, [d.dataset for d in self.stage_file.data], elapsed,
+                                     self.engine.get_global_grad_norm() or tally.grad_norm, self.compute, self.world)
 
     def run(self) -> int:
         """Train to the stop step; returns it."""
         start = self.resume()
+        self.loader = Loader(self.data, start, self.workers, self.builder, self._size)
         metrics = Metrics(self.output_dir, self.rank == 0, start, self.stop, self.stage.name)
-        if start == 0 and self.validator is not None:
-            metrics.log({"step": 0, "val_loss": self.validate()})
+        if start == 0:
+            metrics.log({"step": 0, **self.validate()})
         for step in range(start + 1, self.stop + 1):
             record = self.train_step(step)
-            if self.validator is not None and step % self.stage_file.validation_every == 0:
-                record["val_loss"] = self.validate()
+            if step % self.stage_file.validation_every == 0:
+                record |= self.validate()
             metrics.log(record)
             if step % self.stage_file.checkpoint_every == 0 or step == self.stop:
                 checkpoint.save(self.engine, self.output_dir, step, self.trainer_state(), self.rank)
         metrics.close()
+        self.loader.close()
         if self.stop == self.total_steps:
             architecture = self.stage_file.architecture.model_dump_json()
             done = {"stage": self.stage.name, "steps": self.total_steps, "stage_sha256": stage_digest(self.options.stage)}
             checkpoint.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done)
         return self.stop
 
-    def validate(self) -> float:
-        """The validation loss with the current weights."""
+    def validate(self) -> dict[str, float]:
+        """The validation losses with the current weights."""
         self.engine.eval()
         try:
             return self.validator(self.student)

@@ -58,14 +58,51 @@ def test_empty_dataset_is_an_error(tmp_path):
         stream.next()
 
 
-def test_ranks_split_the_global_batch(shards, tmp_path):
+def test_ranks_and_lanes_read_disjoint_shares_that_cover_each_epoch(tmp_path):
+    write(tmp_path / "d", [6] * 8)  # 48 samples, 8 shards: 2 shards for each of 2 ranks x 2 lanes per epoch
     inputs = [DataInput(dataset="d", weight=1.0, shards="d")]
-    ranks = [StageData(inputs, tmp_path, seed=0, global_batch=6, rank=r, dp_size=2, micro_batch=3) for r in range(2)]
-    single = StageData(inputs, tmp_path, seed=0, global_batch=6, rank=0, dp_size=1, micro_batch=3)
-    for step in range(1, 6):
-        parts = [keys(data.step(step)) for data in ranks]
-        assert len(parts[0]) == len(parts[1]) == 3
-        assert parts[0] + parts[1] == keys(single.step(step))
+    ranks = [
+        StageData(inputs, tmp_path, seed=0, global_batch=8, rank=r, dp_size=2, micro_batch=2, lanes=2)
+        for r in range(2)
+    ]
+    for epoch in range(2):
+        parts = [[k for step in range(1, 7) for k in keys(data.step(6 * epoch + step))] for data in ranks]
+        assert len(parts[0]) == len(parts[1]) == 24
+        assert set(parts[0]).isdisjoint(parts[1])
+        assert sorted(parts[0] + parts[1]) == [f"s{i:05d}" for i in range(48)]
+
+
+@pytest.mark.parametrize("shard_count", [1, 3, 5, 9])
+def test_readers_epochs_are_disjoint_and_cover_the_dataset_for_any_shard_count(tmp_path, shard_count):
+    # 1 and 3 shards: fewer than the 4 readers (then split by samples); 5 and 9: uneven shares of shards
+    write(tmp_path / "d", [12 // shard_count + (i < 12 % shard_count) for i in range(shard_count)])
+    paths = sorted((tmp_path / "d").glob("*.tar"))
+    shares = []
+    for reader in range(4):  # 2 ranks x 2 lanes
+        stream = DatasetStream(paths, seed=4, index=0, reader=reader, ranks=2, lanes=2)
+        epoch = sum(stream._length(shard) for _, shard in stream._epoch_order(0))
+        shares.append(keys(stream.next() for _ in range(epoch)))
+    every = [key for share in shares for key in share]
+    assert sorted(every) == [f"s{i:05d}" for i in range(12)]  # disjoint (no repeats) and complete
+    assert all(shares)
+
+
+def test_lanes_resume_exactly(tmp_path):
+    write(tmp_path / "d", [5, 3, 7, 2, 4, 6])
+    inputs = [DataInput(dataset="d", weight=1.0, shards="d")]
+
+    def make():
+        return StageData(inputs, tmp_path, seed=2, global_batch=6, rank=1, dp_size=2, micro_batch=1, lanes=3)
+
+    data = make()
+    for step in range(1, 8):
+        data.step(step)
+    state = data.state_dict()
+    after = [keys(data.step(step)) for step in range(8, 20)]
+    resumed = StageData(inputs, tmp_path, seed=2, global_batch=6, rank=1, dp_size=2, micro_batch=1, lanes=1)
+    resumed.load_state_dict(state)  # the checkpoint's lanes win
+    assert resumed.lanes == 3
+    assert [keys(resumed.step(step)) for step in range(8, 20)] == after
 
 
 def test_mixing_follows_weights_and_resumes(tmp_path):
@@ -141,8 +178,8 @@ def test_where_filter_keeps_the_subset_and_counts_what_it_skips(tmp_path):
 
 
 def test_each_micro_batch_comes_from_one_dataset_identically_on_every_rank(tmp_path):
-    write(tmp_path / "a", [30, 30], prefix="a")
-    write(tmp_path / "b", [40], prefix="b")
+    write(tmp_path / "a", [10] * 6, prefix="a")
+    write(tmp_path / "b", [10] * 4, prefix="b")
     inputs = [DataInput(dataset="a", weight=0.5, shards="a"), DataInput(dataset="b", weight=0.5, shards="b")]
 
     def stage_data(rank, dp_size):
@@ -152,15 +189,18 @@ def test_each_micro_batch_comes_from_one_dataset_identically_on_every_rank(tmp_p
     sources_per_step = []
     for step in range(1, 31):
         parts = [keys(data.step(step)) for data in ranks]
-        assert parts[0] + parts[1] == keys(single.step(step))  # rank r: the r-th block of whole micro-batches
+        whole = keys(single.step(step))
+        # rank r fills the r-th block of whole micro-batches, each from the dataset the single run drew there
         micro_batches = [parts[r][i : i + 3] for r in range(2) for i in range(0, 6, 3)]
+        assert [micro[0][0] for micro in micro_batches] == [whole[i][0] for i in range(0, 12, 3)]
         assert all(len({key[0] for key in micro}) == 1 for micro in micro_batches)
+        assert set(parts[0]).isdisjoint(parts[1])
         sources_per_step.append({micro[0][0] for micro in micro_batches})
     assert any(len(sources) == 2 for sources in sources_per_step)  # chosen per micro-batch, not per step
 
-    state = single.state_dict()
-    after = [keys(single.step(step)) for step in range(31, 36)]
-    resumed = stage_data(0, 1)
+    state = ranks[1].state_dict()
+    after = [keys(ranks[1].step(step)) for step in range(31, 36)]
+    resumed = stage_data(1, 2)
     resumed.load_state_dict(state)
     assert [keys(resumed.step(step)) for step in range(31, 36)] == after
 
