@@ -33,7 +33,7 @@ from runtime.train.launch import step_generator
 from runtime.train.losses import Denoise, DenoisingLoss, GuidanceDistillationLoss, LaddLoss, PreferenceDPOLoss
 from runtime.train.protocol import load_factory
 from runtime.train.trainer import embeds_guidance, image_geometry
-from runtime.train.validation import Validator
+from runtime.train.validation import Validator, validation_parts
 
 MICRO_BATCH = 2
 CAPTIONS = (b"a red cube on a table", b"two birds")
@@ -188,8 +188,10 @@ def step_on_the_device(spec, stage, scratch) -> list[str]:
             checked.append(f"{stage.name}[{micro}]")
         ema.update()
         augment = unet is not None and unet.noise_conditioning_augmentation
-        validator = Validator(batches, lambda batch: objective, 2, 0, 0, lowres_level=0.1 if augment else None)
-        assert validator(student) >= 0
+        data = SimpleNamespace(shards=[[]], first_samples=lambda count, dataset: samples.media())  # one dataset
+        parts = validation_parts(data, builder, samples.size, MICRO_BATCH, 0, 0, 1, 0.1 if augment else None)
+        losses = Validator(parts, ["media"], lambda batch: objective, 2)(student)
+        assert losses["val_loss"] >= 0, losses
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         assert grads and all(on_device(grad) for grad in grads)
         assert all(on_device(shadow) for shadow in ema.shadow)
