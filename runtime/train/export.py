@@ -87,8 +87,10 @@ def _fetch_shadow(local: torch.Tensor, param: torch.Tensor, write) -> None:
     if not hasattr(param, "ds_tensor"):
         write(local.detach().to("cpu").float())
         return
-    whole = torch.empty(dist.get_world_size() * local.numel(), dtype=local.dtype, device=local.device)
-    dist.all_gather_into_tensor(whole, local.detach().reshape(-1))
+    world = dist.get_world_size()
+    whole = torch.empty(world * local.numel(), dtype=local.dtype, device=local.device)
+    # all_gather into views of one buffer: every backend has it (gloo on CPUs too), and nothing is concatenated
+    dist.all_gather(list(whole.chunk(world)), local.detach().reshape(-1))
     write(whole.to("cpu")[: param.ds_numel].view(param.ds_shape).float())
     del whole
 
