@@ -30,13 +30,13 @@ done
 "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${platforms[@]}" -d "$dest" "${binary[@]}"
 
-# PIP_CONSTRAINT may pin torch for this machine's own installs; the build below installs nothing.
+# --no-build-isolation: DeepSpeed's setup.py imports torch, which this machine's environment has.
 if ! ls "$dest"/deepspeed-0.19.8-*.whl >/dev/null 2>&1; then
-  DS_BUILD_OPS=0 PIP_CONSTRAINT= "$python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$dest" \
+  DS_BUILD_OPS=0 "$python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$dest" \
     deepspeed==0.19.8
 fi
 
-count=$(ls "$dest"/*.whl | wc -l)
+count=$(find "$dest" -maxdepth 1 -name '*.whl' | wc -l)
 expected=$(( ${#binary[@]} + 1 ))
 if [ "$count" -ne "$expected" ]; then
   echo "fetch-gpu-wheels: $dest holds $count wheels, expected $expected (one per package): remove stale ones" >&2

@@ -30,7 +30,8 @@ if [ "$cpu" = 1 ]; then
   python="${PYTHON:-$root/.venv/bin/python}"
   [ -x "$python" ] || python=python3
   export DS_ACCELERATOR=cpu OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-  export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PATH="$(dirname "$python"):$PATH"  # launch.sh runs deepspeed
+  bin="$(dirname "$python")"
+  export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PATH="$bin:$PATH"  # launch.sh runs deepspeed
 else
   python="${PYTHON:-python3}"
   command -v nvidia-smi >/dev/null || { echo "gpu-check: no nvidia-smi here; use --cpu on a machine without a GPU" >&2; exit 2; }
@@ -62,6 +63,10 @@ else
 fi
 
 echo "== few-block FLUX and Wan stages through launch.sh"
-"$python" scripts/gpu_check.py train "$workdir" $([ "$cpu" = 1 ] && echo --cpu)
+if [ "$cpu" = 1 ]; then
+  "$python" scripts/gpu_check.py train "$workdir" --cpu
+else
+  "$python" scripts/gpu_check.py train "$workdir"
+fi
 
 echo "gpu-check: passed in $(( SECONDS - started )) s; figures in $workdir"
