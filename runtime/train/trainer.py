@@ -36,7 +36,7 @@ from compiler.schema.architecture import ArchitectureSpec, Cascade, UNetStage
 from compiler.schema.bundle import StageFile
 from compiler.schema.schedule import AdversarialDistillation, GuidanceDistillation, PreferenceLoss, TimestepDistillation
 from runtime.objectives import ConditioningDropout, build_objective
-from runtime.train import checkpoint
+from runtime.train import checkpoint, export
 from runtime.train.batch import Batch, BatchBuilder
 from runtime.train.data import StageData
 from runtime.train.device import engine_device, frozen
@@ -373,7 +373,7 @@ class Run:
         if self.stop == self.total_steps:
             architecture = self.stage_file.architecture.model_dump_json()
             done = {"stage": self.stage.name, "steps": self.total_steps, "stage_sha256": stage_digest(self.options.stage)}
-            checkpoint.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done)
+            export.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done)
         return self.stop
 
     def validate(self) -> dict[str, float]:
