@@ -25,6 +25,7 @@ from typing import Any
 from compiler import __version__
 from compiler.pipeline import Compiled
 from compiler.plan.conditioning import stage_conditioning
+from compiler.plan.planner import SAMPLE_SECONDS
 from compiler.schema.bundle import (
     DataInput, ParallelLayout, PipelineFile, StageFile, encode_clip, encode_size, root_dataset, slug,
 )
@@ -122,7 +123,7 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
     return StageFile(
         spec=spec.name, scale=scale, stage=stage, architecture=spec.architecture, objective=spec.objective,
         inference=spec.inference,
-        layout=ParallelLayout(dp_size=stage_plan.dp_size, micro_batch=stage_plan.micro_batch,
+        layout=ParallelLayout(dp_size=stage_plan.dp_size, sp_size=stage_plan.sp_size, micro_batch=stage_plan.micro_batch,
                       grad_accumulation=stage_plan.grad_accumulation, zero_stage=stage_plan.zero_stage,
                       offload=stage_plan.offload, activation_checkpointing=stage_plan.activation_checkpointing,
                       precision=stage_plan.precision, compile=stage_plan.compile),
@@ -180,7 +181,7 @@ def render_bundle(compiled: Compiled) -> Bundle:
                                                "`genspec validate spec.resolved.yaml` checks it."))
     bundle.add("assumptions.md", env.get_template("assumptions.md.j2").render(
         groups=assumption_groups(compiled.checked.resolved.table, spec), smoke_only=smoke_only_ops(spec), **common))
-    bundle.add("plan.md", env.get_template("plan.md.j2").render(plan=planned, **common))
+    bundle.add("plan.md", env.get_template("plan.md.j2").render(plan=planned, sample_seconds=SAMPLE_SECONDS, **common))
     bundle.add("plan.json", _json(plan_json(planned, how)))
     _add_graph(bundle, stage_graph, how)
 

@@ -139,8 +139,10 @@ def test_every_ds_config_is_accepted_by_deepspeed(bundle, monkeypatch):
     for path in configs:
         stage_yaml = (path.parent / "stage.yaml").read_text()
         stage = next(s for s in plan.values() if f"name: {s['stage']}" in stage_yaml)
-        _world_size(monkeypatch, stage["dp_size"])
-        config = DeepSpeedConfig(str(path))
+        # DeepSpeed's data-parallel size is the world divided by sequence_parallel_size.
+        _world_size(monkeypatch, stage["dp_size"] * stage.get("sp_size", 1))
+        # A dict, not the path: DeepSpeed looks sequence_parallel_size up in the config it was given.
+        config = DeepSpeedConfig(json.loads(path.read_text()))
         assert config.world_size == stage["dp_size"]
         assert config.train_batch_size == (config.train_micro_batch_size_per_gpu
                                            * config.gradient_accumulation_steps * stage["dp_size"])
@@ -283,3 +285,33 @@ def test_single_node_launch_clears_deepspeeds_shm_segments_of_its_port(smoke_bun
         assert other.exists()
     finally:
         other.unlink(missing_ok=True)
+
+
+def test_wan_14b_on_h100_64_plans_sequence_parallelism_that_deepspeed_accepts(tmp_path, monkeypatch):
+    """High-resolution video stages get Ulysses sequence parallelism > 1; plan.md shows it, stage.yaml carries
+    it for the trainer's groups and ds_config.json's sequence_parallel_size passes DeepSpeed's own parser."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    out = tmp_path / "wan14b"
+    result = runner.invoke(app, ["compile", "wan2.1-t2v-14b", "--cluster", "h100-64", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    stages = {s["stage"]: s for s in json.loads((out / "plan.json").read_text())["stages"]}
+    parallel = {name: s for name, s in stages.items() if s["sp_size"] > 1}
+    assert "joint_720p" in parallel, {name: s["sp_size"] for name, s in stages.items()}
+    assert stages["joint_256p"]["sp_size"] == 1
+    plan_md = (out / "plan.md").read_text()
+    assert "| sp |" in plan_md
+    for name, stage in parallel.items():
+        assert stage["dp_size"] * stage["sp_size"] == PRESETS["h100-64"].world_size
+        assert f"| {stage['dp_size']} | {stage['sp_size']} (" in plan_md
+        (path,) = [p for p in out.glob("train/*/ds_config.json")
+                   if f"name: {name}" in (p.parent / "stage.yaml").read_text()]
+        raw = json.loads(path.read_text())
+        assert raw["sequence_parallel_size"] == stage["sp_size"]
+        assert f"sp_size: {stage['sp_size']}" in (path.parent / "stage.yaml").read_text()
+        _world_size(monkeypatch, PRESETS["h100-64"].world_size)
+        config = DeepSpeedConfig(raw)
+        assert config.world_size == stage["dp_size"]
+        assert config.train_batch_size == (config.train_micro_batch_size_per_gpu
+                                           * config.gradient_accumulation_steps * stage["dp_size"])
