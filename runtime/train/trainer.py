@@ -34,7 +34,7 @@ from compiler.schema.architecture import ArchitectureSpec, Cascade, UNetStage
 from compiler.schema.bundle import StageFile
 from compiler.schema.schedule import AdversarialDistillation, GuidanceDistillation, PreferenceLoss, TimestepDistillation
 from runtime.objectives import ConditioningDropout, build_objective
-from runtime.train import checkpoint
+from runtime.train import checkpoint, preemption
 from runtime.train.batch import Batch, BatchBuilder
 from runtime.train.data import StageData
 from runtime.train.ema import EMA
@@ -347,6 +347,7 @@ class Run:
     def run(self) -> int:
         """Train to the stop step; returns it."""
         start = self.resume()
+        stop_request = preemption.REQUEST
         metrics = Metrics(self.output_dir, self.rank == 0, start, self.stop, self.stage.name)
         if start == 0 and self.validator is not None:
             metrics.log({"step": 0, "val_loss": self.validate()})
@@ -355,8 +356,14 @@ class Run:
             if self.validator is not None and step % self.stage_file.validation_every == 0:
                 record["val_loss"] = self.validate()
             metrics.log(record)
-            if step % self.stage_file.checkpoint_every == 0 or step == self.stop:
+            saved = step % self.stage_file.checkpoint_every == 0 or step == self.stop
+            if saved:
                 checkpoint.save(self.engine, self.output_dir, step, self.trainer_state(), self.rank)
+            if step < self.stop and stop_request.after_step():
+                if not saved:
+                    checkpoint.save(self.engine, self.output_dir, step, self.trainer_state(), self.rank)
+                metrics.close()
+                raise preemption.Preempted(step, stop_request.received)
         metrics.close()
         if self.stop == self.total_steps:
             architecture = self.stage_file.architecture.model_dump_json()
@@ -404,4 +411,5 @@ def train(options: RunOptions) -> int:
         print(f"stage {stage_file.stage.name}: already trained ({done} steps, {output_dir / checkpoint.FINAL}); "
               "nothing to do", file=sys.stderr)
         return done
+    preemption.REQUEST.install()
     return Run(options).run()
