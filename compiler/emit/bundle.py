@@ -208,6 +208,7 @@ def render_bundle(compiled: Compiled) -> Bundle:
             architecture=repr(spec.architecture.model_dump(mode="json")), model_name=repr(stage.model),
             stage_name_literal=repr(stage.name), **{**common, "spec_name": repr(spec.name)}))
 
+    bundle.add("preflight.sbatch.sh", env.get_template("preflight.sbatch.sh.j2").render(**common), True)
     bundle.add("run_local.sh", env.get_template("run_local.sh.j2").render(**common), True)
     bundle.add("submit_slurm.sh", env.get_template("submit_slurm.sh.j2").render(
         **{**common, "order": _slurm_jobs(spec, order)}), True)
@@ -244,12 +245,14 @@ def _slurm_jobs(spec: Spec, order: list[dict[str, Any]]) -> list[dict[str, Any]]
     """The Slurm DAG: each curation pipeline as one array job per stage plus a finalize task, chained;
     training stages after the finalize tasks of the pipelines they read."""
     pipelines = {f"curate-{slug(p.name)}": p for p in spec.data.pipelines}
-    jobs = []
+    # Preflight first: a missing model or shard fails it in seconds and cancels the rest, before GPU-hours.
+    jobs = [{"kind": "preflight", "id": "preflight", "script": "preflight.sbatch.sh", "after": [], "args": [],
+             "options": []}]
     for job in order:
         if job["kind"] != "curation":
-            jobs.append({**job, "args": [], "options": []})
+            jobs.append({**job, "after": job["after"] or ["preflight"], "args": [], "options": []})
             continue
-        previous: list[str] = []
+        previous: list[str] = ["preflight"]
         for stage in range(curation_stages(pipelines[job["id"]])):
             stage_id = f"{job['id']}-s{stage}"
             jobs.append({**job, "id": stage_id, "after": previous, "args": ["--stage", str(stage)], "options": []})

@@ -156,6 +156,10 @@ def check_stub_calls(dag) -> None:
                 assert options["--output"].startswith(f"{dag.run_root}/curated/"), argv
                 assert call["env"]["GENSPEC_RUN_ROOT"] == str(dag.run_root)
                 assert call["env"]["GENSPEC_RAW"] == str(dag.raw)
+        elif job.name == "preflight":
+            mine = [c for c in calls if c["job_id"] == job_id]
+            assert [c["tool"] for c in mine] == ["genspec"] and mine[0]["argv"][:2] == ["preflight", str(dag.bundle)], mine
+            assert not job.parents and all(j.parents for j in dag.jobs if j is not job), "preflight is not first"
         else:
             mine = [c for c in calls if c["job_id"] == job_id]
             # One srun task per rank (local-cpu: one rank per node), no launcher in between.
