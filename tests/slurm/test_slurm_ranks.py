@@ -153,7 +153,9 @@ def test_a_stage_longer_than_its_time_limit_completes_across_requeues(slurm, sta
                            env=slurm.env(), capture_output=True, text=True, timeout=60)
     assert after.returncode == 0, after.stderr
     dependant = after.stdout.strip()
-    records = wait(slurm, [job, dependant], run_root, timeout=480)
+    # Slurm sends USR1 up to a minute early, so with a one-minute limit each job trains about one step: eight
+    # jobs of about a minute each.
+    records = wait(slurm, [job, dependant], run_root, timeout=900)
     log = "\n".join(f"----- {p.name}\n{p.read_text()}" for p in sorted(run_root.glob("logs/*")))
     stage, next_job = records[job], records[dependant]
     assert stage["JobState"] == "COMPLETED" and int(stage["Restarts"]) >= 1, f"{stage}\n{log[-4000:]}"
