@@ -36,7 +36,7 @@ from compiler.schema.architecture import ArchitectureSpec, Cascade, UNetStage
 from compiler.schema.bundle import StageFile
 from compiler.schema.schedule import AdversarialDistillation, GuidanceDistillation, PreferenceLoss, TimestepDistillation
 from runtime.objectives import ConditioningDropout, build_objective
-from runtime.train import checkpoint, export
+from runtime.train import checkpoint, export, preemption
 from runtime.train.batch import Batch, BatchBuilder
 from runtime.train.data import StageData
 from runtime.train.device import engine_device, frozen
@@ -358,6 +358,7 @@ class Run:
         """Train to the stop step; returns it."""
         start = self.resume()
         self.loader = Loader(self.data, start, self.workers, self.builder, self._size)
+        stop_request = preemption.REQUEST
         metrics = Metrics(self.output_dir, self.rank == 0, start, self.stop, self.stage.name)
         if start == 0:
             metrics.log({"step": 0, **self.validate()})
@@ -366,8 +367,15 @@ class Run:
             if step % self.stage_file.validation_every == 0:
                 record |= self.validate()
             metrics.log(record)
-            if step % self.stage_file.checkpoint_every == 0 or step == self.stop:
+            saved = step % self.stage_file.checkpoint_every == 0 or step == self.stop
+            if saved:
                 checkpoint.save(self.engine, self.output_dir, step, self.trainer_state(), self.rank)
+            if step < self.stop and stop_request.after_step():
+                if not saved:
+                    checkpoint.save(self.engine, self.output_dir, step, self.trainer_state(), self.rank)
+                metrics.close()
+                self.loader.close()
+                raise preemption.Preempted(step, stop_request.received)
         metrics.close()
         self.loader.close()
         if self.stop == self.total_steps:
@@ -416,4 +424,5 @@ def train(options: RunOptions) -> int:
         print(f"stage {stage_file.stage.name}: already trained ({done} steps, {output_dir / checkpoint.FINAL}); "
               "nothing to do", file=sys.stderr)
         return done
+    preemption.REQUEST.install()
     return Run(options).run()
