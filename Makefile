@@ -12,7 +12,7 @@ export OMP_WAIT_POLICY := PASSIVE
 export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/inductor
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup test bench demo regen clean
+.PHONY: setup test bench demo regen clean gpu-check
 
 setup: $(STAMP)
 
@@ -46,6 +46,12 @@ bench: $(STAMP)
 # 2 minutes; a rerun resumes). The report is demo-run/report.md.
 demo: $(STAMP)
 	$(BIN)/genspec demo --spec flux1-dev --workdir demo-run
+
+# The GPU check on one H100 or H200 without network (scripts/gpu-check.sh; fetch its wheels first with
+# scripts/fetch-gpu-wheels.sh on a machine with network). No setup: that machine has no .venv. CPU=1 runs the
+# same steps at reduced width on a CPU.
+gpu-check:
+	scripts/gpu-check.sh $(if $(CPU),--cpu)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .benchmarks

@@ -391,6 +391,34 @@ def status(
 
 
 @app.command()
+def preflight(
+    bundle: Annotated[str, typer.Argument(help="A bundle directory written by `genspec compile`.")],
+    model_dir: Annotated[Optional[str], typer.Option("--model-dir", help="Model weights; default GENSPEC_MODEL_DIR.")] = None,
+    run_root: Annotated[Optional[str], typer.Option("--run-root", help="Run root; default GENSPEC_RUN_ROOT.")] = None,
+    raw: Annotated[Optional[str], typer.Option("--raw", help="Raw shards, one sub-folder per source.")] = None,
+) -> None:
+    """Check, before any GPU-hour: models present, input shards, run root writable with room. Every problem at once."""
+    import os
+    from pathlib import Path
+
+    from compiler.preflight import preflight as check
+
+    def path(value: str | None, variable: str) -> Path | None:
+        value = value or os.environ.get(variable) or None
+        return Path(value) if value else None
+
+    problems, notes = check(Path(bundle), path(model_dir, "GENSPEC_MODEL_DIR"), path(run_root, "GENSPEC_RUN_ROOT"),
+                            path(raw, "GENSPEC_RAW"))
+    for note in notes:
+        typer.echo(f"note: {note}")
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise _fail(f"preflight: {len(problems)} problem(s) in {bundle}", 1)
+    typer.echo(f"preflight: {bundle} is ready")
+
+
+@app.command()
 def clusters(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
     """The cluster presets --cluster accepts (a .yaml/.json file or file.py:attr works too)."""
     from compiler.schema.cluster import PRESETS

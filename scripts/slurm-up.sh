@@ -66,7 +66,9 @@ pids="$state/pids"
 logs="$state/log"
 jobcomp="$logs/jobcomp.log"
 node="$(hostname -s)"
-cpus="$(nproc)"
+# GNU nproc honours OMP_NUM_THREADS: with the test environment's OMP_NUM_THREADS=1 the node had one CPU and
+# refused the jobs of a bundle compiled for local-cpu (2 CPUs) ("test node has fewer CPUs than local-cpu").
+cpus="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
 case "$oversubscribe" in
   ''|*[!0-9]*|0) die "GENSPEC_SLURM_OVERSUBSCRIBE must be a positive integer, not '$oversubscribe'" ;;
   1) share=NO ;;

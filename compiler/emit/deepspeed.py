@@ -1,7 +1,8 @@
 """DeepSpeed configs from a stage plan: numbers only ("auto" is resolved only under accelerate).
 
 Batch rule (DeepSpeed): train_batch_size == train_micro_batch_size_per_gpu x
-gradient_accumulation_steps x data-parallel size.
+gradient_accumulation_steps x data-parallel size, where data-parallel size = world size /
+sequence_parallel_size (deepspeed/runtime/config.py divides the world by it).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def ds_config(stage: Stage, plan: StagePlan, on_gpu: bool, generated_by: str) ->
         config["optimizer"] = optimizer
     if stage.grad_clip:
         config["gradient_clipping"] = stage.grad_clip
+    if plan.sp_size > 1:
+        # Ulysses: ZeRO partitions and gradients reduce over dp x sp ranks; the trainer builds the groups
+        # from stage.yaml's layout.sp_size (runtime/models/sequence_parallel.py).
+        config["sequence_parallel_size"] = plan.sp_size
     if plan.activation_checkpointing:
         config["activation_checkpointing"] = {"partition_activations": False, "contiguous_memory_optimization": False}
     return config

@@ -199,15 +199,18 @@ def training_flops(work: Workload, checkpointing: bool) -> float:
     return work.forward_flops * (4 if checkpointing else 3)
 
 
-def activation_bytes(work: Workload, checkpointing: bool) -> float:
-    """Bytes of activations kept for backward, per sample, in 16-bit.
+def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1) -> float:
+    """Bytes of activations kept for backward, per sample and rank, in 16-bit.
+
+    Under Ulysses sequence parallelism of degree sp a rank holds 1/sp of the image/video tokens and all text
+    tokens (replicated across the group: runtime/models/sequence_parallel.py).
 
     Per transformer layer and token about 34 x hidden bytes with fused (flash) attention, which keeps no
     score matrix (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
     Models", eq. 1 without the 5as/h term). With full checkpointing only each layer's input
     (2 x hidden bytes per token) is kept, plus one layer's activations during its recompute.
     """
-    tokens = work.image_tokens + work.text_tokens
+    tokens = work.image_tokens / sequence_parallel + work.text_tokens
     per_layer = 34 * tokens * work.hidden_size
     layers = max(work.attention_layers, work.params.blocks, 1)
     if checkpointing:

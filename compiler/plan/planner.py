@@ -2,7 +2,9 @@
 
 Passes, per stage:
   1. workload     tokens and FLOPs per sample (cost.py), parameters from the architecture (params.py)
-  2. layout       data-parallel size = every device; the global batch must split evenly over it
+  2. layout       sequence-parallel degree sp (Ulysses, `sequence_parallel_degrees`): the smallest legal one
+                  that brings a sample's training time under SAMPLE_SECONDS and fits memory; data-parallel
+                  size = devices / sp, and the global batch must split evenly over it
   3. search       ZeRO stage, offload and activation checkpointing in order of cost (no offload before
                   offload, no recompute before recompute, lower ZeRO stage first), and within the first
                   that fits, the largest micro batch; gradient accumulation makes up the global batch
@@ -13,11 +15,12 @@ A stage that fits in no configuration is a PlanError with the numbers and what w
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from compiler.plan.cadence import Cadence, cadence
 from compiler.plan.cost import PlanError, Workload, activation_bytes, training_flops, workload
 from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
+from compiler.schema.architecture import DiT, MMDiT
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
 
@@ -29,6 +32,11 @@ _IN_DEVICE = [ZeroChoice(0), ZeroChoice(1), ZeroChoice(2), ZeroChoice(3)]
 _OFFLOAD = [ZeroChoice(2, "optimizer"), ZeroChoice(3, "optimizer"), ZeroChoice(3, "optimizer_and_params")]
 # Cheapest first: recomputing activations costs a third more compute; offloading to the host costs
 # PCIe traffic every step, which is usually worse, so it comes last.
+# A sample whose forward + backward takes longer than this on one device is split over a sequence-parallel
+# group: image stages of the largest models take 1-3 s per sample, a 720p x 81-frame Wan 14B sample about 50 s,
+# so its data-parallel step would run 20x the image stages' and checkpoints, preemption and the gradient
+# all-reduce would wait on it. Ulysses divides that time by sp for two all-to-alls per attention.
+SAMPLE_SECONDS = 10.0
 SEARCH = [(z, False) for z in _IN_DEVICE] + [(z, True) for z in _IN_DEVICE] + [
     (z, checkpointing) for z in _OFFLOAD for checkpointing in (False, True)
 ]
@@ -58,6 +66,8 @@ class StagePlan:
     text_tokens: int
     latent_frames: int
     dp_size: int
+    sp_size: int  # Ulysses sequence-parallel degree; dp_size x sp_size = devices
+    sp_reason: str  # why sp_size: "-" (1 is enough), "step time" or "memory"
     global_batch: int
     micro_batch: int
     grad_accumulation: int
@@ -103,23 +113,81 @@ def _frozen_bytes(spec: Spec, work: Workload) -> float:
     return 0.0 if precomputed else 2 * work.frozen_params
 
 
+def sequence_parallel_degrees(spec: Spec, work: Workload, world: int, batch: int) -> list[int]:
+    """Legal Ulysses degrees, ascending: sp divides the devices (dp x sp = world), the attention heads and the
+    image/video tokens (each rank holds an equal slice; text is replicated), and the global batch splits over
+    dp = world / sp. Only transformer backbones whose runtime supports it (MMDiT, cross-attention DiT) get
+    more than 1."""
+    backbone = spec.architecture.backbone
+    supported = isinstance(backbone, MMDiT) or (
+        isinstance(backbone, DiT) and getattr(backbone, "text_conditioning", "cross_attention") != "in_context"
+    )
+    if not supported:
+        return [1]
+    return [
+        sp for sp in range(1, world + 1)
+        if world % sp == 0 and backbone.num_heads % sp == 0 and work.image_tokens % sp == 0
+        and batch % (world // sp) == 0
+    ]
+
+
+def _sample_seconds(work: Workload, cluster: Cluster) -> float:
+    """One sample's forward + backward on one device at the planned MFU (no recompute)."""
+    if cluster.gpu:
+        return training_flops(work, False) / (cluster.gpu.peak_bf16_tflops * 1e12 * GPU_MFU)
+    return training_flops(work, False) / (cluster.cpu_peak_tflops * 1e12 * CPU_MFU)
+
+
 def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
     work = workload(spec, stage)
-    ranks = cluster.world_size
+    world = cluster.world_size
     batch, steps = stage.batch_size, stage.steps
     if batch is None or steps is None:
         raise PlanError(f"schedule.stages[{stage.name}]: batch_size and steps are needed to plan; "
                         f"supply them with --set schedule.stages[{stage.name}].batch_size=N")
+    _check_batch(stage, batch, world, cluster)
+    degrees = sequence_parallel_degrees(spec, work, world, batch) if cluster.gpu else [1]
+    # The smallest degree that brings a sample under SAMPLE_SECONDS (the largest legal one if none does);
+    # larger degrees are tried only when memory needs them.
+    timely = [sp for sp in degrees if _sample_seconds(work, cluster) / sp <= SAMPLE_SECONDS] or degrees[-1:]
+    candidates = [sp for sp in degrees if sp >= timely[0]]
+    best_need = None
+    for sp in candidates:
+        fitted, need = _fit(spec, stage, cluster, work, sp)
+        best_need = need if best_need is None else min(best_need, need)
+        if fitted is not None:
+            reason = "-" if sp == 1 else ("step time" if sp == timely[0] else "memory")
+            return replace(fitted, sp_reason=reason)
+    capacity = cluster.device_memory_gib * cluster.memory_headroom
+    raise PlanError(
+        f"schedule.stages[{stage.name}] does not fit {cluster.name}: at best it needs {best_need:.1f} GiB per "
+        f"{'GPU' if cluster.gpu else 'process'} in its leanest layout (micro batch 1, every ZeRO and offload "
+        f"choice tried, activation checkpointing on, sequence parallelism up to {candidates[-1]}), "
+        f"the cluster has {capacity:.1f} GiB usable ({cluster.device_memory_gib:g} GiB x headroom "
+        f"{cluster.memory_headroom:g}). Model: {work.params.total / 1e9:.2f}B parameters, "
+        f"{work.image_tokens + work.text_tokens} tokens per sample. Fix: a cluster with more or larger devices, "
+        f"a smaller resolution or frame count, or `--scale smoke`."
+    )
+
+
+def _check_batch(stage, batch: int, ranks: int, cluster: Cluster) -> None:
     if batch % ranks:
         raise PlanError(
             f"schedule.stages[{stage.name}]: global batch {batch} does not split over {ranks} data-parallel "
             f"ranks on {cluster.name}; use a batch that is a multiple of {ranks} "
             f"(--set schedule.stages[{stage.name}].batch_size={max(ranks, batch // ranks * ranks)}) or another cluster"
         )
+
+
+def _fit(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tuple[StagePlan | None, float]:
+    """The cheapest layout that fits at sequence-parallel degree sp, and the least memory any layout needs."""
+    ranks, batch = cluster.world_size, stage.batch_size
+    dp = ranks // sp
+    _check_batch(stage, batch, dp, cluster)
     precision = stage.precision if cluster.gpu else "fp32"  # CPUs train in fp32 here
     capacity = cluster.device_memory_gib * cluster.memory_headroom
     frozen = _frozen_bytes(spec, work)
-    per_rank = batch // ranks
+    per_rank = batch // dp
     micro_options = sorted((m for m in range(1, min(per_rank, 64) + 1) if per_rank % m == 0), reverse=True)
     best_need = None
     for zero, checkpointing in SEARCH:
@@ -130,24 +198,16 @@ def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
         states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision)
         copies = _extra_copies(spec, stage, work.params.total, ranks, zero)
         for micro in micro_options:
-            activations = activation_bytes(work, checkpointing) * micro
+            activations = activation_bytes(work, checkpointing, sp) * micro
             need = (states + frozen + copies + activations) / GIB
             best_need = need if best_need is None else min(best_need, need)
             if need <= capacity:
                 memory = Memory(states / GIB, activations / GIB, frozen / GIB, copies / GIB, need, capacity)
-                return _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory)
-    raise PlanError(
-        f"schedule.stages[{stage.name}] does not fit {cluster.name}: at best it needs {best_need:.1f} GiB per "
-        f"{'GPU' if cluster.gpu else 'process'} in its leanest layout (micro batch 1, every ZeRO and offload "
-        f"choice tried, activation checkpointing on), "
-        f"the cluster has {capacity:.1f} GiB usable ({cluster.device_memory_gib:g} GiB x headroom "
-        f"{cluster.memory_headroom:g}). Model: {work.params.total / 1e9:.2f}B parameters, "
-        f"{work.image_tokens + work.text_tokens} tokens per sample. Fix: a cluster with more or larger devices, "
-        f"a smaller resolution or frame count, or `--scale smoke`."
-    )
+                return _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory, dp), need
+    return None, best_need
 
 
-def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory) -> StagePlan:
+def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory, dp) -> StagePlan:
     ranks = cluster.world_size
     flops = training_flops(work, checkpointing) * stage.batch_size
     if cluster.gpu:
@@ -160,8 +220,8 @@ def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precisio
         stage=stage.name, model=work.model, params=work.params.total,
         params_documented=spec.architecture.params_documented,
         image_tokens=work.image_tokens, text_tokens=work.text_tokens, latent_frames=work.latent_frames,
-        dp_size=ranks, global_batch=stage.batch_size, micro_batch=micro,
-        grad_accumulation=stage.batch_size // (micro * ranks), zero_stage=zero.stage, offload=zero.offload,
+        dp_size=dp, sp_size=ranks // dp, sp_reason="-", global_batch=stage.batch_size, micro_batch=micro,
+        grad_accumulation=stage.batch_size // (micro * dp), zero_stage=zero.stage, offload=zero.offload,
         activation_checkpointing=checkpointing, precision=precision, compile=cluster.gpu is not None,
         memory_gib=memory, flops_per_step=flops, mfu=mfu, step_seconds=step, steps=stage.steps,
         device_hours=step * stage.steps * devices / 3600,

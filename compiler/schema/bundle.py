@@ -48,6 +48,10 @@ class ParallelLayout(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dp_size: int = Field(gt=0)
+    sp_size: int = Field(
+        1, gt=0, description="Ulysses sequence-parallel degree: sp consecutive ranks share one sample, each "
+        "holding 1/sp of its image/video tokens (runtime.models.sequence_parallel); dp_size x sp_size = ranks",
+    )
     micro_batch: int = Field(gt=0)
     grad_accumulation: int = Field(gt=0)
     zero_stage: int = Field(ge=0, le=3)

@@ -12,9 +12,10 @@ checkpoint storage (Tectonic) a sustained 2 TB/s for those 16,384 GPUs, 0.122 GB
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from compiler.schema.provenance import Node
 
@@ -44,9 +45,32 @@ class Cluster(Node):
     cpu_peak_tflops: float = Field(0.1, gt=0, description="fp32 throughput of one node's CPUs, for CPU plans")
     interconnect: str = Field("", description="e.g. 'NVLink 900 GB/s + InfiniBand 400 Gb/s'")
     scheduler: Literal["slurm", "hostfile", "local"] = "slurm"
+    cpu_ranks_per_node: int = Field(1, gt=0, description="training processes per node of a CPU-only cluster")
+    # Site settings: what every emitted script asks Slurm for and exports (templates/*.j2).
     partition: str | None = None
     account: str | None = None
-    container: str | None = Field(None, description="container image the jobs run in")
+    qos: str | None = None
+    time_limit_minutes: int = Field(
+        14 * 24 * 60, gt=0,
+        description="the partition's wall-clock limit: a longer stage runs as a chain of requeued jobs",
+    )
+    signal_grace_seconds: int = Field(
+        300, ge=30,
+        description="USR1 this long before the limit: the trainer checkpoints and the job requeues itself",
+    )
+    memory_request: str | None = Field(
+        None, description="sbatch --mem per node, e.g. '0' (all of it) or '1800G'; unset: no --mem")
+    exclusive: bool = Field(False, description="sbatch --exclusive: whole nodes, shared with no other job")
+    modules: list[str] = Field(default_factory=list, description="environment modules each job loads first")
+    container: str | None = Field(None, description="container image the ranks run in")
+    container_runtime: Literal["pyxis", "apptainer"] = Field(
+        "pyxis", description="pyxis: srun --container-image; apptainer: srun apptainer exec IMAGE")
+    container_mounts: list[str] = Field(
+        default_factory=list, description="SRC:DST bind mounts into the container (run root, models, data)")
+    run_root: str | None = Field(
+        None, description="shared storage for checkpoints, curated data and logs; unset: RUN_ROOT given at run time")
+    model_dir: str | None = Field(None, description="pretrained weights (org/name or HF hub cache layout)")
+    cache_dir: str | None = Field(None, description="HF_HOME, torch inductor and extension caches")
     environment: dict[str, str] = Field(default_factory=dict, description="extra environment for every job")
     memory_headroom: float = Field(0.85, gt=0, le=1, description="fraction of device memory a plan may use")
     storage_write_gbps: float | None = Field(
@@ -60,10 +84,30 @@ class Cluster(Node):
         "Llama 3's 419 interruptions in 54 days on 16,384 GPUs, 50,677 GPU-hours",
     )
 
+    @field_validator("memory_request")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9]+[KMGT]?", value):
+            raise ValueError(f"memory_request {value!r} is not a Slurm --mem size; write e.g. '0', '512G' or '1800000M'")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
+        if bad:
+            raise ValueError(f"environment names {bad} are not shell variable names; use letters, digits and _")
+        return value
+
+    @property
+    def ranks_per_node(self) -> int:
+        """Training processes (srun tasks) per node: one per GPU, or cpu_ranks_per_node on CPUs."""
+        return self.gpus_per_node or self.cpu_ranks_per_node
+
     @property
     def world_size(self) -> int:
-        """Training processes: one per GPU, or one per CPU node."""
-        return self.nodes * max(self.gpus_per_node, 1)
+        """Training processes: one per GPU, or cpu_ranks_per_node per CPU node."""
+        return self.nodes * self.ranks_per_node
 
     @property
     def device_memory_gib(self) -> float:
@@ -93,9 +137,19 @@ H200 = Accelerator(name="H200-SXM-141GB", memory_gib=141, peak_bf16_tflops=989)
 A100 = Accelerator(name="A100-SXM-80GB", memory_gib=80, peak_bf16_tflops=312)
 
 
+# NCCL on InfiniBand clusters: fail a hung collective instead of waiting forever, and let NCCL pick the HCAs
+# (NCCL_IB_HCA / NCCL_SOCKET_IFNAME are site-specific: a cluster file names its own).
+GPU_ENVIRONMENT = {"TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "NCCL_DEBUG": "WARN",
+                   "NCCL_SOCKET_IFNAME": "^lo,docker"}
+
+
 def _gpu_cluster(name: str, nodes: int, gpu: Accelerator, interconnect: str) -> Cluster:
+    # A typical GPU partition: 2-day limit, whole nodes, all their memory; checkpoints on shared storage.
     return Cluster(name=name, nodes=nodes, gpus_per_node=8, gpu=gpu, cpus_per_node=96,
                    memory_gib_per_node=1800, interconnect=interconnect, scheduler="slurm", partition="gpu",
+                   time_limit_minutes=2 * 24 * 60, memory_request="0", exclusive=True,
+                   run_root="/shared/genspec/run", model_dir="/shared/models", cache_dir="/shared/genspec/cache",
+                   environment=dict(GPU_ENVIRONMENT),
                    storage_write_gbps=round(LLAMA3_WRITE_GBPS_PER_GPU * nodes * 8, 2))
 
 

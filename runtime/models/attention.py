@@ -57,6 +57,8 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(dim, inner)
         # A list because diffusers keeps a dropout at index 1; the projection's key stays `to_out.0`.
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)]) if out_proj else None
+        # Set by sequence_parallel.enable_sequence_parallel; None: this rank holds the whole sequence.
+        self.sequence_parallel = None
 
     def forward(
         self,
@@ -64,9 +66,14 @@ class Attention(nn.Module):
         context: torch.Tensor | None = None,
         rope: RopeTables | None = None,
         mask: torch.Tensor | None = None,
+        replicated: int = 0,
     ) -> torch.Tensor:
         """x (B, S, dim), context (B, S_c, dim) or None, rope tables (S, head_dim), mask as `attention`
-        -> (B, S, dim or inner)."""
+        -> (B, S, dim or inner).
+
+        Under sequence parallelism x is this rank's slice, after `replicated` leading tokens (text) that every
+        rank holds whole; self-attention then runs through DeepSpeed's DistributedAttention, while
+        cross-attention to the replicated `context` stays local (each query sees the whole context)."""
         source = x if context is None else context
         q, k, v = self.to_q(x), self.to_k(source), self.to_v(source)
         if self.qk_norm == "across_heads":
@@ -76,7 +83,10 @@ class Attention(nn.Module):
             q, k = self.norm_q(q), self.norm_k(k)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = attention(q, k, v, mask)
+        if self.sequence_parallel is not None and context is None:
+            out = self.sequence_parallel.attention(q, k, v, mask, replicated=replicated)
+        else:
+            out = attention(q, k, v, mask)
         return out if self.to_out is None else self.to_out[0](out)
 
 
@@ -107,6 +117,7 @@ class JointAttention(nn.Module):
         self.add_k_proj = nn.Linear(dim, inner)
         self.add_v_proj = nn.Linear(dim, inner)
         self.to_add_out = nn.Linear(inner, dim) if context_out else None
+        self.sequence_parallel = None  # as in Attention: text replicated, image sharded when set
 
     def forward(
         self,
@@ -127,5 +138,9 @@ class JointAttention(nn.Module):
         v = torch.cat([heads(self.add_v_proj(context)), heads(self.to_v(x))], dim=1)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        context_out, x_out = attention(q, k, v, mask).split([context.shape[1], x.shape[1]], dim=1)
+        if self.sequence_parallel is not None:
+            out = self.sequence_parallel.attention(q, k, v, mask, replicated=context.shape[1])
+        else:
+            out = attention(q, k, v, mask)
+        context_out, x_out = out.split([context.shape[1], x.shape[1]], dim=1)
         return self.to_out[0](x_out), None if self.to_add_out is None else self.to_add_out(context_out)

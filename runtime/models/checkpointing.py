@@ -22,8 +22,8 @@ class ActivationCheckpointing:
 
         torch.utils.checkpoint with use_reentrant=False, the form that passes keyword arguments, nests in
         torch.compile and works when the block's inputs need no gradient. The checkpointed forward is set on
-        each block instance, so state-dict keys do not change and compile_blocks may run before or after.
-        Calling it twice changes nothing.
+        each block instance, so state-dict keys do not change; call it before compile_blocks, which compiles
+        the forward a block has then. Calling it twice changes nothing.
         """
         for name in self.repeated_blocks:
             for block in getattr(self, name):

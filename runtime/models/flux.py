@@ -129,11 +129,13 @@ class SingleStreamBlock(nn.Module):
         self.attn = Attention(dim, heads, head_dim, qk_norm="per_head", out_proj=False)
         self.proj_out = nn.Linear(dim + hidden, dim)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, rope: RopeTables) -> torch.Tensor:
-        """x (B, S, D) joint [text, image] sequence, temb (B, D) -> (B, S, D)."""
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, rope: RopeTables, text_tokens: int = 0) -> torch.Tensor:
+        """x (B, S, D) joint [text, image] sequence, temb (B, D) -> (B, S, D). `text_tokens` leading tokens are
+        text (replicated across ranks under sequence parallelism; unused without it)."""
         x_mod, (gate,) = self.norm(x, temb)
         mlp = F.gelu(self.proj_mlp(x_mod), approximate="tanh")
-        return x + gate[:, None] * self.proj_out(torch.cat([self.attn(x_mod, rope=rope), mlp], dim=-1))
+        attn = self.attn(x_mod, rope=rope, replicated=text_tokens)
+        return x + gate[:, None] * self.proj_out(torch.cat([attn, mlp], dim=-1))
 
 
 class MMDiT(ActivationCheckpointing, nn.Module):
@@ -167,6 +169,7 @@ class MMDiT(ActivationCheckpointing, nn.Module):
         )
         self.norm_out = AdaLNOut(dim)
         self.proj_out = nn.Linear(dim, config.out_channels or config.in_channels)
+        self.sequence_parallel = None  # set by sequence_parallel.enable_sequence_parallel
 
     def forward(
         self,
@@ -209,15 +212,22 @@ class MMDiT(ActivationCheckpointing, nn.Module):
         temb = self.time_text_embed(timestep, guidance, pooled_projections)
         context = self.context_embedder(encoder_hidden_states)
         rope = rope_frequencies(torch.cat([txt_ids, img_ids]), self.config.axes_dims_rope, self.config.rope_theta)
+        sp = self.sequence_parallel
+        if sp is not None:  # this rank keeps its slice of the image (+ Kontext context) tokens; text stays whole
+            sp.check_shardable(x.shape[1], self.config.num_attention_heads, "image (+ Kontext context)")
+            x, rope = sp.shard(x), sp.shard_rope(rope, replicated=context.shape[1])
 
         for block in self.transformer_blocks:
             x, context = block(x, context, temb, rope)
         joint = torch.cat([context, x], dim=1)
         for block in self.single_transformer_blocks:
-            joint = block(joint, temb, rope)
-        # Norm and projection act per token, so dropping text and context-image tokens first is exact.
-        x = joint[:, context.shape[1] : context.shape[1] + target_len]
-        return self.proj_out(self.norm_out(x, temb))
+            joint = block(joint, temb, rope, context.shape[1])
+        x = joint[:, context.shape[1] :]
+        if sp is None:
+            # Norm and projection act per token, so dropping context-image tokens first is exact.
+            return self.proj_out(self.norm_out(x[:, :target_len], temb))
+        # Each rank projects its slice; the whole prediction is gathered for the loss every rank computes.
+        return sp.gather_output(self.proj_out(self.norm_out(x, temb)))[:, :target_len]
 
     def init_weights(self) -> None:
         """Initialise for training from scratch: DiT's scheme with adaLN-Zero (layers.init_dit_weights).

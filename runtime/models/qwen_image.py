@@ -115,6 +115,7 @@ class QwenImageMMDiT(ActivationCheckpointing, nn.Module):
         )
         self.norm_out = AdaLNOut(dim)
         self.proj_out = nn.Linear(dim, config.patch_size**2 * config.out_channels)
+        self.sequence_parallel = None  # set by sequence_parallel.enable_sequence_parallel
 
     def forward(
         self,
@@ -145,10 +146,15 @@ class QwenImageMMDiT(ActivationCheckpointing, nn.Module):
         if encoder_hidden_states_mask is not None:
             image_keys = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
             mask = torch.cat([encoder_hidden_states_mask.bool(), image_keys], dim=1)[:, None, None, :]
+        sp = self.sequence_parallel
+        if sp is not None:  # this rank keeps its slice of the image tokens; text (and the key mask) stay whole
+            sp.check_shardable(x.shape[1], self.config.num_attention_heads, "image")
+            x, rope = sp.shard(x), sp.shard_rope(rope, replicated=context.shape[1])
 
         for block in self.transformer_blocks:
             x, context = block(x, context, temb, rope, mask)
-        return self.proj_out(self.norm_out(x, temb))
+        out = self.proj_out(self.norm_out(x, temb))
+        return out if sp is None else sp.gather_output(out)  # whole prediction, for the replicated loss
 
     def init_weights(self) -> None:
         """Initialise for training from scratch: DiT's scheme with adaLN-Zero (layers.init_dit_weights).

@@ -143,6 +143,7 @@ class WanDiT(ActivationCheckpointing, nn.Module):
         self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
         # Final (shift, scale) table, no gate (Wan2.1 wan/modules/model.py Head.modulation).
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.sequence_parallel = None  # set by sequence_parallel.enable_sequence_parallel
 
     def forward(
         self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
@@ -158,13 +159,19 @@ class WanDiT(ActivationCheckpointing, nn.Module):
         temb, modulation, context = self.condition_embedder(timestep, encoder_hidden_states)
         ids = grid_ids(*grid, device=x.device)
         rope = rope_frequencies(ids, self.config.axes_dims_rope, self.config.rope_theta)
+        sp = self.sequence_parallel
+        if sp is not None:  # this rank keeps its slice of the video tokens; the text context stays whole
+            sp.check_shardable(x.shape[1], self.config.num_attention_heads, "video")
+            x, rope = sp.shard(x), sp.shard_rope(rope, replicated=0)
 
         for block in self.blocks:
             x = block(x, context, modulation, rope)
 
         shift, scale = (self.scale_shift_table + temb[:, None]).unbind(dim=1)
-        x = layer_norm_modulate(x, shift, scale, self.config.eps)
-        return unpatchify_3d(self.proj_out(x), grid, self.config.patch_size)
+        x = self.proj_out(layer_norm_modulate(x, shift, scale, self.config.eps))
+        if sp is not None:  # the whole prediction, for the loss every rank computes
+            x = sp.gather_output(x)
+        return unpatchify_3d(x, grid, self.config.patch_size)
 
     def init_weights(self) -> None:
         """Initialise for training from scratch: DiT's scheme with adaLN-Zero (layers.init_dit_weights).

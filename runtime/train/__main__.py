@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import torch.distributed
 
+from runtime.train.preemption import PREEMPTED_EXIT, Preempted
 from runtime.train.protocol import DEFAULT_FACTORY
 from runtime.train.trainer import RunOptions, train
 
@@ -41,6 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         train(RunOptions(args.stage, args.ds_config, args.run_root, args.max_steps, args.model_factory, args.model_dir))
+    except Preempted as stopped:
+        # sbatch.sh requeues the job on this status; the requeued job resumes from the checkpoint just saved.
+        print(f"stage {args.stage}: {stopped}", file=sys.stderr)
+        preempted = True
+    else:
+        preempted = False
     finally:
         # Join the process group's threads before the interpreter exits: left to static destructors, a gloo
         # worker thread still running ended a two-process test run with "terminate called without an active
@@ -51,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         segment = deepspeed_shm_buffer()
         if segment is not None:
             segment.unlink(missing_ok=True)
+    if preempted:
+        sys.exit(PREEMPTED_EXIT)
 
 
 if __name__ == "__main__":

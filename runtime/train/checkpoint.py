@@ -12,6 +12,7 @@ output_dir/
   final/architecture.json     the architecture the weights belong to
   final/done.json             written last: the stage, its steps and the sha256 of the stage.yaml it ran; a
                               rerun of a finished stage stops at once (see finished())
+final/ is written by runtime/train/export.py, one parameter at a time.
 
 `init_from` loads final/model.safetensors of an earlier stage into this stage's model; parameters the
 checkpoint lacks are an error, except in guidance distillation, whose student adds a guidance embedding.
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
@@ -157,36 +158,6 @@ def load(engine, output_dir: Path, rank: int) -> dict | None:
     return state
 
 
-def full_weights(engine) -> dict[str, torch.Tensor]:
-    """The whole model weights as fp32 on every rank (collective under ZeRO-3)."""
-    module = engine.module
-    if engine.zero_optimization_stage() == 3:
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-            return {name: p.detach().float().clone() for name, p in module.named_parameters()}
-    return {name: tensor.detach().float().clone() for name, tensor in module.state_dict().items()}
-
-
-def export_final(engine, ema, output_dir: Path, rank: int, architecture_json: str, done: dict) -> None:
-    """Write final/model.safetensors (and ema.safetensors with EMA), the architecture they belong to
-    (architecture.json, so a later stage can rebuild this model as its teacher) and, last, done.json holding
-    `done`, from rank 0 (collective). Each file is written under a temporary name and renamed, so a kill leaves
-    no half-written final/ that looks finished."""
-    weights = full_weights(engine)
-    ema_weights = None if ema is None else ema.full_state_dict()
-    if rank != 0:
-        return
-    final = output_dir / FINAL
-    final.mkdir(parents=True, exist_ok=True)
-    (final / DONE).unlink(missing_ok=True)
-    _replace(final / "model.safetensors", lambda path: save_file(_contiguous(weights), str(path)))
-    _replace(final / ARCHITECTURE, lambda path: path.write_text(architecture_json))
-    if ema_weights is not None:
-        _replace(final / "ema.safetensors", lambda path: save_file(_contiguous(ema_weights), str(path)))
-    _replace(final / DONE, lambda path: path.write_text(json.dumps(done, indent=2, sort_keys=True) + "\n"))
-
-
 def finished(output_dir: Path) -> dict | None:
     """The done.json record of a stage whose final/ export completed, None otherwise."""
     path = output_dir / FINAL / DONE
@@ -202,10 +173,6 @@ def _replace(path: Path, write) -> None:
     part = path.with_name(path.name + ".part")
     write(part)
     part.replace(path)
-
-
-def _contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {key: value.contiguous() for key, value in weights.items()}
 
 
 def weights_file(directory: Path, field: str, prefer_ema: bool) -> Path:

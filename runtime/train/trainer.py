@@ -36,7 +36,10 @@ from compiler.schema.architecture import ArchitectureSpec, Cascade, UNetStage
 from compiler.schema.bundle import StageFile
 from compiler.schema.schedule import AdversarialDistillation, GuidanceDistillation, PreferenceLoss, TimestepDistillation
 from runtime.objectives import ConditioningDropout, build_objective
-from runtime.train import checkpoint
+from runtime.models.sequence_parallel import (
+    SequenceParallelGroups, data_parallel_rank, data_parallel_world_size, enable_sequence_parallel,
+)
+from runtime.train import checkpoint, export, preemption
 from runtime.train.batch import Batch, BatchBuilder
 from runtime.train.data import StageData
 from runtime.train.device import engine_device, frozen
@@ -108,7 +111,14 @@ class Run:
         factory = load_factory(options.model_factory)
         factory_name = options.model_factory if isinstance(options.model_factory, str) else factory.__qualname__
         model = self._build_model(factory, factory_name)
-        self.engine = self._initialize(deepspeed, model)
+        # Ulysses sequence parallelism: each group of sp consecutive ranks shares one sample (its tokens split
+        # over the group), so data, noise and validation are drawn per data-parallel rank, not per rank.
+        sp = self.stage_file.layout.sp_size
+        self.data_rank, self.data_world = data_parallel_rank(self.rank, sp), data_parallel_world_size(self.world, sp)
+        mpu = SequenceParallelGroups(sp) if sp > 1 else None
+        if mpu is not None:
+            enable_sequence_parallel(model, mpu.get_sequence_parallel_group())
+        self.engine = self._initialize(deepspeed, model, mpu)
         self.dtype = torch.bfloat16 if self.engine.bfloat16_enabled() else torch.float32
         self.device = engine_device(self.engine)
         self.micro_batch = self.engine.train_micro_batch_size_per_gpu()
@@ -117,7 +127,7 @@ class Run:
 
         self.workers = default_workers() if options.data_workers is None else options.data_workers
         self.data = StageData(
-            self.stage_file.data, self.run_root, self.seed, self.global_batch, self.rank, self.world,
+            self.stage_file.data, self.run_root, self.seed, self.global_batch, self.data_rank, self.data_world,
             micro_batch=self.micro_batch, clip=(self.stage.frames, self.stage.fps) if self.stage.frames else None,
             lanes=max(self.workers, 1),
         )
@@ -142,7 +152,7 @@ class Run:
         )
         self.augment = bool(self.cascade_stage and self.cascade_stage.noise_conditioning_augmentation)
         validation = validation_parts(
-            self.data, self.builder, self._size(1), self.micro_batch, self.seed, self.rank, self.world,
+            self.data, self.builder, self._size(1), self.micro_batch, self.seed, self.data_rank, self.data_world,
             lowres_level=(self.stage_file.inference.noise_augmentation_level or 0.0) if self.augment else None,
         )
         probe = validation[0].batch
@@ -188,7 +198,7 @@ class Run:
             print(f"init_from {source}: {len(fresh)} parameters start fresh (not in it): {fresh[:5]}", file=sys.stderr)
         return model
 
-    def _initialize(self, deepspeed, model):
+    def _initialize(self, deepspeed, model, mpu=None):
         own_optimizer = "optimizer" not in self.ds_config
         optimizer = (
             build_optimizer(self.stage, [p for p in model.parameters() if p.requires_grad]) if own_optimizer else None
@@ -202,6 +212,7 @@ class Run:
             lr_scheduler=schedule,
             config=self.ds_config,
             model_parameters=None if own_optimizer else [p for p in model.parameters() if p.requires_grad],
+            mpu=mpu,
         )
         return engine
 
@@ -333,8 +344,8 @@ class Run:
                 batch = self.builder(item.batch, self._size(step))
             else:
                 batch = to_device(item.batch, self.device)
-            generator = step_generator(self.seed, step, self.rank, micro)
-            torch.manual_seed(derived_seed(self.seed, step, self.rank, micro))
+            generator = step_generator(self.seed, step, self.data_rank, micro)  # one draw per SP group
+            torch.manual_seed(derived_seed(self.seed, step, self.data_rank, micro))
             out = self.loss(self.student, self.objective_for(batch), batch, generator)
             self.engine.backward(out.loss)
             if micro == self.accumulation - 1:
@@ -358,6 +369,7 @@ class Run:
         """Train to the stop step; returns it."""
         start = self.resume()
         self.loader = Loader(self.data, start, self.workers, self.builder, self._size)
+        stop_request = preemption.REQUEST
         metrics = Metrics(self.output_dir, self.rank == 0, start, self.stop, self.stage.name)
         if start == 0:
             metrics.log({"step": 0, **self.validate()})
@@ -366,14 +378,21 @@ class Run:
             if step % self.stage_file.validation_every == 0:
                 record |= self.validate()
             metrics.log(record)
-            if step % self.stage_file.checkpoint_every == 0 or step == self.stop:
+            saved = step % self.stage_file.checkpoint_every == 0 or step == self.stop
+            if saved:
                 checkpoint.save(self.engine, self.output_dir, step, self.trainer_state(), self.rank)
+            if step < self.stop and stop_request.after_step():
+                if not saved:
+                    checkpoint.save(self.engine, self.output_dir, step, self.trainer_state(), self.rank)
+                metrics.close()
+                self.loader.close()
+                raise preemption.Preempted(step, stop_request.received)
         metrics.close()
         self.loader.close()
         if self.stop == self.total_steps:
             architecture = self.stage_file.architecture.model_dump_json()
             done = {"stage": self.stage.name, "steps": self.total_steps, "stage_sha256": stage_digest(self.options.stage)}
-            checkpoint.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done)
+            export.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done)
         return self.stop
 
     def validate(self) -> dict[str, float]:
@@ -416,4 +435,5 @@ def train(options: RunOptions) -> int:
         print(f"stage {stage_file.stage.name}: already trained ({done} steps, {output_dir / checkpoint.FINAL}); "
               "nothing to do", file=sys.stderr)
         return done
+    preemption.REQUEST.install()
     return Run(options).run()

@@ -331,3 +331,33 @@ def test_demo_takes_any_target_and_finds_a_file_from_the_current_directory(tmp_p
     assert target == f"{tmp_path / 'mine.py'}:MINE" and absolute_target("flux1-dev") == "flux1-dev"
     compile_bundle(target, tmp_path / "bundle", "my-flux")  # the demo compiles from the project root
     assert json.loads((tmp_path / "bundle/manifest.json").read_text())["spec"] == "my-flux"
+
+
+def test_preflight_names_every_missing_model_and_an_unwritable_run_root(tmp_path):
+    import subprocess as sp
+    import sys as _sys
+
+    bundle = tmp_path / "bundle"
+    assert runner.invoke(app, ["compile", "flux1-dev", "--cluster", "h100-64", "-o", str(bundle)]).exit_code == 0
+    from compiler.preflight import _model_ids
+
+    needed = sorted(_model_ids(bundle)[0])
+    assert len(needed) >= 3, needed
+    models = tmp_path / "models"
+    present = needed[2:]
+    for index, model_id in enumerate(present):  # both accepted layouts
+        folder = (models / model_id) if index % 2 else (models / f"models--{model_id.replace('/', '--')}" / "snapshots" / "abc")
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    # Under a regular file no directory can be made, whoever runs the test (root ignores permission bits).
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    run_root = blocker / "run"
+    done = sp.run([_sys.executable, "-m", "compiler.cli", "preflight", str(bundle), "--model-dir", str(models),
+                   "--run-root", str(run_root)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ") and "problem(s)" not in line]
+    assert len(errors) == 3, done.stderr
+    for model_id in needed[:2]:
+        assert any(model_id in line and str(models) in line for line in errors), (model_id, done.stderr)
+    assert any(str(run_root) in line and "not writable" in line for line in errors), done.stderr

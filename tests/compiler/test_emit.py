@@ -139,8 +139,10 @@ def test_every_ds_config_is_accepted_by_deepspeed(bundle, monkeypatch):
     for path in configs:
         stage_yaml = (path.parent / "stage.yaml").read_text()
         stage = next(s for s in plan.values() if f"name: {s['stage']}" in stage_yaml)
-        _world_size(monkeypatch, stage["dp_size"])
-        config = DeepSpeedConfig(str(path))
+        # DeepSpeed's data-parallel size is the world divided by sequence_parallel_size.
+        _world_size(monkeypatch, stage["dp_size"] * stage.get("sp_size", 1))
+        # A dict, not the path: DeepSpeed looks sequence_parallel_size up in the config it was given.
+        config = DeepSpeedConfig(json.loads(path.read_text()))
         assert config.world_size == stage["dp_size"]
         assert config.train_batch_size == (config.train_micro_batch_size_per_gpu
                                            * config.gradient_accumulation_steps * stage["dp_size"])
@@ -174,12 +176,30 @@ def test_every_generated_file_says_what_generated_it():
 HOSTILE = "x'; touch CANARY; echo \"$(touch CANARY)\" `touch CANARY` ; \n touch CANARY #"
 
 
-def test_hostile_values_end_up_quoted(tmp_path):
+# Every string a cluster file gives the scripts (compiler/schema/cluster.py's site settings).
+HOSTILE_CLUSTER = {
+    "name": "evil cluster", "nodes": 1, "gpus_per_node": 0, "cpus_per_node": 2, "memory_gib_per_node": 24,
+    "scheduler": "slurm", "partition": HOSTILE, "account": "a;b", "qos": HOSTILE, "memory_request": "0",
+    "exclusive": True, "time_limit_minutes": 30, "signal_grace_seconds": 60, "modules": [HOSTILE, "cuda/12.4"],
+    "container": HOSTILE, "container_mounts": [HOSTILE, "/data:/data"], "run_root": HOSTILE,
+    "model_dir": HOSTILE, "cache_dir": HOSTILE, "environment": {"GENSPEC_NOTE": HOSTILE, "NCCL_IB_HCA": HOSTILE},
+}
+
+
+@pytest.mark.parametrize("field, value", [("memory_request", HOSTILE), ("environment", {HOSTILE: "1"})])
+def test_hostile_cluster_values_that_cannot_be_quoted_are_refused(tmp_path, field, value):
     cluster = tmp_path / "hostile.yaml"
-    cluster.write_text(json.dumps({
-        "name": "evil cluster", "nodes": 1, "gpus_per_node": 0, "cpus_per_node": 2, "memory_gib_per_node": 24,
-        "scheduler": "slurm", "partition": HOSTILE, "account": "a;b", "environment": {"GENSPEC_NOTE": HOSTILE},
-    }))
+    cluster.write_text(json.dumps({**HOSTILE_CLUSTER, field: value}))
+    result = runner.invoke(app, ["compile", "flux1-dev", "--cluster", str(cluster), "--scale", "smoke",
+                                 "-o", str(tmp_path / "out")])
+    assert result.exit_code != 0 and field in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("container_runtime", ["pyxis", "apptainer"])
+def test_hostile_values_end_up_quoted(tmp_path, container_runtime):
+    cluster = tmp_path / "hostile.yaml"
+    cluster.write_text(json.dumps({**HOSTILE_CLUSTER, "container_runtime": container_runtime}))
     out = tmp_path / "bundle dir with spaces"
     literal = json.dumps(HOSTILE)  # a YAML double-quoted string: quotes, '#' and newlines arrive intact
     spec = specs.load("flux1-dev")
@@ -196,11 +216,11 @@ def test_hostile_values_end_up_quoted(tmp_path):
     work.mkdir()
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
-    for tool in ("sbatch", "deepspeed", "genspec", "scontrol", "srun", "python"):
+    for tool in ("sbatch", "deepspeed", "genspec", "scontrol", "srun", "python", "module", "apptainer"):
         (fake_bin / tool).write_text("#!/usr/bin/env bash\necho 4242\n")
         (fake_bin / tool).chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "n1",
-           "GENSPEC_RAW": str(tmp_path / "raw"), "GENSPEC_BUNDLE": str(out)}
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "n1", "SLURM_JOB_ID": "42",
+           "GENSPEC_RAW": str(tmp_path / "raw"), "GENSPEC_BUNDLE": str(out), "GENSPEC_RUN_ROOT": str(tmp_path / "run")}
     raw = tmp_path / "raw"
     raw.mkdir()
     runs = [["bash", str(out / "run_local.sh"), "--raw", str(raw)],
@@ -208,13 +228,20 @@ def test_hostile_values_end_up_quoted(tmp_path):
             *[["bash", str(s), "--dry-run"] for s in out.glob("train/*/launch.sh")],
             *[["bash", str(s)] for s in out.glob("train/*/sbatch.sh")],
             *[["bash", str(s), "--raw", str(raw)] for s in out.glob("curation/*/run_local.sh")],
-            *[["bash", str(s)] for s in out.glob("curation/*/sbatch_array.sh")]]
+            *[["bash", str(s)] for s in out.glob("curation/*/sbatch_array.sh")],
+            ["bash", str(out / "preflight.sbatch.sh")]]
     for command in runs:
         completed = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
         assert completed.returncode == 0, (command, completed.stderr[-2000:])
     assert not any(p.name == "CANARY" for p in tmp_path.rglob("*")), "an injected command ran"
     sbatch_lines = [line for s in out.rglob("*.sh") for line in s.read_text().splitlines() if line.startswith("#SBATCH")]
     assert all("'" not in line and ";" not in line for line in sbatch_lines)
+    # Each field reached the scripts (quoted): a field the templates dropped would pass the checks above.
+    text = "\n".join(s.read_text() for s in out.rglob("*.sh"))
+    for needle in ("--qos=", "--mem=0", "--exclusive", "--time=0-00:30:00", "USR1@60", "module load", "cuda/12.4",
+                   "/data:/data", "NCCL_IB_HCA=", "GENSPEC_MODEL_DIR", "HF_HOME="):
+        assert needle in text, needle
+    assert ("--container-image=" if container_runtime == "pyxis" else "apptainer exec") in text
 
 
 def test_existing_output_is_refused_without_force_and_replaced_with_it(smoke_bundle):
@@ -283,3 +310,60 @@ def test_single_node_launch_clears_deepspeeds_shm_segments_of_its_port(smoke_bun
         assert other.exists()
     finally:
         other.unlink(missing_ok=True)
+
+
+def test_wan_14b_on_h100_64_plans_sequence_parallelism_that_deepspeed_accepts(tmp_path, monkeypatch):
+    """High-resolution video stages get Ulysses sequence parallelism > 1; plan.md shows it, stage.yaml carries
+    it for the trainer's groups and ds_config.json's sequence_parallel_size passes DeepSpeed's own parser."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    out = tmp_path / "wan14b"
+    result = runner.invoke(app, ["compile", "wan2.1-t2v-14b", "--cluster", "h100-64", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    stages = {s["stage"]: s for s in json.loads((out / "plan.json").read_text())["stages"]}
+    parallel = {name: s for name, s in stages.items() if s["sp_size"] > 1}
+    assert "joint_720p" in parallel, {name: s["sp_size"] for name, s in stages.items()}
+    assert stages["joint_256p"]["sp_size"] == 1
+    plan_md = (out / "plan.md").read_text()
+    assert "| sp |" in plan_md
+    for name, stage in parallel.items():
+        assert stage["dp_size"] * stage["sp_size"] == PRESETS["h100-64"].world_size
+        assert f"| {stage['dp_size']} | {stage['sp_size']} (" in plan_md
+        (path,) = [p for p in out.glob("train/*/ds_config.json")
+                   if f"name: {name}" in (p.parent / "stage.yaml").read_text()]
+        raw = json.loads(path.read_text())
+        assert raw["sequence_parallel_size"] == stage["sp_size"]
+        assert f"sp_size: {stage['sp_size']}" in (path.parent / "stage.yaml").read_text()
+        _world_size(monkeypatch, PRESETS["h100-64"].world_size)
+        config = DeepSpeedConfig(raw)
+        assert config.world_size == stage["dp_size"]
+        assert config.train_batch_size == (config.train_micro_batch_size_per_gpu
+                                           * config.gradient_accumulation_steps * stage["dp_size"])
+
+
+def test_gpu_cluster_stages_start_ranks_with_srun_and_requeue_within_the_partition_limit(tmp_path):
+    """flux1-dev on h100-512: every rank comes from srun (no ssh, no pdsh), every job can outlive its time
+    limit by requeueing itself, and no job asks for more time than the partition gives."""
+    import re
+
+    out = tmp_path / "bundle"
+    result = runner.invoke(app, ["compile", "flux1-dev", "--cluster", "h100-512", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    preset = PRESETS["h100-512"]
+    scripts = sorted(out.glob("train/*/sbatch.sh"))
+    assert len(scripts) == 4
+    for script in scripts:
+        text = script.read_text()
+        assert re.search(r"^ranks=\(srun ", text, re.M), script
+        assert f"#SBATCH --ntasks-per-node={preset.gpus_per_node}\n" in text
+        assert "#SBATCH --requeue\n" in text and "#SBATCH --signal=B:USR1@" in text
+        assert "trap requeue USR1" in text and 'scontrol requeue "$SLURM_JOB_ID"' in text
+        days, hours, minutes, seconds = map(int, re.search(r"^#SBATCH --time=(\d+)-(\d+):(\d+):(\d+)$", text,
+                                                           re.M).groups())
+        assert 0 < (days * 24 + hours) * 60 + minutes <= preset.time_limit_minutes, script
+        assert "deepspeed " not in text and "launch.sh" not in text, script
+    for path in out.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert not re.search(r"\b(ssh|pdsh)\b", text), path

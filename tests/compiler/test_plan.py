@@ -132,3 +132,38 @@ def test_smoke_scale_drops_score_tiers_and_shrinks_resolution_tiers():
     shrunk = {d.name: d.where for d in small.data.datasets if d.where is not None}
     assert shrunk["seedream_sft"].min_score == {}  # ...which smoke curation's stand-in scores cannot serve
     assert shrunk["seedream_highres"].min_short_side_px < tiers["seedream_highres"].min_short_side_px
+
+
+def test_sequence_parallel_degree_is_legal_and_only_where_needed():
+    """Ulysses degrees divide the devices, the heads and the image/video tokens; the planner takes sp > 1 only
+    for stages whose sample would run past SAMPLE_SECONDS on one GPU (or not fit), and dp x sp = devices."""
+    from compiler.plan.planner import SAMPLE_SECONDS, _sample_seconds, sequence_parallel_degrees
+
+    spec, cluster = specs.load("wan2.1-t2v-14b"), PRESETS["h100-64"]
+    heads = spec.architecture.backbone.num_heads
+    planned = plan(spec, cluster).stages
+    assert any(s.sp_size > 1 for s in planned) and any(s.sp_size == 1 for s in planned)
+    for stage, planned_stage in zip(spec.schedule.stages, planned):
+        work = workload(spec, stage)
+        degrees = sequence_parallel_degrees(spec, work, cluster.world_size, stage.batch_size)
+        assert degrees[0] == 1
+        for sp in degrees:
+            assert cluster.world_size % sp == 0 and heads % sp == 0 and work.image_tokens % sp == 0
+        sp = planned_stage.sp_size
+        assert sp in degrees
+        assert planned_stage.dp_size * sp == cluster.world_size
+        seconds = _sample_seconds(work, cluster)
+        if sp == 1:
+            assert seconds <= SAMPLE_SECONDS or degrees == [1]
+        else:
+            assert seconds > SAMPLE_SECONDS  # needed, and the smallest legal degree that meets the target
+            assert seconds / sp <= SAMPLE_SECONDS or sp == degrees[-1]
+            assert all(seconds / smaller > SAMPLE_SECONDS for smaller in degrees if smaller < sp)
+    # 40 heads: 16 is no legal degree on 64 GPUs, 8 is.
+    assert 16 not in sequence_parallel_degrees(spec, workload(spec, spec.schedule.stages[-1]), 64, 512)
+
+
+def test_u_net_cascades_never_get_sequence_parallelism():
+    spec = specs.load("imagen-1")
+    for stage in plan(spec, PRESETS[specs.NATURAL_CLUSTER["imagen-1"]]).stages:
+        assert stage.sp_size == 1

@@ -346,6 +346,8 @@ hostfile = os.environ.get("GENSPEC_HOSTFILE")
 record = {{"t": started, "t_end": time.time(), "tool": "{tool}", "argv": argv, "cwd": os.getcwd(),
           "job_id": os.environ.get("SLURM_JOB_ID"), "array_job_id": os.environ.get("SLURM_ARRAY_JOB_ID"),
           "array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"), "master_addr": os.environ.get("MASTER_ADDR"),
+          "master_port": os.environ.get("MASTER_PORT"), "rank": os.environ.get("RANK"),
+          "world_size": os.environ.get("WORLD_SIZE"),
           "hostfile": open(hostfile).read() if hostfile and os.path.exists(hostfile) else None,
           "env": {{k: v for k, v in os.environ.items() if k.startswith("GENSPEC_")}}}}
 fail = os.environ.get("GENSPEC_STUB_FAIL", "")
@@ -407,7 +409,9 @@ class DagRun:
                 parts.append(f"{name} {record.get('JobId')} task={record.get('ArrayTaskId', '-')} "
                              f"{record.get('JobState')} reason={record.get('Reason')} "
                              f"dependency={record.get('Dependency')} exit={record.get('ExitCode')}")
-        outputs = sorted(self.bundle.glob("slurm-*.out"), key=lambda p: p.stat().st_mtime)
+        # submit_slurm.sh sends job output to RUN_ROOT/logs (a job submitted by hand writes it where it ran).
+        outputs = sorted([*self.bundle.glob("slurm-*.out"), *self.run_root.glob("logs/slurm-*.out")],
+                         key=lambda p: p.stat().st_mtime)
         for path in [p for p in outputs if p.stat().st_size][-6:]:
             parts.append(f"----- job output {path.name}\n{tail(path, 20)}")
         if self.stub_log:

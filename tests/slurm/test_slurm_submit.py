@@ -156,16 +156,21 @@ def check_stub_calls(dag) -> None:
                 assert options["--output"].startswith(f"{dag.run_root}/curated/"), argv
                 assert call["env"]["GENSPEC_RUN_ROOT"] == str(dag.run_root)
                 assert call["env"]["GENSPEC_RAW"] == str(dag.raw)
+        elif job.name == "preflight":
+            mine = [c for c in calls if c["job_id"] == job_id]
+            assert [c["tool"] for c in mine] == ["genspec"] and mine[0]["argv"][:2] == ["preflight", str(dag.bundle)], mine
+            assert not job.parents and all(j.parents for j in dag.jobs if j is not job), "preflight is not first"
         else:
             mine = [c for c in calls if c["job_id"] == job_id]
-            assert len(mine) == 1, f"{job.name}: {len(mine)} launcher calls: {mine}"
+            # One srun task per rank (local-cpu: one rank per node), no launcher in between.
+            assert len(mine) == 1, f"{job.name}: {len(mine)} rank calls: {mine}"
             call, stage_dir = mine[0], str(dag.bundle / Path(job.script).parent)
             argv = " ".join(call["argv"])
-            assert call["tool"] == "deepspeed", call
-            assert f"--module runtime.train --stage {stage_dir}/stage.yaml" in argv, argv
+            assert call["tool"] == "python", call
+            assert f"-m runtime.train --stage {stage_dir}/stage.yaml" in argv, argv
             assert f"--ds-config {stage_dir}/ds_config.json" in argv and f"--run-root {dag.run_root}" in argv, argv
             assert call["master_addr"] == node, call
-            assert call["hostfile"] and re.fullmatch(rf"{re.escape(node)} slots=\d+\n", call["hostfile"]), call
+            assert call["rank"] == "0" and call["world_size"] == "1" and call["master_port"], call
         when[job.name] = mine
     for job in dag.jobs:
         for parent in job.parents:
@@ -193,7 +198,7 @@ def check_real_outputs(dag) -> None:
 
 def test_failed_stage_cancels_its_dependents(run_dag):
     failing = "train-pretrain"
-    dag = run_dag(fail="deepspeed:/train/pretrain/", timeout=90)
+    dag = run_dag(fail="python:/train/pretrain/", timeout=90)
     dependents = descendants(dag.jobs, failing)
     assert dependents, f"nothing depends on {failing}: {dag.jobs}"
     upstream = {job.name for job in dag.jobs} - dependents - {failing}

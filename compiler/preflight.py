@@ -1,0 +1,131 @@
+"""`genspec preflight BUNDLE`: what a bundle needs before it spends a GPU-hour, every problem at once.
+
+Checks, each problem naming the path it expected:
+  - models: every model id the stages (text encoders, VAE) and curation pipelines (model fields) name is in
+    the model directory, as an `org/name` folder, the runtime's `org--name` folder, or the Hugging Face hub
+    cache layout `models--org--name/snapshots/<revision>/`;
+  - shards: each curation source has input shards (*.tar) under RAW/SOURCE, at least as many as the array
+    tasks of its pipeline's sbatch_array.sh;
+  - run root: writable, with free space for one checkpoint of every stage (plan.json's parameter counts at
+    16 bytes each: bf16 weights, fp32 master weights and two fp32 Adam moments).
+
+Curation scorers named without an organisation (e.g. `laion-aesthetic-v2`) map to model ids inside the
+runtime's model zoo, which the compiler does not import: they are listed as not checked.
+Reads only the bundle's files; imports nothing from runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+CHECKPOINT_BYTES_PER_PARAM = 16
+
+
+def model_folders(model_dir: Path, model_id: str) -> list[Path]:
+    """Where `model_id`'s weights may be: org/name, org--name, or the HF hub cache's snapshots."""
+    org_name = model_id.replace("/", "--")
+    candidates = [model_dir / model_id, model_dir / org_name]
+    for cache in (model_dir / f"models--{org_name}", model_dir / "hub" / f"models--{org_name}"):
+        candidates += sorted((cache / "snapshots").glob("*"))
+    return candidates
+
+
+def find_model(model_dir: Path, model_id: str) -> Path | None:
+    """The first folder of model_folders holding files, or None."""
+    for folder in model_folders(model_dir, model_id):
+        if folder.is_dir() and any(folder.iterdir()):
+            return folder
+    return None
+
+
+def _model_ids(bundle: Path) -> tuple[dict[str, str], set[str]]:
+    """Model ids by the file that needs them, and scorer names the compiler cannot map to ids."""
+    from ruamel.yaml import YAML
+
+    needed: dict[str, str] = {}
+    scorers: set[str] = set()
+    for stage_yaml in sorted(bundle.glob("train/*/stage.yaml")):
+        architecture = YAML(typ="safe").load(stage_yaml.read_text()).get("architecture") or {}
+        for encoder in architecture.get("text_encoders") or []:
+            needed.setdefault(encoder["model"], str(stage_yaml.relative_to(bundle)))
+        vae = str((architecture.get("space") or {}).get("vae") or "")
+        if "/" in vae.split(" ")[0]:
+            needed.setdefault(vae.split(" ")[0], str(stage_yaml.relative_to(bundle)))
+    for pipeline_json in sorted(bundle.glob("curation/*/pipeline.json")):
+        text = pipeline_json.read_text()
+        for model_id in re.findall(r'"model": "([^"]+/[^"]+)"', text):
+            needed.setdefault(model_id, str(pipeline_json.relative_to(bundle)))
+        scorers |= set(re.findall(r'"scorer": "([^"/]+)"', text))
+    return needed, scorers
+
+
+def _array_tasks(script: Path) -> int:
+    match = re.search(r"^#SBATCH --array=0-(\d+)$", script.read_text(), re.M)
+    return int(match.group(1)) + 1 if match else 1
+
+
+def preflight(bundle: Path, model_dir: Path | None, run_root: Path | None, raw: Path | None) -> tuple[list[str], list[str]]:
+    """(problems, notes) for `bundle`; no problems means the DAG may be submitted."""
+    problems, notes = [], []
+    if not (bundle / "manifest.json").is_file():
+        return [f"{bundle}: not a genspec bundle (no manifest.json); give the directory `genspec compile` wrote"], []
+
+    needed, scorers = _model_ids(bundle)
+    if json.loads((bundle / "manifest.json").read_text()).get("scale") == "smoke":
+        # At smoke scale a missing model is a reported tiny stand-in (runtime/encoders), not an error.
+        notes.append(f"smoke scale: models not required ({len(needed)} named)")
+    elif model_dir is None:
+        problems.append(f"no model directory: pass --model-dir DIR or set GENSPEC_MODEL_DIR "
+                        f"({len(needed)} model(s) needed: {', '.join(sorted(needed))})")
+    else:
+        for model_id, needed_by in sorted(needed.items()):
+            if find_model(model_dir, model_id) is None:
+                expected = model_folders(model_dir, model_id)[:2]
+                problems.append(f"model {model_id} (needed by {needed_by}): missing; expected {expected[0]} or "
+                                f"{expected[1]} or {model_dir}/models--{model_id.replace('/', '--')}/snapshots/REV")
+    if scorers:
+        notes.append(f"curation scorers not checked (their weights are named by the runtime's model zoo): "
+                     f"{', '.join(sorted(scorers))}")
+
+    if raw is not None:
+        for script in sorted(bundle.glob("curation/*/sbatch_array.sh")):
+            tasks = _array_tasks(script)
+            for quoted in re.findall(r'--input "\$raw/"(\S+)', script.read_text()):
+                import shlex
+
+                source = shlex.split(quoted)[0]
+                shards = sorted((raw / source).glob("*.tar"))
+                if len(shards) < tasks:
+                    problems.append(f"shards of source {source} ({script.relative_to(bundle)}): {len(shards)} "
+                                    f"*.tar under {raw / source}, fewer than the array's {tasks} task(s)")
+
+    if run_root is None:
+        problems.append("no run root: pass --run-root DIR (shared storage every node reaches)")
+    else:
+        problems += _run_root_problems(bundle, run_root)
+    return problems, notes
+
+
+def _run_root_problems(bundle: Path, run_root: Path) -> list[str]:
+    existing = run_root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"run root {run_root}: not writable ({existing} refuses writes); give a directory you can write"]
+    try:
+        run_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_root):
+            pass
+    except OSError as error:
+        return [f"run root {run_root}: not writable ({error.strerror})"]
+    plan = json.loads((bundle / "plan.json").read_text())
+    need = sum(stage["params"] for stage in plan["stages"]) * CHECKPOINT_BYTES_PER_PARAM
+    free = shutil.disk_usage(run_root).free
+    if free < need:
+        return [f"run root {run_root}: {free / 1e9:.1f} GB free, the stages' checkpoints need {need / 1e9:.1f} GB"]
+    return []
