@@ -16,6 +16,8 @@ set -euo pipefail
 bundle="${GENSPEC_BUNDLE:-$PWD}"
 run_root="${GENSPEC_RUN_ROOT:-$bundle/run}"
 raw="${GENSPEC_RAW:?set GENSPEC_RAW to the folder of raw shards, one sub-folder per source}"
+models=()
+if [ -n "${GENSPEC_MODEL_DIR:-}" ]; then models=(--model-dir "$GENSPEC_MODEL_DIR"); fi
 python -m runtime.curation.slurm_task --bundle "$bundle" --pipeline flux --scale smoke \
   --input "$raw/"image_text \
-  --output "$run_root/curated/"flux_training_set "$@"
+  --output "$run_root/curated/"flux_training_set "${models[@]}" "$@"
