@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from compiler.schema.architecture import ArchitectureSpec
-from compiler.schema.common import Size
+from compiler.schema.common import Range, Size
 from compiler.schema.data import DataSpec
 from compiler.schema.objective import Objective, TimestepShift
 from compiler.schema.provenance import Node
@@ -46,16 +46,37 @@ class InferenceSpec(Node):
     noise_augmentation_level: float | None = Field(None, ge=0, le=1, description="cascade SR conditioning noise")
     upsample_factors: list[int] = Field(default_factory=list, description="latent/pixel upsamplers after the base")
     resolution: Size | None = Field(None, description="default output size; a number means a square side")
+    max_resolution: Size | None = Field(
+        None, description="the largest output size the source documents, when it differs from the default "
+        "(resolution); a number means a square side; the default must not have more pixels"
+    )
     frames: int | None = Field(None, gt=0)
-    fps: float | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0, description="default frame rate")
+    fps_range: Range | None = Field(
+        None, description="the frame rates the source documents (e.g. 24-30); the default fps lies within it"
+    )
     max_seconds: float | None = Field(None, gt=0)
     latency_seconds: float | None = Field(None, gt=0, description="reported generation time")
 
-    @field_validator("resolution", mode="before")
+    @field_validator("resolution", "max_resolution", mode="before")
     @classmethod
     def _square_side(cls, value: object) -> object:
         # Model cards state "1024" for 1024x1024: accept a side as a square size.
         return {"height": value, "width": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> InferenceSpec:
+        size, largest = self.resolution, self.max_resolution
+        if size is not None and largest is not None and size.pixels > largest.pixels:
+            raise ValueError(
+                f"inference.resolution {size} has more pixels than max_resolution {largest}; the default output "
+                "size must fit the documented maximum: lower resolution or raise max_resolution"
+            )
+        if self.fps is not None and self.fps_range is not None and not self.fps_range.contains(self.fps):
+            raise ValueError(
+                f"inference.fps {self.fps:g} is outside fps_range {self.fps_range}; pick a default within the range"
+            )
+        return self
 
     @model_validator(mode="after")
     def _offset_needs_leading(self) -> InferenceSpec:

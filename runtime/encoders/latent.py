@@ -13,9 +13,10 @@ Pixels are in [-1, 1], [B, C, H, W] for images and [B, C, F, H, W] for videos. A
 
 Normalisation: latents = (z - shift) * scale, z the posterior mean (or a sample of it). The spec's
 scaling_factor / shift_factor win (FLUX: (z - 0.1159) * 0.3611, black-forest-labs/flux src/flux/util.py), as
-do its per-channel latents_mean / latents_std ((z - mean) / std; Wan 2.1, Qwen-Image); without them the weights' config supplies its own (diffusers scaling_factor / shift_factor, or Wan's
-per-channel latents_mean / latents_std: (z - mean) / std, as in diffusers WanPipeline); a spec and config
-that disagree is an error. PixelSpace (Imagen's cascade) encodes and decodes as the identity.
+do its per-channel latents_mean / latents_std ((z - mean) / std; Wan 2.1, Qwen-Image); without them the
+weights' config supplies its own (diffusers scaling_factor / shift_factor, or Wan's per-channel
+latents_mean / latents_std: (z - mean) / std, as in diffusers WanPipeline); a spec and config that disagree
+is an error. PixelSpace (Imagen's cascade) encodes and decodes as the identity.
 """
 
 from __future__ import annotations
