@@ -85,6 +85,8 @@ def smoke(spec: Spec) -> Spec:
     changes["inference.steps"] = (4, "a few sampling steps")
     if spec.inference.resolution:
         changes["inference.resolution"] = (Size(height=LONG_SIDE, width=LONG_SIDE), "smoke resolution")
+    if spec.inference.max_resolution:
+        changes["inference.max_resolution"] = (Size(height=LONG_SIDE, width=LONG_SIDE), "smoke resolution")
     if spec.inference.frames:
         changes["inference.frames"] = (_frames(spec), "smoke frame count")
     data, table = to_document(spec)

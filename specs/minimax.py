@@ -42,6 +42,7 @@ from compiler.schema import (
     PreferenceLoss,
     Recaption,
     ResolutionFilter,
+    Range,
     ResolutionShift,
     Rope,
     Safety,
@@ -536,6 +537,7 @@ HAILUO_02 = Spec(
         resolution=assumed(Size(height=1088, width=1920), f"native 1080p ({HAILUO}) is 1920 x 1080; {SAMPLED_1080P}"),
         frames=assumed(241, "10 s at 24 fps, 1 + 4k for the causal VAE"),
         fps=assumed(24.0, "the survey gives 24-30 fps; the low end"),
+        fps_range=documented(Range(low=24.0, high=30.0), HAILUO),
         max_seconds=documented(10.0, HAILUO),
     ),
     notes=documented(
@@ -544,7 +546,7 @@ HAILUO_02 = Spec(
             "to high-error timesteps; NCR gives a 2.5x training/inference efficiency improvement.",
             "Scale: 3x more parameters and 4x more data than Hailuo 01, whose own size and data are undisclosed, so "
             "neither has a number here (schema gap: no relative size field).",
-            "Native 1080p, up to 10 s, 24-30 fps; the schema's inference holds one frame rate. 1080p is 1920 x "
+            "Native 1080p, up to 10 s, 24-30 fps (inference.fps_range; fps the low end). 1080p is 1920 x "
             "1080; the default size is 1920 x 1088, 16 px latent patches, cropped to 1080 rows.",
             "Incorporates user feedback data from Hailuo 01; how it is used is undisclosed (a preference stage "
             "is assumed).",

@@ -45,7 +45,14 @@ from compiler.schema import (
     documented,
 )
 from compiler.schema.common import square
-from specs.sources import DIFFUSERS_QWEN, DIFFUSERS_QWEN_VAE, QWEN_PIPELINE, survey
+from specs.sources import (
+    DIFFUSERS_QWEN,
+    DIFFUSERS_QWEN_VAE,
+    QWEN_PIPELINE,
+    WAN_LATENTS_MEAN,
+    WAN_LATENTS_STD,
+    survey,
+)
 
 OVERVIEW = survey("Overview Comparison, Qwen-Image row")
 PIPELINE = survey("§5 Qwen-Image & Wan, Qwen-Image Data Pipeline")
@@ -212,6 +219,9 @@ ARCH = ArchitectureSpec(
             # True]): 4x. An image is one frame, which a causal VAE encodes alone into one latent frame.
             temporal_compression=documented(4, DIFFUSERS_QWEN_VAE),
             causal=documented(True, DIFFUSERS_QWEN_VAE),
+            # AutoencoderKLQwenImage's latents_mean / latents_std defaults: Wan 2.1's 16 pairs
+            latents_mean=documented(WAN_LATENTS_MEAN, DIFFUSERS_QWEN_VAE),
+            latents_std=documented(WAN_LATENTS_STD, DIFFUSERS_QWEN_VAE),
         ),
         QWEN_PIPELINE,
     ),
@@ -313,8 +323,7 @@ QWEN_IMAGE = Spec(
             "MSRoPE: image positions centred (scale_rope), text positions start at max(h/2, w/2) on the diagonal "
             "(huggingface/diffusers transformer_qwenimage.py).",
             "The VAE normalises latents per channel (16 means and standard deviations, diffusers "
-            "AutoencoderKLQwenImage latents_mean/latents_std); the schema holds one scaling and shift factor "
-            "(schema gap), so both are left unset.",
+            "AutoencoderKLQwenImage latents_mean/latents_std), stated in space.latents_mean / latents_std.",
             "The published sampler defaults to 1024^2 (diffusers pipeline_qwenimage.py), above the 640p floor of "
             "the refinement data; the survey states no training size above 640p, so the last stage trains at 640^2.",
             "Counted from the public config (diffusers transformer_qwenimage.py): 20.43B parameters.",

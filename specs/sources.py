@@ -28,6 +28,13 @@ WAN_CONFIG_1_3B = "Wan-Video/Wan2.1 wan/configs/wan_t2v_1_3B.py"
 WAN_CONFIG_14B = "Wan-Video/Wan2.1 wan/configs/wan_t2v_14B.py"
 WAN_SHARED_CONFIG = "Wan-Video/Wan2.1 wan/configs/shared_config.py"
 WAN_VAE = "Wan-Video/Wan2.1 wan/modules/vae.py"
+DIFFUSERS_WAN_VAE = "huggingface/diffusers src/diffusers/models/autoencoders/autoencoder_kl_wan.py"
+# AutoencoderKLWan's per-channel latent statistics (its config's latents_mean / latents_std, the values Wan2.1's
+# own wan/modules/vae.py normalises with); AutoencoderKLQwenImage's defaults are the same 16 pairs.
+WAN_LATENTS_MEAN = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
+                    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921]
+WAN_LATENTS_STD = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
+                   3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160]
 WAN_GENERATE = "Wan-Video/Wan2.1 generate.py"
 WAN_SIZES = "Wan-Video/Wan2.1 wan/configs/__init__.py"
 ALLEGRO_README = "rhymes-ai/Allegro README.md"

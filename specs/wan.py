@@ -54,11 +54,14 @@ from compiler.schema import (
 )
 from specs.sources import (
     CURATION_TOOLS,
+    DIFFUSERS_WAN_VAE,
     WAN_CONFIG_1_3B,
     WAN_CONFIG_14B,
     WAN_GENERATE,
     WAN_SHARED_CONFIG,
     WAN_SIZES,
+    WAN_LATENTS_MEAN,
+    WAN_LATENTS_STD,
     WAN_VAE,
     survey,
 )
@@ -263,6 +266,8 @@ ARCH = ArchitectureSpec(
             spatial_compression=8,
             temporal_compression=4,
             causal=True,  # the first frame is encoded alone: frame counts are 1 + 4k (81)
+            latents_mean=documented(WAN_LATENTS_MEAN, DIFFUSERS_WAN_VAE),
+            latents_std=documented(WAN_LATENTS_STD, DIFFUSERS_WAN_VAE),
         ),
         ARCHITECTURE,
     ),
@@ -351,8 +356,8 @@ WAN21_T2V_14B = Spec(
             "Captions are dense and bilingual (Chinese/English), written by Qwen2-VL.",
             "The survey places the joint image+video curriculum in the architecture section without tiers; the "
             "256p/480p/720p tiers and their data subsets are assumptions.",
-            "Wan-VAE normalises latents per channel (16 means and standard deviations, wan/modules/vae.py); the "
-            "schema holds one scaling and shift factor (schema gap), so both are left unset.",
+            "Wan-VAE normalises latents per channel (16 means and standard deviations, wan/modules/vae.py; "
+            "diffusers AutoencoderKLWan latents_mean/latents_std), stated in space.latents_mean / latents_std.",
             "The sampling shift of 5.0 is the only published one; the training-time shift is undisclosed. At "
             "720x1280, 81 frames are 21 latent frames and 75,600 tokens (Wan generate.py). The default size is "
             "1280 x 720 (width x height).",

@@ -209,17 +209,18 @@ def resolution_divisible(spec: Spec) -> Iterator[Diagnostic]:
                     f"stage {stage.name!r} trains at {problem}",
                     f"round the size to a multiple of {divisor[0]}",
                 )
-    size = spec.inference.resolution
     final_model = ([*unets(spec)] or ["main"])[-1]  # a cascade samples at its last U-Net's resolution
     divisor = _spatial_divisor(spec, final_model)
-    problem = _indivisible(size, divisor) if size and divisor else None
-    if problem:
-        yield Diagnostic(
-            "inference.resolution",
-            "schedule.resolution-divisible",
-            f"inference samples at {problem}",
-            f"round the resolution to a multiple of {divisor[0]}",
-        )
+    for field in ("resolution", "max_resolution"):
+        size = getattr(spec.inference, field)
+        problem = _indivisible(size, divisor) if size and divisor else None
+        if problem:
+            yield Diagnostic(
+                f"inference.{field}",
+                "schedule.resolution-divisible",
+                f"inference samples at {problem}",
+                f"round the {field.replace('_', ' ')} to a multiple of {divisor[0]}",
+            )
 
 
 def _latent_frames_problem(frames: int, space: LatentSpace, patch_t: int) -> str | None:

@@ -43,7 +43,29 @@ class LatentSpace(Node):
     causal: bool = Field(False, description="first frame encoded alone: frame counts must be 1 + k * temporal")
     scaling_factor: float | None = None
     shift_factor: float | None = None
+    latents_mean: list[float] | None = Field(
+        None, description="per-channel latent means: latents = (z - mean) / std per channel (diffusers' "
+        "AutoencoderKLWan / AutoencoderKLQwenImage latents_mean); with latents_std, instead of the two factors"
+    )
+    latents_std: list[float] | None = Field(None, description="per-channel latent standard deviations, each > 0")
     params: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _per_channel_statistics(self) -> LatentSpace:
+        if (self.latents_mean is None) != (self.latents_std is None):
+            raise ValueError("latents_mean and latents_std come together: give both (one value per channel) or neither")
+        if self.latents_mean is None or self.latents_std is None:
+            return self
+        for name, values in (("latents_mean", self.latents_mean), ("latents_std", self.latents_std)):
+            if len(values) != self.channels:
+                raise ValueError(f"{name} has {len(values)} values for {self.channels} latent channels; give one "
+                                 "per channel")
+        if min(self.latents_std) <= 0:
+            raise ValueError(f"latents_std has {min(self.latents_std)}; every standard deviation must be above 0")
+        if self.scaling_factor is not None or self.shift_factor is not None:
+            raise ValueError("latents_mean / latents_std normalise per channel and replace scaling_factor / "
+                             "shift_factor: drop the factors")
+        return self
 
 
 class PixelSpace(Node):

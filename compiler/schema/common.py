@@ -54,6 +54,25 @@ class Scale(Node):
         return f"[{low}, {high}] {self.unit}"
 
 
+class Range(Node):
+    """A closed interval a source states, e.g. "24-30 fps"."""
+
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"range low {self.low:g} must not be above high {self.high:g}")
+        return self
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.low:g}-{self.high:g}"
+
+
 # The scales of scorers that public curation tools use. A scorer not listed here must state its scale.
 KNOWN_SCALES: dict[str, Scale] = {
     "laion-aesthetic-v2": Scale(low=0, high=10, unit="LAION aesthetic predictor score, ViT-L/14 + MLP (0-10)"),

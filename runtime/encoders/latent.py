@@ -12,10 +12,11 @@ Pixels are in [-1, 1], [B, C, H, W] for images and [B, C, F, H, W] for videos. A
   Released Allegro weights (AutoencoderKLAllegro) do not load: vae_video.py's layout is not theirs.
 
 Normalisation: latents = (z - shift) * scale, z the posterior mean (or a sample of it). The spec's
-scaling_factor / shift_factor win (FLUX: (z - 0.1159) * 0.3611, black-forest-labs/flux src/flux/util.py);
-without them the weights' config supplies its own (diffusers scaling_factor / shift_factor, or Wan's
-per-channel latents_mean / latents_std: (z - mean) / std, as in diffusers WanPipeline); a spec and config
-that disagree is an error. PixelSpace (Imagen's cascade) encodes and decodes as the identity.
+scaling_factor / shift_factor win (FLUX: (z - 0.1159) * 0.3611, black-forest-labs/flux src/flux/util.py), as
+do its per-channel latents_mean / latents_std ((z - mean) / std; Wan 2.1, Qwen-Image); without them the
+weights' config supplies its own (diffusers scaling_factor / shift_factor, or Wan's per-channel
+latents_mean / latents_std: (z - mean) / std, as in diffusers WanPipeline); a spec and config that disagree
+is an error. PixelSpace (Imagen's cascade) encodes and decodes as the identity.
 """
 
 from __future__ import annotations
@@ -235,6 +236,16 @@ def _normalisation(space: LatentSpace, config: dict, path: Path | None) -> tuple
     """(shift, scale, description): the spec's factors, else the weights' config's, else none."""
     spec_given = space.scaling_factor is not None or space.shift_factor is not None
     mean, std = config.get("latents_mean"), config.get("latents_std")  # diffusers writes null when absent
+    if space.latents_mean is not None and space.latents_std is not None:
+        if mean is not None and std is not None:
+            for key, stated, wanted in (("latents_mean", mean, space.latents_mean),
+                                        ("latents_std", std, space.latents_std)):
+                if len(stated) != len(wanted) or not all(math.isclose(a, b, rel_tol=1e-6)
+                                                         for a, b in zip(stated, wanted, strict=True)):
+                    raise ValueError(f"{FIELD}.{key} is {wanted} but {path}/config.json states {stated}; "
+                                     "make them agree")
+        return (torch.tensor(space.latents_mean), 1.0 / torch.tensor(space.latents_std),
+                f"(z - latents_mean) / latents_std, per channel, from {FIELD}")
     if mean is not None and std is not None:
         if len(mean) != space.channels or len(std) != space.channels:
             raise ValueError(f"{path}/config.json: latents_mean / latents_std have {len(mean)} / {len(std)} values "

@@ -11,6 +11,7 @@ from runtime.samplers.ddpm import (
     ddpm_sample,
     dynamic_threshold,
     respaced_steps,
+    spaced_timesteps,
 )
 from runtime.samplers.edm import edm_heun, karras_sigmas
 from runtime.samplers.euler_ancestral import ancestral_schedule, euler_ancestral_sample
@@ -35,4 +36,5 @@ __all__ = [
     "guided_output",
     "karras_sigmas",
     "respaced_steps",
+    "spaced_timesteps",
 ]

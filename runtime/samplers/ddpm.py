@@ -28,11 +28,40 @@ def dynamic_threshold(x0: torch.Tensor, percentile: float = 0.995) -> torch.Tens
     return torch.maximum(torch.minimum(x0, s), -s) / s
 
 
-def respaced_steps(train_steps: int, steps: int) -> list[int]:
-    """`steps` integer steps evenly spaced from train_steps - 1 down to 0."""
+SPACINGS = ("linspace", "leading", "trailing")
+
+
+def spaced_timesteps(train_steps: int, steps: int, spacing: str = "linspace", offset: int = 0) -> torch.Tensor:
+    """`steps` timesteps from most to least noise, float64 and not rounded, as diffusers' schedulers space them
+    (DDIMScheduler / DDPMScheduler / EulerAncestralDiscreteScheduler set_timesteps, config timestep_spacing):
+      linspace: evenly from train_steps - 1 down to 0;
+      leading:  k * (train_steps // steps) for k = steps - 1 .. 0, plus `offset` (their steps_offset);
+      trailing: train_steps - k * train_steps / steps for k = 0 .. steps - 1, rounded, minus 1.
+    `offset` is only defined for leading, where diffusers adds it."""
     if not 1 <= steps <= train_steps:
         raise ValueError(f"sampling steps is {steps}; choose between 1 and the {train_steps} training steps")
-    return torch.linspace(train_steps - 1, 0, steps).round().long().tolist()
+    if spacing not in SPACINGS:
+        raise ValueError(f"timestep spacing is {spacing!r}; use one of {SPACINGS}")
+    if offset and spacing != "leading":
+        raise ValueError(f"steps_offset is {offset} with {spacing!r} spacing; diffusers adds it only with 'leading'")
+    index = torch.arange(steps, dtype=torch.float64)
+    if spacing == "linspace":
+        return torch.linspace(0, train_steps - 1, steps, dtype=torch.float64).flip(0)
+    if spacing == "leading":
+        return (index * (train_steps // steps)).flip(0) + offset
+    # np.round(np.arange(T, 0, -T / n)) - 1; round half to even as numpy does
+    return (train_steps - index * (train_steps / steps)).round() - 1
+
+
+def respaced_steps(train_steps: int, steps: int, spacing: str = "linspace", offset: int = 0) -> list[int]:
+    """`steps` integer steps from most to least noise, spaced as `spaced_timesteps` and rounded (DDIMScheduler)."""
+    timesteps = spaced_timesteps(train_steps, steps, spacing, offset).round().long()
+    if int(timesteps.max()) >= train_steps:
+        raise ValueError(
+            f"steps_offset {offset} puts the first of {steps} leading steps at {int(timesteps.max())}, past the "
+            f"last of {train_steps} training steps; lower steps_offset"
+        )
+    return timesteps.tolist()
 
 
 @torch.no_grad()
@@ -44,6 +73,8 @@ def ddim_sample(
     steps: int,
     *,
     eta: float = 0.0,
+    spacing: str = "linspace",
+    offset: int = 0,
     cfg_scale: float | None = None,
     threshold: float | None = None,
     generator: torch.Generator | None = None,
@@ -51,12 +82,15 @@ def ddim_sample(
     """Sample from `noise` in `steps` steps; eta 0 is DDIM, eta 1 is ancestral DDPM (needs `generator`).
 
     objective: the noise- or v-prediction objective the model was trained with (schedule and target);
-    threshold: the dynamic-thresholding percentile (Imagen: 0.995), None for no thresholding.
+    threshold: the dynamic-thresholding percentile (Imagen: 0.995), None for no thresholding;
+    spacing, offset: which steps (`respaced_steps`). Each step goes to the next one of the schedule, and the
+    last returns the clean estimate (diffusers' DDIMScheduler with set_alpha_to_one; its step goes to
+    t - train_steps // steps instead, which differs from the next step for linspace and trailing spacing).
     """
     if eta > 0 and generator is None:
         raise ValueError("eta > 0 draws fresh noise each step: pass a torch.Generator")
     batch = noise.shape[0]
-    schedule = respaced_steps(objective.steps, steps)
+    schedule = respaced_steps(objective.steps, steps, spacing, offset)
     x = noise
     for index, step in enumerate(schedule):
         t = torch.full((batch,), step, dtype=torch.long)
@@ -76,8 +110,12 @@ def ddim_sample(
     return x
 
 
-def ddpm_sample(model, objective, noise, cond, steps, *, cfg_scale=None, threshold=None, generator=None):
+def ddpm_sample(
+    model, objective, noise, cond, steps, *, spacing="linspace", offset=0, cfg_scale=None, threshold=None,
+    generator=None,
+):
     """Ancestral DDPM sampling: `ddim_sample` with eta = 1."""
     return ddim_sample(
-        model, objective, noise, cond, steps, eta=1.0, cfg_scale=cfg_scale, threshold=threshold, generator=generator
+        model, objective, noise, cond, steps, eta=1.0, spacing=spacing, offset=offset, cfg_scale=cfg_scale,
+        threshold=threshold, generator=generator,
     )

@@ -3,10 +3,10 @@ EulerAncestralDiscreteScheduler runs it (Allegro's released inference; k-diffusi
 
 The DDPM chain is read as x = x0 + sigma eps with sigma = sqrt((1 - abar) / abar), so the network's input
 x_t = sqrt(abar) x0 + sqrt(1 - abar) eps is x / sqrt(sigma^2 + 1). Passes:
-  1. timesteps: `steps` (at least 2) values evenly spaced from train_steps - 1 down to 0, not rounded (diffusers'
-     timestep_spacing "linspace", its default; the spec has no field for the spacing); sigmas at them by linear
-     interpolation of sigma over the integer steps, then a final 0;
-  2. x = sigma_0 noise (the pipeline's init_noise_sigma for "linspace");
+  1. timesteps: `steps` (at least 2) values spaced as inference.timestep_spacing says (runtime/samplers/ddpm.py
+     spaced_timesteps; "linspace", diffusers' default: evenly from train_steps - 1 down to 0, not rounded);
+     sigmas at them by linear interpolation of sigma over the integer steps, then a final 0;
+  2. x = sigma_0 noise, or sqrt(sigma_0^2 + 1) noise with "leading" spacing (the scheduler's init_noise_sigma);
   3. each step from sigma to sigma': the (guided) model output at x / sqrt(sigma^2 + 1) and the fractional
      timestep; x0 = x - sigma eps (noise prediction) or x / (sigma^2 + 1) - sigma / sqrt(sigma^2 + 1) v
      (v prediction), dynamically thresholded when asked;
@@ -23,18 +23,25 @@ import torch
 
 from runtime.objectives.conditioning import Conditioning
 from runtime.objectives.ddpm import DDPMObjective, VPredictionObjective
-from runtime.samplers.ddpm import dynamic_threshold
+from runtime.samplers.ddpm import dynamic_threshold, spaced_timesteps
 from runtime.samplers.guidance import ModelCall, guided_output
 
 
-def ancestral_schedule(objective: DDPMObjective, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(timesteps (steps,), sigmas (steps + 1,)), float64: "linspace" timesteps from train_steps - 1 to 0 and
+def ancestral_schedule(
+    objective: DDPMObjective, steps: int, spacing: str = "linspace", offset: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(timesteps (steps,), sigmas (steps + 1,)), float64: timesteps spaced by `spacing` (and `offset`) and
     sigma = sqrt((1 - abar) / abar) interpolated at them, then 0."""
     if steps < 2:
         # np.linspace(0, T - 1, 1) is [0]: diffusers' single step starts at the least noise, from 0.01 noise
         raise ValueError(f"sampling steps is {steps}; Euler-ancestral sampling takes at least 2 steps")
     train_sigmas = ((1 - objective.alpha_bar) / objective.alpha_bar).sqrt()
-    timesteps = torch.linspace(0, objective.steps - 1, steps, dtype=torch.float64).flip(0)
+    timesteps = spaced_timesteps(objective.steps, steps, spacing, offset)
+    if timesteps.max() > objective.steps - 1:
+        raise ValueError(
+            f"steps_offset {offset} puts the first of {steps} leading steps past the last of {objective.steps} "
+            "training steps; lower steps_offset"
+        )
     lower = timesteps.floor().long()
     upper = (lower + 1).clamp(max=objective.steps - 1)
     fraction = timesteps - lower
@@ -60,6 +67,8 @@ def euler_ancestral_sample(
     generator: torch.Generator,
     cfg_scale: float | None = None,
     threshold: float | None = None,
+    spacing: str = "linspace",
+    offset: int = 0,
 ) -> torch.Tensor:
     """Sample from standard-normal `noise` in `steps` Euler-ancestral steps (one model call each, CFG batched).
 
@@ -69,10 +78,11 @@ def euler_ancestral_sample(
     """
     if generator is None:
         raise ValueError("Euler-ancestral sampling draws fresh noise each step: pass a torch.Generator")
-    timesteps, sigmas = ancestral_schedule(objective, steps)
+    timesteps, sigmas = ancestral_schedule(objective, steps, spacing, offset)
     levels = sigmas.tolist()
     batch = noise.shape[0]
-    x = noise * levels[0]
+    # diffusers' init_noise_sigma: the largest sigma, or sqrt(sigma^2 + 1) of it with leading spacing
+    x = noise * (levels[0] if spacing != "leading" else (levels[0] ** 2 + 1) ** 0.5)
     for index, step in enumerate(timesteps.tolist()):
         sigma, sigma_next = levels[index], levels[index + 1]
         timestep = objective.model_timestep(torch.full((batch,), step, dtype=torch.float64)).to(x.device)

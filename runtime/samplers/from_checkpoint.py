@@ -18,7 +18,8 @@ Passes:
                                    sidecar's notes), the preconditioning the trainer used, CFG
        noise / v prediction     -> ddim_sample ("ddim", eta 0) or ancestral ("ddpm", eta 1), or Euler ancestral
                                    ("euler", euler_ancestral_sample: diffusers' EulerAncestralDiscreteScheduler,
-                                   as Allegro samples), CFG, with dynamic thresholding when the spec sets it
+                                   as Allegro samples), CFG, with dynamic thresholding when the spec sets it, at
+                                   the steps inference.timestep_spacing (and steps_offset) pick
        cascades                 -> the stage's own U-Net only; a super-resolution U-Net reads a fixed noise image
                                    as its low-res input, noised to inference.noise_augmentation_level when it was
                                    trained with noise conditioning augmentation (said on stderr and in the sidecar)
@@ -276,6 +277,7 @@ def sample_one(
                 torch.full((latents.shape[0],), float(settings.guidance)),
             )
 
+    spacing = stage_file.inference.timestep_spacing or "linspace"
     if settings.sampler == "euler":
         return euler_ancestral_sample(
             guided,
@@ -286,6 +288,8 @@ def sample_one(
             generator=generator,
             cfg_scale=settings.cfg_scale,
             threshold=settings.threshold,
+            spacing=spacing,
+            offset=stage_file.inference.steps_offset,
         )
     return ddim_sample(
         guided,
@@ -294,6 +298,8 @@ def sample_one(
         cond,
         settings.steps,
         eta=1.0 if settings.sampler == "ddpm" else 0.0,
+        spacing=spacing,
+        offset=stage_file.inference.steps_offset,
         cfg_scale=settings.cfg_scale,
         threshold=settings.threshold,
         generator=generator,

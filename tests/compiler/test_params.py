@@ -54,8 +54,11 @@ RUNTIME_VARIANTS = {
     "dit.qk_norm per_head": ("wan2.1-t2v-1.3b", "main", [f"{B}.qk_norm=rmsnorm_per_head"]),
     "dit.qk_norm none": ("wan2.1-t2v-1.3b", "main", [f"{B}.qk_norm=none"]),
     "dit.patch_size": ("wan2.1-t2v-1.3b", "main", [f"{B}.patch_size=[1, 1, 1]"]),
+    # 12 channels have no published per-channel statistics: the 16 of Wan's VAE go
     "dit.in_out_channels+space": ("wan2.1-t2v-1.3b", "main", [f"{B}.in_channels=12", f"{B}.out_channels=12",
-                                                             "architecture.space.channels=12"]),
+                                                             "architecture.space.channels=12",
+                                                             "architecture.space.latents_mean=null",
+                                                             "architecture.space.latents_std=null"]),
     "spacetime_dit.depth": ("sora", "main", [f"{B}.depth=3"]),
     "unet.channels": ("imagen-1", "sr256", [f"{B}.stages[sr256].channels=24"]),
     "unet.channel_mult": ("imagen-1", "sr256", [f"{B}.stages[sr256].channel_mult=[1, 3]"]),

@@ -278,6 +278,8 @@ CASES = [
          f"{STAGES}[pretrain].resolutions[0]", "width 250"),
     Case("schedule.resolution-divisible", "flux_spec", {"inference.resolution": 1000},
          "inference.resolution", "1000", "inference"),
+    Case("schedule.resolution-divisible", "flux_spec", {"inference.max_resolution": 1048},
+         "inference.max_resolution", "1048", "inference-max"),
     Case("schedule.resolution-divisible", "cascade_spec", {"inference.resolution": 1000},
          "inference.resolution", "not divisible by 16", "cascade-inference"),
     Case("schedule.frames-fit-temporal-compression", "wan_spec", {f"{STAGES}[joint].frames": 16},

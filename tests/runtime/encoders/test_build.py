@@ -226,3 +226,44 @@ def test_causal_weights_for_a_non_causal_space_are_an_error(vae_root):
 def test_an_unknown_scale_is_refused():
     with pytest.raises(ValueError, match="scale 'tiny': choose one of full, smoke"):
         build_encoders(architecture(PixelSpace()), "tiny", None)
+
+
+def test_spec_per_channel_statistics_normalise_and_must_agree_with_the_weights(vae_root):
+    space = WAN_LIKE.model_copy(update={"latents_mean": MEAN, "latents_std": STD})
+    conditioning = build_encoders(architecture(space), "full", vae_root)
+    assert conditioning.report[-1].endswith("(z - latents_mean) / latents_std, per channel, from architecture.space")
+    reference = AutoencoderKLWan.from_pretrained(vae_root / "test--vae-wan").eval()
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    mean, std = torch.tensor(MEAN).view(1, 4, 1, 1, 1), torch.tensor(STD).view(1, 4, 1, 1, 1)
+    with torch.no_grad():
+        expected = (reference.encode(video).latent_dist.mode() - mean) / std
+        torch.testing.assert_close(conditioning.encode_images(video), expected, atol=1e-5, rtol=1e-5)
+    wrong = WAN_LIKE.model_copy(update={"latents_mean": MEAN, "latents_std": [1.0, 1.0, 1.0, 1.0]})
+    with pytest.raises(ValueError, match=r"architecture.space.latents_std is \[1.0, 1.0, 1.0, 1.0\] but .* states"):
+        build_encoders(architecture(wrong), "full", vae_root)
+
+
+def test_spec_per_channel_statistics_apply_to_the_smoke_stand_in(tmp_path):
+    space = WAN_LIKE.model_copy(update={"latents_mean": MEAN, "latents_std": STD})
+    conditioning = build_encoders(architecture(space), "smoke", tmp_path)
+    plain = build_encoders(architecture(WAN_LIKE), "smoke", tmp_path)
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    mean, std = torch.tensor(MEAN).view(1, 4, 1, 1, 1), torch.tensor(STD).view(1, 4, 1, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(conditioning.encode_images(video), (plain.encode_images(video) - mean) / std)
+        latents = conditioning.encode_images(video)
+        torch.testing.assert_close(conditioning.decode(latents), plain.decode(plain.encode_images(video)))
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"latents_mean": MEAN}, "come together"),
+        ({"latents_mean": MEAN[:3], "latents_std": STD[:3]}, "latents_mean has 3 values for 4 latent channels"),
+        ({"latents_mean": MEAN, "latents_std": [1.0, 0.0, 1.0, 1.0]}, "every standard deviation must be above 0"),
+        ({"latents_mean": MEAN, "latents_std": STD, "scaling_factor": 0.5}, "drop the factors"),
+    ],
+)
+def test_per_channel_statistics_are_validated(update, message):
+    with pytest.raises(ValueError, match=message):
+        LatentSpace.model_validate({**WAN_LIKE.model_dump(), **update})
