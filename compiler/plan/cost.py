@@ -194,9 +194,49 @@ def _unet(cascade: Cascade, name: str) -> UNetStage:
     return cascade.stages[0]
 
 
-def training_flops(work: Workload, checkpointing: bool) -> float:
-    """FLOPs of forward + backward for one sample; checkpointing recomputes the forward once."""
-    return work.forward_flops * (4 if checkpointing else 3)
+@dataclass(frozen=True)
+class LossPasses:
+    """Passes over one sample that a stage's loss runs, in units of one forward of the network.
+
+    Read off runtime/train/losses.py:
+      plain denoising       the student over 1 sample; nothing frozen
+      guidance distillation the student over 1; the teacher forward on [cond, uncond] in one batched call:
+                            2 forwards, no backward (distillation.py guided_teacher_target)
+      LADD (adversarial and timestep distillation, LADD assumed)
+                            the student over 1; the teacher forward on the student's re-noised sample with
+                            gradients to the student's input (1 forward + 1 input-gradient backward, about one
+                            forward: the teacher's weights take no gradient), then the discriminator step's two
+                            no-grad teacher forwards (fake, real): 4. NOTE: the grad-enabled teacher call also
+                            keeps its activations for that backward (about the student's, un-checkpointed); they
+                            are not counted yet: counted, flux-kontext's LADD stage needs 75 GiB on an H100 and
+                            the runtime should checkpoint the teacher's blocks first (a follow-up)
+      Diffusion-DPO         the student over 2 (preferred + rejected concatenated); the reference forward over
+                            the same 2, no backward
+    """
+
+    student_samples: int = 1  # the student's forward + backward runs over this many samples per sample
+    frozen_forwards: float = 0.0  # teacher / reference passes per sample (forward, or an input-only backward)
+    frozen_copy: bool = False  # a teacher or reference network is resident
+
+
+def loss_passes(stage: Stage) -> LossPasses:
+    """What the stage's loss runs per sample beyond the student's forward + backward (see LossPasses)."""
+    kind = stage.loss.kind if stage.loss is not None else None
+    if kind == "guidance_distillation":
+        return LossPasses(frozen_forwards=2, frozen_copy=True)
+    if kind in ("ladd", "timestep_distillation"):
+        return LossPasses(frozen_forwards=4, frozen_copy=True)
+    if kind == "diffusion_dpo":
+        return LossPasses(student_samples=2, frozen_forwards=2, frozen_copy=True)
+    return LossPasses(frozen_copy=stage.teacher is not None)
+
+
+def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = LossPasses()) -> float:
+    """FLOPs of one sample's training step: the student's forward + backward (backward twice the forward;
+    checkpointing recomputes the forward once) over `passes.student_samples`, plus the teacher's or
+    reference's forwards (no weight gradients)."""
+    student = work.forward_flops * (4 if checkpointing else 3) * passes.student_samples
+    return student + work.forward_flops * passes.frozen_forwards
 
 
 def activation_bytes(work: Workload, checkpointing: bool) -> float:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from compiler.plan.cadence import Cadence, cadence
-from compiler.plan.cost import PlanError, Workload, activation_bytes, training_flops, workload
+from compiler.plan.cost import PlanError, Workload, activation_bytes, loss_passes, training_flops, workload
 from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
@@ -88,13 +88,20 @@ class Plan:
         return asdict(self)
 
 
-def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice) -> float:
-    """EMA weights (fp32) and a frozen teacher (16-bit), partitioned under ZeRO-3."""
+def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice, precision: str) -> float:
+    """EMA weights (fp32, partitioned under ZeRO-3) and a frozen teacher or DPO reference: a full copy per
+    rank in the stage's precision, as runtime/train/device.py `frozen` holds it (DeepSpeed does not manage
+    it, so ZeRO does not partition it)."""
     share = ranks if zero.stage == 3 else 1
     extra = 4 * params / share if stage.ema_decay else 0.0
-    if stage.teacher:
-        extra += 2 * params / share
+    if loss_passes(stage).frozen_copy:
+        extra += (4 if precision == "fp32" else 2) * params
     return extra
+
+
+def _activations(work: Workload, stage, checkpointing: bool, micro: int) -> float:
+    """The student's activations over the samples its loss runs (DPO: preferred + rejected)."""
+    return activation_bytes(work, checkpointing) * loss_passes(stage).student_samples * micro
 
 
 def _frozen_bytes(spec: Spec, work: Workload) -> float:
@@ -128,9 +135,9 @@ def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
         if zero.offload != "none" and host_bytes(work.params.total, cluster.gpus_per_node, cluster.nodes, zero) > cluster.memory_gib_per_node * GIB:
             continue
         states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision)
-        copies = _extra_copies(spec, stage, work.params.total, ranks, zero)
+        copies = _extra_copies(spec, stage, work.params.total, ranks, zero, precision)
         for micro in micro_options:
-            activations = activation_bytes(work, checkpointing) * micro
+            activations = _activations(work, stage, checkpointing, micro)
             need = (states + frozen + copies + activations) / GIB
             best_need = need if best_need is None else min(best_need, need)
             if need <= capacity:
@@ -149,7 +156,7 @@ def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
 
 def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory) -> StagePlan:
     ranks = cluster.world_size
-    flops = training_flops(work, checkpointing) * stage.batch_size
+    flops = training_flops(work, checkpointing, loss_passes(stage)) * stage.batch_size
     if cluster.gpu:
         mfu, peak = GPU_MFU, cluster.gpu.peak_bf16_tflops * 1e12 * ranks
     else:
