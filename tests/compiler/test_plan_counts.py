@@ -76,3 +76,30 @@ def test_ladd_counts_teacher_forwards():
     # 1 grad-enabled teacher forward + its input-gradient backward (about 1 forward) + the discriminator
     # step's 2 no-grad forwards
     assert planned_stage.flops_per_step == pytest.approx((student + 4) * forward * stage.batch_size, rel=1e-9)
+
+
+def test_flux1_dev_pretrain_forward_flops_match_the_hand_count_within_2_percent():
+    """Issue 15's hand count for FLUX.1 dev at 256^2, term by term (2 FLOPs per multiply-add)."""
+    spec = specs.load("flux1-dev")
+    d, text_dim, pooled_dim, latent_channels = 3072, 4096, 768, 16
+    image = (256 // 8 // 2) ** 2  # VAE /8, patch 2x2: 256 tokens
+    text = 512  # T5-XXL tokens
+    tokens = image + text  # single-stream blocks run text tokens too
+    double, single = 19, 38
+    # Per block and token, 12 d^2 weights: double stream qkv 3d^2 + out d^2 + MLP 8d^2 per stream;
+    # single stream linear1 d -> 3d + 4d (7d^2) and linear2 5d -> d (5d^2). 2 FLOPs each: 24 d^2.
+    blocks = (double + single) * tokens * 24 * d**2
+    # Joint attention over all tokens, QK^T and AV: 4 N^2 x inner (inner = heads x head_dim = d).
+    attention = (double + single) * 4 * tokens**2 * d
+    patch = latent_channels * 4
+    embedders = (2 * patch * d * image  # img_in
+                 + 2 * text_dim * d * text  # txt_in
+                 + 2 * d * patch * image)  # final projection
+    # Per sample: adaLN modulation (double 2 x 6d x d, single 3d x d, final 2d x d) and the timestep,
+    # guidance and pooled-text embedders (two d-wide linears each).
+    modulation = 2 * (double * 12 + single * 3 + 2) * d**2
+    conditioning = 2 * (2 * (256 * d + d * d) + (pooled_dim * d + d * d))
+    hand = blocks + attention + embedders + modulation + conditioning
+    assert hand == pytest.approx(10.35e12, rel=0.005)
+    planned = workload(spec, spec.schedule.stages[0]).forward_flops
+    assert planned == pytest.approx(hand, rel=0.02)
