@@ -103,3 +103,19 @@ def test_flux1_dev_pretrain_forward_flops_match_the_hand_count_within_2_percent(
     assert hand == pytest.approx(10.35e12, rel=0.005)
     planned = workload(spec, spec.schedule.stages[0]).forward_flops
     assert planned == pytest.approx(hand, rel=0.02)
+
+
+def test_plan_md_states_the_flop_convention_behind_mfu(tmp_path):
+    from typer.testing import CliRunner
+
+    from compiler.cli import app
+
+    out = tmp_path / "flux"
+    result = CliRunner().invoke(app, ["compile", "flux1-dev", "--cluster", "h100-64", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    plan_md = " ".join((out / "plan.md").read_text().split())
+    convention = plan_md[plan_md.index("FLOPs and MFU:"):]
+    for stated in ("2 per multiply-add", "text tokens included", "4 x queries x keys x heads x head_dim",
+                   "times 3 for forward + backward", "times 4 with activation checkpointing",
+                   "DPO reference's forwards", "Frozen text encoders and the VAE are not counted"):
+        assert stated in convention, f"plan.md's FLOP convention does not say {stated!r}"
