@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from compiler.plan.cadence import Cadence, cadence
+from compiler.plan.comm import communication_seconds, step_seconds
 from compiler.plan.cost import PlanError, Workload, activation_bytes, loss_passes, training_flops, workload
 from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
 from compiler.schema.cluster import Cluster
@@ -154,6 +155,12 @@ def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
     )
 
 
+def _step_seconds(compute: float, work: Workload, cluster: Cluster, zero: ZeroChoice, accumulation: int,
+                  precision: str) -> float:
+    """Compute time plus the data-parallel communication the backward cannot hide (comm.py)."""
+    return step_seconds(compute, communication_seconds(work.params.total, cluster, zero, accumulation, precision))
+
+
 def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory) -> StagePlan:
     ranks = cluster.world_size
     flops = training_flops(work, checkpointing, loss_passes(stage)) * stage.batch_size
@@ -161,7 +168,7 @@ def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precisio
         mfu, peak = GPU_MFU, cluster.gpu.peak_bf16_tflops * 1e12 * ranks
     else:
         mfu, peak = CPU_MFU, cluster.cpu_peak_tflops * 1e12 * cluster.nodes
-    step = flops / (peak * mfu)
+    step = _step_seconds(flops / (peak * mfu), work, cluster, zero, stage.batch_size // (micro * ranks), precision)
     devices = ranks if cluster.gpu else cluster.nodes
     return StagePlan(
         stage=stage.name, model=work.model, params=work.params.total,

@@ -119,3 +119,26 @@ def test_plan_md_states_the_flop_convention_behind_mfu(tmp_path):
                    "times 3 for forward + backward", "times 4 with activation checkpointing",
                    "DPO reference's forwards", "Frozen text encoders and the VAE are not counted"):
         assert stated in convention, f"plan.md's FLOP convention does not say {stated!r}"
+
+
+def test_an_imagen_1_step_on_512_gpus_is_not_shorter_than_its_gradient_all_reduce():
+    from compiler.plan.comm import bandwidth_gbps_per_rank
+
+    cluster = PRESETS["h100-512"]
+    assert bandwidth_gbps_per_rank(cluster) == pytest.approx(8 * 400 / 8 / 8)  # 8 x 400 Gb/s per node, 8 GPUs
+    planned = plan(specs.load("imagen-1"), cluster)
+    assert planned.stages
+    for stage in planned.stages:
+        ranks = stage.dp_size
+        # by hand: a ring all-reduce of 16-bit gradients moves 2 (N-1)/N x 2P bytes through each GPU's link
+        all_reduce = 2 * (ranks - 1) / ranks * 2 * stage.params / 50e9
+        assert stage.step_seconds >= all_reduce, (stage.stage, stage.step_seconds, all_reduce)
+
+
+def test_communication_bandwidth_is_read_from_the_cluster_interconnect():
+    from compiler.plan.comm import DEFAULT_GBPS_PER_GPU, bandwidth_gbps_per_rank
+
+    assert bandwidth_gbps_per_rank(PRESETS["h100-8"]) == 900  # one node: NVLink
+    assert bandwidth_gbps_per_rank(PRESETS["a100-64"]) == pytest.approx(8 * 200 / 8 / 8)
+    unstated = PRESETS["h100-64"].model_copy(update={"interconnect": "a fast one"})
+    assert bandwidth_gbps_per_rank(unstated) == DEFAULT_GBPS_PER_GPU
