@@ -194,6 +194,14 @@ def _unet(cascade: Cascade, name: str) -> UNetStage:
     return cascade.stages[0]
 
 
+def mean_forward_flops(spec: Spec, stage: Stage) -> float:
+    """Forward FLOPs of one sample averaged over a progressive stage's resolutions, each trained for an equal
+    share of the stage's steps (the schema names the sizes, not their split: the assumption plan.md states).
+    Memory is planned at the largest, which must fit; time at the mean."""
+    sizes = stage.resolutions
+    return sum(workload(spec, stage.model_copy(update={"resolutions": [size]})).forward_flops for size in sizes) / len(sizes)
+
+
 @dataclass(frozen=True)
 class LossPasses:
     """Passes over one sample that a stage's loss runs, in units of one forward of the network.
@@ -231,12 +239,14 @@ def loss_passes(stage: Stage) -> LossPasses:
     return LossPasses(frozen_copy=stage.teacher is not None)
 
 
-def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = LossPasses()) -> float:
+def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = LossPasses(),
+                   forward: float | None = None) -> float:
     """FLOPs of one sample's training step: the student's forward + backward (backward twice the forward;
     checkpointing recomputes the forward once) over `passes.student_samples`, plus the teacher's or
-    reference's forwards (no weight gradients)."""
-    student = work.forward_flops * (4 if checkpointing else 3) * passes.student_samples
-    return student + work.forward_flops * passes.frozen_forwards
+    reference's forwards (no weight gradients). `forward`: one forward's FLOPs if not the workload's
+    (a progressive stage's mean over its resolutions)."""
+    forward = work.forward_flops if forward is None else forward
+    return forward * ((4 if checkpointing else 3) * passes.student_samples + passes.frozen_forwards)
 
 
 def activation_bytes(work: Workload, checkpointing: bool) -> float:

@@ -17,7 +17,15 @@ from dataclasses import asdict, dataclass, field
 
 from compiler.plan.cadence import Cadence, cadence
 from compiler.plan.comm import communication_seconds, step_seconds
-from compiler.plan.cost import PlanError, Workload, activation_bytes, loss_passes, training_flops, workload
+from compiler.plan.cost import (
+    PlanError,
+    Workload,
+    activation_bytes,
+    loss_passes,
+    mean_forward_flops,
+    training_flops,
+    workload,
+)
 from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
@@ -163,7 +171,7 @@ def _step_seconds(compute: float, work: Workload, cluster: Cluster, zero: ZeroCh
 
 def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory) -> StagePlan:
     ranks = cluster.world_size
-    flops = training_flops(work, checkpointing, loss_passes(stage)) * stage.batch_size
+    flops = training_flops(work, checkpointing, loss_passes(stage), mean_forward_flops(spec, stage)) * stage.batch_size
     if cluster.gpu:
         mfu, peak = GPU_MFU, cluster.gpu.peak_bf16_tflops * 1e12 * ranks
     else:

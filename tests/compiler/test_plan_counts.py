@@ -142,3 +142,16 @@ def test_communication_bandwidth_is_read_from_the_cluster_interconnect():
     assert bandwidth_gbps_per_rank(PRESETS["a100-64"]) == pytest.approx(8 * 200 / 8 / 8)
     unstated = PRESETS["h100-64"].model_copy(update={"interconnect": "a fast one"})
     assert bandwidth_gbps_per_rank(unstated) == DEFAULT_GBPS_PER_GPU
+
+
+def test_a_progressive_stage_is_costed_per_resolution_for_an_equal_share_of_its_steps(flux_h100):
+    spec, planned = flux_h100
+    stage = next(s for s in spec.schedule.stages if len(s.resolutions) > 1)
+    planned_stage = _stage(planned, stage.name)
+    per_size = [workload(spec, stage.model_copy(update={"resolutions": [size]})).forward_flops
+                for size in stage.resolutions]
+    assert per_size[0] < per_size[-1] / 2  # 512^2 costs well under 1024^2
+    student = 4 if planned_stage.activation_checkpointing else 3
+    expected = student * sum(per_size) / len(per_size) * stage.batch_size
+    assert planned_stage.flops_per_step == pytest.approx(expected, rel=1e-9)
+    assert planned_stage.flops_per_step < student * workload(spec, stage).forward_flops * stage.batch_size
