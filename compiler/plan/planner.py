@@ -26,7 +26,7 @@ from compiler.plan.cost import (
     training_flops,
     workload,
 )
-from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
+from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes, zero_buffer_bytes
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
 
@@ -143,7 +143,7 @@ def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
             continue  # offloading to the CPU a CPU run already uses gains nothing
         if zero.offload != "none" and host_bytes(work.params.total, cluster.gpus_per_node, cluster.nodes, zero) > cluster.memory_gib_per_node * GIB:
             continue
-        states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision)
+        states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision) + zero_buffer_bytes(zero, precision, cluster.gpu is not None)
         copies = _extra_copies(spec, stage, work.params.total, ranks, zero, precision)
         for micro in micro_options:
             activations = _activations(work, stage, checkpointing, micro)
