@@ -94,6 +94,33 @@ def trained_encoders(spec: Spec) -> list[TextEncoder]:
     return [encoder for encoder in spec.architecture.text_encoders if not encoder.frozen]
 
 
+# Documented sizes of frozen encoders a spec names without `params` (encoder stacks only, as the runtime
+# loads them): T5 v1.1 XXL encoder (google/t5-v1_1-xxl, the encoder half of 11.3B), UMT5-XXL encoder
+# (google/umt5-xxl, Wan's text encoder), Qwen2.5-VL-7B-Instruct (model card), ByT5-small encoder.
+KNOWN_ENCODER_PARAMS = {"t5_xxl": 4.76e9, "umt5_xxl": 5.68e9, "qwen2_5_vl": 8.29e9, "glyph_byt5": 0.22e9}
+
+
+def frozen_sizes(spec: Spec) -> tuple[dict[str, float], list[str]]:
+    """(parameters of each frozen encoder and the VAE, from `params` or KNOWN_ENCODER_PARAMS; the fields of
+    those with neither), so that an unsized encoder is named in plan.md rather than counted as 0 silently."""
+    sizes, unsized = {}, []
+    for index, encoder in enumerate(spec.architecture.text_encoders):
+        if not encoder.frozen:
+            continue
+        size = encoder.params if encoder.params is not None else KNOWN_ENCODER_PARAMS.get(encoder.name)
+        if size is None:
+            unsized.append(f"architecture.text_encoders[{index}].params ({encoder.name})")
+        else:
+            sizes[encoder.name] = size
+    space = spec.architecture.space
+    if isinstance(space, LatentSpace):
+        if space.params is None:
+            unsized.append("architecture.space.params (VAE)")
+        else:
+            sizes["vae"] = space.params
+    return sizes, unsized
+
+
 def _image_channels(spec: Spec) -> int:
     space = spec.architecture.space
     return space.channels if isinstance(space, PixelSpace) else 3
@@ -151,8 +178,7 @@ def workload(spec: Spec, stage: Stage) -> Workload:
     """Tokens and forward FLOPs of one sample of `stage` (largest resolution of the stage)."""
     backbone = spec.architecture.backbone
     text = _text_tokens(spec)
-    frozen = sum(e.params or 0 for e in spec.architecture.text_encoders if e.frozen)
-    frozen += getattr(spec.architecture.space, "params", 0) or 0
+    frozen = sum(frozen_sizes(spec)[0].values())
     count = count_network(spec, stage.model)
     # A trained text encoder runs forward and backward over its own tokens.
     encoder_flops = sum(2 * e.params * (e.max_tokens or 1) for e in trained_encoders(spec))

@@ -177,3 +177,21 @@ def test_zero_bucket_and_prefetch_buffers_are_counted_as_deepspeed_is_configured
         assert planned_stage.memory_gib.model_states == pytest.approx((states + buffers) / GIB, rel=1e-9)
         checked.add(zero.stage)
     assert checked >= {2, 3}  # both kinds of buffer seen
+
+
+def test_frozen_encoders_without_params_get_a_documented_size_or_are_named_in_plan_md(tmp_path):
+    from typer.testing import CliRunner
+
+    from compiler.cli import app
+    from compiler.plan.cost import KNOWN_ENCODER_PARAMS
+
+    spec = specs.load("seedream-3.0")
+    planned_stage = plan(spec, PRESETS["h100-64"]).stages[0]
+    assert "architecture.text_encoders[0].params (bilingual_llm)" in planned_stage.unsized_frozen
+    glyph = KNOWN_ENCODER_PARAMS["glyph_byt5"]
+    assert planned_stage.memory_gib.frozen * GIB >= 2 * glyph  # the known encoder counted, 16-bit
+    out = tmp_path / "seedream"
+    result = CliRunner().invoke(app, ["compile", "seedream-3.0", "--cluster", "h100-64", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Frozen encoders without a size" in (out / "plan.md").read_text()
+    assert "architecture.text_encoders[0].params (bilingual_llm)" in (out / "plan.md").read_text()
