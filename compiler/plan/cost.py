@@ -94,6 +94,33 @@ def trained_encoders(spec: Spec) -> list[TextEncoder]:
     return [encoder for encoder in spec.architecture.text_encoders if not encoder.frozen]
 
 
+# Documented sizes of frozen encoders a spec names without `params` (encoder stacks only, as the runtime
+# loads them): T5 v1.1 XXL encoder (google/t5-v1_1-xxl, the encoder half of 11.3B), UMT5-XXL encoder
+# (google/umt5-xxl, Wan's text encoder), Qwen2.5-VL-7B-Instruct (model card), ByT5-small encoder.
+KNOWN_ENCODER_PARAMS = {"t5_xxl": 4.76e9, "umt5_xxl": 5.68e9, "qwen2_5_vl": 8.29e9, "glyph_byt5": 0.22e9}
+
+
+def frozen_sizes(spec: Spec) -> tuple[dict[str, float], list[str]]:
+    """(parameters of each frozen encoder and the VAE, from `params` or KNOWN_ENCODER_PARAMS; the fields of
+    those with neither), so that an unsized encoder is named in plan.md rather than counted as 0 silently."""
+    sizes, unsized = {}, []
+    for index, encoder in enumerate(spec.architecture.text_encoders):
+        if not encoder.frozen:
+            continue
+        size = encoder.params if encoder.params is not None else KNOWN_ENCODER_PARAMS.get(encoder.name)
+        if size is None:
+            unsized.append(f"architecture.text_encoders[{index}].params ({encoder.name})")
+        else:
+            sizes[encoder.name] = size
+    space = spec.architecture.space
+    if isinstance(space, LatentSpace):
+        if space.params is None:
+            unsized.append("architecture.space.params (VAE)")
+        else:
+            sizes["vae"] = space.params
+    return sizes, unsized
+
+
 def _image_channels(spec: Spec) -> int:
     space = spec.architecture.space
     return space.channels if isinstance(space, PixelSpace) else 3
@@ -151,8 +178,7 @@ def workload(spec: Spec, stage: Stage) -> Workload:
     """Tokens and forward FLOPs of one sample of `stage` (largest resolution of the stage)."""
     backbone = spec.architecture.backbone
     text = _text_tokens(spec)
-    frozen = sum(e.params or 0 for e in spec.architecture.text_encoders if e.frozen)
-    frozen += getattr(spec.architecture.space, "params", 0) or 0
+    frozen = sum(frozen_sizes(spec)[0].values())
     count = count_network(spec, stage.model)
     # A trained text encoder runs forward and backward over its own tokens.
     encoder_flops = sum(2 * e.params * (e.max_tokens or 1) for e in trained_encoders(spec))
@@ -194,9 +220,59 @@ def _unet(cascade: Cascade, name: str) -> UNetStage:
     return cascade.stages[0]
 
 
-def training_flops(work: Workload, checkpointing: bool) -> float:
-    """FLOPs of forward + backward for one sample; checkpointing recomputes the forward once."""
-    return work.forward_flops * (4 if checkpointing else 3)
+def mean_forward_flops(spec: Spec, stage: Stage) -> float:
+    """Forward FLOPs of one sample averaged over a progressive stage's resolutions, each trained for an equal
+    share of the stage's steps (the schema names the sizes, not their split: the assumption plan.md states).
+    Memory is planned at the largest, which must fit; time at the mean."""
+    sizes = stage.resolutions
+    return sum(workload(spec, stage.model_copy(update={"resolutions": [size]})).forward_flops for size in sizes) / len(sizes)
+
+
+@dataclass(frozen=True)
+class LossPasses:
+    """Passes over one sample that a stage's loss runs, in units of one forward of the network.
+
+    Read off runtime/train/losses.py:
+      plain denoising       the student over 1 sample; nothing frozen
+      guidance distillation the student over 1; the teacher forward on [cond, uncond] in one batched call:
+                            2 forwards, no backward (distillation.py guided_teacher_target)
+      LADD (adversarial and timestep distillation, LADD assumed)
+                            the student over 1; the teacher forward on the student's re-noised sample with
+                            gradients to the student's input (1 forward + 1 input-gradient backward, about one
+                            forward: the teacher's weights take no gradient), then the discriminator step's two
+                            no-grad teacher forwards (fake, real): 4. NOTE: the grad-enabled teacher call also
+                            keeps its activations for that backward (about the student's, un-checkpointed); they
+                            are not counted yet: counted, flux-kontext's LADD stage needs 75 GiB on an H100 and
+                            the runtime should checkpoint the teacher's blocks first (a follow-up)
+      Diffusion-DPO         the student over 2 (preferred + rejected concatenated); the reference forward over
+                            the same 2, no backward
+    """
+
+    student_samples: int = 1  # the student's forward + backward runs over this many samples per sample
+    frozen_forwards: float = 0.0  # teacher / reference passes per sample (forward, or an input-only backward)
+    frozen_copy: bool = False  # a teacher or reference network is resident
+
+
+def loss_passes(stage: Stage) -> LossPasses:
+    """What the stage's loss runs per sample beyond the student's forward + backward (see LossPasses)."""
+    kind = stage.loss.kind if stage.loss is not None else None
+    if kind == "guidance_distillation":
+        return LossPasses(frozen_forwards=2, frozen_copy=True)
+    if kind in ("ladd", "timestep_distillation"):
+        return LossPasses(frozen_forwards=4, frozen_copy=True)
+    if kind == "diffusion_dpo":
+        return LossPasses(student_samples=2, frozen_forwards=2, frozen_copy=True)
+    return LossPasses(frozen_copy=stage.teacher is not None)
+
+
+def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = LossPasses(),
+                   forward: float | None = None) -> float:
+    """FLOPs of one sample's training step: the student's forward + backward (backward twice the forward;
+    checkpointing recomputes the forward once) over `passes.student_samples`, plus the teacher's or
+    reference's forwards (no weight gradients). `forward`: one forward's FLOPs if not the workload's
+    (a progressive stage's mean over its resolutions)."""
+    forward = work.forward_flops if forward is None else forward
+    return forward * ((4 if checkpointing else 3) * passes.student_samples + passes.frozen_forwards)
 
 
 def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1) -> float:

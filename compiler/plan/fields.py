@@ -78,7 +78,7 @@ PLANNER_FIELDS: dict[tuple[str, str], str] = {
     ("Stage", "optimizer"): "checkpoint size (Adafactor keeps no moments)",
     ("Stage", "ema_decay"): "set: fp32 EMA weights in memory and in each checkpoint",
     ("Stage", "precision"): "model-state memory, checkpoint size",
-    ("Stage", "teacher"): "set: a 16-bit teacher copy in memory",
+    ("Stage", "teacher"): "set: a full 16-bit teacher copy on every rank; its forwards per sample by the loss",
     ("Stage", "checkpoint_every"): "replaces the Young/Daly interval",
     ("Stage", "validation_every"): "replaces the half-hourly interval",
     ("PrecomputeEmbeddings", "kind"): "present: frozen encoders are not resident during training",

@@ -61,3 +61,21 @@ def host_bytes(params: int, gpus_per_node: int, nodes: int, zero: ZeroChoice, bu
         return params * max(4 * total_gpus, 16) * buffer
     factor = 18 if zero.offload == "optimizer_and_params" else 16
     return params * factor / nodes * buffer
+
+
+# DeepSpeed's bucket sizes as compiler/emit/deepspeed.py emits them, in elements.
+REDUCE_BUCKET = ALLGATHER_BUCKET = 500_000_000
+PREFETCH_BUCKET = REDUCE_BUCKET // 10
+
+
+def zero_buffer_bytes(zero: ZeroChoice, precision: str, on_gpu: bool) -> float:
+    """Communication buffers DeepSpeed allocates beside the model states, in the gradients' width:
+    ZeRO-1/2 a reduce bucket (two with overlap_comm, which the emitted config turns on on GPUs at ZeRO-2)
+    and the all-gather bucket of updated parameters; ZeRO-3 a reduce bucket and the prefetch bucket."""
+    width = 4 if precision == "fp32" else 2
+    if zero.stage == 0:
+        return 0.0
+    if zero.stage == 3:
+        return (REDUCE_BUCKET + PREFETCH_BUCKET) * width
+    reduce = REDUCE_BUCKET * (2 if on_gpu and zero.stage == 2 else 1)
+    return (reduce + ALLGATHER_BUCKET) * width

@@ -18,8 +18,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from compiler.plan.cadence import Cadence, cadence
-from compiler.plan.cost import PlanError, Workload, activation_bytes, training_flops, workload
-from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes
+from compiler.plan.comm import communication_seconds, step_seconds
+from compiler.plan.cost import (
+    PlanError,
+    Workload,
+    activation_bytes,
+    frozen_sizes,
+    loss_passes,
+    mean_forward_flops,
+    training_flops,
+    workload,
+)
+from compiler.plan.memory import GIB, ZeroChoice, host_bytes, model_state_bytes, zero_buffer_bytes
 from compiler.schema.architecture import DiT, MMDiT
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
@@ -83,6 +93,8 @@ class StagePlan:
     steps: int
     device_hours: float
     cadence: Cadence
+    # frozen encoders resident (not precomputed) whose size is unknown: counted 0 bytes, named in plan.md
+    unsized_frozen: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,19 +110,30 @@ class Plan:
         return asdict(self)
 
 
-def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice) -> float:
-    """EMA weights (fp32) and a frozen teacher (16-bit), partitioned under ZeRO-3."""
+def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice, precision: str) -> float:
+    """EMA weights (fp32, partitioned under ZeRO-3) and a frozen teacher or DPO reference: a full copy per
+    rank in the stage's precision, as runtime/train/device.py `frozen` holds it (DeepSpeed does not manage
+    it, so ZeRO does not partition it)."""
     share = ranks if zero.stage == 3 else 1
     extra = 4 * params / share if stage.ema_decay else 0.0
-    if stage.teacher:
-        extra += 2 * params / share
+    if loss_passes(stage).frozen_copy:
+        extra += (4 if precision == "fp32" else 2) * params
     return extra
+
+
+def _activations(work: Workload, stage, checkpointing: bool, micro: int, sp: int) -> float:
+    """The student's activations per rank over the samples its loss runs (DPO: preferred + rejected), with
+    1/sp of the image/video tokens under sequence parallelism."""
+    return activation_bytes(work, checkpointing, sp) * loss_passes(stage).student_samples * micro
 
 
 def _frozen_bytes(spec: Spec, work: Workload) -> float:
     """Text encoders and VAE stay resident unless the data pipeline precomputes their outputs."""
-    precomputed = any(op.kind == "precompute_embeddings" for p in spec.data.pipelines for op in p.ops)
-    return 0.0 if precomputed else 2 * work.frozen_params
+    return 0.0 if _precomputed(spec) else 2 * work.frozen_params
+
+
+def _precomputed(spec: Spec) -> bool:
+    return any(op.kind == "precompute_embeddings" for p in spec.data.pipelines for op in p.ops)
 
 
 def sequence_parallel_degrees(spec: Spec, work: Workload, world: int, batch: int) -> list[int]:
@@ -195,10 +218,10 @@ def _fit(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tuple[
             continue  # offloading to the CPU a CPU run already uses gains nothing
         if zero.offload != "none" and host_bytes(work.params.total, cluster.gpus_per_node, cluster.nodes, zero) > cluster.memory_gib_per_node * GIB:
             continue
-        states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision)
-        copies = _extra_copies(spec, stage, work.params.total, ranks, zero)
+        states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision) + zero_buffer_bytes(zero, precision, cluster.gpu is not None)
+        copies = _extra_copies(spec, stage, work.params.total, ranks, zero, precision)
         for micro in micro_options:
-            activations = activation_bytes(work, checkpointing, sp) * micro
+            activations = _activations(work, stage, checkpointing, micro, sp)
             need = (states + frozen + copies + activations) / GIB
             best_need = need if best_need is None else min(best_need, need)
             if need <= capacity:
@@ -207,14 +230,20 @@ def _fit(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tuple[
     return None, best_need
 
 
+def _step_seconds(compute: float, work: Workload, cluster: Cluster, zero: ZeroChoice, accumulation: int,
+                  precision: str) -> float:
+    """Compute time plus the data-parallel communication the backward cannot hide (comm.py)."""
+    return step_seconds(compute, communication_seconds(work.params.total, cluster, zero, accumulation, precision))
+
+
 def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory, dp) -> StagePlan:
     ranks = cluster.world_size
-    flops = training_flops(work, checkpointing) * stage.batch_size
+    flops = training_flops(work, checkpointing, loss_passes(stage), mean_forward_flops(spec, stage)) * stage.batch_size
     if cluster.gpu:
         mfu, peak = GPU_MFU, cluster.gpu.peak_bf16_tflops * 1e12 * ranks
     else:
         mfu, peak = CPU_MFU, cluster.cpu_peak_tflops * 1e12 * cluster.nodes
-    step = flops / (peak * mfu)
+    step = _step_seconds(flops / (peak * mfu), work, cluster, zero, stage.batch_size // (micro * dp), precision)
     devices = ranks if cluster.gpu else cluster.nodes
     return StagePlan(
         stage=stage.name, model=work.model, params=work.params.total,
@@ -226,6 +255,7 @@ def _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precisio
         memory_gib=memory, flops_per_step=flops, mfu=mfu, step_seconds=step, steps=stage.steps,
         device_hours=step * stage.steps * devices / 3600,
         cadence=cadence(work.params.total, stage, precision, step, cluster),
+        unsized_frozen=() if _precomputed(spec) else tuple(frozen_sizes(spec)[1]),
     )
 
 
