@@ -101,6 +101,10 @@ def test_two_rank_ulysses_group_trains_to_the_single_rank_losses(tmp_path, deeps
     double = write_stage(tmp_path, 2)
     mp.spawn(rank_main, args=(2, free_port(), str(double[0]), str(double[1]), str(tmp_path)), nprocs=2, join=True)
 
+    # Same samples first: a group whose ranks read different samples cannot match the single rank's losses.
+    keys = {name: json.loads((tmp_path / f"keys-{name}.json").read_text()) for name in ("single", "rank0", "rank1")}
+    assert len(keys["single"]) == STEPS and all(len(batch) == 2 for batch in keys["single"]), keys
+    assert keys["rank0"] == keys["rank1"] == keys["single"], keys
     records = {sp: read_metrics(tmp_path / "runs" / f"sp{sp}") for sp in (1, 2)}
     losses = {sp: trained_losses(records[sp], STEPS) for sp in (1, 2)}
     validation = {sp: [r["val_loss"] for r in records[sp]] for sp in (1, 2)}
@@ -111,6 +115,3 @@ def test_two_rank_ulysses_group_trains_to_the_single_rank_losses(tmp_path, deeps
     # gradients (the validation draw is fixed, so its change is the weights').
     assert abs(validation[1][-1] - validation[1][0]) > 100 * TOLERANCE, validation
 
-    keys = {name: json.loads((tmp_path / f"keys-{name}.json").read_text()) for name in ("single", "rank0", "rank1")}
-    assert len(keys["single"]) == STEPS and all(len(batch) == 2 for batch in keys["single"]), keys
-    assert keys["rank0"] == keys["rank1"] == keys["single"], keys
