@@ -298,9 +298,14 @@ def enable_sequence_parallel(model: torch.nn.Module, group: Any = None) -> Seque
     sp = SequenceParallel.from_group(group)
     if sp.size == 1:
         return None
-    if not hasattr(model, "sequence_parallel"):
+    network = model
+    # The default factory's ModelAdapter (runtime/models/factory.py) holds the family network as `.model`; the
+    # network is what splits the tokens, so it is the one that must support SP (attention modules alone do not).
+    while not hasattr(network, "sequence_parallel") and isinstance(getattr(network, "model", None), torch.nn.Module):
+        network = network.model
+    if not hasattr(network, "sequence_parallel"):
         raise ValueError(
-            f"{type(model).__name__} does not support sequence parallelism; plan this stage with "
+            f"{type(network).__name__} does not support sequence parallelism; plan this stage with "
             "sequence_parallel_size 1"
         )
     for module in model.modules():
