@@ -100,8 +100,32 @@ def check_report(workdir, spec: str) -> list[str]:
         assert any(r.get("loss") is not None for r in records), stage
         assert (output / "final" / "done.json").is_file(), stage
         assert f"figures/loss_{stage}.png" in pictures
+        check_tensorboard(output, stage)
     assert any(p.startswith("run/samples/") for p in pictures)
     return stages
+
+
+# What a person watching a run reads in TensorBoard (runtime/train/metrics.py), for every stage of every demo.
+TENSORBOARD_SCALARS = {"loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s", "mfu", "peak_memory_gib", "val_loss"}
+
+
+def check_tensorboard(output: Path, stage: str) -> None:
+    """The stage left TensorBoard event files with the training scalars, a loss per dataset and a validation
+    loss per timestep."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from runtime.train.metrics import TENSORBOARD
+
+    assert list((output / TENSORBOARD).glob("events.out.tfevents.*")), f"{stage}: no TensorBoard event files"
+    events = EventAccumulator(str(output / TENSORBOARD))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert TENSORBOARD_SCALARS <= tags, (stage, TENSORBOARD_SCALARS - tags)
+    assert any(tag.startswith("loss/") for tag in tags), (stage, tags)
+    assert any(tag.startswith("val_loss/") for tag in tags), (stage, tags)
+    assert any(tag.startswith("val_loss_t/") for tag in tags), (stage, tags)
+    mfu = [event.value for event in events.Scalars("mfu")]
+    assert mfu and all(value > 0 for value in mfu), (stage, mfu)
 
 
 @pytest.mark.slow
