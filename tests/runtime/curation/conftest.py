@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -222,7 +223,12 @@ def ray_cluster():
     from tests.runtime.curation.model_ops import register
 
     register()
+    # The workers import the hook from this repository: put its root on their path (pytest's importlib mode
+    # does not, and without it every worker dies in its setup hook and Ray restarts them forever).
+    root = str(Path(__file__).resolve().parents[3])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": "tests.runtime.curation.model_ops.register"})
+             runtime_env={"worker_process_setup_hook": "tests.runtime.curation.model_ops.register",
+                          "env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()
