@@ -42,11 +42,13 @@ def compile_bundle(directory: Path, spec: str = "flux1-dev", stage: str = STAGE)
 
 
 def shorten(stage_dir: Path, steps: int) -> dict:
-    """Make the stage end at `steps` (so the trainer exports final/); returns the stage file as a dict."""
+    """Make the stage end at `steps` (so the trainer exports final/) and encode its media on the fly (the test
+    writes images, not precomputed latents); returns the stage file as a dict."""
     yaml = YAML(typ="safe")
     path = stage_dir / "stage.yaml"
     stage = yaml.load(path.read_text())
     stage["stage"]["steps"] = steps
+    stage["stage"]["conditioning"] = "on_the_fly"
     with open(path, "w") as stream:
         yaml.dump(stage, stream)
     return stage
