@@ -110,7 +110,9 @@ def test_declared_samplers_are_the_ones_the_checkpoint_sampler_runs():
 
 
 def test_declared_curation_ops_are_exactly_the_registered_implementations():
-    table = registry.registered()
+    # tests/runtime/curation/model_ops.py registers "test-*" scorers for the executor tests in this session
+    table = {kind: kept for kind, scorers in registry.registered().items()
+             if (kept := [scorer for scorer in scorers if not scorer.startswith("test-")])}
     assert {kind: sorted(scorers) for kind, scorers in support.OPS.items()} == table
     for kind, scorers in table.items():
         for scorer in scorers:
