@@ -112,22 +112,23 @@ class EMA:
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """Whole fp32 EMA weights (collective under ZeRO: every rank must call it)."""
-        full = {}
-        for shadow, (name, param) in zip(self.shadow, self.params):
-            kind = layout(param, self.flat)
-            if kind == PARTITION:
-                parts = [torch.empty_like(shadow) for _ in range(dist.get_world_size())]
-                dist.all_gather(parts, shadow)
-                full[name] = torch.cat(parts)[: param.ds_numel].view(param.ds_shape).clone()
-            elif kind == FRAGMENT:
-                whole = torch.zeros(param.numel(), dtype=torch.float32, device=shadow.device)
-                mapping = param._hp_mapping
-                if mapping is not None:
-                    address = mapping.lp_fragment_address
-                    whole.narrow(0, address.start, address.numel).copy_(shadow)
-                if dist.is_initialized():
-                    dist.all_reduce(whole, group=getattr(param, "_dp_group", None))
-                full[name] = whole.view(param.shape)
-            else:
-                full[name] = shadow.clone()
-        return full
+        return {name: self.whole(index) for index, (name, _) in enumerate(self.params)}
+
+    def whole(self, index: int) -> torch.Tensor:
+        """The whole fp32 EMA tensor of parameter `index`, one parameter at a time (collective under ZeRO)."""
+        shadow, (_, param) = self.shadow[index], self.params[index]
+        kind = layout(param, self.flat)
+        if kind == PARTITION:
+            parts = [torch.empty_like(shadow) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, shadow)
+            return torch.cat(parts)[: param.ds_numel].view(param.ds_shape).clone()
+        if kind == FRAGMENT:
+            whole = torch.zeros(param.numel(), dtype=torch.float32, device=shadow.device)
+            mapping = param._hp_mapping
+            if mapping is not None:
+                address = mapping.lp_fragment_address
+                whole.narrow(0, address.start, address.numel).copy_(shadow)
+            if dist.is_initialized():
+                dist.all_reduce(whole, group=getattr(param, "_dp_group", None))
+            return whole.view(param.shape)
+        return shadow.reshape(param.shape).clone()

@@ -42,7 +42,7 @@ def export_final(engine, ema, output_dir: Path, rank: int, architecture_json: st
     module = engine.module
     _write_streamed(final / "model.safetensors", model_tensors(module), rank)
     if ema is not None:
-        _write_streamed(final / "ema.safetensors", ema_tensors(module, ema.state_dict()["shadow"]), rank)
+        _write_streamed(final / "ema.safetensors", ema_tensors(module, ema), rank)
     if rank == 0:
         _replace_text(final / ARCHITECTURE, architecture_json)
         _replace_text(final / DONE, json.dumps(done, indent=2, sort_keys=True) + "\n")
@@ -58,15 +58,20 @@ def model_tensors(module: nn.Module) -> list[tuple[str, tuple[int, ...], object]
     return entries
 
 
-def ema_tensors(module: nn.Module, shadow: dict[str, torch.Tensor]) -> list[tuple[str, tuple[int, ...], object]]:
-    """model_tensors for the EMA: `shadow` holds this rank's fp32 shadow per parameter name (its ZeRO-3
-    partition, or the whole tensor)."""
+def ema_tensors(module: nn.Module, ema) -> list[tuple[str, tuple[int, ...], object]]:
+    """model_tensors for the EMA (runtime/train/ema.py), whose shadow each rank holds in DeepSpeed's layout of the
+    fp32 masters: a ZeRO-3 partition is gathered into one buffer here; a ZeRO-1/2 fragment or a whole tensor
+    through EMA.whole, one parameter at a time."""
     params = dict(module.named_parameters())
     entries = []
-    for name, local in shadow.items():
+    for index, (name, local) in enumerate(ema.state_dict()["shadow"].items()):
         param = params[name]
         shape = tuple(param.ds_shape) if hasattr(param, "ds_shape") else tuple(param.shape)
-        entries.append((name, shape, lambda write, local=local, param=param: _fetch_shadow(local, param, write)))
+        if hasattr(param, "ds_tensor"):
+            fetch = lambda write, local=local, param=param: _fetch_shadow(local, param, write)  # noqa: E731
+        else:
+            fetch = lambda write, index=index: write(ema.whole(index).detach().to("cpu").float())  # noqa: E731
+        entries.append((name, shape, fetch))
     return entries
 
 
@@ -84,9 +89,6 @@ def _gathered(param: torch.Tensor):
 
 
 def _fetch_shadow(local: torch.Tensor, param: torch.Tensor, write) -> None:
-    if not hasattr(param, "ds_tensor"):
-        write(local.detach().to("cpu").float())
-        return
     world = dist.get_world_size()
     whole = torch.empty(world * local.numel(), dtype=local.dtype, device=local.device)
     # all_gather into views of one buffer: every backend has it (gloo on CPUs too), and nothing is concatenated
