@@ -60,6 +60,7 @@ def stage_bundle(tmp_path_factory) -> Path:
     yaml = YAML(typ="safe")
     stage = yaml.load(path.read_text())
     stage["stage"]["steps"] = STEPS
+    stage["stage"]["conditioning"] = "on_the_fly"  # write_image_shard writes images, not precomputed latents
     stage["checkpoint_every"] = stage["validation_every"] = 1000
     with open(path, "w") as stream:
         yaml.dump(stage, stream)
