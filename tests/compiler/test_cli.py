@@ -290,7 +290,7 @@ def test_diff_hide_provenance_shows_value_changes_only():
     values = json.loads(shown.stdout)["changes"]
     assert any(c["detail"] == "provenance only" for c in full)  # so there is something to hide
     assert [c["path"] for c in values] == [c["path"] for c in full if c["detail"] != "provenance only"]
-    assert all(c["before_provenance"] is None and c["after_provenance"] is None for c in values)
+    assert values and all(c["before_provenance"] is None and c["after_provenance"] is None for c in values)
     assert "provenance" not in run("diff", "seedream-2.0", "seedream-3.0", "--hide-provenance").stdout
 
 

@@ -81,7 +81,7 @@ def test_dropped_samples_are_written_for_review_with_per_op_metrics(shards, tmp_
     duplicate = next(row for row in index if row["label"] == "exact_dedup: exact duplicate")
     assert any(f.endswith(".jpg") for f in duplicate["files"])  # dropped in stage 1: read from stage 0's output
     children = [row for row in index if row.get("files_note")]
-    assert all(row["origin"] and not row["files"] for row in children)
+    assert children and all(row["origin"] and not row["files"] for row in children)
     assert len(index) == sum(len(rows) for rows in report.rejects.values())
     funnel = {op.name: op for op in report.ops}
     assert funnel["blur"].samples_out == funnel["blur"].kept and funnel["blur"].samples_per_second > 0
