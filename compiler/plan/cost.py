@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from compiler.plan.memory import BLOCK_FIELDS, TransformerShape, transformer_activation_bytes
 from compiler.plan.params import (
     ParamCount,
     count_dit,
@@ -57,6 +58,7 @@ class Workload:
     attention_layers: int
     hidden_size: int
     frozen_params: float  # text encoders and VAE resident for on-the-fly encoding
+    transformer: TransformerShape | None = None  # None: a cascade U-Net
 
 
 def latent_frames(spec: Spec, frames: int | None) -> int:
@@ -210,7 +212,20 @@ def workload(spec: Spec, stage: Stage) -> Workload:
     linear = 2 * (count.image_token * image + count.text_token * text + count.joint_token * (image + text)
                   + count.glyph_token * glyph + count.sample)
     flops = linear + attention + encoder_flops
-    return Workload(stage.model, count, image, text, frames, flops, layers, backbone.hidden_size, frozen)
+    return Workload(stage.model, count, image, text, frames, flops, layers, backbone.hidden_size, frozen,
+                    transformer_shape(backbone))
+
+
+def transformer_shape(backbone: MMDiT | DiT) -> TransformerShape:
+    """The family and sizes activation memory is planned from (memory.ACTIVATION_COEFFICIENTS)."""
+    if isinstance(backbone, MMDiT):
+        family = backbone.block_style
+    else:
+        family = "cogvideox" if backbone.modulation == "adaln_expert" else "dit"
+    ffn = getattr(backbone, "ffn_dim", None) or int(backbone.hidden_size * backbone.mlp_ratio)
+    blocks = tuple((name, getattr(backbone, field)) for name, field in BLOCK_FIELDS[family].items()
+                   if getattr(backbone, field))
+    return TransformerShape(family, blocks, backbone.hidden_size, ffn, backbone.num_heads, backbone.head_dim)
 
 
 def _unet(cascade: Cascade, name: str) -> UNetStage:
@@ -275,18 +290,23 @@ def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = Los
     return forward * ((4 if checkpointing else 3) * passes.student_samples + passes.frozen_forwards)
 
 
-def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1) -> float:
-    """Bytes of activations kept for backward, per sample and rank, in 16-bit.
+def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1,
+                     precision: str = "bf16") -> float:
+    """Bytes of activations kept for backward, per sample and rank.
 
     Under Ulysses sequence parallelism of degree sp a rank holds 1/sp of the image/video tokens and all text
     tokens (replicated across the group: runtime/models/sequence_parallel.py).
 
-    Per transformer layer and token about 34 x hidden bytes with fused (flash) attention, which keeps no
-    score matrix (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
-    Models", eq. 1 without the 5as/h term). With full checkpointing only each layer's input
-    (2 x hidden bytes per token) is kept, plus one layer's activations during its recompute.
+    Transformers: per block and token, the bytes the runtime's blocks were measured to save
+    (memory.transformer_activation_bytes, ACTIVATION_COEFFICIENTS). Cascade U-Nets: 34 x width bytes per
+    position and block at the mean feature-map size (Korthikanti et al. 2022, eq. 1 without the 5as/h term,
+    not yet measured for the U-Nets); with checkpointing only each block's input (2 x width bytes) is kept,
+    plus one block's activations during its recompute.
     """
-    tokens = work.image_tokens / sequence_parallel + work.text_tokens
+    image = work.image_tokens / sequence_parallel
+    if work.transformer is not None:
+        return transformer_activation_bytes(work.transformer, image, work.text_tokens, precision, checkpointing)
+    tokens = image + work.text_tokens
     per_layer = 34 * tokens * work.hidden_size
     layers = max(work.attention_layers, work.params.blocks, 1)
     if checkpointing:

@@ -79,3 +79,79 @@ def zero_buffer_bytes(zero: ZeroChoice, precision: str, on_gpu: bool) -> float:
         return (REDUCE_BUCKET + PREFETCH_BUCKET) * width
     reduce = REDUCE_BUCKET * (2 if on_gpu and zero.stage == 2 else 1)
     return (reduce + ALLGATHER_BUCKET) * width
+
+
+# Activation bytes of the transformer families, measured (runtime/models/activation_memory.py; re-measure
+# with `python -m runtime.models.activation_memory` and paste its output here). For each block list the
+# runtime builds (`repeated_blocks`) and for the rest of the network ("outside": embedders, final layer, the
+# RoPE tables and time embedding every block shares), the bytes saved for backward per image/video token and
+# per text token, per block, as (a, b, c, e) in bytes = a d + b f + c h + e head_dim, d the model width, f the
+# MLP width, h the heads. How: one forward of the smoke-scale network of a shipped spec (FLUX.1 dev, Qwen-Image,
+# Wan 2.1 1.3B) or of tests/runtime/family_specs.py (HunyuanVideo, SD3 medium, CogVideoX 5B) under
+# saved_tensors_hooks, each storage counted once and parameters left out; slopes from two image sizes and two
+# text lengths, a/b/c/e from three widths (d 32, 2 heads of 16, f as the spec; 1 head of 32; f halved). The
+# stages' precision: bf16 (the norms' and RoPE's float32 upcasts included: why a is 38-70 where Korthikanti et
+# al.'s 34 assumes 16-bit throughout), fp32 on CPUs. Eager mode: torch.compile'd blocks may save less.
+ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {
+    "bf16": {
+        "flux": {"outside": ((14.25, 0, 0, 8), (2, 0, 0, 8)), "transformer_blocks": ((48.5, 4, 12, 0), (48.5, 4, 12, 0)), "single_transformer_blocks": ((38.25, 4, 12, 0), (38.25, 4, 12, 0))},
+        "qwen_image": {"outside": ((14.25, 0, 0, 8), (6, 0, 0, 8)), "transformer_blocks": ((48.5625, 4, 12, 0), (48.5625, 4, 12, 0))},
+        "dit": {"outside": ((14.25, 0, 0, 8), (8, 0, 0, 0)), "blocks": ((69.125, 4, 8, 0), (12.125, 0, 0, 0))},
+        "hunyuan_video": {"outside": ((14.25, 0, 0, 8), (78.25, 0, 0, 7.5)), "transformer_blocks": ((48.5625, 4, 12, 0), (48.5625, 4, 12, 0)), "single_transformer_blocks": ((38.3125, 4, 12, 0), (38.3125, 4, 12, 0))},
+        "sd3": {"outside": ((14.25, 0, 0, 0), (2, 0, 0, 0)), "transformer_blocks": ((48.5, 0, 4, 0), (33.375, 0, 4, 0))},
+        "cogvideox": {"outside": ((14.25, 0, 0, 8), (4, 0, 0, 8)), "transformer_blocks": ((43.25, 0, 12, 0), (43.25, 0, 12, 0))},
+    },
+    "fp32": {
+        "flux": {"outside": ((20.25, 0, 0, 8), (8, 0, 0, 8)), "transformer_blocks": ((64.5, 8, 12, 0), (64.5, 8, 12, 0)), "single_transformer_blocks": ((52.25, 8, 12, 0), (52.25, 8, 12, 0))},
+        "qwen_image": {"outside": ((20.25, 0, 0, 8), (8, 0, 0, 8)), "transformer_blocks": ((64.625, 8, 12, 0), (64.625, 8, 12, 0))},
+        "dit": {"outside": ((20.25, 0, 0, 8), (16, 0, 0, 0)), "blocks": ((89.125, 8, 8, 0), (16.125, 0, 0, 0))},
+        "hunyuan_video": {"outside": ((20.25, 0, 0, 8), (159.75, 0, 0, 7.5)), "transformer_blocks": ((64.625, 8, 12, 0), (64.625, 8, 12, 0)), "single_transformer_blocks": ((52.375, 8, 12, 0), (52.375, 8, 12, 0))},
+        "sd3": {"outside": ((20.25, 0, 0, 0), (4, 0, 0, 0)), "transformer_blocks": ((80.5, 0, 4, 0), (54.375, 0, 4, 0))},
+        "cogvideox": {"outside": ((28.5, 0, 0, 8), (8, 0, 0, 8)), "transformer_blocks": ((86.5, 0, 20, 0), (86.5, 0, 20, 0))},
+    },
+}
+# Which backbone field counts each block list, per family (runtime/models/factory.py builds the lists).
+BLOCK_FIELDS = {
+    "flux": {"transformer_blocks": "double_blocks", "single_transformer_blocks": "single_blocks"},
+    "qwen_image": {"transformer_blocks": "double_blocks"},
+    "hunyuan_video": {"transformer_blocks": "double_blocks", "single_transformer_blocks": "single_blocks"},
+    "sd3": {"transformer_blocks": "double_blocks"},
+    "cogvideox": {"transformer_blocks": "depth"},
+    "dit": {"blocks": "depth"},
+}
+OUTSIDE = "outside"
+
+
+@dataclass(frozen=True)
+class TransformerShape:
+    """What activation memory of a transformer family depends on."""
+
+    family: str  # a key of BLOCK_FIELDS
+    blocks: tuple[tuple[str, int], ...]  # (block list, blocks in it)
+    width: int  # d
+    mlp_width: int  # f
+    heads: int
+    head_dim: int
+
+
+def transformer_activation_bytes(shape: TransformerShape, image_tokens: float, text_tokens: int, precision: str,
+                                 checkpointing: bool) -> float:
+    """Bytes one sample's forward keeps for backward (ACTIVATION_COEFFICIENTS). With activation checkpointing
+    each block keeps its input (its stream's tokens x d) and one block's activations live during its recompute;
+    the rest of the network is not checkpointed. Per-sample terms (adaLN vectors) are left out."""
+    table = ACTIVATION_COEFFICIENTS["fp32" if precision == "fp32" else "bf16"][shape.family]
+    widths = (shape.width, shape.mlp_width, shape.heads, shape.head_dim)
+
+    def per_block(name: str) -> float:
+        image, text = table[name]
+        return (image_tokens * sum(c * w for c, w in zip(image, widths))
+                + text_tokens * sum(c * w for c, w in zip(text, widths)))
+
+    outside = per_block(OUTSIDE)
+    if not checkpointing:
+        return outside + sum(count * per_block(name) for name, count in shape.blocks)
+    element = 4 if precision == "fp32" else 2
+    # Wan's blocks take the text as a shared input (counted outside); the MMDiTs' carry it through each block.
+    stream = image_tokens + (0 if shape.family == "dit" else text_tokens)
+    inputs = sum(count for _, count in shape.blocks) * stream * shape.width * element
+    return outside + inputs + max(per_block(name) for name, _ in shape.blocks)

@@ -121,10 +121,10 @@ def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice, 
     return extra
 
 
-def _activations(work: Workload, stage, checkpointing: bool, micro: int, sp: int) -> float:
+def _activations(work: Workload, stage, checkpointing: bool, micro: int, sp: int, precision: str) -> float:
     """The student's activations per rank over the samples its loss runs (DPO: preferred + rejected), with
     1/sp of the image/video tokens under sequence parallelism."""
-    return activation_bytes(work, checkpointing, sp) * loss_passes(stage).student_samples * micro
+    return activation_bytes(work, checkpointing, sp, precision) * loss_passes(stage).student_samples * micro
 
 
 def _frozen_bytes(spec: Spec, work: Workload) -> float:
@@ -221,7 +221,7 @@ def _fit(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tuple[
         states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision) + zero_buffer_bytes(zero, precision, cluster.gpu is not None)
         copies = _extra_copies(spec, stage, work.params.total, ranks, zero, precision)
         for micro in micro_options:
-            activations = _activations(work, stage, checkpointing, micro, sp)
+            activations = _activations(work, stage, checkpointing, micro, sp, precision)
             need = (states + frozen + copies + activations) / GIB
             best_need = need if best_need is None else min(best_need, need)
             if need <= capacity:
