@@ -161,21 +161,22 @@ def test_zero_bucket_and_prefetch_buffers_are_counted_as_deepspeed_is_configured
     from compiler.emit.deepspeed import ds_config
     from compiler.plan.memory import ZeroChoice, model_state_bytes
 
-    spec, planned = flux_h100
+    qwen = specs.load("qwen-image")  # its 20B parameters take ZeRO-3 on h100-64; FLUX.1's stages ZeRO-1/2
     checked = set()
-    for stage, planned_stage in zip(spec.schedule.stages, planned.stages):
-        zero = ZeroChoice(planned_stage.zero_stage, planned_stage.offload)
-        config = ds_config(stage, planned_stage, True, "test")["zero_optimization"]
-        element = 2  # bf16 gradients
-        if zero.stage == 3:
-            buffers = (config["reduce_bucket_size"] + config["stage3_prefetch_bucket_size"]) * element
-        else:
-            reduces = 2 if config["overlap_comm"] else 1
-            buffers = (reduces * config["reduce_bucket_size"] + config["allgather_bucket_size"]) * element
-        states = model_state_bytes(planned_stage.params, workload(spec, stage).params.largest_layer,
-                                   planned_stage.dp_size, zero)
-        assert planned_stage.memory_gib.model_states == pytest.approx((states + buffers) / GIB, rel=1e-9)
-        checked.add(zero.stage)
+    for spec, planned in [flux_h100, (qwen, plan(qwen, PRESETS["h100-64"]))]:
+        for stage, planned_stage in zip(spec.schedule.stages, planned.stages):
+            zero = ZeroChoice(planned_stage.zero_stage, planned_stage.offload)
+            config = ds_config(stage, planned_stage, True, "test")["zero_optimization"]
+            element = 2  # bf16 gradients
+            if zero.stage == 3:
+                buffers = (config["reduce_bucket_size"] + config["stage3_prefetch_bucket_size"]) * element
+            else:
+                reduces = 2 if config["overlap_comm"] else 1
+                buffers = (reduces * config["reduce_bucket_size"] + config["allgather_bucket_size"]) * element
+            states = model_state_bytes(planned_stage.params, workload(spec, stage).params.largest_layer,
+                                       planned_stage.dp_size, zero)
+            assert planned_stage.memory_gib.model_states == pytest.approx((states + buffers) / GIB, rel=1e-9)
+            checked.add(zero.stage)
     assert checked >= {2, 3}  # both kinds of buffer seen
 
 
