@@ -255,10 +255,10 @@ class LossPasses:
                             the student over 1; the teacher forward on the student's re-noised sample with
                             gradients to the student's input (1 forward + 1 input-gradient backward, about one
                             forward: the teacher's weights take no gradient), then the discriminator step's two
-                            no-grad teacher forwards (fake, real): 4. NOTE: the grad-enabled teacher call also
-                            keeps its activations for that backward (about the student's, un-checkpointed); they
-                            are not counted yet: counted, flux-kontext's LADD stage needs 75 GiB on an H100 and
-                            the runtime should checkpoint the teacher's blocks first (a follow-up)
+                            no-grad teacher forwards (fake, real): 4. The grad-enabled teacher call keeps its
+                            activations until the student's backward, beside the student's: a frozen network's
+                            (memory.FROZEN_ACTIVATION_COEFFICIENTS), whole (the runtime neither checkpoints the
+                            teacher nor splits it over the sequence-parallel group)
       Diffusion-DPO         the student over 2 (preferred + rejected concatenated); the reference forward over
                             the same 2, no backward
     """
@@ -266,6 +266,7 @@ class LossPasses:
     student_samples: int = 1  # the student's forward + backward runs over this many samples per sample
     frozen_forwards: float = 0.0  # teacher / reference passes per sample (forward, or an input-only backward)
     frozen_copy: bool = False  # a teacher or reference network is resident
+    teacher_activations: bool = False  # the teacher runs with gradients to its input: its activations are kept
 
 
 def loss_passes(stage: Stage) -> LossPasses:
@@ -274,7 +275,7 @@ def loss_passes(stage: Stage) -> LossPasses:
     if kind == "guidance_distillation":
         return LossPasses(frozen_forwards=2, frozen_copy=True)
     if kind in ("ladd", "timestep_distillation"):
-        return LossPasses(frozen_forwards=4, frozen_copy=True)
+        return LossPasses(frozen_forwards=4, frozen_copy=True, teacher_activations=True)
     if kind == "diffusion_dpo":
         return LossPasses(student_samples=2, frozen_forwards=2, frozen_copy=True)
     return LossPasses(frozen_copy=stage.teacher is not None)
@@ -291,7 +292,7 @@ def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = Los
 
 
 def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1,
-                     precision: str = "bf16") -> float:
+                     precision: str = "bf16", frozen: bool = False) -> float:
     """Bytes of activations kept for backward, per sample and rank.
 
     Under Ulysses sequence parallelism of degree sp a rank holds 1/sp of the image/video tokens and all text
@@ -302,10 +303,14 @@ def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int
     position and block at the mean feature-map size (Korthikanti et al. 2022, eq. 1 without the 5as/h term,
     not yet measured for the U-Nets); with checkpointing only each block's input (2 x width bytes) is kept,
     plus one block's activations during its recompute.
+
+    frozen: the network's weights are frozen and the gradient flows to its input only (LADD's teacher); the
+    U-Nets' figure is then an upper bound.
     """
     image = work.image_tokens / sequence_parallel
     if work.transformer is not None:
-        return transformer_activation_bytes(work.transformer, image, work.text_tokens, precision, checkpointing)
+        return transformer_activation_bytes(work.transformer, image, work.text_tokens, precision, checkpointing,
+                                            frozen)
     tokens = image + work.text_tokens
     per_layer = 34 * tokens * work.hidden_size
     layers = max(work.attention_layers, work.params.blocks, 1)

@@ -92,6 +92,9 @@ def zero_buffer_bytes(zero: ZeroChoice, precision: str, on_gpu: bool) -> float:
 # text lengths, a/b/c/e from three widths (d 32, 2 heads of 16, f as the spec; 1 head of 32; f halved). The
 # stages' precision: bf16 (the norms' and RoPE's float32 upcasts included: why a is 38-70 where Korthikanti et
 # al.'s 34 assumes 16-bit throughout), fp32 on CPUs. Eager mode: torch.compile'd blocks may save less.
+# FROZEN_ACTIVATION_COEFFICIENTS: the same network with frozen weights and the gradient flowing to its input
+# only (LADD's teacher): its linear layers keep no input. MMDiT text streams join the gradient at the first
+# joint attention, so their per-block text figure is the two smoke blocks' mean (a few % low for deep models).
 ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {
     "bf16": {
         "flux": {"outside": ((14.25, 0, 0, 8), (2, 0, 0, 8)), "transformer_blocks": ((48.5, 4, 12, 0), (48.5, 4, 12, 0)), "single_transformer_blocks": ((38.25, 4, 12, 0), (38.25, 4, 12, 0))},
@@ -108,6 +111,24 @@ ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {
         "hunyuan_video": {"outside": ((20.25, 0, 0, 8), (159.75, 0, 0, 7.5)), "transformer_blocks": ((64.625, 8, 12, 0), (64.625, 8, 12, 0)), "single_transformer_blocks": ((52.375, 8, 12, 0), (52.375, 8, 12, 0))},
         "sd3": {"outside": ((20.25, 0, 0, 0), (4, 0, 0, 0)), "transformer_blocks": ((80.5, 0, 4, 0), (54.375, 0, 4, 0))},
         "cogvideox": {"outside": ((28.5, 0, 0, 8), (8, 0, 0, 8)), "transformer_blocks": ((86.5, 0, 20, 0), (86.5, 0, 20, 0))},
+    },
+}
+FROZEN_ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {
+    "bf16": {
+        "flux": {"transformer_blocks": ((24.5, 2, 12, 0), (18.375, 2, 8, 0)), "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8)), "single_transformer_blocks": ((20.25, 2, 12, 0), (20.25, 2, 12, 0))},
+        "qwen_image": {"transformer_blocks": ((24.5625, 2, 12, 0), (18.4375, 2, 8, 0)), "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8))},
+        "dit": {"outside": ((8.25, 0, 0, 8), (0, 0, 0, 0)), "blocks": ((37.125, 2, 8, 0), (4, 0, 0, 0))},
+        "hunyuan_video": {"outside": ((8.25, 0, 0, 8), (0, 0, 0, 8)), "transformer_blocks": ((24.5625, 2, 12, 0), (18.4375, 2, 8, 0)), "single_transformer_blocks": ((20.3125, 2, 12, 0), (20.3125, 2, 12, 0))},
+        "sd3": {"outside": ((8.25, 0, 0, 0), (0, 0, 0, 0)), "transformer_blocks": ((24.5, 0, 4, 0), (16.25, 0, 4, 0))},
+        "cogvideox": {"outside": ((10.25, 0, 0, 8), (2, 0, 0, 8)), "transformer_blocks": ((23.25, 0, 12, 0), (23.25, 0, 12, 0))},
+    },
+    "fp32": {
+        "flux": {"transformer_blocks": ((32.5, 4, 12, 0), (26.375, 4, 8, 0)), "outside": ((4.25, 0, 0, 8), (4, 0, 0, 8)), "single_transformer_blocks": ((28.25, 4, 12, 0), (28.25, 4, 12, 0))},
+        "qwen_image": {"transformer_blocks": ((32.625, 4, 12, 0), (26.5, 4, 8, 0)), "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8))},
+        "dit": {"outside": ((12.25, 0, 0, 8), (0, 0, 0, 0)), "blocks": ((49.125, 4, 8, 0), (8, 0, 0, 0))},
+        "hunyuan_video": {"outside": ((12.25, 0, 0, 8), (4, 0, 0, 8)), "transformer_blocks": ((32.625, 4, 12, 0), (26.5, 4, 8, 0)), "single_transformer_blocks": ((28.375, 4, 12, 0), (28.375, 4, 12, 0))},
+        "sd3": {"outside": ((12.25, 0, 0, 0), (0, 0, 0, 0)), "transformer_blocks": ((40.5, 0, 4, 0), (28.25, 0, 4, 0))},
+        "cogvideox": {"outside": ((20.5, 0, 0, 8), (4, 0, 0, 8)), "transformer_blocks": ((46.5, 0, 20, 0), (46.5, 0, 20, 0))},
     },
 }
 # Which backbone field counts each block list, per family (runtime/models/factory.py builds the lists).
@@ -135,11 +156,13 @@ class TransformerShape:
 
 
 def transformer_activation_bytes(shape: TransformerShape, image_tokens: float, text_tokens: int, precision: str,
-                                 checkpointing: bool) -> float:
-    """Bytes one sample's forward keeps for backward (ACTIVATION_COEFFICIENTS). With activation checkpointing
-    each block keeps its input (its stream's tokens x d) and one block's activations live during its recompute;
-    the rest of the network is not checkpointed. Per-sample terms (adaLN vectors) are left out."""
-    table = ACTIVATION_COEFFICIENTS["fp32" if precision == "fp32" else "bf16"][shape.family]
+                                 checkpointing: bool, frozen: bool = False) -> float:
+    """Bytes one sample's forward keeps for backward (ACTIVATION_COEFFICIENTS; FROZEN_ACTIVATION_COEFFICIENTS
+    for frozen weights with the gradient to the input). With activation checkpointing each block keeps its
+    input (its stream's tokens x d) and one block's activations live during its recompute; the rest of the
+    network is not checkpointed. Per-sample terms (adaLN vectors) are left out."""
+    tables = FROZEN_ACTIVATION_COEFFICIENTS if frozen else ACTIVATION_COEFFICIENTS
+    table = tables["fp32" if precision == "fp32" else "bf16"][shape.family]
     widths = (shape.width, shape.mlp_width, shape.heads, shape.head_dim)
 
     def per_block(name: str) -> float:

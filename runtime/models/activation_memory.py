@@ -70,10 +70,16 @@ def _inputs(model: ModelAdapter, spec: Spec, side: int, text_tokens: int, frames
 
 
 def saved_bytes(spec: Spec, side: int, text_tokens: int, frames: int = 5, dtype=torch.bfloat16,
-                model_name: str = "main") -> dict[str, int]:
-    """Bytes saved for backward by one forward of one sample, per repeated-block list and OUTSIDE."""
+                model_name: str = "main", frozen: bool = False) -> dict[str, int]:
+    """Bytes saved for backward by one forward of one sample, per repeated-block list and OUTSIDE.
+
+    frozen: the network's weights take no gradient and the gradient flows to its input latents only, as
+    through LADD's teacher (runtime/train/losses.py LaddLoss: the student's sample re-noised through the frozen
+    teacher with gradients on); linear layers then keep no input, as only their weight is needed."""
     torch.manual_seed(0)
     model = build_model(spec.architecture, model_name).to(dtype)
+    if frozen:
+        model.requires_grad_(False)
     network = model.model
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     where = [OUTSIDE]
@@ -98,6 +104,7 @@ def saved_bytes(spec: Spec, side: int, text_tokens: int, frames: int = 5, dtype=
         return tensor
 
     latents, timestep, inputs = _inputs(model, spec, side, text_tokens, frames, dtype)
+    latents.requires_grad_(frozen)
     with saved_tensors_hooks(pack, lambda tensor: tensor):
         model(latents, timestep, **inputs)
     booked: dict[str, int] = defaultdict(int)
@@ -145,12 +152,12 @@ def widths(spec: Spec) -> tuple[int, int, int]:
     return backbone.hidden_size, ffn, backbone.num_heads
 
 
-def slopes(spec: Spec, dtype) -> dict[str, tuple[float, float]]:
+def slopes(spec: Spec, dtype, frozen: bool = False) -> dict[str, tuple[float, float]]:
     """Bytes per image token and per text token, per block (per block list) or OUTSIDE (whole)."""
     (big, small), (long, short) = SIDES, TEXT_TOKENS
-    base = saved_bytes(spec, big, long, dtype=dtype)
-    fewer_image = saved_bytes(spec, small, long, dtype=dtype)
-    fewer_text = saved_bytes(spec, big, short, dtype=dtype)
+    base = saved_bytes(spec, big, long, dtype=dtype, frozen=frozen)
+    fewer_image = saved_bytes(spec, small, long, dtype=dtype, frozen=frozen)
+    fewer_text = saved_bytes(spec, big, short, dtype=dtype, frozen=frozen)
     image_tokens = tokens(spec, big, 5) - tokens(spec, small, 5)
     counts = block_counts(build_model(spec.architecture).model)
     result = {}
@@ -178,7 +185,7 @@ def _width_variants(spec: Spec) -> dict[str, Spec]:
     return variants
 
 
-def coefficients(spec: Spec, dtype=torch.bfloat16) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
+def coefficients(spec: Spec, dtype=torch.bfloat16, frozen: bool = False) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
     """Per block list and OUTSIDE: (per image token, per text token) coefficients (a, b, c, e) of
     bytes = a d + b f + c h + e head_dim.
 
@@ -187,7 +194,7 @@ def coefficients(spec: Spec, dtype=torch.bfloat16) -> dict[str, tuple[tuple[floa
     get b = 0 and the MLP in a. OUTSIDE: b = c = 0; the heads variant gives e, from the RoPE tables (tokens x
     head_dim, float32) every block shares; its other widths (latent channels, the encoders') are the spec's."""
     variants = _width_variants(spec)
-    measured = {key: slopes(variant, dtype) for key, variant in variants.items()}
+    measured = {key: slopes(variant, dtype, frozen) for key, variant in variants.items()}
     d, f, h = widths(spec)
     head_dim = spec.architecture.backbone.head_dim
     result = {}
@@ -224,16 +231,18 @@ def family_specs() -> dict[str, Spec]:
 
 
 def main() -> None:
-    """Print ACTIVATION_COEFFICIENTS for compiler/plan/memory.py, measured now (about 30 s on one core)."""
-    print("ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {")
-    for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
-        print(f'    "{label}": {{')
-        for family, spec in family_specs().items():
-            table = coefficients(spec, dtype)
-            rows = ", ".join(f'"{name}": ({_row(image)}, {_row(text)})' for name, (image, text) in table.items())
-            print(f'        "{family}": {{{rows}}},')
-        print("    },")
-    print("}")
+    """Print ACTIVATION_COEFFICIENTS and FROZEN_ACTIVATION_COEFFICIENTS for compiler/plan/memory.py, measured
+    now (about a minute on one core)."""
+    for frozen, name in ((False, "ACTIVATION_COEFFICIENTS"), (True, "FROZEN_ACTIVATION_COEFFICIENTS")):
+        print(f"{name}: dict[str, dict[str, dict[str, tuple]]] = {{")
+        for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
+            print(f'    "{label}": {{')
+            for family, spec in family_specs().items():
+                table = coefficients(spec, dtype, frozen)
+                rows = ", ".join(f'"{block}": ({_row(image)}, {_row(text)})' for block, (image, text) in table.items())
+                print(f'        "{family}": {{{rows}}},')
+            print("    },")
+        print("}")
 
 
 def _row(values: tuple[float, ...]) -> str:

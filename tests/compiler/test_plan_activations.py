@@ -33,17 +33,27 @@ def _stage_at(spec, side: int, frames: int):
     return stage.model_copy(update=update)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+# trained: the student (weights take gradients); frozen: LADD's teacher (frozen weights, gradient to the input)
+@pytest.mark.parametrize("precision,frozen", [("bf16", False), ("fp32", False), ("bf16", True)])
 @pytest.mark.parametrize("width", ["smoke", "wider"])
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_planned_activation_bytes_are_within_10_percent_of_the_measured_saved_tensors(family, width, precision):
+def test_planned_activation_bytes_are_within_10_percent_of_the_measured_saved_tensors(family, width, precision,
+                                                                                       frozen):
     spec = FAMILIES[family] if width == "smoke" else _wider(FAMILIES[family])
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    measured = sum(activation_memory.saved_bytes(spec, SIDE, TEXT, FRAMES, dtype).values())
+    measured = sum(activation_memory.saved_bytes(spec, SIDE, TEXT, FRAMES, dtype, frozen=frozen).values())
     work = workload(spec, _stage_at(spec, SIDE, FRAMES))
     assert (work.image_tokens, work.text_tokens) == (activation_memory.tokens(spec, SIDE, FRAMES), TEXT)
-    planned = activation_bytes(work, checkpointing=False, precision=precision)
+    planned = activation_bytes(work, checkpointing=False, precision=precision, frozen=frozen)
     assert planned == pytest.approx(measured, rel=0.10), (family, planned, measured)
+
+
+def test_a_frozen_network_keeps_less_than_a_trained_one():
+    """Frozen linear layers keep no input (only their weight is needed for the input's gradient)."""
+    spec = FAMILIES["flux"]
+    work = workload(spec, _stage_at(spec, SIDE, FRAMES))
+    trained = activation_bytes(work, checkpointing=False)
+    assert 0.3 * trained < activation_bytes(work, checkpointing=False, frozen=True) < 0.7 * trained
 
 
 def test_the_calibrated_coefficients_keep_more_than_korthikantis_34_bytes_for_flux():

@@ -78,6 +78,27 @@ def test_ladd_counts_teacher_forwards():
     assert planned_stage.flops_per_step == pytest.approx((student + 4) * forward * stage.batch_size, rel=1e-9)
 
 
+def test_ladd_counts_the_teachers_activations_beside_the_students():
+    # runtime/train/losses.py LaddLoss: the teacher runs on the student's sample with gradients on, so its
+    # activations (a frozen network's, whole: neither checkpointed nor sequence-parallel) live until the
+    # student's backward.
+    from compiler.plan.cost import activation_bytes
+
+    spec = specs.load("flux1-schnell")
+    stage = next(s for s in spec.schedule.stages if s.loss is not None and s.loss.kind in ("ladd", "timestep_distillation"))
+    planned_stage = _stage(plan(spec, PRESETS["h100-64"]), stage.name)
+    work = workload(spec, stage)
+    student = activation_bytes(work, planned_stage.activation_checkpointing, planned_stage.sp_size)
+    teacher = activation_bytes(work, False, 1, frozen=True)
+    assert teacher > student / 10  # not a rounding error: the un-checkpointed teacher holds GiBs
+    assert planned_stage.memory_gib.activations * GIB == pytest.approx((student + teacher) * planned_stage.micro_batch,
+                                                                       rel=1e-9)
+    plain = _stage(plan(spec, PRESETS["h100-64"]), spec.schedule.stages[0].name)
+    first = workload(spec, spec.schedule.stages[0])
+    assert plain.memory_gib.activations * GIB == pytest.approx(
+        activation_bytes(first, plain.activation_checkpointing, plain.sp_size) * plain.micro_batch, rel=1e-9)
+
+
 def test_flux1_dev_pretrain_forward_flops_match_the_hand_count_within_2_percent():
     """Issue 15's hand count for FLUX.1 dev at 256^2, term by term (2 FLOPs per multiply-add)."""
     spec = specs.load("flux1-dev")
