@@ -97,29 +97,47 @@ def trained_encoders(spec: Spec) -> list[TextEncoder]:
 
 
 # Documented sizes of frozen encoders a spec names without `params` (encoder stacks only, as the runtime
-# loads them): T5 v1.1 XXL encoder (google/t5-v1_1-xxl, the encoder half of 11.3B), UMT5-XXL encoder
-# (google/umt5-xxl, Wan's text encoder), Qwen2.5-VL-7B-Instruct (model card), ByT5-small encoder.
+# loads them), by the encoder's name or its model id: T5 v1.1 XXL encoder (google/t5-v1_1-xxl, the encoder half
+# of 11.3B), UMT5-XXL encoder (google/umt5-xxl, Wan's text encoder), Qwen2.5-VL-7B-Instruct (model card),
+# ByT5-small encoder, CLIP ViT-L/14's text tower (openai/clip-vit-large-patch14 CLIPTextModel, 123.1M) and
+# OpenCLIP ViT-bigG/14's (CLIPTextModelWithProjection, 694.7M).
 KNOWN_ENCODER_PARAMS = {"t5_xxl": 4.76e9, "umt5_xxl": 5.68e9, "qwen2_5_vl": 8.29e9, "glyph_byt5": 0.22e9}
+KNOWN_MODEL_PARAMS = {
+    "google/t5-v1_1-xxl": 4.76e9, "google/umt5-xxl": 5.68e9, "Qwen/Qwen2.5-VL-7B-Instruct": 8.29e9,
+    "google/byt5-small": 0.22e9, "openai/clip-vit-large-patch14": 0.123e9, "laion/CLIP-ViT-bigG-14": 0.695e9,
+}
+# Documented VAE sizes by `vae`: FLUX.1's autoencoder (diffusers AutoencoderKL of ae.safetensors, 83.8M) and
+# Wan-VAE (Wan technical report, arXiv:2503.20314 section 3.1: 127M).
+KNOWN_VAE_PARAMS = {"black-forest-labs/FLUX.1-dev ae.safetensors": 83.8e6, "Wan-VAE": 127e6}
+
+
+def encoder_size(encoder: TextEncoder) -> float | None:
+    """An encoder's parameters: its `params`, else a documented size for its name or model id."""
+    if encoder.params is not None:
+        return encoder.params
+    return KNOWN_ENCODER_PARAMS.get(encoder.name, KNOWN_MODEL_PARAMS.get(encoder.model))
 
 
 def frozen_sizes(spec: Spec) -> tuple[dict[str, float], list[str]]:
-    """(parameters of each frozen encoder and the VAE, from `params` or KNOWN_ENCODER_PARAMS; the fields of
-    those with neither), so that an unsized encoder is named in plan.md rather than counted as 0 silently."""
+    """(parameters of each frozen encoder and the VAE, from `params` or the documented sizes above; the fields
+    of those with neither), so that an unsized one is refused (text encoders, planner.py) or named in plan.md
+    (the VAE, a few hundred MB at most) rather than counted as 0 silently."""
     sizes, unsized = {}, []
     for index, encoder in enumerate(spec.architecture.text_encoders):
         if not encoder.frozen:
             continue
-        size = encoder.params if encoder.params is not None else KNOWN_ENCODER_PARAMS.get(encoder.name)
+        size = encoder_size(encoder)
         if size is None:
             unsized.append(f"architecture.text_encoders[{index}].params ({encoder.name})")
         else:
             sizes[encoder.name] = size
     space = spec.architecture.space
     if isinstance(space, LatentSpace):
-        if space.params is None:
+        size = space.params if space.params is not None else KNOWN_VAE_PARAMS.get(space.vae)
+        if size is None:
             unsized.append("architecture.space.params (VAE)")
         else:
-            sizes["vae"] = space.params
+            sizes["vae"] = size
     return sizes, unsized
 
 

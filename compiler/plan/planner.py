@@ -24,6 +24,7 @@ from compiler.plan.cost import (
     PlanError,
     Workload,
     activation_bytes,
+    encoder_size,
     frozen_sizes,
     loss_passes,
     mean_forward_flops,
@@ -94,7 +95,8 @@ class StagePlan:
     steps: int
     device_hours: float
     cadence: Cadence
-    # frozen encoders resident (not precomputed) whose size is unknown: counted 0 bytes, named in plan.md
+    # a resident (not precomputed) VAE whose size is unknown: counted 0 bytes, named in plan.md (an unsized
+    # resident text encoder is refused)
     unsized_frozen: tuple[str, ...] = ()
 
 
@@ -137,6 +139,22 @@ def _frozen_bytes(spec: Spec, work: Workload) -> float:
     return 0.0 if _precomputed(spec) else 2 * work.frozen_params
 
 
+def _check_frozen_encoders(spec: Spec) -> None:
+    """A resident frozen text encoder needs a size: an LLM encoder is GiBs, so counting it as 0 would plan
+    layouts that do not fit."""
+    if _precomputed(spec):
+        return
+    for index, encoder in enumerate(spec.architecture.text_encoders):
+        if encoder.frozen and encoder_size(encoder) is None:
+            raise PlanError(
+                f"architecture.text_encoders[{index}].params ({encoder.name}, model {encoder.model}) is unset and "
+                f"genspec knows no documented size for it, but the encoder stays resident on every GPU (the data "
+                f"pipelines have no precompute_embeddings op), so its memory cannot be planned. Fix: set its "
+                f"size, --set architecture.text_encoders[{encoder.name}].params=N (e.g. 7e9 for a 7B LLM; in a "
+                f"spec, as an assumption with its reason), or precompute the embeddings in curation."
+            )
+
+
 def _precomputed(spec: Spec) -> bool:
     return any(op.kind == "precompute_embeddings" for p in spec.data.pipelines for op in p.ops)
 
@@ -167,6 +185,7 @@ def _sample_seconds(work: Workload, cluster: Cluster) -> float:
 
 
 def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
+    _check_frozen_encoders(spec)
     work = workload(spec, stage)
     world = cluster.world_size
     batch, steps = stage.batch_size, stage.steps

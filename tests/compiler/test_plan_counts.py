@@ -201,19 +201,38 @@ def test_zero_bucket_and_prefetch_buffers_are_counted_as_deepspeed_is_configured
     assert checked >= {2, 3}  # both kinds of buffer seen
 
 
-def test_frozen_encoders_without_params_get_a_documented_size_or_are_named_in_plan_md(tmp_path):
+def test_a_resident_frozen_encoder_without_a_size_is_refused_naming_it_and_the_fix():
+    from compiler.plan import PlanError
+    from compiler.resolve import apply_overrides
+
+    spec = apply_overrides(specs.load("seedream-3.0"), ["architecture.text_encoders[bilingual_llm].params=null"])
+    with pytest.raises(PlanError) as refused:
+        plan(spec, PRESETS["h100-64"])
+    message = str(refused.value)
+    for named in ("architecture.text_encoders[0].params", "bilingual_llm", "bytedance/bilingual-llm",
+                  "--set architecture.text_encoders[bilingual_llm].params=", "precompute"):
+        assert named in message
+
+
+def test_frozen_encoders_count_their_size_from_params_or_a_documented_size_by_name_or_model(tmp_path):
     from typer.testing import CliRunner
 
     from compiler.cli import app
-    from compiler.plan.cost import KNOWN_ENCODER_PARAMS
+    from compiler.plan.cost import KNOWN_ENCODER_PARAMS, KNOWN_MODEL_PARAMS, frozen_sizes
+    from compiler.resolve import apply_overrides
 
     spec = specs.load("seedream-3.0")
     planned_stage = plan(spec, PRESETS["h100-64"]).stages[0]
-    assert "architecture.text_encoders[0].params (bilingual_llm)" in planned_stage.unsized_frozen
+    llm = spec.architecture.text_encoders[0].params  # the spec's assumption
     glyph = KNOWN_ENCODER_PARAMS["glyph_byt5"]
-    assert planned_stage.memory_gib.frozen * GIB >= 2 * glyph  # the known encoder counted, 16-bit
+    assert planned_stage.memory_gib.frozen * GIB == pytest.approx(2 * (llm + glyph), rel=1e-9)  # 16-bit, no VAE size
+    # By model id: FLUX.1's CLIP-L, under another name.
+    flux = apply_overrides(specs.load("flux1-dev"), ["architecture.text_encoders[clip_l].name=clip"])
+    assert frozen_sizes(flux)[0]["clip"] == KNOWN_MODEL_PARAMS["openai/clip-vit-large-patch14"]
+    # A VAE of undisclosed size is named in plan.md (counted 0: a few hundred MB at most).
+    assert planned_stage.unsized_frozen == ("architecture.space.params (VAE)",)
     out = tmp_path / "seedream"
     result = CliRunner().invoke(app, ["compile", "seedream-3.0", "--cluster", "h100-64", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "Frozen encoders without a size" in (out / "plan.md").read_text()
-    assert "architecture.text_encoders[0].params (bilingual_llm)" in (out / "plan.md").read_text()
+    assert "architecture.space.params (VAE)" in (out / "plan.md").read_text()
