@@ -16,7 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from compiler.plan.memory import BLOCK_FIELDS, TransformerShape, transformer_activation_bytes
+from compiler.plan.memory import (
+    BLOCK_FIELDS,
+    TransformerShape,
+    transformer_activation_bytes,
+    unet_activation_bytes,
+)
 from compiler.plan.params import (
     ParamCount,
     count_dit,
@@ -25,6 +30,8 @@ from compiler.plan.params import (
     count_sd3,
     count_unet,
     count_video_mmdit,
+    UNetActivations,
+    unet_activation_elements,
     unet_forward_flops,
 )
 from compiler.schema.architecture import (
@@ -59,6 +66,7 @@ class Workload:
     hidden_size: int
     frozen_params: float  # text encoders and VAE resident for on-the-fly encoding
     transformer: TransformerShape | None = None  # None: a cascade U-Net
+    unet: UNetActivations | None = None  # a cascade U-Net's activation elements at the stage's side
 
 
 def latent_frames(spec: Spec, frames: int | None) -> int:
@@ -208,7 +216,9 @@ def workload(spec: Spec, stage: Stage) -> Workload:
         flops = unet_forward_flops(unet, _cascade_text_dim(spec), _image_channels(spec), text, side) + encoder_flops
         # Activation memory reads tokens x width per level: use the mean feature-map size over the levels.
         mean_positions = side**2 / 4 ** (len(unet.channel_mult) / 2)
-        return Workload(unet.name, count, int(mean_positions), text, 1, flops, 0, unet.channels, frozen)
+        elements = unet_activation_elements(unet, _cascade_text_dim(spec), _image_channels(spec), side)
+        return Workload(unet.name, count, int(mean_positions), text, 1, flops, 0, unet.channels, frozen,
+                        unet=elements)
 
     frames = latent_frames(spec, stage.frames)
     image = _image_tokens(spec, backbone, stage)
@@ -317,21 +327,16 @@ def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int
     tokens (replicated across the group: runtime/models/sequence_parallel.py).
 
     Transformers: per block and token, the bytes the runtime's blocks were measured to save
-    (memory.transformer_activation_bytes, ACTIVATION_COEFFICIENTS). Cascade U-Nets: 34 x width bytes per
-    position and block at the mean feature-map size (Korthikanti et al. 2022, eq. 1 without the 5as/h term,
-    not yet measured for the U-Nets); with checkpointing only each block's input (2 x width bytes) is kept,
-    plus one block's activations during its recompute.
+    (memory.transformer_activation_bytes, ACTIVATION_COEFFICIENTS). Cascade U-Nets: per ResBlock, attention
+    block and convolution at each level's feature-map size, likewise measured
+    (memory.unet_activation_bytes, UNET_ACTIVATION_COEFFICIENTS).
 
     frozen: the network's weights are frozen and the gradient flows to its input only (LADD's teacher); the
-    U-Nets' figure is then an upper bound.
+    U-Nets' trained figure is then an upper bound (no cascade stage distils with LADD).
     """
-    image = work.image_tokens / sequence_parallel
     if work.transformer is not None:
+        image = work.image_tokens / sequence_parallel
         return transformer_activation_bytes(work.transformer, image, work.text_tokens, precision, checkpointing,
                                             frozen)
-    tokens = image + work.text_tokens
-    per_layer = 34 * tokens * work.hidden_size
-    layers = max(work.attention_layers, work.params.blocks, 1)
-    if checkpointing:
-        return layers * 2 * tokens * work.hidden_size + per_layer
-    return layers * per_layer
+    unet = work.unet
+    return unet_activation_bytes(unet.total, unet.levels, unet.boundary, precision, checkpointing)

@@ -82,7 +82,7 @@ def zero_buffer_bytes(zero: ZeroChoice, precision: str, on_gpu: bool) -> float:
 
 
 # Activation bytes of the transformer families, measured (runtime/models/activation_memory.py; re-measure
-# with `python -m runtime.models.activation_memory` and paste its output here). For each block list the
+# with `python scripts/measure_activations.py` and paste its output here). For each block list the
 # runtime builds (`repeated_blocks`) and for the rest of the network ("outside": embedders, final layer, the
 # RoPE tables and time embedding every block shares), the bytes saved for backward per image/video token and
 # per text token, per block, as (a, b, c, e) in bytes = a d + b f + c h + e head_dim, d the model width, f the
@@ -131,6 +131,15 @@ FROZEN_ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {
         "cogvideox": {"outside": ((20.5, 0, 0, 8), (4, 0, 0, 8)), "transformer_blocks": ((46.5, 0, 20, 0), (46.5, 0, 20, 0))},
     },
 }
+# Cascade U-Nets: bytes per activation element of each kind the U-Net walk counts
+# (compiler/plan/params.py unet_activation_elements): ResBlocks a n c_in + b n c_out (their norms', SiLUs' and
+# convolutions' inputs), attention blocks per kind a n c, and "input" for the convolutions and norms outside
+# them, each per position n. Measured as above on Imagen 1's smoke cascade (a base U-Net, two Efficient
+# U-Nets), also with self-attention only and text attention only (unet_coefficients).
+UNET_ACTIVATION_COEFFICIENTS: dict[str, dict[str, float]] = {
+    "bf16": {"resblock_in": 6.0182, "resblock_out": 8.0576, "input": 2.0524, "attention_self": 12.3047, "attention_self_text": 12.7961, "attention_text": 8.6547},
+    "fp32": {"resblock_in": 12.0365, "resblock_out": 16.1152, "input": 4.1047, "attention_self": 24.4219, "attention_self_text": 25.4073, "attention_text": 17.1191},
+}
 # Which backbone field counts each block list, per family (runtime/models/factory.py builds the lists).
 BLOCK_FIELDS = {
     "flux": {"transformer_blocks": "double_blocks", "single_transformer_blocks": "single_blocks"},
@@ -178,3 +187,20 @@ def transformer_activation_bytes(shape: TransformerShape, image_tokens: float, t
     stream = image_tokens + (0 if shape.family == "dit" else text_tokens)
     inputs = sum(count for _, count in shape.blocks) * stream * shape.width * element
     return outside + inputs + max(per_block(name) for name, _ in shape.blocks)
+
+
+def unet_activation_bytes(total: dict[str, float], levels: list[dict[str, float]], boundary: float,
+                          precision: str, checkpointing: bool) -> float:
+    """Bytes a cascade U-Net keeps for backward from its activation elements by kind (unet_activation_elements).
+    With checkpointing the levels keep their inputs and skips (`boundary`), one level's activations live during
+    its recompute, and the rest (middle blocks, input and output convolutions) is kept."""
+    table = UNET_ACTIVATION_COEFFICIENTS["fp32" if precision == "fp32" else "bf16"]
+
+    def weigh(elements: dict[str, float]) -> float:
+        return sum(table[kind] * count for kind, count in elements.items())
+
+    if not checkpointing:
+        return weigh(total)
+    outside = {kind: count - sum(level.get(kind, 0.0) for level in levels) for kind, count in total.items()}
+    element = 4 if precision == "fp32" else 2
+    return weigh(outside) + boundary * element + max((weigh(level) for level in levels), default=0.0)

@@ -12,8 +12,9 @@ each width one of the model width d, the MLP width f or the number of heads h (t
 float32), plus per-sample modulation vectors (B x k d, not counted: under 0.1% at full scale). So the bytes a
 block saves are linear in the image/video tokens and the text tokens, with slopes a d + b f + c h. Slopes come
 from differences (two image sizes, two text lengths: per-sample terms cancel); a, b, c from three widths that
-differ in one of d/h/f at a time. `python -m runtime.models.activation_memory` prints the table for every
-family the runtime builds; paste it into compiler/plan/memory.py ACTIVATION_COEFFICIENTS.
+differ in one of d/h/f at a time. The cascade U-Nets are measured per ResBlock and attention block instead
+(`unet_coefficients`). `python scripts/measure_activations.py` prints the tables for every family the runtime
+builds; paste them into compiler/plan/memory.py.
 
 Measured in eager mode on CPU: torch.compile'd blocks (the GPU runs) may save less, as AOTAutograd's
 partitioner recomputes cheap pointwise results (the norms' float32 upcasts) instead of saving them, so the
@@ -23,17 +24,14 @@ GPUs): no score matrix is saved.
 
 from __future__ import annotations
 
-import importlib.util
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.autograd.graph import saved_tensors_hooks
 
 from compiler.resolve import apply_overrides
-from compiler.scale import scaled
-from compiler.schema.architecture import Cascade, DiT, MMDiT
+from compiler.schema.architecture import DiT, MMDiT
 from compiler.schema.spec import Spec
 from runtime.models.factory import FAMILY_INPUTS, ModelAdapter, build_model
 
@@ -213,41 +211,88 @@ def coefficients(spec: Spec, dtype=torch.bfloat16, frozen: bool = False) -> dict
     return result
 
 
-def family_specs() -> dict[str, Spec]:
-    """One smoke-scale spec per family the runtime builds: shipped specs, and the test specs of the families
-    without one (tests/runtime/family_specs.py)."""
-    import specs
+def unet_saved_bytes(spec: Spec, model_name: str, side: int, text_tokens: int = 16,
+                     dtype=torch.bfloat16) -> dict[str, list]:
+    """What one forward of a cascade U-Net saves, booked to the ResBlock or attention block that saved it:
+    {"resblock": [(positions, c_in, c_out, bytes)], "attention_<kind>": [(positions, channels, bytes)],
+    OUTSIDE: [bytes]} (kind: self_text, self or text, as the block attends)."""
+    from runtime.models.unet import AttentionBlock, ResBlock
 
-    location = Path(__file__).resolve().parents[2] / "tests" / "runtime" / "family_specs.py"
-    module_spec = importlib.util.spec_from_file_location("family_specs", location)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    chosen = {
-        "flux": specs.load("flux1-dev"), "qwen_image": specs.load("qwen-image"),
-        "dit": specs.load("wan2.1-t2v-1.3b"), "hunyuan_video": module.HUNYUAN_VIDEO, "sd3": module.SD3_MEDIUM,
-        "cogvideox": module.COGVIDEOX_5B,
-    }
-    return {family: scaled(spec, "smoke") for family, spec in chosen.items()}
+    torch.manual_seed(0)
+    model = build_model(spec.architecture, model_name).to(dtype)
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    stack: list = [None]
+    booked: dict[int, int] = defaultdict(int)  # id(module) or 0 (outside) -> bytes
+    shapes: dict[int, tuple] = {}
+
+    def enter(module, args) -> None:
+        stack.append(module)
+        shapes.setdefault(id(module), args[0].shape)
+
+    def leave(module, args, output) -> None:
+        stack.pop()
+
+    for module in model.modules():
+        if isinstance(module, (ResBlock, AttentionBlock)):
+            module.register_forward_pre_hook(enter)
+            module.register_forward_hook(leave)
+    saved: set[int] = set()
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters and storage.data_ptr() not in saved:
+            saved.add(storage.data_ptr())
+            booked[0 if stack[-1] is None else id(stack[-1])] += storage.nbytes()
+        return tensor
+
+    latents, timestep, inputs = _inputs(model, spec, side, text_tokens, 1, dtype)
+    with saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(latents, timestep, **inputs)
+    result: dict[str, list] = defaultdict(list)
+    result[OUTSIDE].append(booked[0])
+    for module in model.modules():
+        if id(module) not in shapes:
+            continue
+        _, channels, height, width = shapes[id(module)]
+        if isinstance(module, ResBlock):
+            result["resblock"].append((height * width, channels, module.conv1.out_channels, booked[id(module)]))
+        else:
+            kind = "self_text" if module.to_k is not None and module.add_k_proj is not None else (
+                "self" if module.to_k is not None else "text")
+            result[f"attention_{kind}"].append((height * width, channels, booked[id(module)]))
+    return dict(result)
 
 
-def main() -> None:
-    """Print ACTIVATION_COEFFICIENTS and FROZEN_ACTIVATION_COEFFICIENTS for compiler/plan/memory.py, measured
-    now (about a minute on one core)."""
-    for frozen, name in ((False, "ACTIVATION_COEFFICIENTS"), (True, "FROZEN_ACTIVATION_COEFFICIENTS")):
-        print(f"{name}: dict[str, dict[str, dict[str, tuple]]] = {{")
-        for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
-            print(f'    "{label}": {{')
-            for family, spec in family_specs().items():
-                table = coefficients(spec, dtype, frozen)
-                rows = ", ".join(f'"{block}": ({_row(image)}, {_row(text)})' for block, (image, text) in table.items())
-                print(f'        "{family}": {{{rows}}},')
-            print("    },")
-        print("}")
+def unet_coefficients(spec: Spec, dtype=torch.bfloat16) -> dict[str, float]:
+    """Bytes per activation element of each kind compiler/plan/params.py's U-Net walk counts
+    (unet_activation_elements), over every U-Net of a cascade spec at its training side: ResBlocks as
+    a n c_in + b n c_out (least squares over all ResBlocks), attention blocks as a n c per kind, and "input"
+    (the convolutions and norms outside the blocks) as the rest over the walk's input elements."""
+    from compiler.plan.cost import _cascade_text_dim, _image_channels
+    from compiler.plan.params import unet_activation_elements
 
-
-def _row(values: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{value + 0.0:g}" for value in values) + ")"
-
-
-if __name__ == "__main__":
-    main()
+    rows, sizes, attention, outside, inputs = [], [], defaultdict(lambda: [0.0, 0.0]), 0.0, 0.0
+    names = [unet.name for unet in spec.architecture.backbone.stages]
+    # The cascade as specified, then with self-attention only and with text attention only (at the deepest
+    # level), so that every kind of attention block is measured.
+    variants = [spec,
+                apply_overrides(spec, [f"architecture.backbone.stages[{n}].cross_attention=false" for n in names]),
+                apply_overrides(spec, [f"architecture.backbone.stages[{n}].attention_resolutions=[]" for n in names])]
+    for variant, unet in ((variant, unet) for variant in variants for unet in variant.architecture.backbone.stages):
+        side = unet.train_crop or unet.resolution
+        measured = unet_saved_bytes(variant, unet.name, side, dtype=dtype)
+        for positions, c_in, c_out, nbytes in measured["resblock"]:
+            rows.append([positions * c_in, positions * c_out])
+            sizes.append(nbytes)
+        for kind, blocks in measured.items():
+            if kind.startswith("attention_"):
+                for positions, channels, nbytes in blocks:
+                    attention[kind][0] += nbytes
+                    attention[kind][1] += positions * channels
+        outside += measured[OUTSIDE][0]
+        inputs += unet_activation_elements(unet, _cascade_text_dim(variant), _image_channels(variant), side).total["input"]
+    fit = torch.linalg.lstsq(torch.tensor(rows, dtype=torch.float64), torch.tensor(sizes, dtype=torch.float64)[:, None])
+    a, b = fit.solution.flatten().tolist()
+    result = {"resblock_in": round(a, 4), "resblock_out": round(b, 4), "input": round(outside / inputs, 4)}
+    result.update({kind: round(nbytes / elements, 4) for kind, (nbytes, elements) in sorted(attention.items())})
+    return result

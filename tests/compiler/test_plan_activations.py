@@ -2,6 +2,9 @@
 smoke width (runtime/models/activation_memory.py), within 10%, at the width the coefficients were measured at and
 at a wider one they were not."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -11,8 +14,21 @@ from compiler.resolve import apply_overrides  # noqa: E402
 from compiler.schema.common import Size  # noqa: E402
 from runtime.models import activation_memory  # noqa: E402
 
+
+def _measure_script():
+    """scripts/measure_activations.py, by path (scripts/ is not a package): its family specs are what the
+    coefficients were measured on."""
+    location = Path(__file__).resolve().parents[2] / "scripts" / "measure_activations.py"
+    module_spec = importlib.util.spec_from_file_location("measure_activations", location)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+SCRIPT = _measure_script()
 SIDE, TEXT, FRAMES = 16, 16, 5  # latent cells a side, text tokens (smoke max_tokens), latent frames
-FAMILIES = activation_memory.family_specs()
+FAMILIES = SCRIPT.family_specs()
+CASCADE = SCRIPT.cascade_spec()
 
 
 def _wider(spec):
@@ -67,3 +83,30 @@ def test_the_calibrated_coefficients_keep_more_than_korthikantis_34_bytes_for_fl
     tokens = work.image_tokens + work.text_tokens
     per_token_layer = activation_bytes(work, checkpointing=False) / tokens / (19 + 38) / 3072
     assert 34 < per_token_layer < 70
+
+
+def _wider_cascade(spec):
+    """Three levels of 32, 64 and 96 channels with two ResBlocks each: not the U-Nets the coefficients were
+    measured on."""
+    overrides = []
+    for unet in spec.architecture.backbone.stages:
+        base = f"architecture.backbone.stages[{unet.name}]"
+        overrides += [f"{base}.channels=32", f"{base}.channel_mult=[1, 2, 3]", f"{base}.res_blocks=[2, 2, 2]"]
+    return apply_overrides(spec, overrides)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("width", ["smoke", "wider"])
+@pytest.mark.parametrize("model", ["base64", "sr256"])  # Imagen's base U-Net and an Efficient U-Net
+def test_planned_unet_activation_bytes_are_within_10_percent_of_the_measured_saved_tensors(model, width, precision):
+    spec = CASCADE if width == "smoke" else _wider_cascade(CASCADE)
+    unet = next(u for u in spec.architecture.backbone.stages if u.name == model)
+    side = unet.train_crop or unet.resolution
+    if side % 2 ** (len(unet.channel_mult) - 1):
+        pytest.fail(f"{model} at {side} px does not halve {len(unet.channel_mult) - 1} times: pick another width")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    measured = activation_memory.unet_saved_bytes(spec, model, side, dtype=dtype)
+    total = measured["outside"][0] + sum(row[-1] for kind, rows in measured.items() if kind != "outside" for row in rows)
+    stage = next(s for s in spec.schedule.stages if s.model == model)
+    planned = activation_bytes(workload(spec, stage), checkpointing=False, precision=precision)
+    assert planned == pytest.approx(total, rel=0.10), (model, planned, total)
