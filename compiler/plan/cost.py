@@ -107,12 +107,14 @@ def trained_encoders(spec: Spec) -> list[TextEncoder]:
 # Documented sizes of frozen encoders a spec names without `params` (encoder stacks only, as the runtime
 # loads them), by the encoder's name or its model id: T5 v1.1 XXL encoder (google/t5-v1_1-xxl, the encoder half
 # of 11.3B), UMT5-XXL encoder (google/umt5-xxl, Wan's text encoder), Qwen2.5-VL-7B-Instruct (model card),
-# ByT5-small encoder, CLIP ViT-L/14's text tower (openai/clip-vit-large-patch14 CLIPTextModel, 123.1M) and
-# OpenCLIP ViT-bigG/14's (CLIPTextModelWithProjection, 694.7M).
+# ByT5-small encoder, CLIP ViT-L/14's text tower (openai/clip-vit-large-patch14 CLIPTextModel, 123.1M),
+# OpenCLIP ViT-bigG/14's (CLIPTextModelWithProjection, 694.7M) and LLaVA-Llama-3-8B's language model
+# (HunyuanVideo's text encoder: Meta Llama 3 8B, 8.03B; its vision tower encodes no text).
 KNOWN_ENCODER_PARAMS = {"t5_xxl": 4.76e9, "umt5_xxl": 5.68e9, "qwen2_5_vl": 8.29e9, "glyph_byt5": 0.22e9}
 KNOWN_MODEL_PARAMS = {
     "google/t5-v1_1-xxl": 4.76e9, "google/umt5-xxl": 5.68e9, "Qwen/Qwen2.5-VL-7B-Instruct": 8.29e9,
     "google/byt5-small": 0.22e9, "openai/clip-vit-large-patch14": 0.123e9, "laion/CLIP-ViT-bigG-14": 0.695e9,
+    "xtuner/llava-llama-3-8b-v1_1-transformers": 8.03e9,
 }
 # Documented VAE sizes by `vae`: FLUX.1's autoencoder (diffusers AutoencoderKL of ae.safetensors, 83.8M) and
 # Wan-VAE (Wan technical report, arXiv:2503.20314 section 3.1: 127M).
