@@ -47,16 +47,21 @@ def main() -> None:
         for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
             print(f'    "{label}": {{')
             for family, spec in family_specs().items():
-                table = coefficients(spec, dtype, frozen)
-                rows = ", ".join(f'"{block}": ({_row(image)}, {_row(text)})' for block, (image, text) in table.items())
-                print(f'        "{family}": {{{rows}}},')
+                print(f'        "{family}": {{')
+                for block, (image, text) in sorted(coefficients(spec, dtype, frozen).items()):
+                    print(f'            "{block}": ({_row(image)}, {_row(text)}),')
+                print("        },")
             print("    },")
         print("}")
     print("UNET_ACTIVATION_COEFFICIENTS: dict[str, dict[str, float]] = {")
     cascade = cascade_spec()
     for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
         table = unet_coefficients(cascade, dtype)
-        print(f'    "{label}": {{' + ", ".join(f'"{k}": {v:g}' for k, v in table.items()) + "},")
+        items = list(table.items())
+        print(f'    "{label}": {{')
+        for start in range(0, len(items), 3):
+            print("        " + " ".join(f'"{kind}": {value:g},' for kind, value in items[start:start + 3]))
+        print("    },")
     print("}")
 
 

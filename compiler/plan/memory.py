@@ -1,4 +1,5 @@
-"""Model-state memory per training process under each ZeRO stage and offload choice.
+"""Memory per training process: model states under each ZeRO stage and offload choice, ZeRO's buffers, and
+activations from coefficients measured on the runtime's networks (ACTIVATION_COEFFICIENTS below).
 
 bf16 mixed precision, Adam-family optimizer, P parameters, N data-parallel ranks, L the largest layer.
 The ZeRO-2 and ZeRO-3 terms are DeepSpeed's own estimators
@@ -90,45 +91,127 @@ def zero_buffer_bytes(zero: ZeroChoice, precision: str, on_gpu: bool) -> float:
 # Wan 2.1 1.3B) or of tests/runtime/family_specs.py (HunyuanVideo, SD3 medium, CogVideoX 5B) under
 # saved_tensors_hooks, each storage counted once and parameters left out; slopes from two image sizes and two
 # text lengths, a/b/c/e from three widths (d 32, 2 heads of 16, f as the spec; 1 head of 32; f halved). The
-# stages' precision: bf16 (the norms' and RoPE's float32 upcasts included: why a is 38-70 where Korthikanti et
-# al.'s 34 assumes 16-bit throughout), fp32 on CPUs. Eager mode: torch.compile'd blocks may save less.
+# stages' precision: bf16 (the norms' and RoPE's float32 upcasts included: why a block keeps 43-85 d bytes per
+# token at full width where Korthikanti et al.'s 34 d assumes 16-bit throughout), fp32 on CPUs. Eager mode:
+# torch.compile'd blocks may save less (AOTAutograd recomputes cheap pointwise results), so on GPUs the figure
+# is an upper bound until the GPU check measures it.
 # FROZEN_ACTIVATION_COEFFICIENTS: the same network with frozen weights and the gradient flowing to its input
 # only (LADD's teacher): its linear layers keep no input. MMDiT text streams join the gradient at the first
 # joint attention, so their per-block text figure is the two smoke blocks' mean (a few % low for deep models).
 ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {
     "bf16": {
-        "flux": {"outside": ((14.25, 0, 0, 8), (2, 0, 0, 8)), "transformer_blocks": ((48.5, 4, 12, 0), (48.5, 4, 12, 0)), "single_transformer_blocks": ((38.25, 4, 12, 0), (38.25, 4, 12, 0))},
-        "qwen_image": {"outside": ((14.25, 0, 0, 8), (6, 0, 0, 8)), "transformer_blocks": ((48.5625, 4, 12, 0), (48.5625, 4, 12, 0))},
-        "dit": {"outside": ((14.25, 0, 0, 8), (8, 0, 0, 0)), "blocks": ((69.125, 4, 8, 0), (12.125, 0, 0, 0))},
-        "hunyuan_video": {"outside": ((14.25, 0, 0, 8), (78.25, 0, 0, 7.5)), "transformer_blocks": ((48.5625, 4, 12, 0), (48.5625, 4, 12, 0)), "single_transformer_blocks": ((38.3125, 4, 12, 0), (38.3125, 4, 12, 0))},
-        "sd3": {"outside": ((14.25, 0, 0, 0), (2, 0, 0, 0)), "transformer_blocks": ((48.5, 0, 4, 0), (33.375, 0, 4, 0))},
-        "cogvideox": {"outside": ((14.25, 0, 0, 8), (4, 0, 0, 8)), "transformer_blocks": ((43.25, 0, 12, 0), (43.25, 0, 12, 0))},
+        "flux": {
+            "outside": ((14.25, 0, 0, 8), (2, 0, 0, 8)),
+            "single_transformer_blocks": ((38.25, 4, 12, 0), (38.25, 4, 12, 0)),
+            "transformer_blocks": ((48.5, 4, 12, 0), (48.5, 4, 12, 0)),
+        },
+        "qwen_image": {
+            "outside": ((14.25, 0, 0, 8), (6, 0, 0, 8)),
+            "transformer_blocks": ((48.5625, 4, 12, 0), (48.5625, 4, 12, 0)),
+        },
+        "dit": {
+            "blocks": ((69.125, 4, 8, 0), (12.125, 0, 0, 0)),
+            "outside": ((14.25, 0, 0, 8), (8, 0, 0, 0)),
+        },
+        "hunyuan_video": {
+            "outside": ((14.25, 0, 0, 8), (78.25, 0, 0, 7.5)),
+            "single_transformer_blocks": ((38.3125, 4, 12, 0), (38.3125, 4, 12, 0)),
+            "transformer_blocks": ((48.5625, 4, 12, 0), (48.5625, 4, 12, 0)),
+        },
+        "sd3": {
+            "outside": ((14.25, 0, 0, 0), (2, 0, 0, 0)),
+            "transformer_blocks": ((48.5, 0, 4, 0), (33.375, 0, 4, 0)),
+        },
+        "cogvideox": {
+            "outside": ((14.25, 0, 0, 8), (4, 0, 0, 8)),
+            "transformer_blocks": ((43.25, 0, 12, 0), (43.25, 0, 12, 0)),
+        },
     },
     "fp32": {
-        "flux": {"outside": ((20.25, 0, 0, 8), (8, 0, 0, 8)), "transformer_blocks": ((64.5, 8, 12, 0), (64.5, 8, 12, 0)), "single_transformer_blocks": ((52.25, 8, 12, 0), (52.25, 8, 12, 0))},
-        "qwen_image": {"outside": ((20.25, 0, 0, 8), (8, 0, 0, 8)), "transformer_blocks": ((64.625, 8, 12, 0), (64.625, 8, 12, 0))},
-        "dit": {"outside": ((20.25, 0, 0, 8), (16, 0, 0, 0)), "blocks": ((89.125, 8, 8, 0), (16.125, 0, 0, 0))},
-        "hunyuan_video": {"outside": ((20.25, 0, 0, 8), (159.75, 0, 0, 7.5)), "transformer_blocks": ((64.625, 8, 12, 0), (64.625, 8, 12, 0)), "single_transformer_blocks": ((52.375, 8, 12, 0), (52.375, 8, 12, 0))},
-        "sd3": {"outside": ((20.25, 0, 0, 0), (4, 0, 0, 0)), "transformer_blocks": ((80.5, 0, 4, 0), (54.375, 0, 4, 0))},
-        "cogvideox": {"outside": ((28.5, 0, 0, 8), (8, 0, 0, 8)), "transformer_blocks": ((86.5, 0, 20, 0), (86.5, 0, 20, 0))},
+        "flux": {
+            "outside": ((20.25, 0, 0, 8), (8, 0, 0, 8)),
+            "single_transformer_blocks": ((52.25, 8, 12, 0), (52.25, 8, 12, 0)),
+            "transformer_blocks": ((64.5, 8, 12, 0), (64.5, 8, 12, 0)),
+        },
+        "qwen_image": {
+            "outside": ((20.25, 0, 0, 8), (8, 0, 0, 8)),
+            "transformer_blocks": ((64.625, 8, 12, 0), (64.625, 8, 12, 0)),
+        },
+        "dit": {
+            "blocks": ((89.125, 8, 8, 0), (16.125, 0, 0, 0)),
+            "outside": ((20.25, 0, 0, 8), (16, 0, 0, 0)),
+        },
+        "hunyuan_video": {
+            "outside": ((20.25, 0, 0, 8), (159.75, 0, 0, 7.5)),
+            "single_transformer_blocks": ((52.375, 8, 12, 0), (52.375, 8, 12, 0)),
+            "transformer_blocks": ((64.625, 8, 12, 0), (64.625, 8, 12, 0)),
+        },
+        "sd3": {
+            "outside": ((20.25, 0, 0, 0), (4, 0, 0, 0)),
+            "transformer_blocks": ((80.5, 0, 4, 0), (54.375, 0, 4, 0)),
+        },
+        "cogvideox": {
+            "outside": ((28.5, 0, 0, 8), (8, 0, 0, 8)),
+            "transformer_blocks": ((86.5, 0, 20, 0), (86.5, 0, 20, 0)),
+        },
     },
 }
 FROZEN_ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {
     "bf16": {
-        "flux": {"transformer_blocks": ((24.5, 2, 12, 0), (18.375, 2, 8, 0)), "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8)), "single_transformer_blocks": ((20.25, 2, 12, 0), (20.25, 2, 12, 0))},
-        "qwen_image": {"transformer_blocks": ((24.5625, 2, 12, 0), (18.4375, 2, 8, 0)), "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8))},
-        "dit": {"outside": ((8.25, 0, 0, 8), (0, 0, 0, 0)), "blocks": ((37.125, 2, 8, 0), (4, 0, 0, 0))},
-        "hunyuan_video": {"outside": ((8.25, 0, 0, 8), (0, 0, 0, 8)), "transformer_blocks": ((24.5625, 2, 12, 0), (18.4375, 2, 8, 0)), "single_transformer_blocks": ((20.3125, 2, 12, 0), (20.3125, 2, 12, 0))},
-        "sd3": {"outside": ((8.25, 0, 0, 0), (0, 0, 0, 0)), "transformer_blocks": ((24.5, 0, 4, 0), (16.25, 0, 4, 0))},
-        "cogvideox": {"outside": ((10.25, 0, 0, 8), (2, 0, 0, 8)), "transformer_blocks": ((23.25, 0, 12, 0), (23.25, 0, 12, 0))},
+        "flux": {
+            "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8)),
+            "single_transformer_blocks": ((20.25, 2, 12, 0), (20.25, 2, 12, 0)),
+            "transformer_blocks": ((24.5, 2, 12, 0), (18.375, 2, 8, 0)),
+        },
+        "qwen_image": {
+            "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8)),
+            "transformer_blocks": ((24.5625, 2, 12, 0), (18.4375, 2, 8, 0)),
+        },
+        "dit": {
+            "blocks": ((37.125, 2, 8, 0), (4, 0, 0, 0)),
+            "outside": ((8.25, 0, 0, 8), (0, 0, 0, 0)),
+        },
+        "hunyuan_video": {
+            "outside": ((8.25, 0, 0, 8), (0, 0, 0, 8)),
+            "single_transformer_blocks": ((20.3125, 2, 12, 0), (20.3125, 2, 12, 0)),
+            "transformer_blocks": ((24.5625, 2, 12, 0), (18.4375, 2, 8, 0)),
+        },
+        "sd3": {
+            "outside": ((8.25, 0, 0, 0), (0, 0, 0, 0)),
+            "transformer_blocks": ((24.5, 0, 4, 0), (16.25, 0, 4, 0)),
+        },
+        "cogvideox": {
+            "outside": ((10.25, 0, 0, 8), (2, 0, 0, 8)),
+            "transformer_blocks": ((23.25, 0, 12, 0), (23.25, 0, 12, 0)),
+        },
     },
     "fp32": {
-        "flux": {"transformer_blocks": ((32.5, 4, 12, 0), (26.375, 4, 8, 0)), "outside": ((4.25, 0, 0, 8), (4, 0, 0, 8)), "single_transformer_blocks": ((28.25, 4, 12, 0), (28.25, 4, 12, 0))},
-        "qwen_image": {"transformer_blocks": ((32.625, 4, 12, 0), (26.5, 4, 8, 0)), "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8))},
-        "dit": {"outside": ((12.25, 0, 0, 8), (0, 0, 0, 0)), "blocks": ((49.125, 4, 8, 0), (8, 0, 0, 0))},
-        "hunyuan_video": {"outside": ((12.25, 0, 0, 8), (4, 0, 0, 8)), "transformer_blocks": ((32.625, 4, 12, 0), (26.5, 4, 8, 0)), "single_transformer_blocks": ((28.375, 4, 12, 0), (28.375, 4, 12, 0))},
-        "sd3": {"outside": ((12.25, 0, 0, 0), (0, 0, 0, 0)), "transformer_blocks": ((40.5, 0, 4, 0), (28.25, 0, 4, 0))},
-        "cogvideox": {"outside": ((20.5, 0, 0, 8), (4, 0, 0, 8)), "transformer_blocks": ((46.5, 0, 20, 0), (46.5, 0, 20, 0))},
+        "flux": {
+            "outside": ((4.25, 0, 0, 8), (4, 0, 0, 8)),
+            "single_transformer_blocks": ((28.25, 4, 12, 0), (28.25, 4, 12, 0)),
+            "transformer_blocks": ((32.5, 4, 12, 0), (26.375, 4, 8, 0)),
+        },
+        "qwen_image": {
+            "outside": ((4.25, 0, 0, 8), (0, 0, 0, 8)),
+            "transformer_blocks": ((32.625, 4, 12, 0), (26.5, 4, 8, 0)),
+        },
+        "dit": {
+            "blocks": ((49.125, 4, 8, 0), (8, 0, 0, 0)),
+            "outside": ((12.25, 0, 0, 8), (0, 0, 0, 0)),
+        },
+        "hunyuan_video": {
+            "outside": ((12.25, 0, 0, 8), (4, 0, 0, 8)),
+            "single_transformer_blocks": ((28.375, 4, 12, 0), (28.375, 4, 12, 0)),
+            "transformer_blocks": ((32.625, 4, 12, 0), (26.5, 4, 8, 0)),
+        },
+        "sd3": {
+            "outside": ((12.25, 0, 0, 0), (0, 0, 0, 0)),
+            "transformer_blocks": ((40.5, 0, 4, 0), (28.25, 0, 4, 0)),
+        },
+        "cogvideox": {
+            "outside": ((20.5, 0, 0, 8), (4, 0, 0, 8)),
+            "transformer_blocks": ((46.5, 0, 20, 0), (46.5, 0, 20, 0)),
+        },
     },
 }
 # Cascade U-Nets: bytes per activation element of each kind the U-Net walk counts
@@ -137,8 +220,14 @@ FROZEN_ACTIVATION_COEFFICIENTS: dict[str, dict[str, dict[str, tuple]]] = {
 # them, each per position n. Measured as above on Imagen 1's smoke cascade (a base U-Net, two Efficient
 # U-Nets), also with self-attention only and text attention only (unet_coefficients).
 UNET_ACTIVATION_COEFFICIENTS: dict[str, dict[str, float]] = {
-    "bf16": {"resblock_in": 6.0182, "resblock_out": 8.0576, "input": 2.0524, "attention_self": 12.3047, "attention_self_text": 12.7961, "attention_text": 8.6547},
-    "fp32": {"resblock_in": 12.0365, "resblock_out": 16.1152, "input": 4.1047, "attention_self": 24.4219, "attention_self_text": 25.4073, "attention_text": 17.1191},
+    "bf16": {
+        "resblock_in": 6.0182, "resblock_out": 8.0576, "input": 2.0524,
+        "attention_self": 12.3047, "attention_self_text": 12.7961, "attention_text": 8.6547,
+    },
+    "fp32": {
+        "resblock_in": 12.0365, "resblock_out": 16.1152, "input": 4.1047,
+        "attention_self": 24.4219, "attention_self_text": 25.4073, "attention_text": 17.1191,
+    },
 }
 # Which backbone field counts each block list, per family (runtime/models/factory.py builds the lists).
 BLOCK_FIELDS = {
