@@ -216,7 +216,8 @@ def workload(spec: Spec, stage: Stage) -> Workload:
         unet = _unet(backbone, stage.model)
         side = unet.train_crop or unet.resolution
         flops = unet_forward_flops(unet, _cascade_text_dim(spec), _image_channels(spec), text, side) + encoder_flops
-        # Activation memory reads tokens x width per level: use the mean feature-map size over the levels.
+        # The "tokens" plan.md shows for a U-Net: the mean feature-map size over its levels (activation memory
+        # walks every level: unet_activation_elements).
         mean_positions = side**2 / 4 ** (len(unet.channel_mult) / 2)
         elements = unet_activation_elements(unet, _cascade_text_dim(spec), _image_channels(spec), side)
         return Workload(unet.name, count, int(mean_positions), text, 1, flops, 0, unet.channels, frozen,
