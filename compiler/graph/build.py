@@ -162,8 +162,7 @@ def _add_stages(graph: nx.MultiDiGraph, spec: Spec) -> None:
             if graph.has_node(f"dataset:{use.dataset}"):
                 _edge(graph, f"dataset:{use.dataset}", f"stage:{stage.name}", "consumes", f"{path}.datasets[{index}]",
                       weight=use.weight)
-        for field, kind in (("init_from", "initialises"), ("teacher", "teaches")):
-            named = getattr(stage, field)
+        for field, kind, named in (("init_from", "initialises", stage.init_stage), ("teacher", "teaches", stage.teacher)):
             if named is not None and named in stages:
                 _edge(graph, f"checkpoint:{named}", f"stage:{stage.name}", kind, f"{path}.{field}")
 

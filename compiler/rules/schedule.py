@@ -76,8 +76,7 @@ def dataset_declared(spec: Spec) -> Iterator[Diagnostic]:
 def references_earlier_stage(spec: Spec) -> Iterator[Diagnostic]:
     positions = stage_positions(spec)
     for path, position, stage in stage_paths(spec):
-        for field in ("init_from", "teacher"):
-            named = getattr(stage, field)
+        for field, named in (("init_from", stage.init_stage), ("teacher", stage.teacher)):
             if named is None:
                 continue
             if named not in positions:
@@ -98,7 +97,7 @@ def references_earlier_stage(spec: Spec) -> Iterator[Diagnostic]:
 def init_from_same_model(spec: Spec) -> Iterator[Diagnostic]:
     stages = {stage.name: stage for stage in reversed(spec.schedule.stages)}
     for path, _, stage in stage_paths(spec):
-        source = stages.get(stage.init_from) if stage.init_from else None
+        source = stages.get(stage.init_stage) if stage.init_stage else None
         if source is not None and source.model != stage.model:
             yield Diagnostic(
                 f"{path}.init_from",
@@ -106,6 +105,35 @@ def init_from_same_model(spec: Spec) -> Iterator[Diagnostic]:
                 f"stage {stage.name!r} trains model {stage.model!r} but starts from stage {source.name!r}, "
                 f"which trained model {source.model!r}",
                 f"start from a stage that trained {stage.model!r}, or from scratch (init_from None)",
+            )
+
+
+# Which backbones each released layout's key names can fill (runtime/models/released.py maps them).
+RELEASED_LAYOUT_BACKBONES = {
+    "diffusers": "any transformer backbone (the runtime's networks carry diffusers' parameter names)",
+    "bfl": "an MMDiT with block_style 'flux' (FLUX.1's double and single blocks)",
+    "wan": "a DiT with modulation 'adaln_single' and cross-attention text (Wan2.1's blocks)",
+}
+
+
+@rule("schedule.released-layout-fits", "released weights come in a layout the spec's backbone has")
+def released_layout_fits(spec: Spec) -> Iterator[Diagnostic]:
+    backbone = spec.architecture.backbone
+    fits = {
+        "diffusers": backbone.kind != "cascade",
+        "bfl": backbone.kind == "mmdit" and backbone.block_style == "flux",
+        "wan": backbone.kind in ("dit", "spacetime_dit") and backbone.modulation == "adaln_single"
+        and backbone.text_conditioning == "cross_attention",
+    }
+    for path, _, stage in stage_paths(spec):
+        released = stage.init_released
+        if released is not None and not fits[released.layout]:
+            yield Diagnostic(
+                f"{path}.init_from.layout",
+                "schedule.released-layout-fits",
+                f"stage {stage.name!r} starts from {released.released!r} in layout {released.layout!r}, which "
+                f"fills {RELEASED_LAYOUT_BACKBONES[released.layout]}; this spec's backbone is {backbone.kind}",
+                "name the layout the released file is written in for this family, or start from an earlier stage",
             )
 
 
