@@ -65,6 +65,15 @@ def test_kontext_starts_from_the_released_flux1_dev_without_replaying_flux1(kont
     assert "timestep_shifting" not in json.dumps(jobs)
 
 
+def test_the_stage_graph_shows_the_released_weights_initialising_the_stage():
+    from compiler.graph.build import build
+
+    graph = build(specs.load("flux-kontext")).graph
+    edge = graph.get_edge_data(f"released:{FLUX_DEV}", "stage:kontext_flow_matching")
+    assert edge["initialises"]["path"] == "schedule.stages[kontext_flow_matching].init_from"
+    assert graph.nodes[f"released:{FLUX_DEV}"]["name"] == f"released {FLUX_DEV}"
+
+
 def test_replaying_pretraining_stays_an_option():
     from specs.flux import FLUX_KONTEXT_REPLAYING_PRETRAINING as replay
 
