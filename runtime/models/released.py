@@ -234,13 +234,14 @@ def weights_path(weights: ReleasedWeights, model_dir: Path | str | None, field_p
             f"--model-dir DIR (GENSPEC_MODEL_DIR in the bundle's scripts) holding the folder "
             f"{folder_name(weights.released)!r}"
         )
-    entry = ModelDirectory(model_dir).entry(weights.released)
+    directory = ModelDirectory(model_dir)
+    entry = directory.entry(weights.released)
     if entry.path is None or not entry.path.is_dir():
-        raise ReleasedWeightsError(
-            f"{field_path}: no weights for {weights.released!r} in the model directory {model_dir}: put the model's "
-            f"folder at {entry.path} (or {folder_name(weights.released)}, or the Hugging Face hub cache's "
-            f"models--{folder_name(weights.released)}), or map the id in models.yaml"
-        )
+        where = (f"models.yaml maps it to {entry.path}, which is not a folder" if entry.mapped else
+                 f"put the model's folder at {directory.root / folder_name(weights.released)} (or "
+                 f"{directory.root / weights.released}, or the Hugging Face hub cache's "
+                 f"models--{folder_name(weights.released)}/snapshots/REVISION), or map the id in models.yaml")
+        raise ReleasedWeightsError(f"{field_path}: no weights for {weights.released!r} in the model directory: {where}")
     folder = entry.path / weights.subfolder if weights.subfolder else entry.path
     if not folder.is_dir():
         raise ReleasedWeightsError(
@@ -341,7 +342,7 @@ def _file_shape(source: Source, name: str, shapes: dict[str, tuple[int, ...]]) -
     """The shape `source.key` must have in the file: the parameter's, or its fused parts stacked on dim 0."""
     if not source.fused:
         return shapes[name]
-    parts = [shapes[part] for part in source.fused]
+    parts = [shapes[part] for part in source.fused if part in shapes]  # a part the network lacks: a wrong shape
     return (sum(shape[0] for shape in parts), *parts[0][1:])
 
 
