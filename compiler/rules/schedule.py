@@ -22,6 +22,7 @@ from compiler.schema.architecture import LatentSpace
 from compiler.schema.common import Size
 from compiler.schema.schedule import DISTILLATION_KINDS, Stage
 from compiler.schema.spec import Spec
+from compiler.schema.support import RELEASED_LAYOUTS, family_of
 from compiler.validate import rule
 
 TOLERANCE = 1e-6
@@ -108,32 +109,21 @@ def init_from_same_model(spec: Spec) -> Iterator[Diagnostic]:
             )
 
 
-# Which backbones each released layout's key names can fill (runtime/models/released.py maps them).
-RELEASED_LAYOUT_BACKBONES = {
-    "diffusers": "any transformer backbone (the runtime's networks carry diffusers' parameter names)",
-    "bfl": "an MMDiT with block_style 'flux' (FLUX.1's double and single blocks)",
-    "wan": "a DiT with modulation 'adaln_single' and cross-attention text (Wan2.1's blocks)",
-}
-
-
 @rule("schedule.released-layout-fits", "released weights come in a layout the spec's backbone has")
 def released_layout_fits(spec: Spec) -> Iterator[Diagnostic]:
-    backbone = spec.architecture.backbone
-    fits = {
-        "diffusers": backbone.kind != "cascade",
-        "bfl": backbone.kind == "mmdit" and backbone.block_style == "flux",
-        "wan": backbone.kind in ("dit", "spacetime_dit") and backbone.modulation == "adaln_single"
-        and backbone.text_conditioning == "cross_attention",
-    }
+    family = family_of(spec.architecture.backbone)
     for path, _, stage in stage_paths(spec):
         released = stage.init_released
-        if released is not None and not fits[released.layout]:
+        if released is not None and family not in RELEASED_LAYOUTS[released.layout]:
+            fitting = [layout for layout, families in RELEASED_LAYOUTS.items() if family in families]
             yield Diagnostic(
                 f"{path}.init_from.layout",
                 "schedule.released-layout-fits",
-                f"stage {stage.name!r} starts from {released.released!r} in layout {released.layout!r}, which "
-                f"fills {RELEASED_LAYOUT_BACKBONES[released.layout]}; this spec's backbone is {backbone.kind}",
-                "name the layout the released file is written in for this family, or start from an earlier stage",
+                f"stage {stage.name!r} starts from {released.released!r} in layout {released.layout!r}, whose keys "
+                f"name the parameters of {', '.join(RELEASED_LAYOUTS[released.layout])}; this spec's backbone is "
+                f"{family}",
+                f"use a layout that fits {family} ({', '.join(fitting) or 'none: start from an earlier stage'}), "
+                "as the released file is written",
             )
 
 
