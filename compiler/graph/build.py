@@ -163,7 +163,8 @@ def _add_stages(graph: nx.MultiDiGraph, spec: Spec) -> None:
             if graph.has_node(f"dataset:{use.dataset}"):
                 _edge(graph, f"dataset:{use.dataset}", f"stage:{stage.name}", "consumes", f"{path}.datasets[{index}]",
                       weight=use.weight)
-        for field, kind, named in (("init_from", "initialises", stage.init_stage), ("teacher", "teaches", stage.teacher)):
+        references = (("init_from", "initialises", stage.init_stage), ("teacher", "teaches", stage.teacher))
+        for field, kind, named in references:
             if named is not None and named in stages:
                 _edge(graph, f"checkpoint:{named}", f"stage:{stage.name}", kind, f"{path}.{field}")
         released = stage.init_released

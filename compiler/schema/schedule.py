@@ -1,8 +1,9 @@
 """The schedule section: ordered training stages, each with its data, resolution, batch and optimizer.
 
 A stage starts from scratch, from the checkpoint of an earlier stage, or from released weights (a model id
-in the model directory, in its published layout); distillation stages also name a teacher stage. Stage-specific losses (distillation, preference) live on the stage; the base objective is
-the spec's `objective`.
+in the model directory, in its published layout); distillation stages also name a teacher stage.
+Stage-specific losses (distillation, preference) live on the stage; the base objective is the spec's
+`objective`.
 """
 
 from __future__ import annotations
@@ -127,7 +128,9 @@ class ReleasedWeights(Node):
     and checks them key by key against the architecture.
     """
 
-    released: str = Field(min_length=1, description="model id in the model directory, e.g. black-forest-labs/FLUX.1-dev")
+    released: str = Field(
+        min_length=1, description="model id in the model directory, e.g. black-forest-labs/FLUX.1-dev"
+    )
     layout: Literal["diffusers", "bfl", "wan"] = Field(
         "diffusers",
         description="key names of the file: 'diffusers' (the model's diffusers class), 'bfl' (Black Forest Labs' "

@@ -376,4 +376,6 @@ def _rank() -> int:
 
 
 def _names(keys: list[str]) -> str:
-    return ", ".join(keys[:SHOWN]) + (f" ... ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else "") if keys else "none"
+    if not keys:
+        return "none"
+    return ", ".join(keys[:SHOWN]) + (f" ... ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else "")

@@ -37,11 +37,9 @@ def bfl_state_dict(diffusers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         for param in ("weight", "bias"):
             out[f"{bfl}.{param}"] = torch.cat([d.pop(f"{name}.{param}") for name in names])
 
-    for bfl, ours in [("time_in.in_layer", "timestep_embedder.linear_1"), ("time_in.out_layer", "timestep_embedder.linear_2"),
-                      ("vector_in.in_layer", "text_embedder.linear_1"), ("vector_in.out_layer", "text_embedder.linear_2"),
-                      ("guidance_in.in_layer", "guidance_embedder.linear_1"),
-                      ("guidance_in.out_layer", "guidance_embedder.linear_2")]:
-        take(bfl, f"time_text_embed.{ours}")
+    for bfl, ours in [("time_in", "timestep_embedder"), ("vector_in", "text_embedder"), ("guidance_in", "guidance_embedder")]:
+        take(f"{bfl}.in_layer", f"time_text_embed.{ours}.linear_1")
+        take(f"{bfl}.out_layer", f"time_text_embed.{ours}.linear_2")
     take("txt_in", "context_embedder")
     take("img_in", "x_embedder")
     take("final_layer.linear", "proj_out")
@@ -145,7 +143,8 @@ def test_bfl_single_file_loads_with_the_reference_outputs(tmp_path, flux_kwargs,
     original = bfl_state_dict(flux_reference.state_dict())
     assert "double_blocks.0.img_attn.qkv.weight" in original and "single_blocks.1.linear1.bias" in original
     # ae.safetensors sits beside flux1-dev.safetensors in BFL's repository: `file` picks the transformer.
-    save_file({prefix + k: v.contiguous() for k, v in original.items()}, model_folder(tmp_path, FLUX_ID) / "flux1-dev.safetensors")
+    file = model_folder(tmp_path, FLUX_ID) / "flux1-dev.safetensors"
+    save_file({prefix + k: v.contiguous() for k, v in original.items()}, file)
     ours = fresh_flux(flux_kwargs)
 
     load_released(ours, ReleasedWeights(released=FLUX_ID, layout="bfl", file="flux1-dev.safetensors"), tmp_path)
@@ -166,7 +165,8 @@ def test_wan_original_file_loads_with_the_reference_outputs(tmp_path, wan_kwargs
     (hub / "refs").mkdir(parents=True)
     (hub / "refs" / "main").write_text("abc123")
     (hub / "snapshots" / "abc123").mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in original.items()}, hub / "snapshots" / "abc123" / "diffusion_pytorch_model.safetensors")
+    file = hub / "snapshots" / "abc123" / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.contiguous() for k, v in original.items()}, file)
     torch.manual_seed(123)
     ours = WanDiT(WanDiTConfig(**wan_kwargs)).eval()
 
@@ -198,7 +198,8 @@ def test_a_missing_key_is_refused_by_name_before_anything_is_copied(tmp_path, fl
 
 def test_an_unexpected_key_is_refused_by_name(tmp_path, flux_kwargs, flux_reference):
     original = bfl_state_dict(flux_reference.state_dict())
-    original["double_blocks.2.img_mod.lin.weight"] = original["double_blocks.1.img_mod.lin.weight"].clone()  # a 3rd block
+    # A third double block, which the two-block network lacks.
+    original["double_blocks.2.img_mod.lin.weight"] = original["double_blocks.1.img_mod.lin.weight"].clone()
 
     with pytest.raises(ReleasedWeightsError, match=r"unexpected 1 \(in the file, not in the network\): "
                                                    r"double_blocks\.2\.img_mod\.lin\.weight"):
@@ -232,7 +233,8 @@ def test_a_wrong_shape_in_a_diffusers_folder_is_refused(tmp_path, flux_kwargs, f
 def test_missing_weights_name_where_they_were_expected(tmp_path, flux_kwargs):
     with pytest.raises(ReleasedWeightsError, match="no model directory was given: pass --model-dir"):
         load_released(fresh_flux(flux_kwargs), ReleasedWeights(released=FLUX_ID), None)
-    with pytest.raises(ReleasedWeightsError, match=f"put the model's folder at {tmp_path}/black-forest-labs--FLUX.1-dev"):
+    expected = f"put the model's folder at {tmp_path}/black-forest-labs--FLUX.1-dev"
+    with pytest.raises(ReleasedWeightsError, match=expected):
         load_released(fresh_flux(flux_kwargs), ReleasedWeights(released=FLUX_ID), tmp_path)
     (model_folder(tmp_path, FLUX_ID) / "ae.safetensors").write_bytes(b"")
     with pytest.raises(ReleasedWeightsError, match=r"set init_from.file .*safetensors there: \['ae.safetensors'\]"):

@@ -22,7 +22,7 @@ def write_released(model_dir, seed=5) -> dict[str, torch.Tensor]:
     """A diffusers folder of the conftest FLUX-like architecture, weights moved off any initialisation."""
     torch.manual_seed(seed)
     network = build_network(ArchitectureSpec(**architecture()))
-    state = {name: (tensor + 0.1 * torch.randn_like(tensor)).contiguous() for name, tensor in network.state_dict().items()}
+    state = {name: (t + 0.1 * torch.randn_like(t)).contiguous() for name, t in network.state_dict().items()}
     folder = model_dir / MODEL_ID.replace("/", "--")
     folder.mkdir(parents=True)
     save_file(state, folder / "diffusion_pytorch_model.safetensors")
