@@ -159,7 +159,12 @@ def wan_source(name: str) -> Source | None:
     return Source(f"blocks.{index}.{WAN_BLOCK[module]}.{param}") if module in WAN_BLOCK else None
 
 
-LAYOUTS = {"diffusers": lambda name: Source(name), "bfl": bfl_source, "wan": wan_source}
+def diffusers_source(name: str) -> Source:
+    """A diffusers folder names every parameter as the network does."""
+    return Source(name)
+
+
+LAYOUTS = {"diffusers": diffusers_source, "bfl": bfl_source, "wan": wan_source}
 
 
 # --- the file ---------------------------------------------------------------------------------------------
@@ -208,6 +213,7 @@ class Checkpoint:
         return {key.removeprefix(self.prefix) for key in self.files}
 
     def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of tensor `key` (without the wrapper prefix) in the file."""
         return self.shapes[self.prefix + key]
 
     def rows(self, key: str, start: int | None = None, stop: int | None = None) -> torch.Tensor:
