@@ -175,6 +175,10 @@ def _shrink_stages(spec: Spec, changes: dict[str, tuple[Any, str]], step: int) -
             changes[f"{base}.lr_schedule.warmup_steps"] = (1, "warm-up shorter than the 3 steps")
         if stage.ema_decay:
             changes[f"{base}.ema_decay"] = (0.5, "an EMA horizon (1 / (1 - decay) = 2 steps) inside 3 steps")
+        if stage.init_released is not None:
+            changes[f"{base}.init_from"] = (
+                None, f"{stage.init_released.released}'s weights do not fit the smoke widths: the stage starts "
+                "from scratch")
         for field in ("checkpoint_every", "validation_every"):
             if (getattr(stage, field) or 0) > STEPS:
                 changes[f"{base}.{field}"] = (STEPS, "once, at the last of the 3 steps")

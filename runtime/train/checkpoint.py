@@ -16,6 +16,7 @@ final/ is written by runtime/train/export.py, one parameter at a time.
 
 `init_from` loads final/model.safetensors of an earlier stage into this stage's model; parameters the
 checkpoint lacks are an error, except in guidance distillation, whose student adds a guidance embedding.
+(An init_from naming released weights is read from the model directory by runtime/models/released.py.)
 A teacher is rebuilt from its own final/architecture.json and loads final/ema.safetensors when it exists
 (the weights one samples from), else model.safetensors.
 

@@ -168,7 +168,8 @@ class Run:
     # --- construction ----------------------------------------------------------------------------------
     def _build_model(self, factory, name: str):
         """The trained model: built seeded (every rank alike), then either initialised for training from scratch
-        (its init_weights, when it has one) or loaded from init_from."""
+        (its init_weights, when it has one) or loaded from init_from: an earlier stage's final weights, or
+        released weights from the model directory (runtime/models/released.py)."""
         torch.manual_seed(derived_seed(self.seed))
         model = factory(self.stage_file.architecture, self.stage.model)
         check_denoiser(model, name)
@@ -186,6 +187,13 @@ class Run:
                     "turn compile off in the plan"
                 )
             model.compile_blocks()  # in place: state-dict keys stay, so init_from and checkpoints load alike
+        if self.stage.init_released is not None:  # published weights, mapped and checked key by key
+            from runtime.models.released import load_released
+
+            load_released(model, self.stage.init_released, self.options.model_dir,
+                          allow_missing=isinstance(self.stage.loss, GuidanceDistillation),
+                          field_path=f"schedule.stages[{self.stage.name}].init_from")
+            return model
         if not self.stage_file.init_from:
             if hasattr(model, "init_weights"):  # from scratch: the family's own initialisation
                 model.init_weights()
