@@ -48,6 +48,7 @@ import torch.distributed as dist
 from torch import nn
 
 from runtime.models.diffusers_config import DiffusersModel, NoDiffusersClass, diffusers_model
+from runtime.models.factory import ModelAdapter
 from runtime.train.checkpoint import ARCHITECTURE, DONE, FINAL
 
 F32 = 4  # bytes per element: final/ weights are fp32
@@ -120,8 +121,6 @@ def export_final(
 
 def diffusers_target(module: nn.Module) -> tuple[DiffusersModel | None, str]:
     """The diffusers class and config of the trained module's network, or None and why it has none."""
-    from runtime.models.factory import ModelAdapter
-
     if not isinstance(module, ModelAdapter):
         return None, f"the model is a {type(module).__name__}, not a runtime.models network (a custom model factory)"
     try:
@@ -249,7 +248,7 @@ class _SafetensorsFiles:
         if self.folder is None:
             target = self.path.with_name(file_name + ".part")
         else:
-            if self.current == 0:  # a killed export's leftovers
+            if self.current == 0:  # the folder's first file: clear what a killed export left
                 shutil.rmtree(self.folder, ignore_errors=True)
                 self.folder.mkdir()
             target = self.folder / file_name
@@ -290,7 +289,7 @@ def _diffusers_folder(path: Path, target: DiffusersModel, entries, names: dict[s
             "weight_map": {names[name]: file for file, members in files for name, _ in members},
         }
         extra[INDEX_NAME] = json.dumps(index, indent=2, sort_keys=True) + "\n"
-    # diffusers' save_pretrained writes this metadata too (transformers' loaders require it)
+    # the safetensors metadata diffusers' save_pretrained writes
     return _SafetensorsFiles(path, files, names=names, extra=extra, metadata={"format": "pt"})
 
 

@@ -24,7 +24,9 @@ from runtime.models.unet import UNetConfig
 from runtime.models.wan import WanDiTConfig
 from runtime.train import load_stage_file
 from runtime.train.ema import EMA
-from runtime.train.export import DIFFUSERS, DIFFUSERS_EMA, INDEX_NAME, WEIGHTS_NAME, describe, export_final
+from runtime.train.export import (
+    DIFFUSERS, DIFFUSERS_EMA, INDEX_NAME, WEIGHTS_NAME, describe, export_final, shard_plan,
+)
 from runtime.train.launch import prepare_environment
 
 ATOL = 1e-5
@@ -149,6 +151,12 @@ def test_the_checkpoint_describes_itself(exported):
     assert provenance["compiled"]["spec_sha256"] == manifest["spec_sha256"] and provenance["not_found"] == []
     assert provenance["diffusers"] == {"class": CASES[case][2], "folders": [DIFFUSERS, DIFFUSERS_EMA]}
     assert (final / "model.safetensors").is_file() and (final / "done.json").is_file()
+
+
+def test_shards_keep_the_order_and_a_tensor_past_the_size_stands_alone():
+    tensors = [("a", (2,)), ("b", (2,)), ("c", (10,)), ("d", (1,)), ("e", (1,))]
+    assert shard_plan(tensors, 16) == [[("a", (2,)), ("b", (2,))], [("c", (10,))], [("d", (1,)), ("e", (1,))]]
+    assert shard_plan(tensors, 10**9) == [tensors]
 
 
 def test_a_config_diffusers_cannot_build_is_refused_by_field():
