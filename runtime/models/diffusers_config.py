@@ -16,7 +16,7 @@ departs from it has no diffusers class, and `diffusers_model` says which field a
   CogVideoXConfig     -> CogVideoXTransformer3DModel
   UNetConfig          -> none: Imagen's U-Nets have no diffusers class
 
-diffusers is not imported here (it is a test dependency; the export only writes JSON); `DiffusersModel.load`
+diffusers is not imported here (it is a test dependency; the export only writes JSON); `DiffusersModel.diffusers_class`
 imports it when asked.
 """
 
@@ -51,10 +51,10 @@ class DiffusersModel:
     config: dict
 
     def config_json(self) -> str:
-        """config.json as diffusers' save_pretrained writes it: the class name, then the keywords."""
+        """config.json as diffusers' save_pretrained writes it: the class name and the keywords, keys sorted."""
         return json.dumps({"_class_name": self.class_name, **self.config}, indent=2, sort_keys=True) + "\n"
 
-    def load(self):
+    def diffusers_class(self):
         """The diffusers class itself (imports diffusers)."""
         import diffusers
 
@@ -97,7 +97,11 @@ def _flux(config: MMDiTConfig) -> DiffusersModel:
         )
     _require(config, name, "rope_theta", config.rope_theta, DIFFUSERS_ROPE_THETA, "FluxPosEmbed's theta")
     _require(config, name, "mlp_ratio", config.mlp_ratio, DIFFUSERS_MLP_RATIO, "its feed-forward width")
-    _require(config, name, "len(axes_dims_rope)", len(config.axes_dims_rope), 3, "position ids (index, row, col)")
+    if len(config.axes_dims_rope) != 3:
+        raise NoDiffusersClass(
+            f"MMDiTConfig.axes_dims_rope is {config.axes_dims_rope}; diffusers' {name} pipelines build position ids "
+            "over (index, row, col), three axes"
+        )
     values = _fields(config, leave_out=("rope_theta", "mlp_ratio", "glyph_dim"))
     return DiffusersModel(name, {"patch_size": 1, **values})  # tokens come packed 2 x 2 (patchify_2d)
 

@@ -164,7 +164,7 @@ def make_reference():
     def make(config, seed=0):
         equivalent = diffusers_model(config)
         torch.manual_seed(seed)
-        model = equivalent.load().from_config(equivalent.config).eval()
+        model = equivalent.diffusers_class().from_config(equivalent.config).eval()
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.add_(0.1 * torch.randn_like(parameter))
