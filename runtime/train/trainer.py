@@ -14,7 +14,8 @@ Passes of `train`:
      ahead), one generator per (seed, step, rank, micro-batch), forward / backward / step per micro-batch,
      EMA update from the fp32 masters, noise-aware compute update, metrics (metrics.jsonl and TensorBoard),
      validation every validation_every steps, checkpoint every checkpoint_every steps and at the last step run;
-  6. at the stage's last step, final/model.safetensors (and ema.safetensors).
+  6. at the stage's last step, final/: the weights (and EMA) as safetensors and as diffusers folders, with the
+     stage file, resolved spec, plan row and genspec version beside them (runtime/train/export.py).
 Rerunning after a kill continues from the last complete checkpoint and reproduces the uninterrupted run's
 per-step losses exactly.
 """
@@ -400,7 +401,8 @@ class Run:
         if self.stop == self.total_steps:
             architecture = self.stage_file.architecture.model_dump_json()
             done = {"stage": self.stage.name, "steps": self.total_steps, "stage_sha256": stage_digest(self.options.stage)}
-            export.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done)
+            description = export.describe(self.options.stage, self.stage_file)
+            export.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done, description)
         return self.stop
 
     def validate(self) -> dict[str, float]:
