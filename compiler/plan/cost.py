@@ -288,8 +288,10 @@ class LossPasses:
                             forward: the teacher's weights take no gradient), then the discriminator step's two
                             no-grad teacher forwards (fake, real): 4. The grad-enabled teacher call keeps its
                             activations until the student's backward, beside the student's: a frozen network's
-                            (memory.FROZEN_ACTIVATION_COEFFICIENTS), whole (the runtime neither checkpoints the
-                            teacher nor splits it over the sequence-parallel group)
+                            (memory.FROZEN_ACTIVATION_COEFFICIENTS), whole (the runtime does not split the
+                            teacher over the sequence-parallel group). The teacher's blocks are checkpointed
+                            when the student's are (LaddLoss checkpoint_teacher): one more teacher forward, the
+                            backward's recompute through every block up to the last tapped one (the last block)
       Diffusion-DPO         the student over 2 (preferred + rejected concatenated); the reference forward over
                             the same 2, no backward
     """
@@ -316,10 +318,12 @@ def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = Los
                    forward: float | None = None) -> float:
     """FLOPs of one sample's training step: the student's forward + backward (backward twice the forward;
     checkpointing recomputes the forward once) over `passes.student_samples`, plus the teacher's or
-    reference's forwards (no weight gradients). `forward`: one forward's FLOPs if not the workload's
-    (a progressive stage's mean over its resolutions)."""
+    reference's forwards (no weight gradients), and with checkpointing LADD's teacher's recompute.
+    `forward`: one forward's FLOPs if not the workload's (a progressive stage's mean over its resolutions)."""
     forward = work.forward_flops if forward is None else forward
-    return forward * ((4 if checkpointing else 3) * passes.student_samples + passes.frozen_forwards)
+    teacher_recompute = 1 if checkpointing and passes.teacher_activations else 0
+    return forward * ((4 if checkpointing else 3) * passes.student_samples + passes.frozen_forwards
+                      + teacher_recompute)
 
 
 def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1,

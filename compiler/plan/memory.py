@@ -258,7 +258,9 @@ def transformer_activation_bytes(shape: TransformerShape, image_tokens: float, t
     """Bytes one sample's forward keeps for backward (ACTIVATION_COEFFICIENTS; FROZEN_ACTIVATION_COEFFICIENTS
     for frozen weights with the gradient to the input). With activation checkpointing each block keeps its
     input (its stream's tokens x d) and one block's activations live during its recompute; the rest of the
-    network is not checkpointed. Per-sample terms (adaLN vectors) are left out."""
+    network is not checkpointed. LADD's teacher is checkpointed with the student (runtime/train/losses.py
+    LaddLoss), so a checkpointed frozen network keeps the same inputs and one frozen block's activations.
+    Per-sample terms (adaLN vectors) are left out."""
     tables = FROZEN_ACTIVATION_COEFFICIENTS if frozen else ACTIVATION_COEFFICIENTS
     table = tables["fp32" if precision == "fp32" else "bf16"][shape.family]
     widths = (shape.width, shape.mlp_width, shape.heads, shape.head_dim)

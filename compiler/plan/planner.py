@@ -126,11 +126,11 @@ def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice, 
 
 def _activations(work: Workload, stage, checkpointing: bool, micro: int, sp: int, precision: str) -> float:
     """The student's activations per rank over the samples its loss runs (DPO: preferred + rejected), with
-    1/sp of the image/video tokens under sequence parallelism, and LADD's teacher's, whole and un-checkpointed
-    (cost.LossPasses)."""
+    1/sp of the image/video tokens under sequence parallelism, and LADD's teacher's: a frozen network's,
+    checkpointed with the student, whole under sequence parallelism (cost.LossPasses)."""
     passes = loss_passes(stage)
     student = activation_bytes(work, checkpointing, sp, precision) * passes.student_samples
-    teacher = activation_bytes(work, False, 1, precision, frozen=True) if passes.teacher_activations else 0.0
+    teacher = activation_bytes(work, checkpointing, 1, precision, frozen=True) if passes.teacher_activations else 0.0
     return (student + teacher) * micro
 
 

@@ -68,25 +68,34 @@ def _inputs(model: ModelAdapter, spec: Spec, side: int, text_tokens: int, frames
 
 
 def saved_bytes(spec: Spec, side: int, text_tokens: int, frames: int = 5, dtype=torch.bfloat16,
-                model_name: str = "main", frozen: bool = False) -> dict[str, int]:
+                model_name: str = "main", frozen: bool = False, checkpointing: bool = False) -> dict[str, int]:
     """Bytes saved for backward by one forward of one sample, per repeated-block list and OUTSIDE.
 
     frozen: the network's weights take no gradient and the gradient flows to its input latents only, as
     through LADD's teacher (runtime/train/losses.py LaddLoss: the student's sample re-noised through the frozen
-    teacher with gradients on); linear layers then keep no input, as only their weight is needed."""
+    teacher with gradients on); linear layers then keep no input, as only their weight is needed.
+    checkpointing: the repeated blocks run under activation checkpointing (enable_activation_checkpointing):
+    what the forward keeps is then what the rest of the network saves plus every block's inputs, which the
+    checkpoint holds for the recompute (keyword and RoPE-table inputs by reference, past the saved-tensor
+    hooks, so they are counted from the blocks' arguments). The recompute's one block at a time is not in it."""
     torch.manual_seed(0)
     model = build_model(spec.architecture, model_name).to(dtype)
     if frozen:
         model.requires_grad_(False)
+    if checkpointing:
+        model.enable_activation_checkpointing()
     network = model.model
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     where = [OUTSIDE]
     given: dict[int, int] = defaultdict(int)  # storage -> how many blocks took it as an input
+    inputs: dict[int, tuple[str, int]] = {}  # storage -> (the first block that took it, its bytes)
 
     def enter(module, args, kwargs, name):
         where[0] = name
         for tensor in _tensors((args, kwargs)):
-            given[tensor.untyped_storage().data_ptr()] += 1
+            storage = tensor.untyped_storage()
+            given[storage.data_ptr()] += 1
+            inputs.setdefault(storage.data_ptr(), (name, storage.nbytes()))
 
     for name in network.repeated_blocks:
         for block in getattr(network, name):
@@ -101,10 +110,14 @@ def saved_bytes(spec: Spec, side: int, text_tokens: int, frames: int = 5, dtype=
             saved[pointer] = (where[0], storage.nbytes())
         return tensor
 
-    latents, timestep, inputs = _inputs(model, spec, side, text_tokens, frames, dtype)
+    latents, timestep, arguments = _inputs(model, spec, side, text_tokens, frames, dtype)
     latents.requires_grad_(frozen)
     with saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(latents, timestep, **inputs)
+        model(latents, timestep, **arguments)
+    if checkpointing:
+        for pointer, (name, nbytes) in inputs.items():
+            if pointer not in parameters:
+                saved.setdefault(pointer, (name, nbytes))
     booked: dict[str, int] = defaultdict(int)
     for pointer, (name, nbytes) in saved.items():
         # Inputs every block shares (RoPE tables, the time embedding, Wan's text) are the network's, not a block's.

@@ -177,15 +177,33 @@ class LaddLoss(DenoisingLoss):
 
     The heads train after every student micro-step with their own AdamW (stage lr, betas (0, 0.99)); their
     gradients are averaged over data-parallel ranks by hand since DeepSpeed manages the student only.
+
+    checkpoint_teacher: run the teacher's repeated blocks under activation checkpointing (the stage's
+    layout.activation_checkpointing, the flag that checkpoints the student). The student's loss backpropagates
+    through the teacher's features at its tapped blocks, the last of them its last block, so the
+    grad-enabled teacher call keeps a frozen network's activations of every block until the student's
+    backward: about half the student's, and most of what a checkpointed student's step keeps. Checkpointed,
+    each block keeps its input, and the backward recomputes the whole teacher forward once: one forward per
+    sample on top of the step's seven (student 3, teacher 4), where checkpointing the student saves twice the
+    bytes for the same forward. So the teacher is checkpointed when the plan checkpoints the student (memory
+    is short), not always (a stage that fits would pay 1/7 more time for nothing); compiler/plan counts both.
     """
 
-    def __init__(self, dropout, teacher: Denoise, config, objective, probe: Batch, lr: float):
+    def __init__(self, dropout, teacher: Denoise, config, objective, probe: Batch, lr: float,
+                 checkpoint_teacher: bool = False):
         super().__init__(dropout)
         if not isinstance(objective, FlowMatchingObjective):
             raise TypeError(
                 f"stage.loss is {config.kind} (LADD), which distils flow-matching models; the objective is "
                 f"{type(objective).__name__}: use a FlowMatching objective"
             )
+        if checkpoint_teacher:
+            if not hasattr(teacher.model, "enable_activation_checkpointing"):
+                raise TypeError(
+                    f"layout.activation_checkpointing is on but the LADD teacher's {type(teacher.model).__name__} "
+                    "has no enable_activation_checkpointing(); add it or turn checkpointing off in the plan"
+                )
+            teacher.model.enable_activation_checkpointing()
         self.teacher = teacher
         self.steps = config.student_steps
         self.adversarial_weight = getattr(config, "adversarial_weight", 1.0)

@@ -309,7 +309,8 @@ class Run:
             return GuidanceDistillationLoss(dropout, teacher, loss)
         if isinstance(loss, (AdversarialDistillation, TimestepDistillation)):
             lr = self.stage.optimizer.lr if self.stage.optimizer else self.ds_config["optimizer"]["params"]["lr"]
-            return LaddLoss(dropout, teacher, loss, self.base_objective, probe, lr)
+            return LaddLoss(dropout, teacher, loss, self.base_objective, probe, lr,
+                            checkpoint_teacher=self.stage_file.layout.activation_checkpointing)
         raise TypeError(f"stage.loss: no trainer loss for {type(loss).__name__}; add it to Run._stage_loss")
 
     # --- state -----------------------------------------------------------------------------------------
