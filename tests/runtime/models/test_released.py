@@ -9,7 +9,6 @@ diffusers' own converter, the FLUX one cannot be (diffusers' converter hard-code
 
 import pytest
 import torch
-from diffusers import FluxTransformer2DModel, WanTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 from safetensors.torch import save_file
 
@@ -102,12 +101,12 @@ def wan_state_dict(diffusers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 @pytest.fixture(scope="module")
 def flux_reference(flux_kwargs, make_reference):
-    return make_reference(FluxTransformer2DModel, flux_kwargs)
+    return make_reference(MMDiTConfig(**flux_kwargs))
 
 
 @pytest.fixture(scope="module")
 def wan_reference(wan_kwargs, make_reference):
-    return make_reference(WanTransformer3DModel, wan_kwargs)
+    return make_reference(WanDiTConfig(**wan_kwargs))
 
 
 def fresh_flux(flux_kwargs):
