@@ -186,18 +186,21 @@ def parse_ratio(text: str, field: str) -> float:
 
 
 def _known_mix(spec: Spec, name: str) -> tuple[str, dict[str, float], float | None]:
-    """(field path, aspect ratios, item count) of a dataset, from it or the nearest ancestor stating them."""
+    """(field path, aspect ratios, item count) of a dataset: the aspect ratios its own or its nearest ancestor's
+    (a subset is assumed to keep its parent's mix), the count its own (a root dataset: else its pipeline's
+    kept_count); None when not stated."""
     datasets = {d.name: (i, d) for i, d in enumerate(spec.data.datasets)}
-    count, current = None, name
+    own = datasets.get(name, (None, None))[1]
+    count = own.count if own is not None else None
+    if count is None and (own is None or own.subset_of is None):
+        count = next((p.kept_count for p in spec.data.pipelines if p.output == name), None)
+    current = name
     while current in datasets:
         index, dataset = datasets[current]
-        count = count if count is not None else dataset.count
         if dataset.aspect_ratios:
-            if count is None:
-                count = next((p.kept_count for p in spec.data.pipelines if p.output == root_dataset(spec, name)[0]), None)
             return f"data.datasets[{index}].aspect_ratios", dataset.aspect_ratios, count
         current = dataset.subset_of
-    return "", {}, None
+    return "", {}, count
 
 
 def _with_shares(spec: Spec, stage, buckets: list[BucketPlan]) -> list[BucketPlan]:
