@@ -138,17 +138,20 @@ def test_the_sampler_resumes_exactly_mid_epoch(two_shapes):
     assert draws(resumed, range(7, 40)) == expected
 
 
-def test_the_loader_checkpoints_the_buckets_of_what_the_trainer_took(two_shapes):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_loader_checkpoints_the_buckets_of_what_the_trainer_took(two_shapes, workers):
+    """Workers read ahead; the state is that of the micro-batches taken, and resumes to the same ones."""
     root, stage_file = two_shapes
-    data = stage_data(root, stage_file)
-    loader = Loader(data, 0, workers=0)
+    loader = Loader(stage_data(root, stage_file), 0, workers=workers)
     [loader.next() for _ in range(5)]
     state = loader.state_dict()
     expected = [(item.bucket, item.keys) for item in (loader.next() for _ in range(6))]
+    loader.close()
     resumed = stage_data(root, stage_file)
     resumed.load_state_dict(state)
-    again = Loader(resumed, 5, workers=0)  # accumulation 1: step 5 ends micro-batch 5
+    again = Loader(resumed, 5, workers=workers)  # accumulation 1: step 5 ends micro-batch 5
     assert [(item.bucket, item.keys) for item in (again.next() for _ in range(6))] == expected
+    again.close()
 
 
 def test_a_stage_trains_through_two_buckets(two_shapes):
