@@ -122,17 +122,16 @@ def bucket_sizes(spec: Spec, size: Size, aspect_ratio_buckets: bool, sp: int = 1
     unit = _unit(spec)
     area = size.height * size.width
     sizes = {(size.height, size.width)} if (size.height // unit) * (size.width // unit) % sp == 0 else set()
+
+    def columns(rows: int) -> int:  # patches across at `rows` patches down, keeping the area
+        return max(1, round(area / (rows * unit * unit)))
+
     for w, h in ASPECT_RATIOS:
-        target = math.sqrt(area * h / w) / unit  # the height in patches
-
-        def miss(rows: int, target_ratio: float = w / h) -> float:
-            columns = max(1, round(area / (rows * unit) / unit))
-            return abs(math.log(columns / rows / target_ratio)) + abs(math.log(rows * columns * unit * unit / area))
-
-        rows = [r for r in range(max(1, round(target) - 2 * sp), round(target) + 2 * sp + 1)
-                if r * max(1, round(area / (r * unit) / unit)) % sp == 0]
-        best = min(rows, key=miss)
-        sizes.add((best * unit, max(1, round(area / (best * unit) / unit)) * unit))
+        target = round(math.sqrt(area * h / w) / unit)  # patches down at the exact ratio and area
+        legal = [r for r in range(max(1, target - 2 * sp), target + 2 * sp + 1) if r * columns(r) % sp == 0]
+        best = min(legal, key=lambda r: abs(math.log(columns(r) / r * h / w))
+                   + abs(math.log(r * columns(r) * unit * unit / area)))
+        sizes.add((best * unit, columns(best) * unit))
     return sorted(sizes, key=lambda s: s[1] / s[0])
 
 
