@@ -154,14 +154,28 @@ def test_the_loader_checkpoints_the_buckets_of_what_the_trainer_took(two_shapes,
     again.close()
 
 
-def test_a_stage_trains_through_two_buckets(two_shapes):
-    root, stage_file = two_shapes
-    stage, ds_config = write_stage(root, name="buckets", aspect_ratio_buckets=True, buckets=(SQUARE, WIDE), micro=2,
-                                   steps=4, ema=None, validation_every=4, checkpoint_every=4)
-    train(RunOptions(stage, ds_config, root, None, tiny_model.build, data_workers=0))
-    trained_losses(read_metrics(root / "runs" / "buckets"), 4)
-    trained = {bucket for bucket, _, _ in draws(stage_data(root, load_stage_file(stage), lanes=1), range(4))}
-    assert len(trained) == 2, trained
+def test_a_stage_trains_through_two_buckets_and_resumes_exactly(two_shapes):
+    """An interrupted run (a checkpoint at step 3, with samples waiting in a bucket) resumes to the losses of the
+    uninterrupted one."""
+    root, _ = two_shapes
+    config = dict(aspect_ratio_buckets=True, buckets=(SQUARE, WIDE), micro=2, accum=2, steps=5, ema=None,
+                  validation_every=5, checkpoint_every=3)
+
+    def run(name, max_steps=None):
+        stage, ds_config = write_stage(root, name=name, **config)
+        train(RunOptions(stage, ds_config, root, max_steps, tiny_model.build, data_workers=0))
+        return load_stage_file(stage), read_metrics(root / "runs" / name)
+
+    stage_file, whole = run("whole")
+    run("split", max_steps=3)
+    _, split = run("split")
+    trained_losses(whole, 5)
+    assert [(r["step"], r.get("loss")) for r in split] == [(r["step"], r.get("loss")) for r in whole]
+    trained = draws(stage_data(root, stage_file, lanes=1), range(10))  # 5 steps x 2 micro-batches
+    assert len({bucket for bucket, _, _ in trained}) == 2, trained
+    at_checkpoint = stage_data(root, stage_file, lanes=1)
+    draws(at_checkpoint, range(6))  # what step 3's checkpoint holds
+    assert any(dataset["waiting"] for lane in at_checkpoint.state_dict()["lane_buckets"] for dataset in lane)
 
 
 def test_a_bucketed_stage_without_a_table_is_told_to_recompile(tmp_path):
