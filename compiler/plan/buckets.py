@@ -16,15 +16,18 @@ Passes of `plan_buckets`, per stage:
                   about the same time whichever bucket it draws. A bucket that does not fit one sample is a
                   PlanError with the numbers
   3. feasibility  where a dataset states its aspect ratios (`data.datasets[*].aspect_ratios`) and its size
-                  (`count`, or its pipeline's `kept_count`): the share of one epoch each bucket gets on one
+                  (`count`, or its pipeline's `kept_count`, which `genspec compile --data-report` takes from a
+                  curation run's report.json: `report_overrides`): the share of one epoch each bucket gets on one
                   data-parallel rank must fill at least one micro-batch, else a PlanError with the numbers
                   (its samples would wait most of an epoch in the sampler, and a rank would train them rarely)
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from compiler.plan.cost import PlanError, activation_bytes, loss_passes, training_flops, workload
 from compiler.plan.memory import GIB
@@ -248,3 +251,18 @@ def _check_feasible(spec: Spec, stage, dp: int, buckets: list[BucketPlan]) -> No
             + "\nFix: curate more data at these aspect ratios, drop them in curation (aspect_ratio_filter), train "
             "on fewer data-parallel ranks, or turn aspect_ratio_buckets off"
         )
+
+
+def report_overrides(paths: list[str]) -> list[str]:
+    """`--set` overrides giving each curated pipeline its measured kept count, from curation reports
+    (OUTPUT/report.json, runtime/curation/report.py: "pipeline" and "kept"). The report holds no image sizes
+    or durations, so aspect ratios still come from the spec."""
+    found = []
+    for path in paths:
+        try:
+            report = json.loads(Path(path).read_text())
+            found.append(f"data.pipelines[{report['pipeline']}].kept_count={int(report['kept'])}")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"--data-report {path}: not a curation report.json with 'pipeline' and 'kept' "
+                             f"({error}); pass OUTPUT/report.json of a finished `genspec curate`") from None
+    return found

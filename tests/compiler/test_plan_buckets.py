@@ -1,15 +1,18 @@
 """Bucket planning: equal-area aspect-ratio buckets, frame buckets the VAE accepts, a micro-batch per bucket,
 feasibility against the data's stated aspect ratios, and the bucket table in plan.md and stage.yaml."""
 
+import json
 import math
 import re
 
 import pytest
 from ruamel.yaml import YAML
+from typer.testing import CliRunner
 
 import specs
 from compiler.pipeline import CompileError, compile, emit
-from compiler.plan.buckets import ASPECT_RATIOS, bucket_sizes
+from compiler.cli import app
+from compiler.plan.buckets import ASPECT_RATIOS, bucket_sizes, report_overrides
 from compiler.schema.cluster import PRESETS
 from compiler.schema.common import Size
 
@@ -85,6 +88,19 @@ def test_a_bucket_that_cannot_fill_its_micro_batches_is_refused_with_its_numbers
     plenty = compile(specs.load(WAN), PRESETS["h100-64"], overrides=[overrides[0], "data.datasets[wan_images].count=2e7"])
     shares = dict(next(b for b in plenty.plan.stages[0].buckets if (b.height, b.width, b.frames) == (448, 256, 1)).shares)
     assert shares == {"wan_images": pytest.approx(0.005)}
+
+
+def test_a_curation_report_gives_the_kept_count_bucket_feasibility_reads(tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"pipeline": "wan_images", "output": "wan_images", "kept": 200000}))
+    assert report_overrides([str(report)]) == ["data.pipelines[wan_images].kept_count=200000"]
+    ratios = 'data.datasets[wan_images].aspect_ratios={"16:9": 0.995, "9:16": 0.005}'
+    result = CliRunner().invoke(app, ["compile", WAN, "--cluster", "h100-64", "-o", str(tmp_path / "b"),
+                                      "--set", ratios, "--data-report", str(report)])
+    assert result.exit_code == 1 and "holds 0.50% of dataset 'wan_images' (200000 items" in result.output, result.output
+    report.write_text("{}")
+    with pytest.raises(ValueError, match="not a curation report.json with 'pipeline' and 'kept'"):
+        report_overrides([str(report)])
 
 
 def test_frame_buckets_must_be_counts_the_vae_encodes():
