@@ -1,9 +1,9 @@
 """`genspec preflight BUNDLE`: what a bundle needs before it spends a GPU-hour, every problem at once.
 
 Checks, each problem naming the path it expected:
-  - models: every model id the stages (text encoders, VAE) and curation pipelines (model fields) name is in
-    the model directory, as an `org/name` folder, the runtime's `org--name` folder, or the Hugging Face hub
-    cache layout `models--org--name/snapshots/<revision>/`;
+  - models: every model id the stages (text encoders, VAE, released init_from weights) and curation pipelines
+    (model fields) name is in the model directory, as an `org/name` folder, the runtime's `org--name` folder,
+    or the Hugging Face hub cache layout `models--org--name/snapshots/<revision>/`;
   - shards: each curation source has input shards (*.tar) under RAW/SOURCE, at least as many as the array
     tasks of its pipeline's sbatch_array.sh;
   - run root: writable, with free space for one checkpoint of every stage (plan.json's parameter counts at
@@ -50,7 +50,11 @@ def _model_ids(bundle: Path) -> tuple[dict[str, str], set[str]]:
     needed: dict[str, str] = {}
     scorers: set[str] = set()
     for stage_yaml in sorted(bundle.glob("train/*/stage.yaml")):
-        architecture = YAML(typ="safe").load(stage_yaml.read_text()).get("architecture") or {}
+        stage_file = YAML(typ="safe").load(stage_yaml.read_text())
+        architecture = stage_file.get("architecture") or {}
+        init_from = (stage_file.get("stage") or {}).get("init_from")
+        if isinstance(init_from, dict) and init_from.get("released"):  # released weights a stage starts from
+            needed.setdefault(init_from["released"], str(stage_yaml.relative_to(bundle)))
         for encoder in architecture.get("text_encoders") or []:
             needed.setdefault(encoder["model"], str(stage_yaml.relative_to(bundle)))
         vae = str((architecture.get("space") or {}).get("vae") or "")

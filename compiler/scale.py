@@ -35,6 +35,22 @@ def _even_split(dims: list[int], total: int) -> list[int]:
     return scaled
 
 
+def _wan_split(head_dim: int) -> list[int]:
+    """Wan's RoPE split over (t, h, w): d - 4 (d // 6), 2 (d // 6), 2 (d // 6) (runtime/models/rope.py wan_axes_dims,
+    the split diffusers' WanTransformer3DModel builds in)."""
+    row = 2 * (head_dim // 6)
+    return [head_dim - 2 * row, row, row]
+
+
+def _smoke_axes(backbone) -> tuple[list[int], str]:
+    """The RoPE axes at the smoke head dim: a split that follows Wan's rule keeps following it (so a smoke Wan
+    still has a diffusers class to export to); any other is rescaled in proportion."""
+    positions = backbone.positions
+    if positions.axes == ["t", "h", "w"] and list(positions.axes_dims) == _wan_split(backbone.head_dim):
+        return _wan_split(HEAD_DIM), "Wan's RoPE split at the smoke head dim"
+    return _even_split(positions.axes_dims, HEAD_DIM), "RoPE axes rescaled to the smoke head dim"
+
+
 def _multiple(value: float, step: int) -> int:
     return max(step, int(round(value / step)) * step)
 
@@ -53,8 +69,7 @@ def smoke(spec: Spec) -> Spec:
             "architecture.backbone.head_dim": (HEAD_DIM, "2 heads x 16"),
         })
         if hasattr(backbone.positions, "axes_dims"):
-            changes["architecture.backbone.positions.axes_dims"] = (
-                _even_split(backbone.positions.axes_dims, HEAD_DIM), "RoPE axes rescaled to the smoke head dim")
+            changes["architecture.backbone.positions.axes_dims"] = _smoke_axes(backbone)
         if isinstance(backbone, MMDiT):
             changes["architecture.backbone.double_blocks"] = (min(backbone.double_blocks, DEPTH), "2 blocks per kind")
             changes["architecture.backbone.single_blocks"] = (min(backbone.single_blocks, DEPTH), "2 blocks per kind")
@@ -66,6 +81,8 @@ def smoke(spec: Spec) -> Spec:
             changes["architecture.backbone.text_dim"] = (TEXT_DIM, "tiny text encoders")
             if backbone.ffn_dim:
                 changes["architecture.backbone.ffn_dim"] = (2 * width, "MLP twice the smoke width")
+            if backbone.freq_dim == backbone.hidden_size:  # CogVideoX: the timestep sinusoid as wide as the model
+                changes["architecture.backbone.freq_dim"] = (width, "timestep sinusoid as wide as the model")
         compression = arch.space.spatial_compression if isinstance(arch.space, LatentSpace) else 1
         step = compression * max(backbone.patch_size[1:])
     elif isinstance(backbone, Cascade):
@@ -175,6 +192,10 @@ def _shrink_stages(spec: Spec, changes: dict[str, tuple[Any, str]], step: int) -
             changes[f"{base}.lr_schedule.warmup_steps"] = (1, "warm-up shorter than the 3 steps")
         if stage.ema_decay:
             changes[f"{base}.ema_decay"] = (0.5, "an EMA horizon (1 / (1 - decay) = 2 steps) inside 3 steps")
+        if stage.init_released is not None:
+            changes[f"{base}.init_from"] = (
+                None, f"{stage.init_released.released}'s weights do not fit the smoke widths: the stage starts "
+                "from scratch")
         for field in ("checkpoint_every", "validation_every"):
             if (getattr(stage, field) or 0) > STEPS:
                 changes[f"{base}.{field}"] = (STEPS, "once, at the last of the 3 steps")

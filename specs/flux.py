@@ -37,6 +37,7 @@ from compiler.schema import (
     Pipeline,
     PrecomputeEmbeddings,
     Recaption,
+    ReleasedWeights,
     ResolutionShift,
     Rope,
     Safety,
@@ -410,39 +411,61 @@ FLUX1_SCHNELL = derive(
 
 # Kontext: the FLUX.1 base fine-tuned for editing, then LADD; its own triplets join the data.
 MILLIONS = "the survey says 'millions of pairs' (overview, Flux Kontext row), no number: 1e6 is its lower bound"
-FLUX_KONTEXT = derive(
-    FLUX1_DEV,
-    {
-        "modality": documented("image_edit", KONTEXT_OVERVIEW),
-        "license": documented("Mixed", VARIANTS),
-        "data.sources[edit_triplets]": Insert(
-            Source(
-                name="edit_triplets",
-                modality=documented("image_edit_triplet", KONTEXT),
-                count=assumed(1e6, MILLIONS),
-                unit=documented("triplets", KONTEXT),
-            )
-        ),
-        "data.pipelines[kontext]": Insert(
-            Pipeline(
-                name="kontext",
-                sources=documented(["edit_triplets"], KONTEXT),
-                ops=[
-                    assumed(
-                        PrecomputeEmbeddings(text_encoders=["clip_l", "t5_xxl"], vae_latents=True),
-                        "Kontext's curation is undisclosed; the frozen encoders are precomputed as for FLUX.1",
-                    )
-                ],
-                output=documented("kontext_triplets", KONTEXT),
-            )
-        ),
-        "data.datasets[kontext_triplets]": Insert(
-            Dataset(name="kontext_triplets", count=assumed(1e6, MILLIONS), unit=documented("triplets", KONTEXT))
-        ),
-        # Context latents go after the target on the sequence axis with RoPE index 1 (sampling.py
-        # prepare_kontext); channel-wise concatenation performed worse.
-        "architecture.backbone.context_images": documented("sequence", KONTEXT),
-        "schedule.stages[guidance_distillation]": REMOVE,
+KONTEXT_EDITING = {
+    "modality": documented("image_edit", KONTEXT_OVERVIEW),
+    "license": documented("Mixed", VARIANTS),
+    "data.sources[edit_triplets]": Insert(
+        Source(
+            name="edit_triplets",
+            modality=documented("image_edit_triplet", KONTEXT),
+            count=assumed(1e6, MILLIONS),
+            unit=documented("triplets", KONTEXT),
+        )
+    ),
+    "data.pipelines[kontext]": Insert(
+        Pipeline(
+            name="kontext",
+            sources=documented(["edit_triplets"], KONTEXT),
+            ops=[
+                assumed(
+                    PrecomputeEmbeddings(text_encoders=["clip_l", "t5_xxl"], vae_latents=True),
+                    "Kontext's curation is undisclosed; the frozen encoders are precomputed as for FLUX.1",
+                )
+            ],
+            output=documented("kontext_triplets", KONTEXT),
+        )
+    ),
+    "data.datasets[kontext_triplets]": Insert(
+        Dataset(name="kontext_triplets", count=assumed(1e6, MILLIONS), unit=documented("triplets", KONTEXT))
+    ),
+    # Context latents go after the target on the sequence axis with RoPE index 1 (sampling.py
+    # prepare_kontext); channel-wise concatenation performed worse.
+    "architecture.backbone.context_images": documented("sequence", KONTEXT),
+    "schedule.stages[guidance_distillation]": REMOVE,
+    "inference": InferenceSpec(
+        sampler=documented("euler", FLUX_SAMPLING),
+        steps=documented(30, FLUX_CLI_KONTEXT),
+        guidance_embedded=documented(2.5, FLUX_CLI_KONTEXT),
+        shift=bfl_sampling_shift(FLUX_CLI_KONTEXT),
+    ),
+}
+KONTEXT_NOTES = [
+    *FLUX1_DEV.notes,
+    "Kontext: context and target tokens are concatenated on the sequence axis, not channel-wise "
+    "(channel-wise performed worse). 3D RoPE over factorised (t, h, w): the first axis is the image "
+    "index i, 0 for the target and 1.. for context images, which supports several references. The "
+    "schema has no field for the context index offset (schema gap).",
+    "Kontext [dev] embeds guidance like [dev] (black-forest-labs/flux util.py 'flux-dev-kontext' config) "
+    "and its CLI samples 30 steps at guidance 2.5; the survey's recipe names only flow matching then "
+    "LADD, so where the guidance embedding is trained is not stated.",
+    "Kontext training data: 'millions' of relational (input, output, instruction) pairs; the count of "
+    "1e6 is a lower bound. Its curation is undisclosed.",
+]
+
+
+def kontext_stages(init_from, after: str | None) -> dict:
+    """Kontext's two stages: the editing fine-tune starting from `init_from`, then LADD from it."""
+    return {
         "schedule.stages[kontext_flow_matching]": Insert(
             Stage(
                 name="kontext_flow_matching",
@@ -455,12 +478,10 @@ FLUX_KONTEXT = derive(
                 optimizer=assumed(AdamW(lr=1e-5, weight_decay=0.0), "fine-tuning a converged 12B base"),
                 lr_schedule=FINETUNE_WARMUP,
                 precision=BF16,
-                # The survey says "FLUX.1 checkpoint"; the undistilled base is the one a flow-matching fine-tune
-                # can start from.
-                init_from=assumed("timestep_shifting", "'FLUX.1 checkpoint' (survey) read as the undistilled base"),
+                init_from=init_from,
                 goal=documented("Fine-tuned from FLUX.1 on (input, output, instruction) pairs, flow matching", KONTEXT),
             ),
-            after="timestep_shifting",
+            after=after,
         ),
         "schedule.stages[kontext_ladd]": Insert(
             Stage(
@@ -486,27 +507,52 @@ FLUX_KONTEXT = derive(
             ),
             after="kontext_flow_matching",
         ),
-        "inference": InferenceSpec(
-            sampler=documented("euler", FLUX_SAMPLING),
-            steps=documented(30, FLUX_CLI_KONTEXT),
-            guidance_embedded=documented(2.5, FLUX_CLI_KONTEXT),
-            shift=bfl_sampling_shift(FLUX_CLI_KONTEXT),
-        ),
+    }
+
+
+# As shipped, Kontext starts where the survey says, from a FLUX.1 checkpoint: the released FLUX.1 [dev], in BFL's own
+# file. FLUX.1's stages and data are not replayed. [dev] is the released FLUX.1 checkpoint a flow-matching fine-tune
+# can start from, and Kontext [dev] embeds guidance as [dev] does while its recipe has no guidance distillation.
+FLUX1_DEV_REPOSITORY = "huggingface.co/black-forest-labs/FLUX.1-dev (flux1-dev.safetensors, BFL's single file)"
+RELEASED_FLUX1_DEV = ReleasedWeights(
+    released=assumed("black-forest-labs/FLUX.1-dev", "'FLUX.1 checkpoint' (survey) read as the released [dev]"),
+    layout=documented("bfl", FLUX1_DEV_REPOSITORY),
+    file=documented("flux1-dev.safetensors", FLUX1_DEV_REPOSITORY),
+)
+FLUX_KONTEXT = derive(
+    FLUX1_DEV,
+    {
+        **KONTEXT_EDITING,
+        **{f"schedule.stages[{name}]": REMOVE for name in ("pretrain", "highres_finetune", "timestep_shifting")},
+        "data.sources[image_text]": REMOVE,
+        "data.pipelines[flux]": REMOVE,
+        "data.datasets[flux_highres]": REMOVE,
+        "data.datasets[flux_training_set]": REMOVE,
+        **kontext_stages(RELEASED_FLUX1_DEV, after=None),
         "notes": documented(
             [
-                *FLUX1_DEV.notes,
-                "Kontext: context and target tokens are concatenated on the sequence axis, not channel-wise "
-                "(channel-wise performed worse). 3D RoPE over factorised (t, h, w): the first axis is the image "
-                "index i, 0 for the target and 1.. for context images, which supports several references. The "
-                "schema has no field for the context index offset (schema gap).",
-                "Kontext [dev] embeds guidance like [dev] (black-forest-labs/flux util.py 'flux-dev-kontext' config) "
-                "and its CLI samples 30 steps at guidance 2.5; the survey's recipe names only flow matching then "
-                "LADD, so where the guidance embedding is trained is not stated.",
-                "Kontext training data: 'millions' of relational (input, output, instruction) pairs; the count of "
-                "1e6 is a lower bound. Its curation is undisclosed.",
+                *KONTEXT_NOTES,
+                "Kontext starts from the released FLUX.1 [dev] weights (the survey: 'fine-tuned from FLUX.1 "
+                "checkpoint'); FLUX_KONTEXT_REPLAYING_PRETRAINING in specs/flux.py trains FLUX.1's own stages "
+                "first instead (genspec compile specs/flux.py:FLUX_KONTEXT_REPLAYING_PRETRAINING).",
             ],
             survey("§3 FLUX.1 & Flux Kontext, and the sources named in each note"),
         ),
     },
     name="flux-kontext",
+)
+
+# The option: FLUX.1's pre-training, high-res and shifting stages replayed, Kontext starting from the last of them
+# (the undistilled base a flow-matching fine-tune can start from).
+FLUX_KONTEXT_REPLAYING_PRETRAINING = derive(
+    FLUX1_DEV,
+    {
+        **KONTEXT_EDITING,
+        **kontext_stages(
+            assumed("timestep_shifting", "'FLUX.1 checkpoint' (survey) read as the undistilled base, retrained here"),
+            after="timestep_shifting",
+        ),
+        "notes": documented(KONTEXT_NOTES, survey("§3 FLUX.1 & Flux Kontext, and the sources named in each note")),
+    },
+    name="flux-kontext-replaying-pretraining",
 )

@@ -219,6 +219,8 @@ ARCH_2 = ArchitectureSpec(
             role=assumed("tokens", "an MMDiT joins the LLM's tokens with the image tokens"),
             dim=assumed(4096, "undisclosed; the width of a 7B-class LLM"),
             max_tokens=assumed(256, "undisclosed; room for the long multi-perspective captions"),
+            # The planner needs its size: it stays resident on every GPU (no precomputed embeddings).
+            params=assumed(7e9, "undisclosed; a 7B-class LLM, as its assumed width"),
             frozen=assumed(True, "undisclosed"),
         ),
         TextEncoder(

@@ -28,3 +28,29 @@ def rendezvous_variables_stay_in_their_test():
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# A test module with a `start_in_background(session, tmp_path_factory)` function (tests/runtime/test_demo.py: the
+# 15 demos) has slow subprocess work started before the first test so that it overlaps the rest of the suite,
+# which mostly keeps one of this machine's two cores busy; its tests run last and wait for that work.
+BACKGROUND_HOOK = "start_in_background"
+
+
+def _background_module(item: pytest.Item):
+    module = getattr(item, "module", None)
+    return module if hasattr(module, BACKGROUND_HOOK) else None
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: _background_module(item) is not None)  # stable: the rest keeps its order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_work(request, tmp_path_factory):
+    """Start the background work of every collected module that has some, and stop what is left of it when
+    the session ends."""
+    modules = dict.fromkeys(filter(None, map(_background_module, request.session.items)))
+    stops = [getattr(module, BACKGROUND_HOOK)(request.session, tmp_path_factory) for module in modules]
+    yield
+    for stop in stops:
+        stop()

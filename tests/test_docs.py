@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from compiler.cli import app
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "writing-a-spec.md"
-SPECS = ("SD3_MEDIUM", "SD3_MEDIUM_DEDUP", "MY_VIDEO_DIT", "MY_VIDEO_MMDIT")
+SPECS = ("SD3_MEDIUM", "SD3_MEDIUM_DEDUP", "MY_VIDEO_DIT", "MY_VIDEO_MMDIT", "MY_VIDEO_DIT_FROM_WAN")
 runner = CliRunner()
 
 

@@ -103,7 +103,7 @@ def _order(spec: Spec) -> list[dict[str, Any]]:
     for stage in spec.schedule.stages:
         after = {producer[root_dataset(spec, use.dataset)[0]] for use in stage.datasets
                  if root_dataset(spec, use.dataset)[0] in producer}
-        after |= {f"train-{slug(ref)}" for ref in (stage.init_from, stage.teacher) if ref}
+        after |= {f"train-{slug(ref)}" for ref in (stage.init_stage, stage.teacher) if ref}
         jobs.append({"kind": "stage", "id": f"train-{slug(stage.name)}", "dir": slug(stage.name),
                      "label": f"training stage: {stage.name}", "script": f"train/{slug(stage.name)}/sbatch.sh",
                      "after": sorted(after)})
@@ -131,7 +131,8 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
                              micro_batch=b.micro_batch) for b in stage_plan.buckets],
         data=inputs,
         output_dir=f"checkpoints/{slug(stage.name)}",
-        init_from=f"checkpoints/{slug(stage.init_from)}" if stage.init_from else None,
+        # Released weights stay in stage.init_from: the trainer finds them in its model directory.
+        init_from=f"checkpoints/{slug(stage.init_stage)}" if stage.init_stage else None,
         teacher=f"checkpoints/{slug(stage.teacher)}" if stage.teacher else None,
         checkpoint_every=stage_plan.cadence.checkpoint_every,
         validation_every=stage_plan.cadence.validation_every,

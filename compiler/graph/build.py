@@ -6,13 +6,14 @@ Nodes (attribute `kind`), with ids:
   dataset     dataset:<name>
   stage       stage:<name>
   checkpoint  checkpoint:<stage>       (the stage's final weights)
+              released:<model id>      (released weights a stage's init_from names; no stage produces them)
 Edges (attribute `kind`, also the edge key: a distillation stage is often initialised by its teacher, two
 edges between the same pair), each with the spec `path` that states it:
   feeds         source -> first op, op -> next op (in run order), source -> dataset for a pipeline without ops
   produces      last op -> the pipeline's dataset, stage -> its checkpoint
   subset        dataset -> a subset of it
   consumes      dataset -> stage (attribute `weight`: the dataset's share of the stage's samples)
-  initialises   checkpoint -> the stage whose init_from names it
+  initialises   checkpoint (or released weights) -> the stage whose init_from names it
   teaches       checkpoint -> the distillation stage whose teacher names it
 Cascades (Imagen) train several networks: stage and checkpoint nodes carry `model`, the U-Net trained.
 
@@ -162,10 +163,16 @@ def _add_stages(graph: nx.MultiDiGraph, spec: Spec) -> None:
             if graph.has_node(f"dataset:{use.dataset}"):
                 _edge(graph, f"dataset:{use.dataset}", f"stage:{stage.name}", "consumes", f"{path}.datasets[{index}]",
                       weight=use.weight)
-        for field, kind in (("init_from", "initialises"), ("teacher", "teaches")):
-            named = getattr(stage, field)
+        references = (("init_from", "initialises", stage.init_stage), ("teacher", "teaches", stage.teacher))
+        for field, kind, named in references:
             if named is not None and named in stages:
                 _edge(graph, f"checkpoint:{named}", f"stage:{stage.name}", kind, f"{path}.{field}")
+        released = stage.init_released
+        if released is not None:
+            node = f"released:{released.released}"
+            graph.add_node(node, kind="checkpoint", name=f"released {released.released}", model=stage.model,
+                           path=f"{path}.init_from")
+            _edge(graph, node, f"stage:{stage.name}", "initialises", f"{path}.init_from")
 
 
 def _edge(graph: nx.MultiDiGraph, source: str, target: str, kind: str, path: str, **attributes: float) -> None:

@@ -16,6 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from compiler.plan.memory import (
+    BLOCK_FIELDS,
+    TransformerShape,
+    transformer_activation_bytes,
+    unet_activation_bytes,
+)
 from compiler.plan.params import (
     ParamCount,
     count_dit,
@@ -24,6 +30,8 @@ from compiler.plan.params import (
     count_sd3,
     count_unet,
     count_video_mmdit,
+    UNetActivations,
+    unet_activation_elements,
     unet_forward_flops,
 )
 from compiler.schema.architecture import (
@@ -57,6 +65,8 @@ class Workload:
     attention_layers: int
     hidden_size: int
     frozen_params: float  # text encoders and VAE resident for on-the-fly encoding
+    transformer: TransformerShape | None = None  # None: a cascade U-Net
+    unet: UNetActivations | None = None  # a cascade U-Net's activation elements at the stage's side
 
 
 def latent_frames(spec: Spec, frames: int | None) -> int:
@@ -95,29 +105,49 @@ def trained_encoders(spec: Spec) -> list[TextEncoder]:
 
 
 # Documented sizes of frozen encoders a spec names without `params` (encoder stacks only, as the runtime
-# loads them): T5 v1.1 XXL encoder (google/t5-v1_1-xxl, the encoder half of 11.3B), UMT5-XXL encoder
-# (google/umt5-xxl, Wan's text encoder), Qwen2.5-VL-7B-Instruct (model card), ByT5-small encoder.
+# loads them), by the encoder's name or its model id: T5 v1.1 XXL encoder (google/t5-v1_1-xxl, the encoder half
+# of 11.3B), UMT5-XXL encoder (google/umt5-xxl, Wan's text encoder), Qwen2.5-VL-7B-Instruct (model card),
+# ByT5-small encoder, CLIP ViT-L/14's text tower (openai/clip-vit-large-patch14 CLIPTextModel, 123.1M),
+# OpenCLIP ViT-bigG/14's (CLIPTextModelWithProjection, 694.7M) and LLaVA-Llama-3-8B's language model
+# (HunyuanVideo's text encoder: Meta Llama 3 8B, 8.03B; its vision tower encodes no text).
 KNOWN_ENCODER_PARAMS = {"t5_xxl": 4.76e9, "umt5_xxl": 5.68e9, "qwen2_5_vl": 8.29e9, "glyph_byt5": 0.22e9}
+KNOWN_MODEL_PARAMS = {
+    "google/t5-v1_1-xxl": 4.76e9, "google/umt5-xxl": 5.68e9, "Qwen/Qwen2.5-VL-7B-Instruct": 8.29e9,
+    "google/byt5-small": 0.22e9, "openai/clip-vit-large-patch14": 0.123e9, "laion/CLIP-ViT-bigG-14": 0.695e9,
+    "xtuner/llava-llama-3-8b-v1_1-transformers": 8.03e9,
+}
+# Documented VAE sizes by `vae`: FLUX.1's autoencoder (diffusers AutoencoderKL of ae.safetensors, 83.8M) and
+# Wan-VAE (Wan technical report, arXiv:2503.20314 section 3.1: 127M).
+KNOWN_VAE_PARAMS = {"black-forest-labs/FLUX.1-dev ae.safetensors": 83.8e6, "Wan-VAE": 127e6}
+
+
+def encoder_size(encoder: TextEncoder) -> float | None:
+    """An encoder's parameters: its `params`, else a documented size for its name or model id."""
+    if encoder.params is not None:
+        return encoder.params
+    return KNOWN_ENCODER_PARAMS.get(encoder.name, KNOWN_MODEL_PARAMS.get(encoder.model))
 
 
 def frozen_sizes(spec: Spec) -> tuple[dict[str, float], list[str]]:
-    """(parameters of each frozen encoder and the VAE, from `params` or KNOWN_ENCODER_PARAMS; the fields of
-    those with neither), so that an unsized encoder is named in plan.md rather than counted as 0 silently."""
+    """(parameters of each frozen encoder and the VAE, from `params` or the documented sizes above; the fields
+    of those with neither), so that an unsized one is refused (text encoders, planner.py) or named in plan.md
+    (the VAE, a few hundred MB at most) rather than counted as 0 silently."""
     sizes, unsized = {}, []
     for index, encoder in enumerate(spec.architecture.text_encoders):
         if not encoder.frozen:
             continue
-        size = encoder.params if encoder.params is not None else KNOWN_ENCODER_PARAMS.get(encoder.name)
+        size = encoder_size(encoder)
         if size is None:
             unsized.append(f"architecture.text_encoders[{index}].params ({encoder.name})")
         else:
             sizes[encoder.name] = size
     space = spec.architecture.space
     if isinstance(space, LatentSpace):
-        if space.params is None:
+        size = space.params if space.params is not None else KNOWN_VAE_PARAMS.get(space.vae)
+        if size is None:
             unsized.append("architecture.space.params (VAE)")
         else:
-            sizes["vae"] = space.params
+            sizes["vae"] = size
     return sizes, unsized
 
 
@@ -186,9 +216,12 @@ def workload(spec: Spec, stage: Stage) -> Workload:
         unet = _unet(backbone, stage.model)
         side = unet.train_crop or unet.resolution
         flops = unet_forward_flops(unet, _cascade_text_dim(spec), _image_channels(spec), text, side) + encoder_flops
-        # Activation memory reads tokens x width per level: use the mean feature-map size over the levels.
+        # The "tokens" plan.md shows for a U-Net: the mean feature-map size over its levels (activation memory
+        # walks every level: unet_activation_elements).
         mean_positions = side**2 / 4 ** (len(unet.channel_mult) / 2)
-        return Workload(unet.name, count, int(mean_positions), text, 1, flops, 0, unet.channels, frozen)
+        elements = unet_activation_elements(unet, _cascade_text_dim(spec), _image_channels(spec), side)
+        return Workload(unet.name, count, int(mean_positions), text, 1, flops, 0, unet.channels, frozen,
+                        unet=elements)
 
     frames = latent_frames(spec, stage.frames)
     image = _image_tokens(spec, backbone, stage)
@@ -210,7 +243,20 @@ def workload(spec: Spec, stage: Stage) -> Workload:
     linear = 2 * (count.image_token * image + count.text_token * text + count.joint_token * (image + text)
                   + count.glyph_token * glyph + count.sample)
     flops = linear + attention + encoder_flops
-    return Workload(stage.model, count, image, text, frames, flops, layers, backbone.hidden_size, frozen)
+    return Workload(stage.model, count, image, text, frames, flops, layers, backbone.hidden_size, frozen,
+                    transformer_shape(backbone))
+
+
+def transformer_shape(backbone: MMDiT | DiT) -> TransformerShape:
+    """The family and sizes activation memory is planned from (memory.ACTIVATION_COEFFICIENTS)."""
+    if isinstance(backbone, MMDiT):
+        family = backbone.block_style
+    else:
+        family = "cogvideox" if backbone.modulation == "adaln_expert" else "dit"
+    ffn = getattr(backbone, "ffn_dim", None) or int(backbone.hidden_size * backbone.mlp_ratio)
+    blocks = tuple((name, getattr(backbone, field)) for name, field in BLOCK_FIELDS[family].items()
+                   if getattr(backbone, field))
+    return TransformerShape(family, blocks, backbone.hidden_size, ffn, backbone.num_heads, backbone.head_dim)
 
 
 def _unet(cascade: Cascade, name: str) -> UNetStage:
@@ -240,10 +286,10 @@ class LossPasses:
                             the student over 1; the teacher forward on the student's re-noised sample with
                             gradients to the student's input (1 forward + 1 input-gradient backward, about one
                             forward: the teacher's weights take no gradient), then the discriminator step's two
-                            no-grad teacher forwards (fake, real): 4. NOTE: the grad-enabled teacher call also
-                            keeps its activations for that backward (about the student's, un-checkpointed); they
-                            are not counted yet: counted, flux-kontext's LADD stage needs 75 GiB on an H100 and
-                            the runtime should checkpoint the teacher's blocks first (a follow-up)
+                            no-grad teacher forwards (fake, real): 4. The grad-enabled teacher call keeps its
+                            activations until the student's backward, beside the student's: a frozen network's
+                            (memory.FROZEN_ACTIVATION_COEFFICIENTS), whole (the runtime neither checkpoints the
+                            teacher nor splits it over the sequence-parallel group)
       Diffusion-DPO         the student over 2 (preferred + rejected concatenated); the reference forward over
                             the same 2, no backward
     """
@@ -251,6 +297,7 @@ class LossPasses:
     student_samples: int = 1  # the student's forward + backward runs over this many samples per sample
     frozen_forwards: float = 0.0  # teacher / reference passes per sample (forward, or an input-only backward)
     frozen_copy: bool = False  # a teacher or reference network is resident
+    teacher_activations: bool = False  # the teacher runs with gradients to its input: its activations are kept
 
 
 def loss_passes(stage: Stage) -> LossPasses:
@@ -259,7 +306,7 @@ def loss_passes(stage: Stage) -> LossPasses:
     if kind == "guidance_distillation":
         return LossPasses(frozen_forwards=2, frozen_copy=True)
     if kind in ("ladd", "timestep_distillation"):
-        return LossPasses(frozen_forwards=4, frozen_copy=True)
+        return LossPasses(frozen_forwards=4, frozen_copy=True, teacher_activations=True)
     if kind == "diffusion_dpo":
         return LossPasses(student_samples=2, frozen_forwards=2, frozen_copy=True)
     return LossPasses(frozen_copy=stage.teacher is not None)
@@ -275,20 +322,24 @@ def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = Los
     return forward * ((4 if checkpointing else 3) * passes.student_samples + passes.frozen_forwards)
 
 
-def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1) -> float:
-    """Bytes of activations kept for backward, per sample and rank, in 16-bit.
+def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1,
+                     precision: str = "bf16", frozen: bool = False) -> float:
+    """Bytes of activations kept for backward, per sample and rank.
 
     Under Ulysses sequence parallelism of degree sp a rank holds 1/sp of the image/video tokens and all text
     tokens (replicated across the group: runtime/models/sequence_parallel.py).
 
-    Per transformer layer and token about 34 x hidden bytes with fused (flash) attention, which keeps no
-    score matrix (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
-    Models", eq. 1 without the 5as/h term). With full checkpointing only each layer's input
-    (2 x hidden bytes per token) is kept, plus one layer's activations during its recompute.
+    Transformers: per block and token, the bytes the runtime's blocks were measured to save
+    (memory.transformer_activation_bytes, ACTIVATION_COEFFICIENTS). Cascade U-Nets: per ResBlock, attention
+    block and convolution at each level's feature-map size, likewise measured
+    (memory.unet_activation_bytes, UNET_ACTIVATION_COEFFICIENTS).
+
+    frozen: the network's weights are frozen and the gradient flows to its input only (LADD's teacher); the
+    U-Nets' trained figure is then an upper bound (no cascade stage distils with LADD).
     """
-    tokens = work.image_tokens / sequence_parallel + work.text_tokens
-    per_layer = 34 * tokens * work.hidden_size
-    layers = max(work.attention_layers, work.params.blocks, 1)
-    if checkpointing:
-        return layers * 2 * tokens * work.hidden_size + per_layer
-    return layers * per_layer
+    if work.transformer is not None:
+        image = work.image_tokens / sequence_parallel
+        return transformer_activation_bytes(work.transformer, image, work.text_tokens, precision, checkpointing,
+                                            frozen)
+    unet = work.unet
+    return unet_activation_bytes(unet.total, unet.levels, unet.boundary, precision, checkpointing)

@@ -245,9 +245,23 @@ class _UNetWalk:
         self.spatial = self.text = self.sample = self.other = 0
         self.flops = 0.0
         self.largest = 0
+        # Activation elements by kind (memory.UNET_ACTIVATION_COEFFICIENTS): ResBlock inputs and outputs,
+        # attention blocks' widths by kind, and the inputs the convolutions and norms outside them keep.
+        self.saved: dict[str, float] = {}
+        self.levels: list[dict[str, float]] = []  # the same, per checkpointed level
+        self.boundary = 0.0  # elements a checkpointed level keeps: its input and the skips it hands on
+        self._mark: dict[str, float] = {}
 
     def positions(self, side: int) -> float:
         return (side * self.scale) ** 2
+
+    def save(self, kind: str, elements: float) -> None:
+        self.saved[kind] = self.saved.get(kind, 0.0) + elements
+
+    def begin_level(self) -> int:
+        """Mark a level's start; returns the parameter total so far (for `level`)."""
+        self._mark = dict(self.saved)
+        return self.total()
 
     def conv(self, c_in: int, c_out: int, kernel: int, side: int) -> int:
         params = c_in * c_out * kernel * kernel + c_out
@@ -264,6 +278,8 @@ class _UNetWalk:
         if c_in != c_out:
             params += self.conv(c_in, c_out, 1, side)
         self.sample += linear(self.temb, 2 * c_out)  # time embedding -> scale and shift, once per sample
+        self.save("resblock_in", self.positions(side) * c_in)
+        self.save("resblock_out", self.positions(side) * c_out)
         return params + linear(self.temb, 2 * c_out)
 
     def attention(self, channels: int, side: int, has_self: bool, has_text: bool) -> int:
@@ -283,6 +299,7 @@ class _UNetWalk:
         self.text += text
         self.other += 2 * channels + (2 * inner if has_text else 0)  # GroupNorm, null key and value
         self.flops += 2 * image * n + 2 * text * self.text_tokens + 4 * n * keys * inner
+        self.save("attention_" + ("self_text" if has_self and has_text else "self" if has_self else "text"), n * channels)
         return image + text + 2 * channels + (2 * inner if has_text else 0)
 
     def level_sides(self) -> list[int]:
@@ -306,8 +323,10 @@ class _UNetWalk:
         return self.spatial + self.text + self.sample + self.other
 
     def level(self, start: int) -> None:
-        """Close a level begun when the total was `start`: levels are the repeated (checkpointed) blocks."""
+        """Close a level begun when the total was `start` (begin_level): levels are the repeated (checkpointed)
+        blocks."""
         self.largest = max(self.largest, self.total() - start)
+        self.levels.append({kind: value - self._mark.get(kind, 0.0) for kind, value in self.saved.items()})
 
     def conditioning(self) -> None:
         c, temb = self.stage.channels, self.temb
@@ -319,52 +338,66 @@ class _UNetWalk:
     def base(self, widths: list[int], sides: list[int], in_channels: int) -> None:
         stage, levels = self.stage, len(widths)
         self.conv(in_channels, widths[0], 3, stage.resolution)
+        self.save("input", self.positions(stage.resolution) * in_channels)
         skips, width = [widths[0]], widths[0]
         for level in range(levels):
-            start = self.total()
+            start = self.begin_level()
+            self.boundary += self.positions(sides[level]) * width  # the level's input
             for index in range(stage.res_blocks[level]):
                 self.block(width if index == 0 else widths[level], widths[level], sides[level], True)
             width = widths[level]
             skips += [width] * stage.res_blocks[level]
+            self.boundary += self.positions(sides[level]) * width * stage.res_blocks[level]  # skips held
             if level < levels - 1:
                 self.conv(width, width, 3, sides[level + 1])
+                self.save("input", self.positions(sides[level]) * width)  # the strided conv's input
                 skips.append(width)
             self.level(start)
         self.block(width, width, sides[-1], False)
         self.attention(width, sides[-1], True, stage.cross_attention)
         self.block(width, width, sides[-1], False)
         for level in reversed(range(levels)):
-            start = self.total()
+            start = self.begin_level()
+            self.boundary += self.positions(sides[level]) * width
             for _ in range(stage.res_blocks[level] + 1):
                 self.block(width + skips.pop(), widths[level], sides[level], True)
                 width = widths[level]
             if level > 0:
                 self.conv(width, width, 3, sides[level - 1])
+                self.save("input", self.positions(sides[level - 1]) * width)  # the upsampled map the conv keeps
             self.level(start)
         self.norm(width)
         self.conv(width, self.image_channels, 3, stage.resolution)
+        self.save("input", 3 * self.positions(stage.resolution) * width)  # norm_out, SiLU and conv_out inputs
 
     def efficient(self, widths: list[int], sides: list[int], in_channels: int) -> None:
         stage, levels = self.stage, len(widths)
         inputs = [widths[0]] + widths[:-1]
         self.conv(in_channels, widths[0], 3, stage.resolution)
+        self.save("input", self.positions(stage.resolution) * in_channels)
         for level in range(levels):
-            start = self.total()
+            start = self.begin_level()
+            input_side = 2 * sides[level] if level < levels - 1 else sides[level]
+            self.boundary += self.positions(input_side) * inputs[level]
             if level < levels - 1:
                 self.conv(inputs[level], inputs[level], 4, sides[level])  # strided 4x4 down
+                self.save("input", self.positions(input_side) * inputs[level])
             for index in range(stage.res_blocks[level]):
                 self.block(inputs[level] if index == 0 else widths[level], widths[level], sides[level], False)
             self.attention(widths[level], sides[level], *self.attention_at(sides[level]))
             self.level(start)
         for level in reversed(range(levels)):
-            start = self.total()
+            start = self.begin_level()
+            self.boundary += 2 * self.positions(sides[level]) * widths[level]  # its input and the skip added to it
             for index in range(stage.res_blocks[level]):
                 self.block(widths[level] if index == 0 else inputs[level], inputs[level], sides[level], False)
             self.attention(inputs[level], sides[level], *self.attention_at(sides[level]))
             if level < levels - 1:
                 self.conv(inputs[level], inputs[level], 4, sides[level])  # transposed 4x4 up, per input position
+                self.save("input", self.positions(sides[level]) * inputs[level])
             self.level(start)
         self.conv(widths[0], self.image_channels, 1, stage.resolution)
+        self.save("input", self.positions(stage.resolution) * widths[0])  # the 1x1 conv_out's input
 
     def count(self) -> ParamCount:
         stage = self.stage
@@ -385,6 +418,22 @@ def count_unet(stage: UNetStage, text_dim: int, image_channels: int = 3) -> Para
     runtime/models/unet.py builds it. `image_token` holds the convolution and attention weights applied at
     every feature-map position, `text_token` the text keys and values."""
     return _UNetWalk(stage, text_dim, image_channels, 0, 1.0).count()
+
+
+@dataclass(frozen=True)
+class UNetActivations:
+    """Activation elements of one sample through a cascade U-Net, by kind (see _UNetWalk.saved)."""
+
+    total: dict[str, float]
+    levels: list[dict[str, float]]  # per checkpointed level (down levels, then up levels)
+    boundary: float  # what checkpointed levels keep: their inputs and the skips between them
+
+
+def unet_activation_elements(stage: UNetStage, text_dim: int, image_channels: int, side: int) -> UNetActivations:
+    """The elements a U-Net keeps for backward at `side` pixels a side, by kind, as runtime/models/unet.py runs."""
+    walk = _UNetWalk(stage, text_dim, image_channels, 0, side / stage.resolution)
+    walk.count()
+    return UNetActivations(walk.saved, walk.levels, walk.boundary)
 
 
 def unet_forward_flops(stage: UNetStage, text_dim: int, image_channels: int, text_tokens: int, side: int) -> float:

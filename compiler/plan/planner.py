@@ -5,9 +5,10 @@ Passes, per stage:
   2. layout       sequence-parallel degree sp (Ulysses, `sequence_parallel_degrees`): the smallest legal one
                   that brings a sample's training time under SAMPLE_SECONDS and fits memory; data-parallel
                   size = devices / sp, and the global batch must split evenly over it
-  3. search       ZeRO stage, offload and activation checkpointing in order of cost (no offload before
-                  offload, no recompute before recompute, lower ZeRO stage first), and within the first
-                  that fits, the largest micro batch; gradient accumulation makes up the global batch
+  3. search       every ZeRO stage with and without activation checkpointing, each at the largest micro batch
+                  that fits; the one with the shortest planned step wins (recompute costs a forward, ZeRO-3
+                  all-gathers the parameters twice per micro-step, see comm.py); offload only when nothing
+                  fits on the device; gradient accumulation makes up the global batch
   4. estimate     FLOPs per step, step time at a stated MFU, GPU-hours for the stage's steps
   5. cadence      checkpoint interval at the Young/Daly optimum, validation interval (cadence.py)
   6. buckets      a bucketed stage's buckets, each with its own micro-batch, checked against the data (buckets.py)
@@ -25,6 +26,7 @@ from compiler.plan.cost import (
     PlanError,
     Workload,
     activation_bytes,
+    encoder_size,
     frozen_sizes,
     loss_passes,
     mean_forward_flops,
@@ -42,13 +44,13 @@ GPU_MFU = 0.40
 CPU_MFU = 0.25
 _IN_DEVICE = [ZeroChoice(0), ZeroChoice(1), ZeroChoice(2), ZeroChoice(3)]
 _OFFLOAD = [ZeroChoice(2, "optimizer"), ZeroChoice(3, "optimizer"), ZeroChoice(3, "optimizer_and_params")]
-# Cheapest first: recomputing activations costs a third more compute; offloading to the host costs
-# PCIe traffic every step, which is usually worse, so it comes last.
 # A sample whose forward + backward takes longer than this on one device is split over a sequence-parallel
 # group: image stages of the largest models take 1-3 s per sample, a 720p x 81-frame Wan 14B sample about 50 s,
 # so its data-parallel step would run 20x the image stages' and checkpoints, preemption and the gradient
 # all-reduce would wait on it. Ulysses divides that time by sp for two all-to-alls per attention.
 SAMPLE_SECONDS = 10.0
+# Ties in step time go to the earlier entry: lower ZeRO stage, no recompute. Offloading to the host costs PCIe
+# traffic every step, which the step time does not model, so it is tried only when nothing else fits.
 SEARCH = [(z, False) for z in _IN_DEVICE] + [(z, True) for z in _IN_DEVICE] + [
     (z, checkpointing) for z in _OFFLOAD for checkpointing in (False, True)
 ]
@@ -95,7 +97,8 @@ class StagePlan:
     steps: int
     device_hours: float
     cadence: Cadence
-    # frozen encoders resident (not precomputed) whose size is unknown: counted 0 bytes, named in plan.md
+    # a resident (not precomputed) VAE whose size is unknown: counted 0 bytes, named in plan.md (an unsized
+    # resident text encoder is refused)
     unsized_frozen: tuple[str, ...] = ()
     buckets: tuple[BucketPlan, ...] = ()  # a bucketed stage's buckets, each with its micro-batch (buckets.py)
 
@@ -124,15 +127,35 @@ def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice, 
     return extra
 
 
-def _activations(work: Workload, stage, checkpointing: bool, micro: int, sp: int) -> float:
+def _activations(work: Workload, stage, checkpointing: bool, micro: int, sp: int, precision: str) -> float:
     """The student's activations per rank over the samples its loss runs (DPO: preferred + rejected), with
-    1/sp of the image/video tokens under sequence parallelism."""
-    return activation_bytes(work, checkpointing, sp) * loss_passes(stage).student_samples * micro
+    1/sp of the image/video tokens under sequence parallelism, and LADD's teacher's, whole and un-checkpointed
+    (cost.LossPasses)."""
+    passes = loss_passes(stage)
+    student = activation_bytes(work, checkpointing, sp, precision) * passes.student_samples
+    teacher = activation_bytes(work, False, 1, precision, frozen=True) if passes.teacher_activations else 0.0
+    return (student + teacher) * micro
 
 
 def _frozen_bytes(spec: Spec, work: Workload) -> float:
     """Text encoders and VAE stay resident unless the data pipeline precomputes their outputs."""
     return 0.0 if _precomputed(spec) else 2 * work.frozen_params
+
+
+def _check_frozen_encoders(spec: Spec) -> None:
+    """A resident frozen text encoder needs a size: an LLM encoder is GiBs, so counting it as 0 would plan
+    layouts that do not fit."""
+    if _precomputed(spec):
+        return
+    for index, encoder in enumerate(spec.architecture.text_encoders):
+        if encoder.frozen and encoder_size(encoder) is None:
+            raise PlanError(
+                f"architecture.text_encoders[{index}].params ({encoder.name}, model {encoder.model}) is unset and "
+                f"genspec knows no documented size for it, but the encoder stays resident on every GPU (the data "
+                f"pipelines have no precompute_embeddings op), so its memory cannot be planned. Fix: set its "
+                f"size, --set architecture.text_encoders[{encoder.name}].params=N (e.g. 7e9 for a 7B LLM; in a "
+                f"spec, as an assumption with its reason), or precompute the embeddings in curation."
+            )
 
 
 def _precomputed(spec: Spec) -> bool:
@@ -165,6 +188,7 @@ def _sample_seconds(work: Workload, cluster: Cluster) -> float:
 
 
 def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
+    _check_frozen_encoders(spec)
     work = workload(spec, stage)
     world = cluster.world_size
     batch, steps = stage.batch_size, stage.steps
@@ -207,7 +231,20 @@ def _check_batch(stage, batch: int, ranks: int, cluster: Cluster) -> None:
 
 
 def _fit(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tuple[StagePlan | None, float]:
-    """The cheapest layout that fits at sequence-parallel degree sp, and the least memory any layout needs."""
+    """The layout with the shortest planned step that fits at sequence-parallel degree sp, and the least
+    memory any layout needs. Layouts on the device are weighed by step time (checkpointing's recompute against
+    ZeRO-3's extra all-gathers, larger micro batches against more communication); offloading, whose PCIe
+    traffic the step time does not model, only when nothing fits on the device."""
+    layouts, best_need = _layouts(spec, stage, cluster, work, sp)
+    in_device = [plan for plan in layouts if plan.offload == "none"]
+    if in_device:  # min keeps the first of equals: the SEARCH order (lower ZeRO stage, no recompute) breaks ties
+        return min(in_device, key=lambda plan: plan.step_seconds), best_need
+    return (layouts[0] if layouts else None), best_need
+
+
+def _layouts(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tuple[list[StagePlan], float]:
+    """For each ZeRO / offload / checkpointing choice in SEARCH order, the plan at the largest micro batch that
+    fits (none if none does), and the least memory any of them needs."""
     ranks, batch = cluster.world_size, stage.batch_size
     dp = ranks // sp
     _check_batch(stage, batch, dp, cluster)
@@ -216,7 +253,7 @@ def _fit(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tuple[
     frozen = _frozen_bytes(spec, work)
     per_rank = batch // dp
     micro_options = sorted((m for m in range(1, min(per_rank, 64) + 1) if per_rank % m == 0), reverse=True)
-    best_need = None
+    best_need, layouts = None, []
     for zero, checkpointing in SEARCH:
         if zero.offload != "none" and not cluster.gpu:
             continue  # offloading to the CPU a CPU run already uses gains nothing
@@ -225,13 +262,14 @@ def _fit(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tuple[
         states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision) + zero_buffer_bytes(zero, precision, cluster.gpu is not None)
         copies = _extra_copies(spec, stage, work.params.total, ranks, zero, precision)
         for micro in micro_options:
-            activations = _activations(work, stage, checkpointing, micro, sp)
+            activations = _activations(work, stage, checkpointing, micro, sp, precision)
             need = (states + frozen + copies + activations) / GIB
             best_need = need if best_need is None else min(best_need, need)
             if need <= capacity:
                 memory = Memory(states / GIB, activations / GIB, frozen / GIB, copies / GIB, need, capacity)
-                return _stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory, dp), need
-    return None, best_need
+                layouts.append(_stage_plan(spec, stage, cluster, work, micro, zero, checkpointing, precision, memory, dp))
+                break
+    return layouts, best_need
 
 
 def _step_seconds(compute: float, work: Workload, cluster: Cluster, zero: ZeroChoice, accumulation: int,

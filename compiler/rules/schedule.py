@@ -22,6 +22,7 @@ from compiler.schema.architecture import LatentSpace
 from compiler.schema.common import Size
 from compiler.schema.schedule import DISTILLATION_KINDS, Stage
 from compiler.schema.spec import Spec
+from compiler.schema.support import RELEASED_LAYOUTS, family_of
 from compiler.validate import rule
 
 TOLERANCE = 1e-6
@@ -76,8 +77,7 @@ def dataset_declared(spec: Spec) -> Iterator[Diagnostic]:
 def references_earlier_stage(spec: Spec) -> Iterator[Diagnostic]:
     positions = stage_positions(spec)
     for path, position, stage in stage_paths(spec):
-        for field in ("init_from", "teacher"):
-            named = getattr(stage, field)
+        for field, named in (("init_from", stage.init_stage), ("teacher", stage.teacher)):
             if named is None:
                 continue
             if named not in positions:
@@ -98,7 +98,7 @@ def references_earlier_stage(spec: Spec) -> Iterator[Diagnostic]:
 def init_from_same_model(spec: Spec) -> Iterator[Diagnostic]:
     stages = {stage.name: stage for stage in reversed(spec.schedule.stages)}
     for path, _, stage in stage_paths(spec):
-        source = stages.get(stage.init_from) if stage.init_from else None
+        source = stages.get(stage.init_stage) if stage.init_stage else None
         if source is not None and source.model != stage.model:
             yield Diagnostic(
                 f"{path}.init_from",
@@ -106,6 +106,24 @@ def init_from_same_model(spec: Spec) -> Iterator[Diagnostic]:
                 f"stage {stage.name!r} trains model {stage.model!r} but starts from stage {source.name!r}, "
                 f"which trained model {source.model!r}",
                 f"start from a stage that trained {stage.model!r}, or from scratch (init_from None)",
+            )
+
+
+@rule("schedule.released-layout-fits", "released weights come in a layout the spec's backbone has")
+def released_layout_fits(spec: Spec) -> Iterator[Diagnostic]:
+    family = family_of(spec.architecture.backbone)
+    for path, _, stage in stage_paths(spec):
+        released = stage.init_released
+        if released is not None and family not in RELEASED_LAYOUTS[released.layout]:
+            fitting = [layout for layout, families in RELEASED_LAYOUTS.items() if family in families]
+            yield Diagnostic(
+                f"{path}.init_from.layout",
+                "schedule.released-layout-fits",
+                f"stage {stage.name!r} starts from {released.released!r} in layout {released.layout!r}, whose keys "
+                f"name the parameters of {', '.join(RELEASED_LAYOUTS[released.layout])}; this spec's backbone is "
+                f"{family}",
+                f"use a layout that fits {family} ({', '.join(fitting) or 'none: start from an earlier stage'}), "
+                "as the released file is written",
             )
 
 

@@ -92,7 +92,11 @@ class StageFile(BaseModel):
     )
     data: list[DataInput] = Field(min_length=1)
     output_dir: str = Field(description="checkpoints, metrics.jsonl and samples go here")
-    init_from: str | None = Field(None, description="checkpoint directory of the stage this one starts from")
+    init_from: str | None = Field(
+        None,
+        description="checkpoint directory of the stage this one starts from; released weights are named by "
+        "stage.init_from and read from the trainer's model directory",
+    )
     teacher: str | None = Field(None, description="checkpoint directory of the teacher (distillation)")
     seed: int = 0
     validation_every: int = Field(

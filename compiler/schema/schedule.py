@@ -1,15 +1,16 @@
 """The schedule section: ordered training stages, each with its data, resolution, batch and optimizer.
 
-A stage starts from scratch or from the checkpoint of an earlier stage; distillation stages also name a
-teacher stage. Stage-specific losses (distillation, preference) live on the stage; the base objective is
-the spec's `objective`.
+A stage starts from scratch, from the checkpoint of an earlier stage, or from released weights (a model id
+in the model directory, in its published layout); distillation stages also name a teacher stage.
+Stage-specific losses (distillation, preference) live on the stage; the base objective is the spec's
+`objective`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from compiler.schema.common import Size
 from compiler.schema.provenance import Node
@@ -116,6 +117,54 @@ class DatasetUse(Node):
     weight: float = Field(1.0, gt=0, le=1)
 
 
+RELEASED_LAYOUTS = ("diffusers", "bfl", "wan")
+
+
+class ReleasedWeights(Node):
+    """Published weights a stage starts from instead of an earlier stage's checkpoint.
+
+    `released` is a model id looked up in the model directory as the text encoders are (org/name, org--name
+    or the Hugging Face hub cache); the runtime maps the file's keys onto the network's (runtime/models/released.py)
+    and checks them key by key against the architecture.
+    """
+
+    released: str = Field(
+        min_length=1, description="model id in the model directory, e.g. black-forest-labs/FLUX.1-dev"
+    )
+    layout: Literal["diffusers", "bfl", "wan"] = Field(
+        "diffusers",
+        description="key names of the file: 'diffusers' (the model's diffusers class), 'bfl' (Black Forest Labs' "
+        "single file, e.g. flux1-dev.safetensors), 'wan' (the Wan2.1 repository's own checkpoints)",
+    )
+    subfolder: str | None = Field(
+        None, description="folder inside the model's folder, e.g. 'transformer' of a diffusers pipeline repository"
+    )
+    file: str | None = Field(
+        None,
+        description="weights file inside the (sub)folder, a .safetensors file or a sharded checkpoint's "
+        ".safetensors.index.json; unset: diffusion_pytorch_model.safetensors or its index",
+    )
+
+    @field_validator("subfolder", "file")
+    @classmethod
+    def _relative(cls, value: str | None, info) -> str | None:
+        if value is not None and (value.startswith("/") or ".." in value.split("/")):
+            raise ValueError(
+                f"init_from.{info.field_name} is {value!r}; give a path inside the model's folder (relative, no '..')"
+            )
+        return value
+
+    @field_validator("file")
+    @classmethod
+    def _safetensors(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith((".safetensors", ".safetensors.index.json")):
+            raise ValueError(
+                f"init_from.file is {value!r}; the runtime reads safetensors only: name a .safetensors file or a "
+                "sharded checkpoint's .safetensors.index.json"
+            )
+        return value
+
+
 class Stage(Node):
     """One training stage."""
 
@@ -152,7 +201,11 @@ class Stage(Node):
         "and VAE on the accelerator); unset: precomputed when every pipeline feeding the stage precomputes latents "
         "at its size and every text encoder's output (compiler/plan/conditioning.py)",
     )
-    init_from: str | None = Field(None, description="stage whose final checkpoint this stage starts from")
+    init_from: str | ReleasedWeights | None = Field(
+        None,
+        description="where the weights start: the name of an earlier stage (its final checkpoint), or released "
+        "weights {released: MODEL_ID, layout, subfolder, file}; unset: from scratch",
+    )
     teacher: str | None = Field(None, description="stage whose checkpoint teaches (distillation)")
     loss: StageLoss | None = None
     goal: str | None = Field(None, description="what the stage is for, in the model card's words")
@@ -162,6 +215,16 @@ class Stage(Node):
     validation_every: int | None = Field(
         None, gt=0, description="steps between validation-loss evaluations; unset: the planner's interval"
     )
+
+    @property
+    def init_stage(self) -> str | None:
+        """The earlier stage init_from names; None from scratch or from released weights."""
+        return self.init_from if isinstance(self.init_from, str) else None
+
+    @property
+    def init_released(self) -> ReleasedWeights | None:
+        """The released weights init_from names, if it names any."""
+        return self.init_from if isinstance(self.init_from, ReleasedWeights) else None
 
     @model_validator(mode="after")
     def _cadence_within_steps(self) -> Stage:

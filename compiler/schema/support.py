@@ -92,6 +92,13 @@ FAMILIES: dict[str, Family] = {
     ),
     "cascade": Family("cascade", "runtime.models.unet.UNet / EfficientUNet", (), "none (U-Nets)"),
 }
+# Released-weight layouts (runtime/models/released.py LAYOUTS) -> the families whose parameters they name. Every
+# transformer family carries diffusers' parameter names; BFL's file names FLUX's, Wan2.1's names WanDiT's.
+RELEASED_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "diffusers": tuple(name for name in FAMILIES if name != "cascade"),
+    "bfl": ("mmdit/flux",),
+    "wan": ("dit", "spacetime_dit"),
+}
 QK_NORMS = ("rmsnorm_per_head", "rmsnorm_across_heads", "layernorm_per_head", "none")  # every family's together
 POSITIONS = ("rope", "msrope", "learned", "scaled_rope")  # learned: SD3's fixed table; scaled_rope: CogVideoX's
 MODULATIONS = ("adaln_single", "adaln_expert")

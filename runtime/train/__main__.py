@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this step (resume continues later)")
     parser.add_argument("--model-factory", default=DEFAULT_FACTORY, help="module:function building the denoiser")
     parser.add_argument(
-        "--model-dir", type=Path, default=None, help="text encoder and VAE weights (on-the-fly encoding)"
+        "--model-dir", type=Path, default=None, help="released weights: text encoders and VAE (on-the-fly encoding), init_from's released checkpoints"
     )
     args = parser.parse_args(argv)
     try:

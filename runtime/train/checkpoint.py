@@ -10,12 +10,16 @@ output_dir/
   final/model.safetensors     whole fp32 weights at the stage's last step (the weights the model ran with;
   final/ema.safetensors       under bf16 they are bf16-rounded, the fp32 masters stay in the checkpoint)
   final/architecture.json     the architecture the weights belong to
+  final/diffusers{,_ema}/     the same weights as diffusers model folders, for families diffusers has
+  final/stage.yaml, spec.resolved.yaml, plan.json, provenance.json   what the weights are: the stage file, the
+                              bundle's resolved spec, the stage's plan row, the genspec version
   final/done.json             written last: the stage, its steps and the sha256 of the stage.yaml it ran; a
                               rerun of a finished stage stops at once (see finished())
-final/ is written by runtime/train/export.py, one parameter at a time.
+final/ is written by runtime/train/export.py, one parameter at a time (its docstring has the whole layout).
 
 `init_from` loads final/model.safetensors of an earlier stage into this stage's model; parameters the
 checkpoint lacks are an error, except in guidance distillation, whose student adds a guidance embedding.
+(An init_from naming released weights is read from the model directory by runtime/models/released.py.)
 A teacher is rebuilt from its own final/architecture.json and loads final/ema.safetensors when it exists
 (the weights one samples from), else model.safetensors.
 

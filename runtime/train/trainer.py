@@ -14,7 +14,8 @@ Passes of `train`:
      ahead; in a bucketed stage each micro-batch holds one bucket at its own size: runtime/train/buckets.py), one generator per (seed, step, rank, micro-batch), forward / backward / step per micro-batch,
      EMA update from the fp32 masters, noise-aware compute update, metrics (metrics.jsonl and TensorBoard),
      validation every validation_every steps, checkpoint every checkpoint_every steps and at the last step run;
-  6. at the stage's last step, final/model.safetensors (and ema.safetensors).
+  6. at the stage's last step, final/: the weights (and EMA) as safetensors and as diffusers folders, with the
+     stage file, resolved spec, plan row and genspec version beside them (runtime/train/export.py).
 Rerunning after a kill continues from the last complete checkpoint and reproduces the uninterrupted run's
 per-step losses exactly.
 """
@@ -167,7 +168,8 @@ class Run:
     # --- construction ----------------------------------------------------------------------------------
     def _build_model(self, factory, name: str):
         """The trained model: built seeded (every rank alike), then either initialised for training from scratch
-        (its init_weights, when it has one) or loaded from init_from."""
+        (its init_weights, when it has one) or loaded from init_from: an earlier stage's final weights, or
+        released weights from the model directory (runtime/models/released.py)."""
         torch.manual_seed(derived_seed(self.seed))
         model = factory(self.stage_file.architecture, self.stage.model)
         check_denoiser(model, name)
@@ -185,6 +187,13 @@ class Run:
                     "turn compile off in the plan"
                 )
             model.compile_blocks()  # in place: state-dict keys stay, so init_from and checkpoints load alike
+        if self.stage.init_released is not None:  # published weights, mapped and checked key by key
+            from runtime.models.released import load_released
+
+            load_released(model, self.stage.init_released, self.options.model_dir,
+                          allow_missing=isinstance(self.stage.loss, GuidanceDistillation),
+                          field_path=f"schedule.stages[{self.stage.name}].init_from")
+            return model
         if not self.stage_file.init_from:
             if hasattr(model, "init_weights"):  # from scratch: the family's own initialisation
                 model.init_weights()
@@ -391,7 +400,8 @@ class Run:
         if self.stop == self.total_steps:
             architecture = self.stage_file.architecture.model_dump_json()
             done = {"stage": self.stage.name, "steps": self.total_steps, "stage_sha256": stage_digest(self.options.stage)}
-            export.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done)
+            description = export.describe(self.options.stage, self.stage_file)
+            export.export_final(self.engine, self.ema, self.output_dir, self.rank, architecture, done, description)
         return self.stop
 
     def validate(self) -> dict[str, float]:

@@ -78,6 +78,27 @@ def test_ladd_counts_teacher_forwards():
     assert planned_stage.flops_per_step == pytest.approx((student + 4) * forward * stage.batch_size, rel=1e-9)
 
 
+def test_ladd_counts_the_teachers_activations_beside_the_students():
+    # runtime/train/losses.py LaddLoss: the teacher runs on the student's sample with gradients on, so its
+    # activations (a frozen network's, whole: neither checkpointed nor sequence-parallel) live until the
+    # student's backward.
+    from compiler.plan.cost import activation_bytes
+
+    spec = specs.load("flux1-schnell")
+    stage = next(s for s in spec.schedule.stages if s.loss is not None and s.loss.kind in ("ladd", "timestep_distillation"))
+    planned_stage = _stage(plan(spec, PRESETS["h100-64"]), stage.name)
+    work = workload(spec, stage)
+    student = activation_bytes(work, planned_stage.activation_checkpointing, planned_stage.sp_size)
+    teacher = activation_bytes(work, False, 1, frozen=True)
+    assert teacher > student / 10  # not a rounding error: the un-checkpointed teacher holds GiBs
+    assert planned_stage.memory_gib.activations * GIB == pytest.approx((student + teacher) * planned_stage.micro_batch,
+                                                                       rel=1e-9)
+    plain = _stage(plan(spec, PRESETS["h100-64"]), spec.schedule.stages[0].name)
+    first = workload(spec, spec.schedule.stages[0])
+    assert plain.memory_gib.activations * GIB == pytest.approx(
+        activation_bytes(first, plain.activation_checkpointing, plain.sp_size) * plain.micro_batch, rel=1e-9)
+
+
 def test_flux1_dev_pretrain_forward_flops_match_the_hand_count_within_2_percent():
     """Issue 15's hand count for FLUX.1 dev at 256^2, term by term (2 FLOPs per multiply-add)."""
     spec = specs.load("flux1-dev")
@@ -161,37 +182,57 @@ def test_zero_bucket_and_prefetch_buffers_are_counted_as_deepspeed_is_configured
     from compiler.emit.deepspeed import ds_config
     from compiler.plan.memory import ZeroChoice, model_state_bytes
 
-    spec, planned = flux_h100
+    qwen = specs.load("qwen-image")  # its 20B parameters take ZeRO-3 on h100-64; FLUX.1's stages ZeRO-1/2
     checked = set()
-    for stage, planned_stage in zip(spec.schedule.stages, planned.stages):
-        zero = ZeroChoice(planned_stage.zero_stage, planned_stage.offload)
-        config = ds_config(stage, planned_stage, True, "test")["zero_optimization"]
-        element = 2  # bf16 gradients
-        if zero.stage == 3:
-            buffers = (config["reduce_bucket_size"] + config["stage3_prefetch_bucket_size"]) * element
-        else:
-            reduces = 2 if config["overlap_comm"] else 1
-            buffers = (reduces * config["reduce_bucket_size"] + config["allgather_bucket_size"]) * element
-        states = model_state_bytes(planned_stage.params, workload(spec, stage).params.largest_layer,
-                                   planned_stage.dp_size, zero)
-        assert planned_stage.memory_gib.model_states == pytest.approx((states + buffers) / GIB, rel=1e-9)
-        checked.add(zero.stage)
+    for spec, planned in [flux_h100, (qwen, plan(qwen, PRESETS["h100-64"]))]:
+        for stage, planned_stage in zip(spec.schedule.stages, planned.stages):
+            zero = ZeroChoice(planned_stage.zero_stage, planned_stage.offload)
+            config = ds_config(stage, planned_stage, True, "test")["zero_optimization"]
+            element = 2  # bf16 gradients
+            if zero.stage == 3:
+                buffers = (config["reduce_bucket_size"] + config["stage3_prefetch_bucket_size"]) * element
+            else:
+                reduces = 2 if config["overlap_comm"] else 1
+                buffers = (reduces * config["reduce_bucket_size"] + config["allgather_bucket_size"]) * element
+            states = model_state_bytes(planned_stage.params, workload(spec, stage).params.largest_layer,
+                                       planned_stage.dp_size, zero)
+            assert planned_stage.memory_gib.model_states == pytest.approx((states + buffers) / GIB, rel=1e-9)
+            checked.add(zero.stage)
     assert checked >= {2, 3}  # both kinds of buffer seen
 
 
-def test_frozen_encoders_without_params_get_a_documented_size_or_are_named_in_plan_md(tmp_path):
+def test_a_resident_frozen_encoder_without_a_size_is_refused_naming_it_and_the_fix():
+    from compiler.plan import PlanError
+    from compiler.resolve import apply_overrides
+
+    spec = apply_overrides(specs.load("seedream-3.0"), ["architecture.text_encoders[bilingual_llm].params=null"])
+    with pytest.raises(PlanError) as refused:
+        plan(spec, PRESETS["h100-64"])
+    message = str(refused.value)
+    for named in ("architecture.text_encoders[0].params", "bilingual_llm", "bytedance/bilingual-llm",
+                  "--set architecture.text_encoders[bilingual_llm].params=", "precompute"):
+        assert named in message
+
+
+def test_frozen_encoders_count_their_size_from_params_or_a_documented_size_by_name_or_model(tmp_path):
     from typer.testing import CliRunner
 
     from compiler.cli import app
-    from compiler.plan.cost import KNOWN_ENCODER_PARAMS
+    from compiler.plan.cost import KNOWN_ENCODER_PARAMS, KNOWN_MODEL_PARAMS, frozen_sizes
+    from compiler.resolve import apply_overrides
 
     spec = specs.load("seedream-3.0")
     planned_stage = plan(spec, PRESETS["h100-64"]).stages[0]
-    assert "architecture.text_encoders[0].params (bilingual_llm)" in planned_stage.unsized_frozen
+    llm = spec.architecture.text_encoders[0].params  # the spec's assumption
     glyph = KNOWN_ENCODER_PARAMS["glyph_byt5"]
-    assert planned_stage.memory_gib.frozen * GIB >= 2 * glyph  # the known encoder counted, 16-bit
+    assert planned_stage.memory_gib.frozen * GIB == pytest.approx(2 * (llm + glyph), rel=1e-9)  # 16-bit, no VAE size
+    # By model id: FLUX.1's CLIP-L, under another name.
+    flux = apply_overrides(specs.load("flux1-dev"), ["architecture.text_encoders[clip_l].name=clip"])
+    assert frozen_sizes(flux)[0]["clip"] == KNOWN_MODEL_PARAMS["openai/clip-vit-large-patch14"]
+    # A VAE of undisclosed size is named in plan.md (counted 0: a few hundred MB at most).
+    assert planned_stage.unsized_frozen == ("architecture.space.params (VAE)",)
     out = tmp_path / "seedream"
     result = CliRunner().invoke(app, ["compile", "seedream-3.0", "--cluster", "h100-64", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "Frozen encoders without a size" in (out / "plan.md").read_text()
-    assert "architecture.text_encoders[0].params (bilingual_llm)" in (out / "plan.md").read_text()
+    assert "architecture.space.params (VAE)" in (out / "plan.md").read_text()

@@ -2,9 +2,10 @@
 curate synthetic raw data of the spec's modalities, train every stage through DeepSpeed, sample, report.
 The default spec (flux1-dev, what `make demo` runs) is then rerun and must resume instead of starting over.
 
-The demos run as `genspec demo` processes, two at a time: much of a demo is one core importing torch and
-DeepSpeed in a new process per stage, or the DeepSpeed launcher polling once a second, so one after the
-other they left the second core idle for about 15 minutes of the suite.
+The demos run as `genspec demo` processes, started in the background when the session starts (tests/conftest.py
+moves this module's tests to the end): one at a time while the rest of the suite runs, since much of a demo is
+one core importing torch and DeepSpeed in a new process per stage, or the DeepSpeed launcher polling once a
+second, and most of the suite keeps only one core busy; two at a time once the demo tests wait for them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import re
 import signal
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,8 @@ import pytest
 
 from runtime import demo
 from specs import SHIPPED
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CONCURRENT_DEMOS = 2  # this machine's cores; each demo's processes get one OpenMP thread
@@ -48,14 +52,17 @@ class DemoRun:
     stderr: str
 
 
-def run_demo(spec: str, workdir: Path) -> DemoRun:
+def run_demo(spec: str, workdir: Path, environment: dict[str, str], started: list) -> DemoRun:
     """`genspec demo --spec SPEC --workdir WORKDIR` in its own session, killed whole (launcher and trainer
-    processes included) if it outlives DEMO_TIMEOUT_S."""
+    processes included) if it outlives DEMO_TIMEOUT_S. The process is appended to `started` so that the end of
+    the session can kill it."""
     command = [str(Path(sys.executable).parent / "genspec"), "demo", "--spec", spec, "--workdir", str(workdir)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(environment, OMP_NUM_THREADS="1")
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        start_new_session=True,
     ) as process:
+        started.append(process)
         try:
             stdout, stderr = process.communicate(timeout=DEMO_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -65,14 +72,65 @@ def run_demo(spec: str, workdir: Path) -> DemoRun:
     return DemoRun(workdir, process.returncode, stdout, stderr)
 
 
+class BackgroundDemos:
+    """The selected specs' demos, run by a pool of CONCURRENT_DEMOS threads of which only `limit` may run a demo
+    at once: one while the rest of the suite runs, all of them once the demo tests wait (`results`)."""
+
+    def __init__(self, specs: list[str], root: Path):
+        # The environment of the session's start: a test that trains in-process sets RANK and MASTER_PORT in
+        # os.environ for its duration, and a demo started meanwhile must not inherit them.
+        self._environment = dict(os.environ)
+        self._limit, self._running = 1, 0
+        self._turn = threading.Condition()
+        self._processes: list[subprocess.Popen] = []
+        self._pool = ThreadPoolExecutor(CONCURRENT_DEMOS)
+        self._futures: dict[str, Future] = {
+            spec: self._pool.submit(self._run, spec, root / spec / "demo") for spec in specs
+        }
+
+    def _run(self, spec: str, workdir: Path) -> DemoRun:
+        with self._turn:
+            self._turn.wait_for(lambda: self._running < self._limit)
+            self._running += 1
+        try:
+            return run_demo(spec, workdir, self._environment, self._processes)
+        finally:
+            with self._turn:
+                self._running -= 1
+                self._turn.notify_all()
+
+    def results(self) -> dict[str, DemoRun]:
+        with self._turn:
+            self._limit = CONCURRENT_DEMOS
+            self._turn.notify_all()
+        return {spec: future.result() for spec, future in self._futures.items()}
+
+    def stop(self) -> None:
+        """End of the session: demos not started are dropped, running ones killed (a failed -x run or ^C
+        would otherwise wait for them at exit)."""
+        for future in self._futures.values():
+            future.cancel()
+        for process in self._processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        self._pool.shutdown(wait=True)
+
+
+_demos: BackgroundDemos | None = None
+
+
+def start_in_background(session: pytest.Session, tmp_path_factory: pytest.TempPathFactory):
+    """Called by tests/conftest.py before the session's first test; returns what stops the demos."""
+    global _demos
+    _demos = BackgroundDemos(selected_specs(session), tmp_path_factory.mktemp("demos"))
+    return _demos.stop
+
+
 @pytest.fixture(scope="module")
-def demo_runs(request, tmp_path_factory) -> dict[str, DemoRun]:
-    """Run `genspec demo` for every selected spec, CONCURRENT_DEMOS at a time."""
-    root = tmp_path_factory.mktemp("demos")
-    specs = selected_specs(request.session)
-    with ThreadPoolExecutor(CONCURRENT_DEMOS) as pool:
-        runs = pool.map(lambda spec: run_demo(spec, root / spec / "demo"), specs)
-        return dict(zip(specs, runs))
+def demo_runs() -> dict[str, DemoRun]:
+    """Every selected spec's demo, waited for."""
+    assert _demos is not None, "tests/conftest.py's background_work fixture did not start the demos"
+    return _demos.results()
 
 
 def check_report(workdir, spec: str) -> list[str]:

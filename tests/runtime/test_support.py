@@ -140,3 +140,10 @@ def test_text_encoders_sharing_an_input_are_declared_unsupported_as_the_trainer_
         "architecture.text_encoders"]
     with pytest.raises(NotImplementedError):
         encoder_inputs(doubled)
+
+
+def test_released_layouts_are_those_the_runtime_maps():
+    from runtime.models.released import LAYOUTS
+
+    assert sorted(support.RELEASED_LAYOUTS) == sorted(LAYOUTS)
+    assert all(set(families) <= set(support.FAMILIES) for families in support.RELEASED_LAYOUTS.values())

@@ -26,6 +26,7 @@ from runtime.synthetic_data import (
     source_limits,
     video_samples,
 )
+from specs.flux import FLUX_KONTEXT_REPLAYING_PRETRAINING as KONTEXT_AND_FLUX  # image_text and edit_triplets
 
 VIDEO_LIMITS = Limits(min_side=96, min_seconds=1.0, min_fps=12, scene_frames=8, trim_frames=4)
 BLUR_SIDE = Blur.model_fields["analysis_short_side_px"].default  # blur filters measure at this side
@@ -55,14 +56,14 @@ def by_kind(samples, kind):
 
 
 def test_same_arguments_give_identical_bytes(tmp_path):
-    first = make_raw(tmp_path / "a", "flux-kontext", count=6, shards=2)
-    second = make_raw(tmp_path / "b", "flux-kontext", count=6, shards=2)
+    first = make_raw(tmp_path / "a", KONTEXT_AND_FLUX, count=6, shards=2)
+    second = make_raw(tmp_path / "b", KONTEXT_AND_FLUX, count=6, shards=2)
     assert set(first) == {"image_text", "edit_triplets"}
     for source, paths in first.items():
         assert [p.name for p in paths] == [f"{source}-00000.tar", f"{source}-00001.tar"]
         for a, b in zip(paths, second[source]):
             assert a.read_bytes() == b.read_bytes()
-    other = make_raw(tmp_path / "c", "flux-kontext", count=6, shards=2, seed=1)
+    other = make_raw(tmp_path / "c", KONTEXT_AND_FLUX, count=6, shards=2, seed=1)
     assert other["image_text"][0].read_bytes() != first["image_text"][0].read_bytes()
 
 
@@ -72,7 +73,7 @@ def test_clips_are_deterministic(clips):
 
 
 def test_member_names_per_modality(tmp_path):
-    paths = make_raw(tmp_path, "flux-kontext", count=4, shards=1)
+    paths = make_raw(tmp_path, KONTEXT_AND_FLUX, count=4, shards=1)
     images = read_tar(paths["image_text"][0])
     assert all(set(m) == {"jpg", "txt", "json"} for m in images.values())
     triplets = read_tar(paths["edit_triplets"][0])

@@ -19,16 +19,8 @@ while [ "$#" -gt 0 ]; do
 done
 [ -n "$raw" ] || { echo "run_local.sh: --raw DIR is required (one sub-folder of shards per source)" >&2; exit 2; }
 export GENSPEC_RUN_ROOT="$run_root" GENSPEC_MODEL_DIR="$model_dir"
-echo '== curation: flux'
-bash "$bundle/curation/flux/run_local.sh" --raw "$raw" --run-root "$run_root"
 echo '== curation: kontext'
 bash "$bundle/curation/kontext/run_local.sh" --raw "$raw" --run-root "$run_root"
-echo '== training stage: pretrain'
-bash "$bundle/train/pretrain/launch.sh" --run-root "$run_root"
-echo '== training stage: highres_finetune'
-bash "$bundle/train/highres_finetune/launch.sh" --run-root "$run_root"
-echo '== training stage: timestep_shifting'
-bash "$bundle/train/timestep_shifting/launch.sh" --run-root "$run_root"
 echo '== training stage: kontext_flow_matching'
 bash "$bundle/train/kontext_flow_matching/launch.sh" --run-root "$run_root"
 echo '== training stage: kontext_ladd'

@@ -40,13 +40,7 @@ submit() {
   echo "submitted $name as job ${job_ids[$name]}"
 }
 submit preflight preflight.sbatch.sh '' --
-submit curate-flux-s0 curation/flux/sbatch_array.sh preflight -- --stage 0
-submit curate-flux-s1 curation/flux/sbatch_array.sh curate-flux-s0 -- --stage 1
-submit curate-flux curation/flux/sbatch_array.sh curate-flux-s1 --array=0 -- --finalize
 submit curate-kontext-s0 curation/kontext/sbatch_array.sh preflight -- --stage 0
 submit curate-kontext curation/kontext/sbatch_array.sh curate-kontext-s0 --array=0 -- --finalize
-submit train-pretrain train/pretrain/sbatch.sh curate-flux --
-submit train-highres_finetune train/highres_finetune/sbatch.sh 'curate-flux train-pretrain' --
-submit train-timestep_shifting train/timestep_shifting/sbatch.sh 'curate-flux train-highres_finetune' --
-submit train-kontext_flow_matching train/kontext_flow_matching/sbatch.sh 'curate-kontext train-timestep_shifting' --
+submit train-kontext_flow_matching train/kontext_flow_matching/sbatch.sh curate-kontext --
 submit train-kontext_ladd train/kontext_ladd/sbatch.sh 'curate-kontext train-kontext_flow_matching' --

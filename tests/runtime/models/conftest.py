@@ -1,7 +1,7 @@
 """Tiny configurations and inputs shared by the model tests, and the checkpoint round trip.
 
-Each tiny config is one dict of keyword arguments that both the diffusers reference class and our config
-dataclass accept, so a parity test builds the two models from the same values.
+Each tiny config is one dict of keyword arguments of our config dataclass; the diffusers reference is built from
+that config through runtime.models.diffusers_config, so a parity test also checks the mapping the export uses.
 """
 
 import os
@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+from runtime.models.diffusers_config import diffusers_model  # noqa: E402
 from runtime.models.rope import flux_image_ids  # noqa: E402
 
 BATCH = 2
@@ -153,14 +154,17 @@ def wan_inputs(wan_kwargs):
 
 @pytest.fixture(scope="session")
 def make_reference():
-    """Build a diffusers model in eval mode with every parameter moved off its initial value.
+    """Build the diffusers model equivalent to one of our configs (runtime.models.diffusers_config, the mapping the
+    final export writes config.json with, so every parity test checks it) in eval mode, every parameter moved
+    off its initial value.
 
     Norm weights start at one; perturbing them makes a swapped or misplaced norm show in the outputs.
     """
 
-    def make(cls, kwargs, seed=0):
+    def make(config, seed=0):
+        equivalent = diffusers_model(config)
         torch.manual_seed(seed)
-        model = cls(**kwargs).eval()
+        model = equivalent.diffusers_class().from_config(equivalent.config).eval()
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.add_(0.1 * torch.randn_like(parameter))

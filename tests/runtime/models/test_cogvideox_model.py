@@ -31,7 +31,8 @@ TINY = dict(
 
 @pytest.fixture(scope="module")
 def models(make_reference, load_via_safetensors):
-    reference = make_reference(CogVideoXTransformer3DModel, TINY)
+    reference = make_reference(CogVideoXConfig(**TINY))
+    assert type(reference) is CogVideoXTransformer3DModel  # runtime.models.diffusers_config's class for the family
     return reference, load_via_safetensors(CogVideoXDiT(CogVideoXConfig(**TINY)), reference)
 
 

@@ -15,7 +15,8 @@ CONTEXT_GRID = (3, 3)  # a Kontext context image of another size than the 4 x 4 
 
 @pytest.fixture(scope="module")
 def flux_dev(flux_kwargs, make_reference, load_via_safetensors):
-    reference = make_reference(FluxTransformer2DModel, flux_kwargs)
+    reference = make_reference(MMDiTConfig(**flux_kwargs))
+    assert type(reference) is FluxTransformer2DModel  # runtime.models.diffusers_config's class for the family
     ours = load_via_safetensors(MMDiT(MMDiTConfig(**flux_kwargs)), reference)
     return reference, ours
 
@@ -65,7 +66,7 @@ def test_kontext_matches_diffusers_pipeline_convention(flux_dev, flux_inputs, fl
 @torch.no_grad()
 def test_schnell_without_guidance_matches_diffusers(flux_kwargs, flux_inputs, make_reference, load_via_safetensors):
     kwargs = dict(flux_kwargs, guidance_embeds=False, num_layers=1, num_single_layers=1)
-    reference = make_reference(FluxTransformer2DModel, kwargs)
+    reference = make_reference(MMDiTConfig(**kwargs))
     ours = load_via_safetensors(MMDiT(MMDiTConfig(**kwargs)), reference)
     inputs = {name: value for name, value in flux_inputs.items() if name != "guidance"}
 

@@ -29,7 +29,8 @@ TINY = dict(
 
 @pytest.fixture(scope="module")
 def models(make_reference, load_via_safetensors):
-    reference = make_reference(HunyuanVideoTransformer3DModel, TINY)
+    reference = make_reference(HunyuanVideoConfig(**TINY))
+    assert type(reference) is HunyuanVideoTransformer3DModel  # runtime.models.diffusers_config's class for the family
     return reference, load_via_safetensors(HunyuanVideoMMDiT(HunyuanVideoConfig(**TINY)), reference)
 
 
@@ -76,7 +77,7 @@ def test_padded_text_tokens_do_not_change_the_prediction(models, inputs):
 @torch.no_grad()
 def test_without_guidance_matches_diffusers(inputs, make_reference, load_via_safetensors):
     kwargs = dict(TINY, guidance_embeds=False, num_layers=1, num_single_layers=1)
-    reference = make_reference(HunyuanVideoTransformer3DModel, kwargs)
+    reference = make_reference(HunyuanVideoConfig(**kwargs))
     ours = load_via_safetensors(HunyuanVideoMMDiT(HunyuanVideoConfig(**kwargs)), reference)
     plain = {name: value for name, value in inputs.items() if name != "guidance"}
     torch.testing.assert_close(ours(**plain), reference(**plain).sample, atol=ATOL, rtol=0)

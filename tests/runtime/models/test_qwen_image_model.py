@@ -11,7 +11,8 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def qwen_image(qwen_image_kwargs, make_reference, load_via_safetensors):
-    reference = make_reference(QwenImageTransformer2DModel, qwen_image_kwargs)
+    reference = make_reference(QwenImageConfig(**qwen_image_kwargs))
+    assert type(reference) is QwenImageTransformer2DModel  # runtime.models.diffusers_config's class for the family
     ours = load_via_safetensors(QwenImageMMDiT(QwenImageConfig(**qwen_image_kwargs)), reference)
     return reference, ours
 

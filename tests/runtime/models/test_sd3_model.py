@@ -28,7 +28,8 @@ TINY = dict(
 @pytest.fixture(scope="module", params=[None, "rms_norm"], ids=["sd3-medium", "sd3.5-large"])
 def models(request, make_reference, load_via_safetensors):
     kwargs = dict(TINY, qk_norm=request.param)
-    reference = make_reference(SD3Transformer2DModel, kwargs)
+    reference = make_reference(SD3Config(**kwargs))
+    assert type(reference) is SD3Transformer2DModel  # runtime.models.diffusers_config's class for the family
     return reference, load_via_safetensors(SD3MMDiT(SD3Config(**kwargs)), reference)
 
 

@@ -11,7 +11,8 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def wan(wan_kwargs, make_reference, load_via_safetensors):
-    reference = make_reference(WanTransformer3DModel, wan_kwargs)
+    reference = make_reference(WanDiTConfig(**wan_kwargs))
+    assert type(reference) is WanTransformer3DModel  # runtime.models.diffusers_config's class for the family
     ours = load_via_safetensors(WanDiT(WanDiTConfig(**wan_kwargs)), reference)
     return reference, ours
 
@@ -33,7 +34,7 @@ def test_matches_diffusers(wan, wan_inputs):
 @torch.no_grad()
 def test_without_cross_attention_norm_matches_diffusers(wan_kwargs, wan_inputs, make_reference, load_via_safetensors):
     kwargs = dict(wan_kwargs, cross_attn_norm=False, num_layers=1)
-    reference = make_reference(WanTransformer3DModel, kwargs)
+    reference = make_reference(WanDiTConfig(**kwargs))
     ours = load_via_safetensors(WanDiT(WanDiTConfig(**kwargs)), reference)
     torch.testing.assert_close(ours(**wan_inputs), reference(**wan_inputs).sample, atol=ATOL, rtol=0)
 

@@ -207,7 +207,7 @@ def write_stage(
             for d, w in zip(datasets, weights)
         ],
         output_dir=f"runs/{name}",
-        init_from=init_from and f"runs/{init_from}",
+        init_from=f"runs/{init_from}" if isinstance(init_from, str) else None,  # released weights: stage.init_from
         teacher=teacher and f"runs/{teacher}",
         seed=0,
         validation_every=validation_every,

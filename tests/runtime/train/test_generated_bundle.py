@@ -3,7 +3,7 @@
 - FLUX.1 dev's whole schedule from the committed smoke bundle (generated/flux1-dev/local-cpu-smoke), stage
   after stage, init_from and teacher included, DeepSpeed-built AdamW and WarmupLR, on synthetic shards with
   precomputed latents at the first stage's resolution (later stages at other resolutions encode the image),
-  T5 tokens and CLIP pooled;
+  T5 tokens and CLIP pooled; every stage's final/diffusers folder loads with diffusers' FluxTransformer2DModel;
 - Imagen 1's cascade compiled at smoke scale: the base U-Net (Adafactor, built by the trainer) and a
   super-resolution U-Net with noise conditioning augmentation, encoding images and captions on the fly with
   runtime.encoders' smoke stand-ins (pixel space: the codec is the identity).
@@ -75,6 +75,21 @@ def test_flux1_dev_schedule_trains_from_the_bundle(tmp_path):
         trained_losses(records, stage_file.stage.steps)
         assert all(math.isfinite(r["val_loss"]) for r in records if "val_loss" in r) and "val_loss" in records[0]
         assert (output / "final" / "model.safetensors").is_file()
+        check_diffusers_folder(output / "final")
+
+
+def check_diffusers_folder(final: Path) -> None:
+    """final/diffusers loads with diffusers' FluxTransformer2DModel and holds model.safetensors' weights; the stage
+    file it was trained from sits beside them."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import load_file
+
+    loaded = FluxTransformer2DModel.from_pretrained(str(final / "diffusers")).state_dict()
+    trained = {name.removeprefix("model."): tensor for name, tensor in load_file(str(final / "model.safetensors")).items()}
+    assert loaded.keys() == trained.keys()
+    assert [name for name in trained if not torch.equal(loaded[name], trained[name])] == []
+    assert (final / "stage.yaml").is_file() and (final / "plan.json").is_file() and (final / "provenance.json").is_file()
 
 
 def write_image_shards(root: Path, stage_file) -> None:

@@ -4,7 +4,7 @@
 #SBATCH --ntasks-per-node=8
 #SBATCH --gpus-per-node=8
 #SBATCH --cpus-per-task=12
-#SBATCH --time=0-08:10:00
+#SBATCH --time=0-10:53:00
 #SBATCH --requeue
 #SBATCH --signal=B:USR1@300
 #SBATCH --open-mode=append
@@ -16,7 +16,7 @@
 # Do not edit: change the spec and run `genspec compile` again.
 # Slurm job for training stage pe: srun starts one rank per GPU (8 per node on
 # 8 node(s)); they meet at the first node of the allocation, on a port derived from the job ID.
-# The stage may need more than the partition's time limit (0-08:10:00): 300 s before it, Slurm
+# The stage may need more than the partition's time limit (0-10:53:00): 300 s before it, Slurm
 # signals this script (USR1), which passes the signal to the ranks; they checkpoint and exit, and the job requeues
 # itself and resumes from that checkpoint. Jobs after it (--dependency=afterok) start once the stage has finished.
 # Submit: sbatch --chdir=BUNDLE_DIR train/pe/sbatch.sh (submit_slurm.sh does this for the whole DAG).
