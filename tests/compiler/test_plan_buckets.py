@@ -52,6 +52,7 @@ def test_joint_stage_plans_a_micro_batch_per_bucket(wan_bundle):
     assert {(b.height, b.width) for b in videos} == {(b.height, b.width) for b in images}
     reference = next(b for b in videos if (b.height, b.width) == (256, 448))  # the stage's own resolution
     assert reference.micro_batch == stage.micro_batch and reference.time_ratio == pytest.approx(1.0)
+    assert reference.memory_gib == pytest.approx(stage.memory_gib.total)  # counted as the planner counts it
     for bucket in stage.buckets:
         # Each bucket's micro-step takes about the stage's, unless memory caps it; all fit.
         assert bucket.memory_gib <= stage.memory_gib.capacity
