@@ -262,6 +262,9 @@ def compile_spec(
     scale: ScaleOption = "full",
     overrides: SetOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    data_reports: Annotated[Optional[list[str]], typer.Option(
+        "--data-report", help="A curation run's report.json: its kept count becomes the pipeline's kept_count, "
+        "which bucket feasibility checks (repeatable).")] = None,
 ) -> None:
     """Compile a spec for a cluster into a runnable bundle. Exit 0 written, 1 the spec cannot be compiled, 2 usage."""
     from pathlib import Path
@@ -272,8 +275,14 @@ def compile_spec(
     from compiler.resolve import OverrideError
     from compiler.yamlio import SpecLoadError
 
+    from compiler.plan.buckets import report_overrides
+
     _check_scale(scale)
     spec = _load(target)
+    try:
+        overrides = [*report_overrides(data_reports or []), *(overrides or [])]
+    except ValueError as error:
+        raise _fail(str(error)) from None
     try:
         target_cluster = load_cluster(cluster)
     except SpecLoadError as error:

@@ -27,7 +27,7 @@ from compiler.pipeline import Compiled
 from compiler.plan.conditioning import stage_conditioning
 from compiler.plan.planner import SAMPLE_SECONDS
 from compiler.schema.bundle import (
-    DataInput, ParallelLayout, PipelineFile, StageFile, encode_clip, encode_size, root_dataset, slug,
+    BucketEntry, DataInput, ParallelLayout, PipelineFile, StageFile, encode_clip, encode_size, root_dataset, slug,
 )
 from compiler.schema.cluster import Cluster
 from compiler.schema.spec import Spec
@@ -127,6 +127,8 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
                       grad_accumulation=stage_plan.grad_accumulation, zero_stage=stage_plan.zero_stage,
                       offload=stage_plan.offload, activation_checkpointing=stage_plan.activation_checkpointing,
                       precision=stage_plan.precision, compile=stage_plan.compile),
+        buckets=[BucketEntry(resolution=b.resolution, height=b.height, width=b.width, frames=b.frames,
+                             micro_batch=b.micro_batch) for b in stage_plan.buckets],
         data=inputs,
         output_dir=f"checkpoints/{slug(stage.name)}",
         # Released weights stay in stage.init_from: the trainer finds them in its model directory.

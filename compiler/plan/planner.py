@@ -11,6 +11,7 @@ Passes, per stage:
                   fits on the device; gradient accumulation makes up the global batch
   4. estimate     FLOPs per step, step time at a stated MFU, GPU-hours for the stage's steps
   5. cadence      checkpoint interval at the Young/Daly optimum, validation interval (cadence.py)
+  6. buckets      a bucketed stage's buckets, each with its own micro-batch, checked against the data (buckets.py)
 A stage that fits in no configuration is a PlanError with the numbers and what would make it fit.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from compiler.plan.buckets import BucketPlan, plan_buckets
 from compiler.plan.cadence import Cadence, cadence
 from compiler.plan.comm import communication_seconds, step_seconds
 from compiler.plan.cost import (
@@ -98,6 +100,7 @@ class StagePlan:
     # a resident (not precomputed) VAE whose size is unknown: counted 0 bytes, named in plan.md (an unsized
     # resident text encoder is refused)
     unsized_frozen: tuple[str, ...] = ()
+    buckets: tuple[BucketPlan, ...] = ()  # a bucketed stage's buckets, each with its micro-batch (buckets.py)
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ def plan_stage(spec: Spec, stage, cluster: Cluster) -> StagePlan:
         best_need = need if best_need is None else min(best_need, need)
         if fitted is not None:
             reason = "-" if sp == 1 else ("step time" if sp == timely[0] else "memory")
-            return replace(fitted, sp_reason=reason)
+            fitted = replace(fitted, sp_reason=reason)
+            return replace(fitted, buckets=plan_buckets(spec, stage, cluster, fitted))
     capacity = cluster.device_memory_gib * cluster.memory_headroom
     raise PlanError(
         f"schedule.stages[{stage.name}] does not fit {cluster.name}: at best it needs {best_need:.1f} GiB per "

@@ -61,6 +61,19 @@ class ParallelLayout(BaseModel):
     compile: bool = Field(False, description="torch.compile each repeated block (runtime.models compile_blocks)")
 
 
+class BucketEntry(BaseModel):
+    """One bucket of a bucketed stage as the plan sized it; a micro-batch holds samples of one bucket
+    (runtime/train/buckets.py assigns each sample its nearest)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resolution: int = Field(ge=0, description="index into stage.resolutions: the bucket has that resolution's area")
+    height: int = Field(gt=0, description="pixels")
+    width: int = Field(gt=0, description="pixels")
+    frames: int | None = Field(None, gt=0, description="video frames; 1: the images of a video stage; None: images")
+    micro_batch: int = Field(gt=0, description="samples per micro-batch of this bucket")
+
+
 class StageFile(BaseModel):
     """train/<stage>/stage.yaml: one training stage, resolved, with paths relative to the run root."""
 
@@ -74,6 +87,9 @@ class StageFile(BaseModel):
     objective: Objective
     inference: InferenceSpec
     layout: ParallelLayout
+    buckets: list[BucketEntry] = Field(
+        default_factory=list, description="the stage's buckets (compiler/plan/buckets.py); empty: no buckets"
+    )
     data: list[DataInput] = Field(min_length=1)
     output_dir: str = Field(description="checkpoints, metrics.jsonl and samples go here")
     init_from: str | None = Field(

@@ -504,6 +504,11 @@ class Dataset(Node):
     where: Subset | None = None
     count: float | None = Field(None, ge=0, description="items, as reported")
     unit: Literal["pairs", "images", "videos", "clips", "triplets"] = "pairs"
+    aspect_ratios: dict[str, float] = Field(
+        default_factory=dict,
+        description="'width:height' -> fraction of items (as curation measured them); with `count` the "
+        "compiler checks that every aspect-ratio bucket of a stage reading the dataset fills its micro-batches",
+    )
 
 
 class DataSpec(Node):

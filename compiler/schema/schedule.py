@@ -173,8 +173,19 @@ class Stage(Node):
     model: str = Field("main", description="the model trained; a cascade stage name for cascades")
     datasets: list[DatasetUse] = Field(min_length=1)
     resolutions: list[Size] = Field(min_length=1, description="sizes trained, in order (progressive within the stage)")
-    aspect_ratio_buckets: bool = Field(False, description="train at native aspect ratios in buckets of equal area")
+    aspect_ratio_buckets: bool = Field(
+        False,
+        description="train at native aspect ratios: each sample goes to the bucket of nearest aspect ratio at the "
+        "area of the stage's resolution, and a micro-batch holds one bucket with a micro-batch of its own "
+        "(compiler/plan/buckets.py, runtime/train/buckets.py)",
+    )
     frames: int | None = Field(None, gt=0, description="frames per video sample; None for images")
+    frame_buckets: list[int] = Field(
+        default_factory=list,
+        description="shorter clip lengths trained besides `frames` (duration buckets): a clip shorter than "
+        "`frames` trains at the longest of these it covers, instead of being passed over; each a frame count "
+        "the VAE encodes (1 + 4k for a causal 4x VAE)",
+    )
     fps: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0, description="global batch, samples")
     steps: int | None = Field(None, gt=0)

@@ -186,10 +186,11 @@ class BatchBuilder:
         self.text_inputs = encoder_inputs(architecture.text_encoders)  # encoder name -> 'text' | 'pooled' | 'glyph'
         self.dims = {encoder.name: encoder.dim for encoder in architecture.text_encoders}
 
-    def __call__(self, samples: list[Sample], size: tuple[int, int]) -> Batch:
-        """A batch of `samples` at `size` (height, width) in pixels."""
+    def __call__(self, samples: list[Sample], size: tuple[int, int], frames: int | None = None) -> Batch:
+        """A batch of `samples` at `size` (height, width) in pixels; `frames`: a bucket's frame count for its
+        videos (runtime/train/buckets.py), else stage.frames."""
         keys = tuple(key_of(sample) for sample in samples)
-        frames = self._frames(samples)
+        frames = self._frames(samples, frames)
         shape = self._latent_shape(frames, size)
         latents = torch.stack(self._latents(samples, shape, frames, size))
         cond = Conditioning(
@@ -201,8 +202,9 @@ class BatchBuilder:
         return Batch(latents, cond, self._loss_mask(samples, size, latents), rejected, keys)
 
     # --- geometry ----------------------------------------------------------------------------------------
-    def _frames(self, samples: list[Sample]) -> int | None:
-        """The micro-batch's frames per sample: None in an image stage, stage.frames for videos, 1 for images."""
+    def _frames(self, samples: list[Sample], bucket_frames: int | None = None) -> int | None:
+        """The micro-batch's frames per sample: None in an image stage, the bucket's frames (else stage.frames)
+        for videos, 1 for images."""
         if self.frames is None:
             videos = [key_of(sample) for sample in samples if first_member(sample, VIDEO_FIELDS)]
             if videos:
@@ -219,7 +221,12 @@ class BatchBuilder:
                 f"one micro-batch mixes videos {videos[:3]} with images {images[:3]}, which differ in frames; split "
                 "them into datasets by where.modality (each micro-batch is filled from one dataset)"
             )
-        return self.frames if any(kinds.values()) else 1
+        if not any(kinds.values()):
+            return 1
+        if bucket_frames is not None and bucket_frames > 1:
+            latent_frames(self.architecture.space, bucket_frames)  # a count the VAE cannot encode fails here
+            return bucket_frames
+        return self.frames
 
     @staticmethod
     def _is_video(sample: Sample) -> bool:

@@ -12,7 +12,9 @@ permutation seeded by (seed, dataset, e, position of the shard in the epoch), th
 Batches. Step s has dp_size x grad_accumulation micro-batches of micro_batch samples; each picks its dataset
 by the stage's weights with a generator seeded by (seed, s), identically on every rank, and all its samples
 come from that dataset, so a micro-batch has one shape (videos and images, edit triplets and plain images,
-live in different datasets). Rank r fills the r-th block of grad_accumulation micro-batches from its own
+live in different datasets). A bucketed stage's micro-batch also holds one bucket (runtime/train/buckets.py:
+each reader's samples queue per bucket until one has its micro-batch), and a dataset's weight is then its
+share of micro-batches. Rank r fills the r-th block of grad_accumulation micro-batches from its own
 readers: its micro-batch k (counted from the run's start over all steps) comes from lane k mod lanes. The
 data position is one number per lane and dataset (samples consumed, counting those a subset's `where` filter
 passes over); resuming skips whole shards by their member count (tar headers only). A video stage also
@@ -31,12 +33,16 @@ import tarfile
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from braceexpand import braceexpand
 
 from compiler.schema.bundle import DataInput
 from runtime.train.subset import Sample, long_enough, subset_filter
+
+if TYPE_CHECKING:
+    from runtime.train.buckets import BucketTable
 
 MIX_STREAM = 0x6D6978  # separates the dataset-choice seeds from the order seeds
 KEY_FIELD = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset tariterators.base_plus_ext
@@ -203,10 +209,14 @@ class StageData:
         micro_batch: int,
         clip: tuple[int, float | None] | None = None,
         lanes: int = 1,
+        buckets: BucketTable | None = None,
+        resolution_at: Callable[[int], int] | None = None,
     ):
         """clip: a video stage's (frames, fps); clips too short for it are passed over like filtered samples.
         lanes: readers per rank (one per DataLoader worker); part of the data order, so a resumed run keeps
-        the checkpoint's."""
+        the checkpoint's. buckets: a bucketed stage's table (runtime/train/buckets.py): each micro-batch then
+        holds one bucket, with that bucket's micro-batch; resolution_at(step): the index of the stage resolution
+        step trains (buckets depend on it)."""
         if global_batch % (dp_size * micro_batch):
             raise ValueError(
                 f"the global batch {global_batch} is not whole micro-batches of {micro_batch} on each of {dp_size} "
@@ -226,7 +236,21 @@ class StageData:
         self.filters = [subset_filter(d.where, f"data[{i}].where") for i, d in enumerate(inputs)]
         if clip is not None:
             self.filters = [both(keep, long_enough(*clip)) for keep in self.filters]
+        self.table, self.resolution_at = buckets, resolution_at or _first_resolution
         self.streams = self._fresh_streams()
+
+    @property
+    def streams(self) -> list[list[DatasetStream]]:
+        """streams[lane][dataset]."""
+        return self._streams
+
+    @streams.setter
+    def streams(self, streams: list[list[DatasetStream]]) -> None:
+        self._streams = streams
+        if self.table is not None:
+            from runtime.train.buckets import bucket_streams
+
+            self.bucketed = bucket_streams(streams, self.table)
 
     def _fresh_streams(self) -> list[list[DatasetStream]]:
         """streams[lane][dataset]."""
@@ -241,7 +265,14 @@ class StageData:
     def state_dict(self) -> dict:
         """Samples consumed per lane and dataset ("consumed": their sums per dataset)."""
         per_lane = [[stream.consumed for stream in lane] for lane in self.streams]
-        return {"lanes": self.lanes, "lane_consumed": per_lane, "consumed": [sum(c) for c in zip(*per_lane)]}
+        state = {"lanes": self.lanes, "lane_consumed": per_lane, "consumed": [sum(c) for c in zip(*per_lane)]}
+        if self.table is not None:
+            state["lane_buckets"] = [self.bucket_state(lane) for lane in range(self.lanes)]
+        return state
+
+    def bucket_state(self, lane: int) -> list[dict] | None:
+        """Each dataset's bucket state on `lane` (BucketStream.state_dict); None without buckets."""
+        return None if self.table is None else [stream.state_dict() for stream in self.bucketed[lane]]
 
     def load_state_dict(self, state: dict) -> None:
         """Resume after the samples `state` says were consumed (with the checkpoint's lanes)."""
@@ -253,6 +284,14 @@ class StageData:
             )
         self.lanes = len(per_lane)
         self.streams = self._fresh_streams()
+        if self.table is not None:
+            if "lane_buckets" not in state:
+                raise ValueError("the checkpoint's data position has no bucket state, but the stage trains on buckets; "
+                                 "resume with the stage.yaml the checkpoint was written with")
+            for lane, states in zip(self.bucketed, state["lane_buckets"]):
+                for stream, saved in zip(lane, states):
+                    stream.load_state_dict(saved)
+            return
         for lane, consumed in zip(self.streams, per_lane):
             for stream, count in zip(lane, consumed):
                 stream.skip_to(count)
@@ -266,13 +305,16 @@ class StageData:
         choices = rng.choice(len(self.shards), size=micro_batches, p=self.weights)
         return choices[self.rank * self.accumulation : (self.rank + 1) * self.accumulation]
 
-    def micro_batch_at(self, index: int) -> tuple[int, int, list[Sample]]:
-        """(lane, dataset, samples) of this rank's micro-batch `index` (0-based over all steps; each lane's
-        micro-batches must be asked for in order)."""
+    def micro_batch_at(self, index: int) -> tuple[int, int, list[Sample], tuple | None]:
+        """(lane, dataset, samples, bucket) of this rank's micro-batch `index` (0-based over all steps; each
+        lane's micro-batches must be asked for in order); bucket is None in a stage without buckets."""
         step, micro = index // self.accumulation + 1, index % self.accumulation
         lane, dataset = index % self.lanes, int(self.choices(step)[micro])
+        if self.table is not None:
+            bucket, samples = self.bucketed[lane][dataset].next(self.resolution_at(step))
+            return lane, dataset, samples, bucket
         stream = self.streams[lane][dataset]
-        return lane, dataset, [stream.next() for _ in range(self.micro_batch)]
+        return lane, dataset, [stream.next() for _ in range(self.micro_batch)], None
 
     def step(self, step: int) -> list[Sample]:
         """This rank's raw samples of the global batch of `step`, in micro-batch order (steps come in order)."""
@@ -296,6 +338,11 @@ class StageData:
                 "curate more data or loosen the dataset's where filter"
             )
         return samples[:count]
+
+
+def _first_resolution(step: int) -> int:
+    """The resolution index of every step of a stage with one resolution."""
+    return 0
 
 
 def both(first: Callable[[Sample], bool] | None, second: Callable[[Sample], bool]) -> Callable[[Sample], bool]:

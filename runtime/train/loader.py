@@ -7,7 +7,8 @@ workers' items round-robin, so a run that starts at micro-batch k0 gives worker 
 k0 + w + lanes, ... - all of them from lane (k0 + w) mod lanes, which only that worker reads. Without
 workers (workers=0) the main process reads every lane in index order; the batches are the same.
 
-Resume. Every item carries its lane's position (samples consumed per dataset) just after it; the loader keeps
+Resume. Every item carries its lane's position (samples consumed per dataset, and in a bucketed stage the
+samples waiting in each bucket) just after it; the loader keeps
 the position of the last item the trainer took from each lane, never of what workers have prefetched, and
 that is what the checkpoint stores.
 
@@ -85,6 +86,8 @@ class Item:
     consumed: list[int]  # the lane's samples consumed per dataset, after this micro-batch
     batch: Any  # a Batch, or the raw samples when it needs on-the-fly encoding
     keys: tuple[str, ...]
+    bucket: tuple | None = None  # the micro-batch's bucket (runtime/train/buckets.py); None without buckets
+    buckets_state: list[dict] | None = None  # the lane's bucket state per dataset, after this micro-batch
 
     def pin_memory(self) -> Item:
         """Called by the DataLoader's pin-memory thread."""
@@ -108,17 +111,19 @@ class MicroBatches(IterableDataset):
                 raise RuntimeError(f"{info.num_workers} DataLoader workers for {lanes} data lanes; use one per lane")
             indices = _count(self.first + info.id, lanes)
         for index in indices:
-            lane, dataset, samples = self.data.micro_batch_at(index)
+            lane, dataset, samples, bucket = self.data.micro_batch_at(index)
             consumed = [stream.consumed for stream in self.data.streams[lane]]
             keys = tuple(sample["__key__"].decode() for sample in samples)
-            yield Item(index, lane, dataset, consumed, self._prepare(samples, index), keys)
+            batch = self._prepare(samples, index, bucket)
+            yield Item(index, lane, dataset, consumed, batch, keys, bucket, self.data.bucket_state(lane))
 
-    def _prepare(self, samples: list[Sample], index: int):
+    def _prepare(self, samples: list[Sample], index: int, bucket: tuple | None):
         if self.build is None:
             return samples
         step = index // self.data.accumulation + 1
+        size, frames = (self.size_at(step), None) if bucket is None else self.data.table.geometry(bucket)
         try:
-            return self.build(samples, self.size_at(step))
+            return self.build(samples, size, frames)
         except NeedsEncoders:
             return samples
 
@@ -140,6 +145,7 @@ class Loader:
         self.data = data
         self.next_index = start_step * data.accumulation
         self.positions = [[stream.consumed for stream in lane] for lane in data.streams]
+        self.bucket_states = [data.bucket_state(lane) for lane in range(data.lanes)]
         self.workers = data.lanes if workers else 0
         dataset = MicroBatches(data, self.next_index, worker_builder(builder) if self.workers else builder, size_at)
         self._loader = DataLoader(
@@ -159,15 +165,19 @@ class Loader:
             raise RuntimeError(f"data loader returned micro-batch {item.index}, expected {self.next_index}")
         self.next_index += 1
         self.positions[item.lane] = list(item.consumed)
+        self.bucket_states[item.lane] = item.buckets_state
         return item
 
     def state_dict(self) -> dict:
         """The data position after the micro-batches taken so far (StageData.load_state_dict reads it)."""
-        return {
+        state = {
             "lanes": self.data.lanes,
             "lane_consumed": [list(p) for p in self.positions],
             "consumed": [sum(c) for c in zip(*self.positions)],
         }
+        if self.data.table is not None:
+            state["lane_buckets"] = list(self.bucket_states)
+        return state
 
     def close(self) -> None:
         """Stop the workers."""

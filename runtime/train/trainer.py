@@ -11,7 +11,7 @@ Passes of `train`:
      data position per lane, noise-aware compute, EMA, LADD heads, RNG), then start the DataLoader
      (runtime/train/loader.py) at the next step;
   5. per step: this rank's micro-batches from its own shards (the loader's workers read and build them
-     ahead), one generator per (seed, step, rank, micro-batch), forward / backward / step per micro-batch,
+     ahead; in a bucketed stage each micro-batch holds one bucket at its own size: runtime/train/buckets.py), one generator per (seed, step, rank, micro-batch), forward / backward / step per micro-batch,
      EMA update from the fp32 masters, noise-aware compute update, metrics (metrics.jsonl and TensorBoard),
      validation every validation_every steps, checkpoint every checkpoint_every steps and at the last step run;
   6. at the stage's last step, final/: the weights (and EMA) as safetensors and as diffusers folders, with the
@@ -28,6 +28,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,6 +43,7 @@ from runtime.models.sequence_parallel import (
 )
 from runtime.train import checkpoint, export, preemption
 from runtime.train.batch import Batch, BatchBuilder
+from runtime.train.buckets import BucketTable, resolution_index, trains_on_buckets
 from runtime.train.data import StageData
 from runtime.train.device import engine_device, frozen
 from runtime.train.ema import EMA
@@ -127,20 +129,16 @@ class Run:
         self.global_batch = self.engine.train_batch_size()
 
         self.workers = default_workers() if options.data_workers is None else options.data_workers
+        self.buckets = BucketTable(self.stage_file) if trains_on_buckets(self.stage_file) else None
+        shortest = min([self.stage.frames, *self.stage.frame_buckets]) if self.stage.frames else None
         self.data = StageData(
             self.stage_file.data, self.run_root, self.seed, self.global_batch, self.data_rank, self.data_world,
-            micro_batch=self.micro_batch, clip=(self.stage.frames, self.stage.fps) if self.stage.frames else None,
-            lanes=max(self.workers, 1),
+            micro_batch=self.micro_batch, clip=(shortest, self.stage.fps) if shortest else None,
+            lanes=max(self.workers, 1), buckets=self.buckets,
+            resolution_at=partial(resolution_index, count=len(self.stage.resolutions), total_steps=self.total_steps),
         )
         self.loader: Loader | None = None  # started by run(), after resume
         self.compute = planned_compute(options.stage, self.stage.name, self.stage.model)  # for MFU
-        if self.stage.aspect_ratio_buckets and self.rank == 0:
-            print(
-                f"stage {self.stage.name}: aspect_ratio_buckets is set, but this trainer does not bucket by aspect "
-                "ratio yet: every image and clip is scaled and centre-cropped to the stage's resolutions, and "
-                "precomputed latents must all have one shape per micro-batch",
-                file=sys.stderr,
-            )
         self.cascade_stage = self._cascade_stage()
         self.builder = BatchBuilder(
             self.stage_file.architecture,
@@ -155,6 +153,7 @@ class Run:
         validation = validation_parts(
             self.data, self.builder, self._size(1), self.micro_batch, self.seed, self.data_rank, self.data_world,
             lowres_level=(self.stage_file.inference.noise_augmentation_level or 0.0) if self.augment else None,
+            buckets=self.buckets,
         )
         probe = validation[0].batch
         self.base_objective = self._objective(probe)
@@ -269,8 +268,7 @@ class Run:
 
     def _size(self, step: int) -> tuple[int, int]:
         """Pixel size at `step` for on-the-fly encoding: the stage's resolutions split its steps evenly."""
-        sizes = self.stage.resolutions
-        size = sizes[min((step - 1) * len(sizes) // self.total_steps, len(sizes) - 1)]
+        size = self.stage.resolutions[resolution_index(step, len(self.stage.resolutions), self.total_steps)]
         return size.height, size.width
 
     def _objective(self, batch: Batch):
@@ -351,7 +349,8 @@ class Run:
         for micro in range(self.accumulation):
             item = self.loader.next()
             if isinstance(item.batch, list):  # raw samples: this micro-batch encodes on the fly, here
-                batch = self.builder(item.batch, self._size(step))
+                size, frames = (self._size(step), None) if item.bucket is None else self.buckets.geometry(item.bucket)
+                batch = self.builder(item.batch, size, frames)
             else:
                 batch = to_device(item.batch, self.device)
             generator = step_generator(self.seed, step, self.data_rank, micro)  # one draw per SP group

@@ -4,7 +4,8 @@ dataset and per timestep.
 Every dataset of the stage contributes its first up to 32 samples (file order, after its `where` filter).
 Sample i of a dataset is evaluated by rank i mod world size; ranks run the same number of micro-batches
 (forward passes are collective under ZeRO-3), so a rank with fewer samples pads with copies that count for
-nothing - at any world size, also beyond 32 ranks. Each sample is evaluated at the objective's
+nothing - at any world size, also beyond 32 ranks. A bucketed stage evaluates each bucket's samples (at its
+first resolution) together, in micro-batches of that bucket's size, dealt over the ranks the same way. Each sample is evaluated at the objective's
 `validation_timesteps` (8 by default; SD3 paper section 5.1 uses 8 equidistant t) with noise seeded by
 (seed, dataset, sample), so two evaluations differ only by the weights, at any world size. The loss is the
 plain masked MSE against the objective's target. Models that embed guidance are evaluated at guidance 1
@@ -50,30 +51,51 @@ def rank_indices(count: int, rank: int, world: int) -> list[int | None]:
 
 
 def validation_parts(data, build, size: tuple[int, int], micro_batch: int, seed: int, rank: int, world: int,
-                     lowres_level: float | None) -> list[Part]:
+                     lowres_level: float | None, buckets=None) -> list[Part]:
     """This rank's validation micro-batches over every dataset of the stage (data: StageData; build: the
-    BatchBuilder)."""
+    BatchBuilder; buckets: a bucketed stage's BucketTable, whose samples are evaluated in their buckets at the
+    first resolution, each bucket in micro-batches of its own)."""
     parts = []
     for dataset in range(len(data.shards)):
         samples = data.first_samples(VALIDATION_SAMPLES, dataset)
-        indices = rank_indices(len(samples), rank, world)
-        for start in range(0, len(indices), micro_batch):
-            chunk = indices[start : start + micro_batch]
-            batch = build([samples[0 if i is None else i] for i in chunk], size)
-            device = batch.latents.device  # drawn on the host like training noise, kept where the batch is
-            noise = torch.stack([
-                torch.randn(batch.latents.shape[1:], generator=_generator(seed, dataset, i or 0, 0)) for i in chunk
+        for members, shape, micro in _groups(samples, buckets, size, micro_batch):
+            indices = [None if i is None else members[i] for i in rank_indices(len(members), rank, world)]
+            parts.extend(_parts(build, samples, indices, members[0], shape, micro, dataset, seed, lowres_level))
+    return parts
+
+
+def _groups(samples, buckets, size, micro_batch) -> list[tuple[list[int], tuple, int]]:
+    """(sample indices, (size, frames), micro-batch) of each bucket's validation samples, buckets in order of
+    their first sample; one group at the stage's size without buckets."""
+    if buckets is None:
+        return [(list(range(len(samples))), (size, None), micro_batch)]
+    groups: dict[tuple, list[int]] = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault(buckets.assign(sample, 0), []).append(index)
+    return [(members, buckets.geometry(key), buckets.micro(key)) for key, members in groups.items()]
+
+
+def _parts(build, samples, indices, pad, shape, micro_batch, dataset, seed, lowres_level) -> list[Part]:
+    """The micro-batches of one group of validation samples (indices: into samples; None: a copy of sample `pad`
+    of the same group, which counts for nothing)."""
+    parts = []
+    for start in range(0, len(indices), micro_batch):
+        chunk = indices[start : start + micro_batch]
+        batch = build([samples[pad if i is None else i] for i in chunk], *shape)
+        device = batch.latents.device  # drawn on the host like training noise, kept where the batch is
+        noise = torch.stack([
+            torch.randn(batch.latents.shape[1:], generator=_generator(seed, dataset, i or 0, 0)) for i in chunk
+        ]).to(device)
+        if lowres_level is not None and batch.cond.lowres is not None:
+            level = torch.full((batch.size,), lowres_level, device=device)
+            extra = torch.stack([
+                torch.randn(batch.cond.lowres.shape[1:], generator=_generator(seed, dataset, i or 0, 1))
+                for i in chunk
             ]).to(device)
-            if lowres_level is not None and batch.cond.lowres is not None:
-                level = torch.full((batch.size,), lowres_level, device=device)
-                extra = torch.stack([
-                    torch.randn(batch.cond.lowres.shape[1:], generator=_generator(seed, dataset, i or 0, 1))
-                    for i in chunk
-                ]).to(device)
-                lowres = augment_lowres(batch.cond.lowres, level, extra)
-                batch = replace(batch, cond=replace(batch.cond, lowres=lowres, aug_level=level))
-            weight = torch.tensor([0.0 if i is None else 1.0 for i in chunk], dtype=torch.float64)
-            parts.append(Part(dataset, batch, noise, weight))
+            lowres = augment_lowres(batch.cond.lowres, level, extra)
+            batch = replace(batch, cond=replace(batch.cond, lowres=lowres, aug_level=level))
+        weight = torch.tensor([0.0 if i is None else 1.0 for i in chunk], dtype=torch.float64)
+        parts.append(Part(dataset, batch, noise, weight))
     return parts
 
 

@@ -171,6 +171,8 @@ def write_stage(
     stage_kind="pretrain",
     dp=1,
     aspect_ratio_buckets=False,
+    buckets=(),
+    conditioning=None,
 ):
     """Write train/<name>/stage.yaml and ds_config.json under root; returns (stage path, ds_config path)."""
     stage = Stage(
@@ -188,6 +190,7 @@ def write_stage(
         loss=loss,
         init_from=init_from,
         teacher=teacher,
+        conditioning=conditioning,
     )
     weights = weights or [1.0] * len(datasets)
     stage_file = StageFile(
@@ -198,6 +201,7 @@ def write_stage(
         objective=objective or FlowMatching(),
         inference=InferenceSpec(sampler="euler", steps=4),
         layout=ParallelLayout(dp_size=dp, micro_batch=micro, grad_accumulation=accum, zero_stage=zero, precision=precision),
+        buckets=list(buckets),
         data=[
             DataInput(dataset=d, weight=w, shards=f"data/{d}", modality="video" if video else "image")
             for d, w in zip(datasets, weights)

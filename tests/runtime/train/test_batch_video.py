@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from conftest import CHANNELS, TEXT_DIM, VIDEO_FRAMES, architecture, trained_losses, write_mp4
+from conftest import CHANNELS, TEXT_DIM, VIDEO_FRAMES, architecture, trained_losses, write_mp4, write_stage
 from PIL import Image
 
 from compiler.schema.architecture import ArchitectureSpec
+from compiler.schema.bundle import BucketEntry
 from runtime.encoders import build_encoders
 from runtime.train import RunOptions, load_stage_file, train
 from runtime.train.batch import BatchBuilder
+from runtime.train.buckets import BucketTable
 from runtime.train.data import StageData
 from runtime.train.media import image_pixels, video_pixels
 from runtime.train.metrics import read_metrics
@@ -172,6 +174,29 @@ def test_preference_pairs_encode_the_rejected_image_alongside_the_preferred(imag
     assert builder([{"__key__": b"p", "jpg": jpeg(1), "txt": b"a photo"}], SIZE).rejected is None
     with pytest.raises(ValueError, match="sample p: rejected.npy is missing.*no rejected image or clip"):
         builder([pairs[0], {"__key__": b"p", "jpg": jpeg(1), "txt": b"a photo"}], SIZE)
+
+
+def test_media_train_at_their_buckets_size_and_frames(video_stage, tmp_path):
+    """On the fly: an image is scaled and cropped to its aspect-ratio bucket, a clip to its frame bucket."""
+    entries = [BucketEntry(resolution=0, height=h, width=w, frames=f, micro_batch=1)
+               for h, w in ((32, 32), (32, 48)) for f in (9, 5, 1)]
+    stage, _ = write_stage(tmp_path, video=True, buckets=entries)
+    stage_file = load_stage_file(stage)
+    table = BucketTable(stage_file)
+    table.fps = 15.0
+    arch, encoders = video_stage
+    builder = BatchBuilder(arch, mask_from=None, encoders=lambda: encoders, frames=9, fps=15.0)
+    image = {"__key__": b"i", "jpg": jpeg(0, (40, 60)), "txt": b"a wide photo"}
+    short = {"__key__": b"v", "txt": b"a short clip",  # 6 frames at 15 fps: 0.4 s covers 5 frames, not 9
+             "mp4": write_mp4(tmp_path / "short.mp4", [10 * i for i in range(6)], fps=15, size=(32, 48))}
+    for sample, bucket, latent_shape in ((image, ("size", 0, 32, 48, 1), (CHANNELS, 1, 4, 6)),
+                                         (short, ("size", 0, 32, 48, 5), (CHANNELS, 2, 4, 6))):
+        assert table.assign(sample, 0) == bucket
+        batch = builder([sample], *table.geometry(bucket))
+        assert tuple(batch.latents.shape[1:]) == latent_shape
+    with torch.no_grad():
+        expected = encoders.encode_images(image_pixels(image, "jpg", (32, 48))[None, :, None])
+    torch.testing.assert_close(builder([image], (32, 48), 1).latents, expected.float())
 
 
 def write_wan_shards(run_root: Path, stage_file) -> None:

@@ -157,12 +157,6 @@ def test_missing_steps_is_explained(image_root):
         train(RunOptions(stage_path, ds_config, image_root, None, tiny_model.build))
 
 
-def test_a_stage_asking_for_aspect_ratio_buckets_is_told_they_are_not_implemented(tmp_path, capsys):
-    write_shards(tmp_path / "data" / "patterns", samples=8, per_shard=8)
-    run(tmp_path, "buckets", steps=1, micro=2, aspect_ratio_buckets=True)
-    assert "stage buckets: aspect_ratio_buckets is set, but this trainer does not bucket" in capsys.readouterr().err
-
-
 def test_a_finished_stage_returns_at_once_and_a_changed_one_is_refused(tmp_path, capsys):
     write_shards(tmp_path / "data" / "patterns", samples=8, per_shard=8)
     run(tmp_path, "done", steps=2, micro=2)
