@@ -70,6 +70,10 @@ def latent_frames(spec: Spec, frames: int | None) -> int:
 
 
 def _text_tokens(spec: Spec) -> int:
+    """Text tokens the backbone reads: one token encoder's max_tokens, or the joint_tokens lists' summed
+    (SD3: 77 CLIP + 256 T5 = 333)."""
+    if spec.architecture.joint_tokens:
+        return spec.architecture.text_tokens()
     encoders = [e for e in spec.architecture.text_encoders if e.role in ("tokens", "cross_attention")]
     return max((e.max_tokens or 0 for e in encoders), default=0)
 
@@ -153,7 +157,7 @@ def count_network(spec: Spec, model: str = "main") -> ParamCount:
     if isinstance(backbone, Cascade):
         count = count_unet(_unet(backbone, model), _cascade_text_dim(spec), _image_channels(spec))
     elif isinstance(backbone, MMDiT):
-        pooled = any(e.role == "pooled" for e in arch.text_encoders)
+        pooled = any("pooled" in e.inputs for e in arch.text_encoders)
         if backbone.block_style == "hunyuan_video":
             count = count_video_mmdit(backbone, pooled)
         elif backbone.block_style == "sd3":

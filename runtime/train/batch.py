@@ -4,9 +4,10 @@ shape, else encoded on the fly from the sample's media and caption by runtime.en
 Shard members the trainer reads (per sample KEY), precomputed:
 
     KEY.latents.npy    (C, h, w) or (C, f, h, w) float latents, normalised as the VAE codec does: x0
-    KEY.text.npy       (T, D) token embeddings of the token / cross-attention text encoder
+    KEY.text.npy       (T, D) token embeddings of the token / cross-attention text encoders (several joined
+                       by architecture.joint_tokens: SD3's CLIP-L + CLIP-G tokens, then T5's)
     KEY.text_mask.npy  (T,) nonzero for real tokens; made from the lengths when texts are padded here
-    KEY.pooled.npy     (P,) pooled text vector (FLUX: CLIP)
+    KEY.pooled.npy     (P,) pooled text vector (FLUX: CLIP; several encoders' concatenated: SD3's CLIPs)
     KEY.glyph.npy      (G, E) glyph-encoder tokens (an encoder with role glyph, Seedream)
     KEY.context.npy    (C, h, w) latents of an edit's reference image (FLUX Kontext), the target's size
     KEY.mask.npy       loss mask on the latent grid or at pixel size, 1 where the loss counts
@@ -51,7 +52,7 @@ import numpy as np
 import torch
 
 from compiler.schema.architecture import ArchitectureSpec, LatentSpace, PixelSpace
-from runtime.objectives.conditioning import Conditioning, encoder_inputs
+from runtime.objectives.conditioning import Conditioning, join_text, text_input_widths
 from runtime.objectives.masked import cell_mask
 from runtime.train.data import Sample, load_npy
 from runtime.train.media import (
@@ -183,8 +184,7 @@ class BatchBuilder:
         self.device = torch.device(device)
         if frames is not None:
             latent_frames(architecture.space, frames)  # a frame count the VAE cannot encode fails here, not mid-run
-        self.text_inputs = encoder_inputs(architecture.text_encoders)  # encoder name -> 'text' | 'pooled' | 'glyph'
-        self.dims = {encoder.name: encoder.dim for encoder in architecture.text_encoders}
+        self.text_inputs = text_input_widths(architecture)  # 'text' | 'pooled' | 'glyph' -> width
 
     def __call__(self, samples: list[Sample], size: tuple[int, int]) -> Batch:
         """A batch of `samples` at `size` (height, width) in pixels."""
@@ -356,19 +356,20 @@ class BatchBuilder:
         return torch.stack(self._gather(samples, part, encode)[0])
 
     def _text(self, samples) -> dict[str, torch.Tensor]:
-        """text (+ text_mask), pooled and glyph, for the inputs the architecture's encoders feed."""
+        """text (+ text_mask), pooled and glyph, for the inputs the architecture's encoders feed, each joined
+        from the encoders' outputs as runtime.objectives.conditioning.join_text does."""
         embedded: dict[tuple[str, ...], dict] = {}
 
         def embed(chosen, why):
             keys = tuple(key_of(sample) for sample in chosen)
             if keys not in embedded:
                 with torch.no_grad():
-                    embedded[keys] = self._conditioning(why).encode_text([caption(sample) for sample in chosen])
+                    outputs = self._conditioning(why).encode_text([caption(sample) for sample in chosen])
+                    embedded[keys] = join_text(self.architecture, outputs)
             return embedded[keys]
 
         fields: dict[str, torch.Tensor] = {}
-        for name, slot in self.text_inputs.items():
-            dim = self.dims[name]
+        for slot, dim in self.text_inputs.items():
             if slot == "pooled":
                 part = Part("pooled.npy", f"({dim},)", lambda a, d=dim: a if a.shape == (d,) else None,
                             CAPTION_FIELDS, "caption (txt or captions.json)")
@@ -377,13 +378,8 @@ class BatchBuilder:
                             lambda a, d=dim: a if a.ndim == 2 and a.shape[1] == d else None,
                             CAPTION_FIELDS, "caption (txt or captions.json)")
 
-            def encode(chosen, fields_, why, name=name, slot=slot):
-                embedding = embed(chosen, why)[name]
-                if slot != "pooled":
-                    return list(embedding.tokens.float())
-                if embedding.pooled is None:
-                    raise ValueError(f"text encoder {name!r} has role 'pooled' but its model returns no pooled output")
-                return list(embedding.pooled.float())
+            def encode(chosen, fields_, why, slot=slot):
+                return list(embed(chosen, why)[slot])
 
             values, encoded = self._gather(samples, part, encode)
             if slot == "pooled":
@@ -398,7 +394,7 @@ class BatchBuilder:
             else:
                 masks = [self._given_mask(sample, value) for sample, value in zip(samples, values)]
                 if encoded:
-                    rows = embed([samples[i] for i in encoded], "")[name].mask.float()  # cached by encode above
+                    rows = embed([samples[i] for i in encoded], "")["text_mask"]  # cached by encode above
                     for index, row in zip(encoded, rows):
                         masks[index] = row
                 fields["text"], fields["text_mask"] = padded(values, masks)

@@ -280,7 +280,7 @@ class Run:
 
     def _stage_loss(self, factory, name: str, probe: Batch):
         config = self.stage_file.objective.cfg_dropout
-        dropout = None if config is None else ConditioningDropout(config, self.stage_file.architecture.text_encoders)
+        dropout = None if config is None else ConditioningDropout(config, self.stage_file.architecture)
         loss = self.stage.loss
         if loss is None:
             return DenoisingLoss(dropout, augment_lowres=self.augment)

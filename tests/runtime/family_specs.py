@@ -17,6 +17,8 @@ HUNYUAN_PAPER = "Kong et al. 2024, HunyuanVideo: A Systematic Framework For Larg
     "arXiv:2412.03603"
 SD3_CONFIG = "stabilityai/stable-diffusion-3-medium-diffusers transformer/config.json (diffusers)"
 SD3_PAPER = "Esser et al. 2024, Scaling Rectified Flow Transformers (SD3), arXiv:2403.03206"
+SD3_PIPELINE = "diffusers pipelines/stable_diffusion_3/pipeline_stable_diffusion_3.py (_get_clip_prompt_embeds, " \
+    "encode_prompt; __init__: CLIPTextModelWithProjection x 2, T5EncoderModel; max_sequence_length 256)"
 COGVIDEOX_CONFIG = "THUDM/CogVideoX-5b transformer/config.json (diffusers)"
 COGVIDEOX_PAPER = "Yang et al. 2024, CogVideoX: Text-to-Video Diffusion Models with An Expert Transformer, " \
     "arXiv:2408.06072"
@@ -51,11 +53,17 @@ SD3_MEDIUM_ARCHITECTURE = ArchitectureSpec(
         ),
         SD3_CONFIG,
     ),
+    # Each CLIP serves both roles: tokens from its penultimate layer, and its projected pooled vector; CLIP-L's and
+    # CLIP-G's tokens are joined on the feature axis (768 + 1280 = 2048), padded to T5's 4096, and come before T5's
+    # tokens on the sequence axis; the pooled vectors are concatenated (768 + 1280 = 2048).
     text_encoders=documented([
+        TextEncoder(name="clip_l", model="openai/clip-vit-large-patch14", role="tokens", pooled=True,
+                    hidden_layer=-2, pooled_projection=True, dim=768, max_tokens=77),
+        TextEncoder(name="clip_g", model="laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", role="tokens", pooled=True,
+                    hidden_layer=-2, pooled_projection=True, dim=1280, max_tokens=77),
         TextEncoder(name="t5", model="google/t5-v1_1-xxl", role="tokens", dim=4096, max_tokens=256),
-        # SD3 concatenates CLIP-L's and CLIP-G's pooled outputs (768 + 1280); one pooled input here.
-        TextEncoder(name="clip", model="laion/CLIP-ViT-bigG-14", role="pooled", dim=2048, max_tokens=77),
-    ], SD3_PAPER),
+    ], SD3_PIPELINE),
+    joint_tokens=documented([["clip_l", "clip_g"], ["t5"]], SD3_PIPELINE),
     space=documented(LatentSpace(vae="sd3-vae", channels=16, spatial_compression=8), SD3_PAPER),
 )
 
@@ -92,7 +100,8 @@ HUNYUAN_VIDEO = _with_architecture(
 )
 SD3_MEDIUM = _with_architecture(
     "flux1-dev", "sd3-medium-test", SD3_MEDIUM_ARCHITECTURE,
-    ["data.pipelines[flux].ops[precompute_embeddings].text_encoders=[t5, clip]", "inference.guidance_embedded=null",
+    ["data.pipelines[flux].ops[precompute_embeddings].text_encoders=[clip_l, clip_g, t5]",
+     "inference.guidance_embedded=null",
      "inference.cfg_scale=7.0"],  # SD3 samples with classifier-free guidance 7.0 (diffusers' docs example)
 )
 # FLUX.1 dev's last stage distils guidance into a guidance embedding, which SD3 has not: SD3 keeps the others.
