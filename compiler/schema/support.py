@@ -184,6 +184,7 @@ _FIELD_SUPPORT: dict[tuple[str, str], str] = {
     ("TextEncoder", "role"): "any number of token encoders (joined by architecture.joint_tokens) and pooled "
     "encoders (concatenated); at most one glyph encoder",
     ("TextEncoder", "pooled_projection"): "clip family encoders only (CLIPTextModelWithProjection)",
+    ("ArchitectureSpec", "joint_tokens"): "MMDiT and DiT backbones (a cascade U-Net reads one token encoder)",
     ("MMDiT", "block_style"): "flux; qwen_image with single_blocks 0, no pooled_dim, no guidance_embed, "
     "context_images none and text_input_norm true; hunyuan_video and sd3 with a pooled_dim",
     ("Rope", "axes"): "(index, h, w) or (h, w) in an MMDiT; any of t, h, w in a DiT",

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from compiler.schema.architecture import ArchitectureSpec, LatentSpace, PixelSpace
+from compiler.schema.bundle import DataInput
 from runtime.objectives.conditioning import Conditioning, join_text, text_input_widths
 from runtime.objectives.masked import cell_mask
 from runtime.train.data import Sample, load_npy
@@ -443,3 +444,17 @@ def padded(
         mask[i, : sequence.shape[0]] = 1 if given is None else given
     needed = any(m is not None for m in masks) or any(t.shape[0] != longest for t in tokens)
     return batch, mask if needed else None
+
+
+def check_task(batch: Batch, data: DataInput) -> None:
+    """Refuse a micro-batch whose samples do not fit its dataset's task: an edit (a dataset of triplets)
+    carries reference-image latents (context.npy, or a source image), a generation micro-batch none."""
+    edit = batch.cond.context_latents is not None
+    if edit == (data.task == "edit"):
+        return
+    found = "reference images (a source image or context.npy)" if edit else "no reference image"
+    needs = "each sample needs one" if data.task == "edit" else "a generation dataset holds none"
+    raise ValueError(
+        f"dataset {data.dataset!r} trains the {data.task} task but its micro-batch {list(batch.keys)[:3]} has "
+        f"{found}; {needs}: curate the dataset's samples accordingly, or correct its unit (triplets: edit)"
+    )

@@ -40,7 +40,7 @@ from runtime.models.sequence_parallel import (
     SequenceParallelGroups, data_parallel_rank, data_parallel_world_size, enable_sequence_parallel,
 )
 from runtime.train import checkpoint, export, preemption
-from runtime.train.batch import Batch, BatchBuilder
+from runtime.train.batch import Batch, BatchBuilder, check_task
 from runtime.train.data import StageData
 from runtime.train.device import engine_device, frozen
 from runtime.train.ema import EMA
@@ -344,6 +344,7 @@ class Run:
                 batch = self.builder(item.batch, self._size(step))
             else:
                 batch = to_device(item.batch, self.device)
+            check_task(batch, self.stage_file.data[item.dataset])
             generator = step_generator(self.seed, step, self.data_rank, micro)  # one draw per SP group
             torch.manual_seed(derived_seed(self.seed, step, self.data_rank, micro))
             out = self.loss(self.student, self.objective_for(batch), batch, generator)
