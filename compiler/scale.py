@@ -73,9 +73,12 @@ def smoke(spec: Spec) -> Spec:
         if isinstance(backbone, MMDiT):
             changes["architecture.backbone.double_blocks"] = (min(backbone.double_blocks, DEPTH), "2 blocks per kind")
             changes["architecture.backbone.single_blocks"] = (min(backbone.single_blocks, DEPTH), "2 blocks per kind")
-            changes["architecture.backbone.context_dim"] = (TEXT_DIM, "tiny text encoders")
+            # Joint token lists are as wide as their widest list's encoders together; pooled vectors concatenate.
+            joined = max((len(group) for group in arch.token_groups()), default=1)
+            changes["architecture.backbone.context_dim"] = (joined * TEXT_DIM, "tiny text encoders")
             if backbone.pooled_dim:
-                changes["architecture.backbone.pooled_dim"] = (TEXT_DIM, "tiny text encoders")
+                pooled = max(1, sum("pooled" in encoder.inputs for encoder in arch.text_encoders))
+                changes["architecture.backbone.pooled_dim"] = (pooled * TEXT_DIM, "tiny text encoders")
         else:
             changes["architecture.backbone.depth"] = (DEPTH, "2 blocks")
             changes["architecture.backbone.text_dim"] = (TEXT_DIM, "tiny text encoders")

@@ -47,6 +47,7 @@ from compiler.schema import (
     Spec,
     Stage,
     Subset,
+    TaskShare,
     TextEncoder,
     VisualQuality,
     Watermark,
@@ -481,6 +482,17 @@ SEEDREAM_4_0 = derive(
                 VERSIONS,
             )
             for name, dataset in (("ct", "seedream_highres"), ("sft", "seedream_sft"), ("rlhf", "seedream_sft"))
+        },
+        # The survey's "joint T2I+editing": both tasks in each post-training stage, at the datasets' shares.
+        **{
+            f"schedule.stages[{name}].tasks": documented(
+                [
+                    TaskShare(task="generation", weight=assumed(0.7, "undisclosed; the text-to-image datasets' share")),
+                    TaskShare(task="edit", weight=assumed(0.3, "undisclosed; the editing dataset's share")),
+                ],
+                VERSIONS,
+            )
+            for name in ("ct", "sft", "rlhf")
         },
         "schedule.stages[pe]": REMOVE,
         "inference": InferenceSpec(

@@ -30,6 +30,7 @@ from compiler.schema.bundle import (
     BucketEntry, DataInput, ParallelLayout, PipelineFile, StageFile, encode_clip, encode_size, root_dataset, slug,
 )
 from compiler.schema.cluster import Cluster
+from compiler.schema.schedule import dataset_task
 from compiler.schema.spec import Spec
 from compiler.schema.support import op_smoke_only
 
@@ -117,7 +118,7 @@ def _stage_file(spec: Spec, stage, stage_plan, scale: str) -> StageFile:
         # A curation run keeps its samples in OUTPUT/shards (runtime/curation/layout.py).
         modality = where.modality if where is not None and where.modality else _modality(spec, root)
         inputs.append(DataInput(dataset=use.dataset, weight=use.weight, shards=f"curated/{root}/shards",
-                                where=where, modality=modality))
+                                where=where, modality=modality, task=dataset_task(spec.data.datasets, use.dataset)))
     # The trainer reads whether to load the frozen encoders from stage.conditioning: resolved here.
     stage = stage.model_copy(update={"conditioning": stage_conditioning(spec, stage)})
     return StageFile(

@@ -86,7 +86,12 @@ def stored_bytes_per_sample(spec: Spec, dataset: str) -> int | None:
             frames = lead + (encoded.frames - lead) // space.temporal_compression
         edits = any(d.name == dataset and d.unit == "triplets" for d in spec.data.datasets)
         elements += space.channels * frames * grid * (2 if edits else 1)  # an edit's reference latents too
-    for encoder in spec.architecture.text_encoders:
-        if encoder.name in op.text_encoders and encoder.dim is not None:
-            elements += encoder.dim * (1 if encoder.role == "pooled" else (encoder.max_tokens or 0))
+    architecture = spec.architecture
+    named = {encoder.name for encoder in architecture.text_encoders if encoder.name in op.text_encoders}
+    if any(encoder.name in named for group in architecture.token_groups() for encoder in group):
+        elements += architecture.text_width() * architecture.text_tokens()  # joint lists padded to the widest
+    elements += sum(encoder.dim or 0 for encoder in architecture.text_encoders
+                    if encoder.name in named and "pooled" in encoder.inputs)
+    elements += sum((encoder.dim or 0) * (encoder.max_tokens or 0) for encoder in architecture.text_encoders
+                    if encoder.name in named and encoder.role == "glyph")
     return elements * BF16_BYTES

@@ -44,7 +44,7 @@ from compiler.schema.architecture import (
     TextEncoder,
     UNetStage,
 )
-from compiler.schema.schedule import Stage
+from compiler.schema.schedule import Stage, edit_share
 from compiler.schema.spec import Spec
 
 
@@ -80,6 +80,10 @@ def latent_frames(spec: Spec, frames: int | None) -> int:
 
 
 def _text_tokens(spec: Spec) -> int:
+    """Text tokens the backbone reads: one token encoder's max_tokens, or the joint_tokens lists' summed
+    (SD3: 77 CLIP + 256 T5 = 333)."""
+    if spec.architecture.joint_tokens:
+        return spec.architecture.text_tokens()
     encoders = [e for e in spec.architecture.text_encoders if e.role in ("tokens", "cross_attention")]
     return max((e.max_tokens or 0 for e in encoders), default=0)
 
@@ -183,7 +187,7 @@ def count_network(spec: Spec, model: str = "main") -> ParamCount:
     if isinstance(backbone, Cascade):
         count = count_unet(_unet(backbone, model), _cascade_text_dim(spec), _image_channels(spec))
     elif isinstance(backbone, MMDiT):
-        pooled = any(e.role == "pooled" for e in arch.text_encoders)
+        pooled = any("pooled" in e.inputs for e in arch.text_encoders)
         if backbone.block_style == "hunyuan_video":
             count = count_video_mmdit(backbone, pooled)
         elif backbone.block_style == "sd3":
@@ -204,8 +208,10 @@ def _cascade_text_dim(spec: Spec) -> int:
                default=0)
 
 
-def workload(spec: Spec, stage: Stage) -> Workload:
-    """Tokens and forward FLOPs of one sample of `stage` (largest resolution of the stage)."""
+def workload(spec: Spec, stage: Stage, edit: bool | None = None) -> Workload:
+    """Tokens and forward FLOPs of one sample of `stage` (largest resolution of the stage): an edit sample's
+    when `edit` (its reference image's tokens join the sequence), a generation sample's when not; None: the
+    largest the stage trains (an edit's when some dataset of the stage holds triplets)."""
     backbone = spec.architecture.backbone
     text = _text_tokens(spec)
     frozen = sum(frozen_sizes(spec)[0].values())
@@ -225,7 +231,9 @@ def workload(spec: Spec, stage: Stage) -> Workload:
 
     frames = latent_frames(spec, stage.frames)
     image = _image_tokens(spec, backbone, stage)
-    if isinstance(backbone, MMDiT) and backbone.context_images == "sequence":
+    if edit is None:
+        edit = edit_share(stage, spec.data.datasets) > 0
+    if isinstance(backbone, MMDiT) and backbone.context_images == "sequence" and edit:
         image *= 2  # Kontext: the context image's tokens join the target's on the sequence axis
     inner = backbone.num_heads * backbone.head_dim
     glyph = _glyph(spec)[1]
@@ -268,10 +276,17 @@ def _unet(cascade: Cascade, name: str) -> UNetStage:
 
 def mean_forward_flops(spec: Spec, stage: Stage) -> float:
     """Forward FLOPs of one sample averaged over a progressive stage's resolutions, each trained for an equal
-    share of the stage's steps (the schema names the sizes, not their split: the assumption plan.md states).
+    share of the stage's steps (the schema names the sizes, not their split: the assumption plan.md states),
+    and over a joint stage's tasks by their shares (an edit's reference tokens only in the edit share).
     Memory is planned at the largest, which must fit; time at the mean."""
     sizes = stage.resolutions
-    return sum(workload(spec, stage.model_copy(update={"resolutions": [size]})).forward_flops for size in sizes) / len(sizes)
+    edits = edit_share(stage, spec.data.datasets)  # a joint stage's micro-batches: edits, and generation the rest
+    mixed = 0.0
+    for size in sizes:
+        single = stage.model_copy(update={"resolutions": [size]})
+        mixed += edits * workload(spec, single, edit=True).forward_flops
+        mixed += (1 - edits) * workload(spec, single, edit=False).forward_flops
+    return mixed / len(sizes)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ PLANNER_FIELDS: dict[tuple[str, str], str] = {
     ("TextEncoder", "role"): "tokens / cross_attention: text tokens; glyph: glyph tokens (flux block style)",
     ("TextEncoder", "dim"): "glyph projection width (flux block style); U-Net text width: " + PARAMS,
     ("TextEncoder", "max_tokens"): "text tokens per sample: FLOPs and activations",
+    ("TextEncoder", "pooled"): "stored conditioning bytes (the pooled vector besides the tokens)",
+    ("ArchitectureSpec", "joint_tokens"): "text tokens per sample (the lists' max_tokens summed) and the stored "
+    "text width (the widest list)",
     ("TextEncoder", "params"): "frozen: resident memory unless embeddings are precomputed; trained: " + PARAMS,
     ("TextEncoder", "frozen"): "false: trained with the backbone (" + PARAMS + ", optimizer memory)",
     ("LatentSpace", "spatial_compression"): "image tokens",
@@ -43,7 +46,7 @@ PLANNER_FIELDS: dict[tuple[str, str], str] = {
     ("MMDiT", "context_dim"): PARAMS,
     ("MMDiT", "pooled_dim"): "parameters (with a pooled encoder)",
     ("MMDiT", "guidance_embed"): "parameters",
-    ("MMDiT", "context_images"): "sequence: twice the image tokens",
+    ("MMDiT", "context_images"): "sequence: twice the image tokens in edit samples (datasets of triplets)",
     ("MMDiT", "text_input_norm"): "parameters",
     ("MMDiT", "block_style"): PARAMS,
     ("MMDiT", "token_refiner_blocks"): "parameters (over the text tokens)",
@@ -71,6 +74,9 @@ PLANNER_FIELDS: dict[tuple[str, str], str] = {
     ("UNetStage", "train_crop"): "FLOPs (positions per sample)",
     # Schedule: tokens, the batch, memory and the cadence.
     ("Stage", "model"): "which network the stage trains",
+    ("Stage", "datasets"): "datasets of triplets (edits): their share of FLOPs carries the reference image's "
+    "tokens, and memory is planned for an edit sample",
+    ("Stage", "tasks"): "not read: checked against the datasets, whose units and weights set the edit share",
     ("Stage", "resolutions"): "image tokens (the largest size)",
     ("Stage", "frames"): "latent frames, image tokens",
     ("Stage", "aspect_ratio_buckets"): "bucket table: equal-area aspect-ratio buckets, each with its micro-batch",

@@ -155,6 +155,18 @@ def context_dim_matches_encoder(spec: Spec) -> Iterator[Diagnostic]:
         return
     field = "context_dim" if isinstance(backbone, MMDiT) else "text_dim"
     width = getattr(backbone, field)
+    if spec.architecture.joint_tokens:
+        joined = spec.architecture.text_width()
+        groups = [" + ".join(f"{e.name} {e.dim}" for e in group) for group in spec.architecture.token_groups()]
+        if joined != width and all(e.dim is not None for g in spec.architecture.token_groups() for e in g):
+            yield Diagnostic(
+                f"{BACKBONE}.{field}",
+                "architecture.context-dim-matches-encoder",
+                f"{field} {width} != {joined}, the widest of the joint token lists ({'; '.join(groups)}): the "
+                "lists are zero-padded to the widest",
+                f"set {field} to {joined}, or correct the encoders' dims",
+            )
+        return
     for encoder in spec.architecture.text_encoders:
         if encoder.role in SEQUENCE_ROLES and encoder.dim is not None and encoder.dim != width:
             yield Diagnostic(
@@ -162,6 +174,51 @@ def context_dim_matches_encoder(spec: Spec) -> Iterator[Diagnostic]:
                 "architecture.context-dim-matches-encoder",
                 f"{field} {width} != dim {encoder.dim} of text encoder {encoder.name!r} (role {encoder.role})",
                 f"set {field} to {encoder.dim}, or correct the encoder's dim",
+            )
+
+
+@rule("architecture.joint-tokens-cover-encoders",
+      "several token encoders are joined by joint_tokens, which names each once, with equal max_tokens per list")
+def joint_tokens_cover_encoders(spec: Spec) -> Iterator[Diagnostic]:
+    architecture = spec.architecture
+    # Distinct names: two encoders of one name are architecture.unique-names's problem.
+    tokens = list(dict.fromkeys(e.name for e in architecture.text_encoders if e.role in SEQUENCE_ROLES))
+    listed = [name for group in architecture.joint_tokens for name in group]
+    path = "architecture.joint_tokens"
+    if not listed:
+        if len(tokens) > 1:
+            yield Diagnostic(
+                path, "architecture.joint-tokens-cover-encoders",
+                f"text encoders {tokens} all feed the text tokens, but joint_tokens is empty, so nothing says how "
+                "their outputs make one sequence",
+                f"set joint_tokens, e.g. [[{', '.join(tokens[:-1])}], [{tokens[-1]}]] (SD3: [[clip_l, clip_g], [t5]])",
+            )
+        return
+    unknown = [name for name in listed if name not in tokens]
+    if unknown:
+        yield Diagnostic(
+            path, "architecture.joint-tokens-cover-encoders",
+            f"joint_tokens names {unknown}, which are not text encoders of role tokens or cross_attention "
+            f"(those are {tokens})",
+            "name only token encoders in joint_tokens",
+        )
+    missing = [name for name in tokens if name not in listed]
+    if missing:
+        yield Diagnostic(
+            path, "architecture.joint-tokens-cover-encoders",
+            f"token encoders {missing} are not in joint_tokens {architecture.joint_tokens}, so their tokens "
+            "would be dropped",
+            "add each token encoder to one of the joint_tokens lists",
+        )
+    for index, group in enumerate(architecture.token_groups()):
+        lengths = {e.max_tokens for e in group if e.max_tokens is not None}
+        if len(lengths) > 1:
+            shown = ", ".join(f"{e.name} {e.max_tokens}" for e in group)
+            yield Diagnostic(
+                f"{path}[{index}]", "architecture.joint-tokens-cover-encoders",
+                f"the encoders of one joint list are concatenated along the feature axis token by token, but their "
+                f"max_tokens differ ({shown})",
+                "give them one max_tokens (SD3's CLIPs: 77), or put them in separate lists (joined on the sequence)",
             )
 
 
@@ -173,13 +230,13 @@ def pooled_dim_matches_encoder(spec: Spec) -> Iterator[Diagnostic]:
     backbone = spec.architecture.backbone
     if not isinstance(backbone, MMDiT):
         return
-    pooled = [encoder for encoder in spec.architecture.text_encoders if encoder.role == "pooled"]
+    pooled = [encoder for encoder in spec.architecture.text_encoders if "pooled" in encoder.inputs]
     path = f"{BACKBONE}.pooled_dim"
     if backbone.pooled_dim is not None and not pooled:
         yield Diagnostic(
             path,
             "architecture.pooled-dim-matches-encoder",
-            f"pooled_dim {backbone.pooled_dim} is set but no text encoder has role 'pooled'",
+            f"pooled_dim {backbone.pooled_dim} is set but no text encoder has role 'pooled' or pooled true",
             "add the pooled encoder (FLUX: CLIP-L, dim 768, role 'pooled') or set pooled_dim to None",
         )
     elif backbone.pooled_dim is None and pooled:

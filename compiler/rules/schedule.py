@@ -20,7 +20,7 @@ from compiler.rules.lookups import (
 )
 from compiler.schema.architecture import LatentSpace
 from compiler.schema.common import Size
-from compiler.schema.schedule import DISTILLATION_KINDS, Stage
+from compiler.schema.schedule import DISTILLATION_KINDS, Stage, dataset_task
 from compiler.schema.spec import Spec
 from compiler.schema.support import RELEASED_LAYOUTS, family_of
 from compiler.validate import rule
@@ -180,6 +180,48 @@ def mixing_weights_sum_to_one(spec: Spec) -> Iterator[Diagnostic]:
                 "schedule.mixing-weights-sum-to-one",
                 f"dataset weights of stage {stage.name!r} ({shown}) sum to {total:g}, not 1",
                 "scale the weights to sum to 1",
+            )
+
+
+@rule("schedule.task-mix", "a stage's tasks each weigh what their datasets weigh, cover its datasets, and an edit "
+      "task has an MMDiT that reads reference images")
+def task_mix(spec: Spec) -> Iterator[Diagnostic]:
+    backbone = spec.architecture.backbone
+    for path, _, stage in stage_paths(spec):
+        if not stage.tasks:
+            continue
+        for task, count in repeated(share.task for share in stage.tasks).items():
+            yield Diagnostic(f"{path}.tasks", "schedule.task-mix", f"task {task!r} is listed {count} times",
+                             "list each task once")
+        tasks = {use.dataset: dataset_task(spec.data.datasets, use.dataset) for use in stage.datasets}
+        for index, share in enumerate(stage.tasks):
+            uses = [use for use in stage.datasets if tasks[use.dataset] == share.task]
+            total = sum(use.weight for use in uses)
+            if abs(total - share.weight) > TOLERANCE:
+                shown = ", ".join(f"{use.dataset} {use.weight:g}" for use in uses) or "none"
+                yield Diagnostic(
+                    f"{path}.tasks[{index}].weight", "schedule.task-mix",
+                    f"task {share.task!r} has weight {share.weight:g} but the stage's {share.task} datasets ({shown}) "
+                    f"weigh {total:g}; the trainer draws micro-batches by dataset weight",
+                    f"set the weight to {total:g}, or change the datasets' weights" if uses else
+                    f"add a {share.task} dataset ({'triplets' if share.task == 'edit' else 'not triplets'}) to the "
+                    "stage, or drop the task",
+                )
+        listed = {share.task for share in stage.tasks}
+        unlisted = [name for name, task in tasks.items() if task not in listed]
+        if unlisted:
+            yield Diagnostic(
+                f"{path}.tasks", "schedule.task-mix",
+                f"datasets {unlisted} train {sorted({tasks[name] for name in unlisted})}, a task stage "
+                f"{stage.name!r} does not list in tasks {sorted(listed)}",
+                "add the task with its datasets' weight, or drop the datasets",
+            )
+        if "edit" in listed and getattr(backbone, "context_images", "none") != "sequence":
+            yield Diagnostic(
+                f"{path}.tasks", "schedule.task-mix",
+                f"stage {stage.name!r} trains the edit task, but the backbone reads no reference image "
+                f"(context_images is {getattr(backbone, 'context_images', None)!r})",
+                "set architecture.backbone.context_images to 'sequence' (an MMDiT, as Flux Kontext), or drop the task",
             )
 
 

@@ -8,6 +8,7 @@ is kept apart from the count the planner computes from the dimensions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
@@ -15,6 +16,8 @@ from pydantic import Field, model_validator
 from compiler.schema.provenance import Node
 
 EncoderRole = Literal["pooled", "tokens", "cross_attention", "glyph"]
+# Which denoiser input each role feeds: the pooled vector, the text token sequence, or glyph tokens.
+ROLE_INPUT = {"pooled": "pooled", "tokens": "text", "cross_attention": "text", "glyph": "glyph"}
 
 
 class TextEncoder(Node):
@@ -26,10 +29,34 @@ class TextEncoder(Node):
         description="pooled: a vector into modulation; tokens: a sequence joined with image tokens; "
         "cross_attention: keys/values of cross-attention; glyph: character-level text for rendering"
     )
+    pooled: bool = Field(
+        False, description="also feeds its pooled vector into the pooled input: one encoder in both roles (SD3's "
+        "CLIP-L and CLIP-G give tokens and a pooled vector); role tokens or cross_attention only"
+    )
+    hidden_layer: int = Field(
+        -1, le=-1, description="hidden state the tokens are read from, counted from the end: -1 the encoder's "
+        "output (last_hidden_state), -2 the penultimate layer's (SD3 reads CLIP's hidden_states[-2])"
+    )
+    pooled_projection: bool = Field(
+        False, description="the pooled vector through the model's text projection (CLIPTextModelWithProjection's "
+        "text_embeds, as SD3 reads CLIP-L and CLIP-G); false: the pooler output (FLUX's CLIPTextModel)"
+    )
     dim: int | None = Field(None, gt=0, description="output width")
     max_tokens: int | None = Field(None, gt=0)
     params: float | None = Field(None, gt=0, description="documented parameter count")
     frozen: bool = True
+
+    @model_validator(mode="after")
+    def _both_roles(self) -> TextEncoder:
+        if self.pooled and self.role not in ("tokens", "cross_attention"):
+            raise ValueError(f"pooled is true but role is {self.role!r}; an encoder in both roles has role 'tokens' "
+                             "or 'cross_attention' and pooled true: change the role or drop pooled")
+        return self
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The denoiser inputs this encoder feeds: its role's, then 'pooled' when it serves both roles."""
+        return (ROLE_INPUT[self.role], "pooled") if self.pooled else (ROLE_INPUT[self.role],)
 
 
 class LatentSpace(Node):
@@ -266,11 +293,92 @@ BackboneSpec = Annotated[Union[MMDiT, DiT, SpacetimeDiT, Cascade], Field(discrim
 Space = Annotated[Union[LatentSpace, PixelSpace], Field(discriminator="kind")]
 
 
+@dataclass(frozen=True)
+class TextRegion:
+    """Where one encoder's output sits in a denoiser input: positions [token_start, token_stop) on the
+    sequence axis (None: the whole input has no sequence axis, or the stop is open) and channels
+    [feature_start, feature_stop) on the feature axis."""
+
+    input: str  # 'text', 'pooled' or 'glyph'
+    token_start: int | None
+    token_stop: int | None
+    feature_start: int
+    feature_stop: int
+
+
 class ArchitectureSpec(Node):
     """The network: backbone, text encoders, the space it denoises in, and its size."""
 
     backbone: BackboneSpec
     text_encoders: list[TextEncoder]
+    joint_tokens: list[list[str]] = Field(
+        default_factory=list,
+        description="several token encoders making the one text sequence the backbone reads: the encoders of "
+        "each inner list concatenated along the feature axis (their max_tokens equal), each list zero-padded "
+        "on the feature axis to the widest list, then the lists concatenated along the sequence in order (SD3: "
+        "[[clip_l, clip_g], [t5]]: 77 tokens of 768 + 1280 = 2048 padded to 4096, then T5's 256 tokens); "
+        "empty: at most one token encoder. Pooled vectors of several encoders are concatenated in "
+        "text_encoders order (SD3: 768 + 1280 = 2048)",
+    )
     space: Space
     params_documented: float | None = Field(None, gt=0, description="total parameters as the authors state")
     extras: list[str] = Field(default_factory=list, description="named techniques outside the fields above")
+
+    @model_validator(mode="after")
+    def _joint_lists(self) -> ArchitectureSpec:
+        names = [name for group in self.joint_tokens for name in group]
+        if any(not group for group in self.joint_tokens):
+            raise ValueError(f"joint_tokens {self.joint_tokens} has an empty list; each list names the encoders "
+                             "concatenated along the feature axis: drop the empty one")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"joint_tokens names {repeated} more than once; each token encoder sits in one place")
+        return self
+
+    def token_groups(self) -> list[list[TextEncoder]]:
+        """The token encoders, grouped as they are joined: joint_tokens' lists, else each encoder alone."""
+        by_name = {encoder.name: encoder for encoder in self.text_encoders if ROLE_INPUT[encoder.role] == "text"}
+        if self.joint_tokens:  # names that are no token encoder: architecture.joint-tokens-cover-encoders
+            return [[by_name[name] for name in group if name in by_name] for group in self.joint_tokens]
+        return [[encoder] for encoder in self.text_encoders if ROLE_INPUT[encoder.role] == "text"]
+
+    def text_regions(self) -> dict[str, list[TextRegion]]:
+        """Per encoder name, where its outputs sit in the denoiser inputs it feeds.
+
+        Token lists (joint_tokens) follow one another on the sequence axis, each max_tokens long (the last
+        open-ended: precomputed text keeps the real tokens only), and within a list the encoders follow one
+        another on the feature axis; pooled vectors follow one another on the feature axis in text_encoders
+        order (diffusers StableDiffusion3Pipeline.encode_prompt). Needs every width (dim) set."""
+        regions: dict[str, list[TextRegion]] = {encoder.name: [] for encoder in self.text_encoders}
+        groups = self.token_groups()
+        start = 0
+        for index, group in enumerate(groups):
+            if not group:
+                continue
+            last = index == len(groups) - 1
+            stop = None if last else start + (group[0].max_tokens or 0)
+            feature = 0
+            for encoder in group:
+                regions[encoder.name].append(TextRegion("text", start, stop, feature, feature + (encoder.dim or 0)))
+                feature += encoder.dim or 0
+            start = stop or start
+        feature = 0
+        for encoder in self.text_encoders:
+            if "pooled" in encoder.inputs:
+                regions[encoder.name].append(TextRegion("pooled", None, None, feature, feature + (encoder.dim or 0)))
+                feature += encoder.dim or 0
+            if encoder.role == "glyph":
+                regions[encoder.name].append(TextRegion("glyph", None, None, 0, encoder.dim or 0))
+        return regions
+
+    def text_width(self) -> int:
+        """Width of the text token input: the widest token list's summed dims (0 without token encoders)."""
+        return max((sum(encoder.dim or 0 for encoder in group) for group in self.token_groups()), default=0)
+
+    def text_tokens(self) -> int:
+        """Length of the text token input: the token lists' max_tokens, summed (each list's first encoder's)."""
+        return sum(group[0].max_tokens or 0 for group in self.token_groups() if group)
+
+    def pooled_width(self) -> int:
+        """Width of the pooled input: the pooled vectors' dims, summed (0 without pooled encoders)."""
+        return sum(encoder.dim or 0 for encoder in self.text_encoders if "pooled" in encoder.inputs)

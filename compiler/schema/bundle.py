@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from compiler.schema.architecture import ArchitectureSpec
 from compiler.schema.data import Pipeline, Subset
 from compiler.schema.objective import Objective
-from compiler.schema.schedule import Stage
+from compiler.schema.schedule import Stage, Task
 from compiler.schema.spec import InferenceSpec
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class DataInput(BaseModel):
     shards: str = Field(description="directory, glob or brace pattern of .tar shards, relative to the run root")
     modality: Literal["image", "video", "mixed"] = "image"
     where: Subset | None = Field(None, description="keep only samples matching this subset of the shards")
+    task: Task = Field("generation", description="what its micro-batches train: an edit carries a reference image")
 
 
 class ParallelLayout(BaseModel):

@@ -165,6 +165,19 @@ class ReleasedWeights(Node):
         return value
 
 
+Task = Literal["generation", "edit"]
+
+
+class TaskShare(Node):
+    """A task a stage trains and its share of the stage's micro-batches."""
+
+    task: Task = Field(
+        description="generation: an image or clip from its caption (plain datasets); edit: a target image from "
+        "an instruction and a reference image (datasets of triplets, an MMDiT with context_images 'sequence')"
+    )
+    weight: float = Field(gt=0, le=1, description="share of the stage's micro-batches; a stage's shares sum to 1")
+
+
 class Stage(Node):
     """One training stage."""
 
@@ -172,6 +185,13 @@ class Stage(Node):
     kind: StageKind
     model: str = Field("main", description="the model trained; a cascade stage name for cascades")
     datasets: list[DatasetUse] = Field(min_length=1)
+    tasks: list[TaskShare] = Field(
+        default_factory=list,
+        description="tasks trained jointly and each one's share of the micro-batches (Seedream 4.0: text-to-image "
+        "and editing), stated and checked: a dataset of triplets trains edit, any other generation, and a task's "
+        "weight is the sum of its datasets' weights; the trainer draws each micro-batch's dataset by weight and "
+        "checks its task (an edit carries a reference image); empty: not stated",
+    )
     resolutions: list[Size] = Field(min_length=1, description="sizes trained, in order (progressive within the stage)")
     aspect_ratio_buckets: bool = Field(
         False,
@@ -243,3 +263,23 @@ class ScheduleSpec(Node):
     """The ordered training stages."""
 
     stages: list[Stage] = Field(min_length=1)
+
+
+def dataset_task(datasets: list, name: str) -> Task:
+    """The task a dataset trains: edit when it or a dataset it is a subset of holds triplets, else generation.
+    `datasets` is the spec's data.datasets."""
+    declared = {dataset.name: dataset for dataset in reversed(datasets)}  # the first of a repeated name wins
+    seen: set[str] = set()
+    while name in declared and name not in seen:
+        seen.add(name)
+        if declared[name].unit == "triplets":
+            return "edit"
+        name = declared[name].subset_of
+    return "generation"
+
+
+def edit_share(stage: Stage, datasets: list) -> float:
+    """The share of the stage's micro-batches that are edits: its triplet datasets' weights over all."""
+    total = sum(use.weight for use in stage.datasets)
+    edits = sum(use.weight for use in stage.datasets if dataset_task(datasets, use.dataset) == "edit")
+    return edits / total if total else 0.0

@@ -25,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from compiler.schema.architecture import ROLE_INPUT
+
 BACKBONE = "architecture.backbone"
 ANY_SCORER = "*"
 
@@ -117,9 +119,9 @@ SAMPLERS: dict[str, tuple[str, ...]] = {
     "noise_prediction": ("ddim", "ddpm", "euler"),
     "v_prediction": ("ddim", "ddpm", "euler"),
 }
-# Text-encoder role -> the denoiser input it feeds; the trainer reads one tensor per input
-# (runtime/objectives/conditioning.py encoder_inputs).
-ENCODER_INPUTS = {"pooled": "pooled", "tokens": "text", "cross_attention": "text", "glyph": "glyph"}
+# Text-encoder role -> the denoiser input it feeds; the trainer reads one tensor per input, several token
+# encoders joined by architecture.joint_tokens and pooled vectors concatenated (ArchitectureSpec.text_regions).
+ENCODER_INPUTS = ROLE_INPUT
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,10 @@ _FIELD_SUPPORT: dict[tuple[str, str], str] = {
     ("LearnedPositions", "trained"): "false only (sd3 block style)",
     ("ObjectiveBase", "loss_weighting"): "; ".join(f"{k}: {', '.join(v)}" for k, v in OBJECTIVES.items()),
     ("InferenceSpec", "sampler"): "; ".join(f"{k}: {', '.join(v)}" for k, v in SAMPLERS.items()),
-    ("TextEncoder", "role"): "at most one encoder per denoiser input (text, pooled, glyph)",
+    ("TextEncoder", "role"): "any number of token encoders (joined by architecture.joint_tokens) and pooled "
+    "encoders (concatenated); at most one glyph encoder",
+    ("TextEncoder", "pooled_projection"): "clip family encoders only (CLIPTextModelWithProjection)",
+    ("ArchitectureSpec", "joint_tokens"): "MMDiT and DiT backbones (a cascade U-Net reads one token encoder)",
     ("MMDiT", "block_style"): "flux; qwen_image with single_blocks 0, no pooled_dim, no guidance_embed, "
     "context_images none and text_input_norm true; hunyuan_video and sd3 with a pooled_dim",
     ("Rope", "axes"): "(index, h, w) or (h, w) in an MMDiT; any of t, h, w in a DiT",
@@ -282,14 +287,13 @@ def _positions_built(family: str, positions: Any, backbone: Any) -> bool:
 def _encoders(architecture: Any) -> list[Unsupported]:
     if architecture.backbone.kind == "cascade":
         return []  # a cascade U-Net attends to one token encoder; architecture rules check its width
-    found = []
-    for slot in ("text", "pooled", "glyph"):
-        # Distinct names: two encoders of one name are architecture.unique-names's problem.
-        sharing = list(dict.fromkeys(e.name for e in architecture.text_encoders if ENCODER_INPUTS[e.role] == slot))
-        if len(sharing) > 1:
-            found.append(Unsupported("architecture.text_encoders", sharing,
-                                     f"the trainer feeds one encoder into the {slot!r} input"))
-    return found
+    # Several token encoders without joint_tokens: architecture.joint-tokens-cover-encoders reports them.
+    # Distinct names: two encoders of one name are architecture.unique-names's problem.
+    glyphs = list(dict.fromkeys(e.name for e in architecture.text_encoders if e.role == "glyph"))
+    if len(glyphs) > 1:
+        return [Unsupported("architecture.text_encoders", glyphs,
+                            "the trainer feeds one encoder into the 'glyph' input")]
+    return []
 
 
 def _objective(spec: Any) -> list[Unsupported]:

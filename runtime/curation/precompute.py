@@ -5,8 +5,10 @@ The members and their shapes are the trainer's (runtime/train/batch.py docstring
     KEY.latents.npy    (C, h, w) latents of the image, or (C, f, h, w) of the video clip the stage trains on,
                        normalised by runtime.encoders' codec
     KEY.context.npy    (C, h, w) latents of an edit triplet's reference image (KEY.source.jpg|jpeg|png|webp)
-    KEY.text.npy       (T, D) tokens of the token / cross-attention encoder, the caption's T real tokens only
-    KEY.pooled.npy     (P,) the pooled encoder's vector
+    KEY.text.npy       (T, D) tokens of the token / cross-attention encoders (joined as the trainer joins them,
+                       runtime.objectives.conditioning.join_text), up to the caption's last real token
+    KEY.text_mask.npy  (T,) 1 on real tokens, written only when the kept tokens have padding (joint lists)
+    KEY.pooled.npy     (P,) the pooled encoders' vectors, concatenated
     KEY.glyph.npy      (G, E) the glyph encoder's tokens, padded to max_tokens (glyph tokens carry no mask)
 
 Stored size: every array is bfloat16, kept as the uint16 array of its bit patterns (numpy has no bfloat16;
@@ -18,9 +20,9 @@ a spec's stored conditioning: compiler/plan/conditioning.py.
 The encoders are the trainer's own: runtime.encoders' build_text_encoder and build_latent_space (what
 build_encoders calls) of the spec's architecture, at the run's scale, from the same model directory; only
 the encoders the op names and, with latents, the VAE are built. At smoke scale a missing model is a tiny random stand-in seeded by
-its model id, so curation and trainer build the same one. Which encoder feeds which member is
-runtime.objectives.conditioning.encoder_inputs, as in the trainer. The caption is the one the trainer would
-encode (runtime.train.media.caption: txt, else the original, else the first synthetic caption), and pixels are
+its model id, so curation and trainer build the same one. Which encoder feeds which member, and how
+several are joined, is runtime.objectives.conditioning.join_text, as in the trainer. The caption is the one the
+trainer would encode (runtime.train.media.caption: txt, else the original, else the first synthetic caption), and pixels are
 cropped and resized by runtime.train.media.image_pixels (a video: runtime.train.media.video_pixels, the stage's
 first `frames` frames at its `fps`), so a precomputed member equals what the trainer computes on the fly for a
 stage at the same size, rounded to bfloat16. Media that cannot be decoded raise UnreadableSample, so the runner
@@ -73,11 +75,18 @@ class TrainerMembers:
     def __init__(self, architecture: ArchitectureSpec, scale: str, model_dir: Path | None,
                  text_encoders: list[str], latents: bool, resolution: tuple[int, int] | None = None,
                  clip: tuple[int, float] | None = None) -> None:
-        from runtime.objectives.conditioning import encoder_inputs
-
         self.architecture, self.scale, self.model_dir = architecture, scale, model_dir
-        self.slots = {name: slot for name, slot in encoder_inputs(architecture.text_encoders).items()
-                      if name in text_encoders}
+        self.slots = {encoder.name: encoder.inputs for encoder in architecture.text_encoders
+                      if encoder.name in text_encoders}
+        for slot in ("text", "pooled"):
+            feeding = [encoder.name for encoder in architecture.text_encoders if slot in encoder.inputs]
+            partial = [name for name in feeding if name not in self.slots]
+            if partial and len(partial) < len(feeding):
+                raise ValueError(
+                    f"precompute_embeddings names text encoders {sorted(set(feeding) - set(partial))} but not "
+                    f"{partial}, which feed the same {slot!r} input ({slot}.npy joins them all); name all of "
+                    f"{feeding} or none"
+                )
         self.latents, self.resolution, self.clip = latents, resolution, clip
         space = architecture.space
         self.compression = space.spatial_compression if space.kind == "latent" else 1
@@ -131,6 +140,7 @@ class TrainerMembers:
         """The precomputed members of `record`, keyed by member name ("latents.npy", ...)."""
         import torch
 
+        from runtime.objectives.conditioning import join_text
         from runtime.train.media import caption
 
         sample = {"__key__": record.key.encode(), **record.to_members()}  # the sample as the trainer will read it
@@ -138,16 +148,18 @@ class TrainerMembers:
         with torch.no_grad():
             if self.slots:
                 prompt = caption(sample)
-                for name, slot in self.slots.items():
-                    embedding = self.text_encoders[name]([prompt])
-                    if slot == "pooled":
-                        if embedding.pooled is None:
-                            raise ValueError(f"text encoder {name!r} has role 'pooled' but its model returns no pooled output")
-                        arrays["pooled.npy"] = bf16_bits(embedding.pooled[0])
-                    elif slot == "glyph":
-                        arrays["glyph.npy"] = bf16_bits(embedding.tokens[0])
-                    else:
-                        arrays["text.npy"] = bf16_bits(real_tokens(embedding.tokens[0], embedding.mask[0], name))
+                outputs = {name: encoder([prompt]) for name, encoder in self.text_encoders.items()}
+                fed = {slot for inputs in self.slots.values() for slot in inputs}
+                joined = join_text(self.architecture, outputs, fed)
+                if "pooled" in joined:
+                    arrays["pooled.npy"] = bf16_bits(joined["pooled"][0])
+                if "glyph" in joined:
+                    arrays["glyph.npy"] = bf16_bits(joined["glyph"][0])
+                if "text" in joined:
+                    tokens, mask = real_tokens(joined["text"][0], joined["text_mask"][0])
+                    arrays["text.npy"] = bf16_bits(tokens)
+                    if mask is not None:
+                        arrays["text_mask.npy"] = mask
             if self.latents:
                 images = {"latents.npy": record.media_ext}
                 source = next((field for field in SOURCE_FIELDS if field in sample), None)
@@ -182,10 +194,11 @@ class TrainerMembers:
             raise UnreadableSample(f"{field} cannot be decoded to encode its latents: {error}") from error
 
 
-def real_tokens(tokens, mask, name: str):
-    """The caption's real tokens of one encoded prompt (T, D): encoders pad on the right, so they are a prefix."""
-    length = int(mask.sum())
-    if not bool(mask[:length].all()):
-        raise ValueError(f"text encoder {name!r} padded a prompt on the left; precompute_embeddings keeps the real "
-                         "tokens as a prefix and needs right padding")
-    return tokens[:length]
+def real_tokens(tokens, mask) -> tuple:
+    """The tokens of one encoded prompt (T, D) up to its last real one, and their mask as a uint8 array, None
+    when every kept token is real (one right-padded encoder: the caption's tokens are a prefix). Joint token
+    lists (SD3) keep each earlier list's padding, so their mask has holes the trainer reads from text_mask.npy."""
+    real = mask.bool().nonzero()
+    length = int(real[-1]) + 1 if len(real) else 0
+    kept = mask[:length].bool()
+    return tokens[:length], None if bool(kept.all()) else kept.cpu().numpy().astype(np.uint8)

@@ -15,9 +15,13 @@ attention, a prompt's states do not depend on how far it is padded.
 
 Every encoder tokenizes to exactly `max_tokens` (padded, truncated) and returns a `TextEmbedding`:
 tokens [B, L, dim] with padded positions zeroed (as WanPipeline does), mask [B, L] (True on real tokens),
-and pooled [B, dim] for families with a pooled output (CLIP's pooler_output; BERT's masked mean, the
-sentence-transformers pooling of all-MiniLM-L6-v2), else None. The encoder runs with the attention mask;
-note that FluxPipeline runs T5 and CLIP without one, so FLUX's padded-token embeddings differ from ours.
+and pooled [B, dim] for families with a pooled output (CLIP's pooler_output, or with `pooled_projection` its
+CLIPTextModelWithProjection text_embeds as SD3 reads them; BERT's masked mean, the sentence-transformers
+pooling of all-MiniLM-L6-v2), else None. Tokens are the last hidden state, or with `hidden_layer` -k an earlier
+one (SD3's CLIPs: hidden_states[-2], diffusers pipeline_stable_diffusion_3.py _get_clip_prompt_embeds).
+The encoder runs with the attention mask;
+note that FluxPipeline and StableDiffusion3Pipeline run T5 and CLIP without one, so their padded-token
+embeddings differ from ours.
 Prompts are encoded as given: Qwen-Image's prompt template (a system prompt whose tokens QwenImagePipeline
 drops after encoding) is not applied.
 
@@ -127,11 +131,15 @@ def family_of(model_id: str, field: str, declared: str | None = None) -> str:
 class TextEncoderModel(torch.nn.Module):
     """A tokenizer and a transformers encoder that turn prompts into a `TextEmbedding`."""
 
-    def __init__(self, name: str, family: str, model: torch.nn.Module, tokenizer, max_tokens: int, trainable: bool):
+    def __init__(self, name: str, family: str, model: torch.nn.Module, tokenizer, max_tokens: int, trainable: bool,
+                 hidden_layer: int = -1, projected: bool = False):
+        """hidden_layer: the hidden state the tokens are (-1: last_hidden_state, -2: hidden_states[-2]);
+        projected: the pooled vector is CLIPTextModelWithProjection's text_embeds."""
         super().__init__()
         self.name, self.family, self.max_tokens, self.trainable = name, family, max_tokens, trainable
         self.model, self.tokenizer = model, tokenizer
-        self.pooling = FAMILIES[family].pooling
+        self.hidden_layer = hidden_layer
+        self.pooling = "text_embeds" if projected else FAMILIES[family].pooling
         self.dim = model.get_input_embeddings().embedding_dim
         model.requires_grad_(trainable)
         model.train(trainable)
@@ -151,11 +159,16 @@ class TextEncoderModel(torch.nn.Module):
                                return_tensors="pt")
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
-            out = self.model(input_ids=ids, attention_mask=mask)
-            keep = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
-            tokens = out.last_hidden_state * keep
+            deeper = self.hidden_layer != -1
+            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=deeper)
+            # hidden_states[-1] is CLIP's last layer before its final LayerNorm, so -1 reads last_hidden_state.
+            states = out.hidden_states[self.hidden_layer] if deeper else out.last_hidden_state
+            keep = mask.unsqueeze(-1).to(states.dtype)
+            tokens = states * keep
             if self.pooling == "pooler_output":
                 pooled = out.pooler_output
+            elif self.pooling == "text_embeds":
+                pooled = out.text_embeds
             elif self.pooling == "mean":
                 pooled = tokens.sum(1) / keep.sum(1).clamp(min=1)
             else:
@@ -172,9 +185,13 @@ def build_text_encoder(spec: TextEncoder, scale: str, directory: ModelDirectory,
     if spec.max_tokens is None:
         raise ValueError(f"{field}.max_tokens is unset; the encoder pads and truncates to it: set it "
                          f"(e.g. --set {field}.max_tokens=512)")
-    if spec.role == "pooled" and FAMILIES[family].pooling is None:
-        raise ValueError(f"{field}.role is 'pooled' but the {family} family has no pooled output; "
-                         f"use a clip or bert encoder, or role 'tokens'")
+    if "pooled" in spec.inputs and FAMILIES[family].pooling is None:
+        both = " with pooled true" if spec.pooled else ""
+        raise ValueError(f"{field}.role is {spec.role!r}{both} but the {family} family has no pooled output; use a "
+                         "clip or bert encoder, or role 'tokens' with pooled false")
+    if spec.pooled_projection and family != "clip":
+        raise ValueError(f"{field}.pooled_projection is true but the encoder is of the {family} family; only CLIP "
+                         "has a text projection (CLIPTextModelWithProjection): set it to false")
     label = f"text encoder {spec.name} ({spec.model}, family {family})"
     unreleased = f" ({UNRELEASED[spec.model]})" if spec.model in UNRELEASED else ""
     if entry.path is not None and entry.path.is_dir() and not entry.present:
@@ -220,7 +237,7 @@ def _check_decoder_llm(entry: ModelEntry, field: str) -> None:
 def _load(spec: TextEncoder, family: str, entry: ModelEntry, field: str, dtype: torch.dtype) -> TextEncoderModel:
     import transformers
 
-    model_class = getattr(transformers, FAMILIES[family].model_class)
+    model_class = getattr(transformers, _model_class(spec, family))
     try:
         model = model_class.from_pretrained(entry.path, local_files_only=True, dtype=dtype)
         tokenizer = _load_tokenizer(entry)
@@ -231,7 +248,7 @@ def _load(spec: TextEncoder, family: str, entry: ModelEntry, field: str, dtype: 
         tokenizer.padding_side = "right"
         if tokenizer.pad_token is None:  # Llama-style tokenizers define none; pads are masked out either way
             tokenizer.pad_token = tokenizer.eos_token
-    encoder = TextEncoderModel(spec.name, family, model, tokenizer, spec.max_tokens, trainable=not spec.frozen)
+    encoder = _wrapped(spec, family, model, tokenizer)
     if spec.dim is not None and encoder.dim != spec.dim:
         raise ValueError(f"{field}.dim is {spec.dim} but {entry.path} holds a {encoder.dim}-wide model; "
                          f"set the dim to {encoder.dim} or point {spec.model!r} at the right weights")
@@ -283,10 +300,27 @@ def _tiny(spec: TextEncoder, family: str, field: str) -> TextEncoderModel:
                      num_attention_heads=heads, max_position_embeddings=spec.max_tokens)
         if family in ("qwen", "llm", "generic"):
             sizes["num_key_value_heads"] = 1
+        if spec.pooled_projection:
+            sizes["projection_dim"] = spec.dim  # SD3's CLIPs project to their own width (768, 1280)
     config = getattr(transformers, FAMILIES[family].tiny_config)(**sizes)
-    model_class = getattr(transformers, FAMILIES[family].model_class)
+    model_class = getattr(transformers, _model_class(spec, family))
     # Seeded by the model id so every process (every data-parallel rank) builds the same stand-in.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(zlib.crc32(spec.model.encode()))
         model = model_class.from_config(config) if model_class is transformers.AutoModel else model_class(config)
-    return TextEncoderModel(spec.name, family, model, tokenizer, spec.max_tokens, trainable=not spec.frozen)
+    return _wrapped(spec, family, model, tokenizer)
+
+
+def _model_class(spec: TextEncoder, family: str) -> str:
+    """The transformers class of `spec`: the family's, or CLIP with its text projection."""
+    return "CLIPTextModelWithProjection" if spec.pooled_projection else FAMILIES[family].model_class
+
+
+def _wrapped(spec: TextEncoder, family: str, model: torch.nn.Module, tokenizer) -> TextEncoderModel:
+    config = model.config.get_text_config()
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None)
+    if layers is not None and -spec.hidden_layer > layers + 1:  # hidden_states: the embeddings, then each layer
+        raise ValueError(f"architecture.text_encoders[{spec.name}].hidden_layer is {spec.hidden_layer} but the model "
+                         f"has {layers} layers ({layers + 1} hidden states); set it between -1 and -{layers + 1}")
+    return TextEncoderModel(spec.name, family, model, tokenizer, spec.max_tokens, trainable=not spec.frozen,
+                            hidden_layer=spec.hidden_layer, projected=spec.pooled_projection)

@@ -14,9 +14,9 @@ from dataclasses import replace
 
 import torch
 
-from compiler.schema.architecture import TextEncoder
+from compiler.schema.architecture import ArchitectureSpec, TextEncoder
 from compiler.schema.objective import CfgDropout
-from runtime.objectives.conditioning import Conditioning, encoder_inputs
+from runtime.objectives.conditioning import Conditioning, region_mask
 
 
 def dropout_rates(config: CfgDropout, encoders: list[TextEncoder]) -> dict[str, float]:
@@ -44,25 +44,29 @@ def dropout_rates(config: CfgDropout, encoders: list[TextEncoder]) -> dict[str, 
 
 
 class ConditioningDropout:
-    """CFG dropout of each text encoder's input, independently per sample."""
+    """CFG dropout of each text encoder's input, independently per sample: a dropped encoder's part of each
+    input it feeds (its tokens' region of a joint sequence, its share of a concatenated pooled vector)
+    becomes the null conditioning's."""
 
-    def __init__(self, config: CfgDropout, encoders: list[TextEncoder]):
-        self.rates = dropout_rates(config, encoders)
-        self.inputs = encoder_inputs(encoders)
+    def __init__(self, config: CfgDropout, architecture: ArchitectureSpec):
+        self.rates = dropout_rates(config, architecture.text_encoders)
+        self.regions = architecture.text_regions()
 
     def __call__(self, cond: Conditioning, generator: torch.Generator) -> Conditioning:
         """`cond` with each encoder's input nulled for the samples it drops."""
         null = cond.null()
-        changes = {}
+        changes = {name: getattr(cond, name) for name in ("text", "pooled", "glyph", "text_mask")}
         for name, rate in self.rates.items():
-            slot = self.inputs[name]
-            value = getattr(cond, slot)
             keep = torch.rand(_batch(cond), generator=generator, dtype=torch.float64) >= rate
-            if value is None:
-                continue
-            changes[slot] = torch.where(_expand(keep, value), value, getattr(null, slot))
-            if slot == "text" and cond.text_mask is not None:
-                changes["text_mask"] = torch.where(_expand(keep, cond.text_mask), cond.text_mask, null.text_mask)
+            for region in self.regions[name]:
+                value = changes[region.input]
+                if value is None:
+                    continue
+                drop = ~_expand(keep, value) & region_mask(region, value)
+                changes[region.input] = torch.where(drop, getattr(null, region.input), value)
+                if region.input == "text" and cond.text_mask is not None:
+                    drop_tokens = drop.any(-1)  # a dropped token position is fully visible, as in the null input
+                    changes["text_mask"] = torch.where(drop_tokens, null.text_mask, changes["text_mask"])
         return replace(cond, **changes)
 
 

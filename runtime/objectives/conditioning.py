@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import torch
 
-from compiler.schema.architecture import TextEncoder
+from compiler.schema.architecture import ROLE_INPUT, ArchitectureSpec, TextRegion
 
-# Which denoiser input each encoder role feeds: the pooled vector, the token sequence, or glyph tokens.
-ROLE_INPUT = {"pooled": "pooled", "tokens": "text", "cross_attention": "text", "glyph": "glyph"}
+if TYPE_CHECKING:
+    from runtime.encoders.text import TextEmbedding
+
+__all__ = ["ROLE_INPUT", "Conditioning", "augment_lowres", "join_text", "region_mask", "text_input_widths"]
 
 
 @dataclass(frozen=True)
@@ -71,17 +74,65 @@ class Conditioning:
         return Conditioning(**{k: fn(v) for k, v in self.kwargs().items()})
 
 
-def encoder_inputs(encoders: list[TextEncoder]) -> dict[str, str]:
-    """Encoder name -> the denoiser input it feeds ('text', 'pooled' or 'glyph')."""
-    inputs = {encoder.name: ROLE_INPUT[encoder.role] for encoder in encoders}
-    for slot in ("text", "pooled", "glyph"):
-        sharing = [name for name, fed in inputs.items() if fed == slot]
-        if len(sharing) > 1:
-            raise NotImplementedError(
-                f"architecture.text_encoders {sharing} all feed the {slot!r} input; the trainer reads one {slot} "
-                "tensor per sample, so per-encoder inputs (one shard key per encoder) are not implemented"
-            )
-    return inputs
+def text_input_widths(architecture: ArchitectureSpec) -> dict[str, int]:
+    """Denoiser text input ('text', 'pooled', 'glyph') -> its width, for the inputs the encoders feed."""
+    widths = {}
+    for encoder in architecture.text_encoders:
+        for fed in encoder.inputs:
+            if fed == "text":
+                widths["text"] = architecture.text_width()
+            elif fed == "pooled":
+                widths["pooled"] = architecture.pooled_width()
+            elif "glyph" in widths:
+                raise NotImplementedError(
+                    f"architecture.text_encoders: {encoder.name!r} is a second glyph encoder; the trainer reads one "
+                    "glyph tensor per sample"
+                )
+            else:
+                widths["glyph"] = encoder.dim
+    return widths
+
+
+def join_text(architecture: ArchitectureSpec, embeddings: dict[str, TextEmbedding],
+              inputs: set[str] | frozenset[str] = frozenset(ROLE_INPUT.values())) -> dict[str, torch.Tensor]:
+    """The denoiser's text inputs (of `inputs`) from each encoder's output, as diffusers'
+    StableDiffusion3Pipeline.encode_prompt joins them: tokens of one joint_tokens list concatenated on the
+    feature axis, zero-padded to the widest list, the lists concatenated on the sequence axis (text, text_mask);
+    pooled vectors concatenated in text_encoders order (pooled); glyph tokens as they are (glyph)."""
+    fields: dict[str, torch.Tensor] = {}
+    width = architecture.text_width()
+    tokens, masks = [], []
+    for group in architecture.token_groups() if "text" in inputs else []:
+        outputs = [embeddings[encoder.name] for encoder in group]
+        joined = torch.cat([output.tokens.float() for output in outputs], dim=-1)
+        tokens.append(torch.nn.functional.pad(joined, (0, width - joined.shape[-1])))
+        # A position is real when it is in any encoder of the list (they share a tokenizer in SD3).
+        masks.append(torch.stack([output.mask for output in outputs]).any(0).float())
+    if tokens:
+        fields["text"], fields["text_mask"] = torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
+    pooled = []
+    for encoder in architecture.text_encoders:
+        if "pooled" in encoder.inputs and "pooled" in inputs:
+            vector = embeddings[encoder.name].pooled
+            if vector is None:
+                raise ValueError(f"text encoder {encoder.name!r} feeds the pooled input but its model returns no "
+                                 "pooled output")
+            pooled.append(vector.float())
+        if encoder.role == "glyph" and "glyph" in inputs:
+            fields["glyph"] = embeddings[encoder.name].tokens.float()
+    if pooled:
+        fields["pooled"] = torch.cat(pooled, dim=-1)
+    return fields
+
+
+def region_mask(region: TextRegion, like: torch.Tensor) -> torch.Tensor:
+    """A bool mask over `like`'s per-sample dims, true where `region` lies ((T, D) for tokens, (D,) pooled)."""
+    inside = torch.zeros(like.shape[1:], dtype=torch.bool, device=like.device)
+    if inside.ndim == 2:
+        inside[region.token_start or 0:region.token_stop, region.feature_start:region.feature_stop] = True
+    else:
+        inside[region.feature_start:region.feature_stop] = True
+    return inside
 
 
 def augment_lowres(lowres: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

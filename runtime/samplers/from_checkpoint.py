@@ -177,24 +177,9 @@ def settings_for(stage_file: StageFile, architecture: ArchitectureSpec, options:
 
 def text_conditioning(encoders, architecture: ArchitectureSpec, prompts: list[str]):
     """The denoiser's text inputs of `prompts`, as the trainer builds them when encoding on the fly."""
-    from runtime.objectives.conditioning import Conditioning, encoder_inputs
+    from runtime.objectives.conditioning import Conditioning, join_text
 
-    embeddings = encoders.encode_text(prompts)
-    fields: dict[str, torch.Tensor] = {}
-    for name, slot in encoder_inputs(architecture.text_encoders).items():
-        embedding = embeddings[name]
-        if slot == "pooled":
-            if embedding.pooled is None:
-                raise ValueError(f"text encoder {name!r} has role 'pooled' but its model returns no pooled output")
-            fields["pooled"] = embedding.pooled.float()
-        elif slot == "glyph":
-            fields["glyph"] = embedding.tokens.float()
-        else:
-            fields["text"], fields["text_mask"] = (
-                embedding.tokens.float(),
-                embedding.mask.float(),
-            )
-    return Conditioning(**fields)
+    return Conditioning(**join_text(architecture, encoders.encode_text(prompts)))
 
 
 def latent_shape(stage_file: StageFile, architecture: ArchitectureSpec) -> tuple[tuple[int, ...], int]:

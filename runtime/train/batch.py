@@ -4,9 +4,10 @@ shape, else encoded on the fly from the sample's media and caption by runtime.en
 Shard members the trainer reads (per sample KEY), precomputed:
 
     KEY.latents.npy    (C, h, w) or (C, f, h, w) float latents, normalised as the VAE codec does: x0
-    KEY.text.npy       (T, D) token embeddings of the token / cross-attention text encoder
+    KEY.text.npy       (T, D) token embeddings of the token / cross-attention text encoders (several joined
+                       by architecture.joint_tokens: SD3's CLIP-L + CLIP-G tokens, then T5's)
     KEY.text_mask.npy  (T,) nonzero for real tokens; made from the lengths when texts are padded here
-    KEY.pooled.npy     (P,) pooled text vector (FLUX: CLIP)
+    KEY.pooled.npy     (P,) pooled text vector (FLUX: CLIP; several encoders' concatenated: SD3's CLIPs)
     KEY.glyph.npy      (G, E) glyph-encoder tokens (an encoder with role glyph, Seedream)
     KEY.context.npy    (C, h, w) latents of an edit's reference image (FLUX Kontext), the target's size
     KEY.mask.npy       loss mask on the latent grid or at pixel size, 1 where the loss counts
@@ -51,7 +52,8 @@ import numpy as np
 import torch
 
 from compiler.schema.architecture import ArchitectureSpec, LatentSpace, PixelSpace
-from runtime.objectives.conditioning import Conditioning, encoder_inputs
+from compiler.schema.bundle import DataInput
+from runtime.objectives.conditioning import Conditioning, join_text, text_input_widths
 from runtime.objectives.masked import cell_mask
 from runtime.train.data import Sample, load_npy
 from runtime.train.media import (
@@ -183,8 +185,7 @@ class BatchBuilder:
         self.device = torch.device(device)
         if frames is not None:
             latent_frames(architecture.space, frames)  # a frame count the VAE cannot encode fails here, not mid-run
-        self.text_inputs = encoder_inputs(architecture.text_encoders)  # encoder name -> 'text' | 'pooled' | 'glyph'
-        self.dims = {encoder.name: encoder.dim for encoder in architecture.text_encoders}
+        self.text_inputs = text_input_widths(architecture)  # 'text' | 'pooled' | 'glyph' -> width
 
     def __call__(self, samples: list[Sample], size: tuple[int, int], frames: int | None = None) -> Batch:
         """A batch of `samples` at `size` (height, width) in pixels; `frames`: a bucket's frame count for its
@@ -363,19 +364,20 @@ class BatchBuilder:
         return torch.stack(self._gather(samples, part, encode)[0])
 
     def _text(self, samples) -> dict[str, torch.Tensor]:
-        """text (+ text_mask), pooled and glyph, for the inputs the architecture's encoders feed."""
+        """text (+ text_mask), pooled and glyph, for the inputs the architecture's encoders feed, each joined
+        from the encoders' outputs as runtime.objectives.conditioning.join_text does."""
         embedded: dict[tuple[str, ...], dict] = {}
 
         def embed(chosen, why):
             keys = tuple(key_of(sample) for sample in chosen)
             if keys not in embedded:
                 with torch.no_grad():
-                    embedded[keys] = self._conditioning(why).encode_text([caption(sample) for sample in chosen])
+                    outputs = self._conditioning(why).encode_text([caption(sample) for sample in chosen])
+                    embedded[keys] = join_text(self.architecture, outputs)
             return embedded[keys]
 
         fields: dict[str, torch.Tensor] = {}
-        for name, slot in self.text_inputs.items():
-            dim = self.dims[name]
+        for slot, dim in self.text_inputs.items():
             if slot == "pooled":
                 part = Part("pooled.npy", f"({dim},)", lambda a, d=dim: a if a.shape == (d,) else None,
                             CAPTION_FIELDS, "caption (txt or captions.json)")
@@ -384,13 +386,8 @@ class BatchBuilder:
                             lambda a, d=dim: a if a.ndim == 2 and a.shape[1] == d else None,
                             CAPTION_FIELDS, "caption (txt or captions.json)")
 
-            def encode(chosen, fields_, why, name=name, slot=slot):
-                embedding = embed(chosen, why)[name]
-                if slot != "pooled":
-                    return list(embedding.tokens.float())
-                if embedding.pooled is None:
-                    raise ValueError(f"text encoder {name!r} has role 'pooled' but its model returns no pooled output")
-                return list(embedding.pooled.float())
+            def encode(chosen, fields_, why, slot=slot):
+                return list(embed(chosen, why)[slot])
 
             values, encoded = self._gather(samples, part, encode)
             if slot == "pooled":
@@ -405,7 +402,7 @@ class BatchBuilder:
             else:
                 masks = [self._given_mask(sample, value) for sample, value in zip(samples, values)]
                 if encoded:
-                    rows = embed([samples[i] for i in encoded], "")[name].mask.float()  # cached by encode above
+                    rows = embed([samples[i] for i in encoded], "")["text_mask"]  # cached by encode above
                     for index, row in zip(encoded, rows):
                         masks[index] = row
                 fields["text"], fields["text_mask"] = padded(values, masks)
@@ -454,3 +451,17 @@ def padded(
         mask[i, : sequence.shape[0]] = 1 if given is None else given
     needed = any(m is not None for m in masks) or any(t.shape[0] != longest for t in tokens)
     return batch, mask if needed else None
+
+
+def check_task(batch: Batch, data: DataInput) -> None:
+    """Refuse a micro-batch whose samples do not fit its dataset's task: an edit (a dataset of triplets)
+    carries reference-image latents (context.npy, or a source image), a generation micro-batch none."""
+    edit = batch.cond.context_latents is not None
+    if edit == (data.task == "edit"):
+        return
+    found = "reference images (a source image or context.npy)" if edit else "no reference image"
+    needs = "each sample needs one" if data.task == "edit" else "a generation dataset holds none"
+    raise ValueError(
+        f"dataset {data.dataset!r} trains the {data.task} task but its micro-batch {list(batch.keys)[:3]} has "
+        f"{found}; {needs}: curate the dataset's samples accordingly, or correct its unit (triplets: edit)"
+    )

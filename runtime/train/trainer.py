@@ -42,7 +42,7 @@ from runtime.models.sequence_parallel import (
     SequenceParallelGroups, data_parallel_rank, data_parallel_world_size, enable_sequence_parallel,
 )
 from runtime.train import checkpoint, export, preemption
-from runtime.train.batch import Batch, BatchBuilder
+from runtime.train.batch import Batch, BatchBuilder, check_task
 from runtime.train.buckets import BucketTable, resolution_index, trains_on_buckets
 from runtime.train.data import StageData
 from runtime.train.device import engine_device, frozen
@@ -287,7 +287,7 @@ class Run:
 
     def _stage_loss(self, factory, name: str, probe: Batch):
         config = self.stage_file.objective.cfg_dropout
-        dropout = None if config is None else ConditioningDropout(config, self.stage_file.architecture.text_encoders)
+        dropout = None if config is None else ConditioningDropout(config, self.stage_file.architecture)
         loss = self.stage.loss
         if loss is None:
             return DenoisingLoss(dropout, augment_lowres=self.augment)
@@ -353,6 +353,7 @@ class Run:
                 batch = self.builder(item.batch, size, frames)
             else:
                 batch = to_device(item.batch, self.device)
+            check_task(batch, self.stage_file.data[item.dataset])
             generator = step_generator(self.seed, step, self.data_rank, micro)  # one draw per SP group
             torch.manual_seed(derived_seed(self.seed, step, self.data_rank, micro))
             out = self.loss(self.student, self.objective_for(batch), batch, generator)

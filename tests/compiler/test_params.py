@@ -216,11 +216,28 @@ def test_flux_single_blocks_run_over_the_text_tokens_too():
     assert count.joint_token > 0
 
 
-def test_context_images_double_the_image_tokens():
+def test_context_images_double_the_image_tokens_of_edit_samples_only():
     base = smoke("flux1-dev")
     variant = apply_overrides(base, [f"{B}.context_images=sequence"])
     stage = base.schedule.stages[0]
-    assert workload(variant, stage).image_tokens == 2 * workload(base, stage).image_tokens
+    assert workload(variant, stage, edit=True).image_tokens == 2 * workload(base, stage).image_tokens
+    # the stage reads no triplets: its samples are generation samples, without reference tokens
+    assert workload(variant, stage).image_tokens == workload(base, stage).image_tokens
+
+
+def test_a_joint_stage_costs_its_edit_share_of_reference_tokens():
+    from compiler.plan.cost import mean_forward_flops
+    from compiler.schema.schedule import edit_share
+
+    spec = specs.load("seedream-4.0")
+    stage = next(s for s in spec.schedule.stages if s.name == "sft")
+    share = edit_share(stage, spec.data.datasets)
+    assert share == pytest.approx(0.3)
+    single = stage.model_copy(update={"resolutions": stage.resolutions[:1]})
+    edit, generation = (workload(spec, single, edit=e).forward_flops for e in (True, False))
+    assert edit > generation
+    assert mean_forward_flops(spec, single) == pytest.approx(share * edit + (1 - share) * generation)
+    assert workload(spec, single).image_tokens == workload(spec, single, edit=True).image_tokens  # memory: edits
 
 
 def test_latent_compression_sets_the_tokens():

@@ -8,6 +8,7 @@ config.json. Everything but the architecture is the base spec's and says nothing
 from __future__ import annotations
 
 import specs
+from compiler.document import REMOVE, derive
 from compiler.resolve import apply_overrides
 from compiler.schema import ArchitectureSpec, DiT, LatentSpace, MMDiT, Rope, TextEncoder, documented
 from compiler.schema.architecture import LearnedPositions, ScaledRope
@@ -17,6 +18,8 @@ HUNYUAN_PAPER = "Kong et al. 2024, HunyuanVideo: A Systematic Framework For Larg
     "arXiv:2412.03603"
 SD3_CONFIG = "stabilityai/stable-diffusion-3-medium-diffusers transformer/config.json (diffusers)"
 SD3_PAPER = "Esser et al. 2024, Scaling Rectified Flow Transformers (SD3), arXiv:2403.03206"
+SD3_PIPELINE = "diffusers pipelines/stable_diffusion_3/pipeline_stable_diffusion_3.py (_get_clip_prompt_embeds, " \
+    "encode_prompt; __init__: CLIPTextModelWithProjection x 2, T5EncoderModel; max_sequence_length 256)"
 COGVIDEOX_CONFIG = "THUDM/CogVideoX-5b transformer/config.json (diffusers)"
 COGVIDEOX_PAPER = "Yang et al. 2024, CogVideoX: Text-to-Video Diffusion Models with An Expert Transformer, " \
     "arXiv:2408.06072"
@@ -51,11 +54,17 @@ SD3_MEDIUM_ARCHITECTURE = ArchitectureSpec(
         ),
         SD3_CONFIG,
     ),
+    # Each CLIP serves both roles: tokens from its penultimate layer, and its projected pooled vector; CLIP-L's and
+    # CLIP-G's tokens are joined on the feature axis (768 + 1280 = 2048), padded to T5's 4096, and come before T5's
+    # tokens on the sequence axis; the pooled vectors are concatenated (768 + 1280 = 2048).
     text_encoders=documented([
+        TextEncoder(name="clip_l", model="openai/clip-vit-large-patch14", role="tokens", pooled=True,
+                    hidden_layer=-2, pooled_projection=True, dim=768, max_tokens=77),
+        TextEncoder(name="clip_g", model="laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", role="tokens", pooled=True,
+                    hidden_layer=-2, pooled_projection=True, dim=1280, max_tokens=77),
         TextEncoder(name="t5", model="google/t5-v1_1-xxl", role="tokens", dim=4096, max_tokens=256),
-        # SD3 concatenates CLIP-L's and CLIP-G's pooled outputs (768 + 1280); one pooled input here.
-        TextEncoder(name="clip", model="laion/CLIP-ViT-bigG-14", role="pooled", dim=2048, max_tokens=77),
-    ], SD3_PAPER),
+    ], SD3_PIPELINE),
+    joint_tokens=documented([["clip_l", "clip_g"], ["t5"]], SD3_PIPELINE),
     space=documented(LatentSpace(vae="sd3-vae", channels=16, spatial_compression=8), SD3_PAPER),
 )
 
@@ -92,7 +101,8 @@ HUNYUAN_VIDEO = _with_architecture(
 )
 SD3_MEDIUM = _with_architecture(
     "flux1-dev", "sd3-medium-test", SD3_MEDIUM_ARCHITECTURE,
-    ["data.pipelines[flux].ops[precompute_embeddings].text_encoders=[t5, clip]", "inference.guidance_embedded=null",
+    ["data.pipelines[flux].ops[precompute_embeddings].text_encoders=[clip_l, clip_g, t5]",
+     "inference.guidance_embedded=null",
      "inference.cfg_scale=7.0"],  # SD3 samples with classifier-free guidance 7.0 (diffusers' docs example)
 )
 # FLUX.1 dev's last stage distils guidance into a guidance embedding, which SD3 has not: SD3 keeps the others.
@@ -102,6 +112,16 @@ COGVIDEOX_5B = _with_architecture("wan2.1-t2v-1.3b", "cogvideox-5b-test", COGVID
 FAMILY_SPECS = {"mmdit/hunyuan_video": HUNYUAN_VIDEO, "mmdit/sd3": SD3_MEDIUM, "dit/adaln_expert": COGVIDEOX_5B}
 # The runtime encodes text with the encoder families of runtime/encoders/text.py, which have no LLaVA-Llama: the
 # demo's copy names a multimodal LLM it does encode with (Qwen2.5-VL, the qwen family), a stand-in, not a fact.
-HUNYUAN_VIDEO_DEMO = apply_overrides(
-    HUNYUAN_VIDEO, ["architecture.text_encoders[llava_llama3].model=Qwen/Qwen2.5-VL-7B-Instruct"]
+# The demo trains the first of the base's two stages only, and curates without the model-backed scorers and
+# the captioner (the Wan 2.1 demo runs those): one DeepSpeed run and cheap curation keep `genspec demo` of this
+# spec cheap enough for the suite (tests/runtime/test_families.py).
+SCORERS = ("s1_ocr", "s1_aesthetic", "s2_visual_quality")
+DEMO_CUT = {"wan_videos": (*SCORERS, "s3_motion_score", "s3_motion_tiers", "dense_captions"),
+            "wan_images": (*SCORERS, "dense_captions")}
+HUNYUAN_VIDEO_DEMO = derive(
+    apply_overrides(HUNYUAN_VIDEO, ["architecture.text_encoders[llava_llama3].model=Qwen/Qwen2.5-VL-7B-Instruct"]),
+    {"schedule.stages[joint_480p]": REMOVE, "data.datasets[wan_videos_480p]": REMOVE,
+     "data.datasets[wan_images_480p]": REMOVE,
+     **{f"data.pipelines[{pipeline}].ops[{op}]": REMOVE for pipeline, ops in DEMO_CUT.items() for op in ops}},
+    name="hunyuan-video-demo",
 )

@@ -129,17 +129,18 @@ def _op(kind, scorer):
     return op
 
 
-def test_text_encoders_sharing_an_input_are_declared_unsupported_as_the_trainer_refuses_them():
-    from runtime.objectives.conditioning import ROLE_INPUT, encoder_inputs
+def test_two_glyph_encoders_are_declared_unsupported_as_the_trainer_refuses_them():
+    from runtime.objectives.conditioning import ROLE_INPUT, text_input_widths
 
     assert support.ENCODER_INPUTS == ROLE_INPUT
-    spec = specs.load("flux1-dev")
-    doubled = [*spec.architecture.text_encoders, spec.architecture.text_encoders[-1].model_copy(update={"name": "x"})]
+    spec = specs.load("seedream-3.0")
+    glyph = next(e for e in spec.architecture.text_encoders if e.role == "glyph")
+    doubled = [*spec.architecture.text_encoders, glyph.model_copy(update={"name": "x"})]
     architecture = spec.architecture.model_copy(update={"text_encoders": doubled})
     assert [u.path for u in support.unsupported(spec.model_copy(update={"architecture": architecture}))] == [
         "architecture.text_encoders"]
-    with pytest.raises(NotImplementedError):
-        encoder_inputs(doubled)
+    with pytest.raises(NotImplementedError, match="second glyph encoder"):
+        text_input_widths(architecture)
 
 
 def test_released_layouts_are_those_the_runtime_maps():

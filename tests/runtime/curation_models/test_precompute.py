@@ -196,3 +196,30 @@ def test_missing_weights_at_full_scale_are_named_before_any_sample_is_read(tmp_p
     with pytest.raises(OpConfigError) as error:
         PrecomputeConditioning(only_text, OpContext(tmp_path, "full", architecture=architecture()))
     assert "t5-v1_1-xxl" in str(error.value) and "clip" not in str(error.value) and "FLUX" not in str(error.value)
+
+
+def test_joint_tokens_are_stored_joined_with_their_mask_and_equal_the_trainers(kit, smoke):
+    """SD3's layout: CLIP-L and CLIP-G (both roles, penultimate layer, projected pooled) side by side, padded to
+    T5's width, then T5's tokens; text.npy keeps the CLIPs' padding, so text_mask.npy marks the real tokens."""
+    clip_l = TextEncoder(name="clip_l", model="openai/clip-vit-large-patch14", role="tokens", pooled=True,
+                         hidden_layer=-2, pooled_projection=True, dim=8, max_tokens=8)
+    clip_g = clip_l.model_copy(update={"name": "clip_g", "model": "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"})
+    t5 = TextEncoder(name="t5", model="google/t5-v1_1-xxl", role="tokens", dim=16, max_tokens=12)
+    arch = architecture().model_copy(update={"text_encoders": [clip_l, clip_g, t5],
+                                             "joint_tokens": [["clip_l", "clip_g"], ["t5"]]})
+    arch = arch.model_copy(update={"backbone": arch.backbone.model_copy(update={"pooled_dim": 16})})
+    smoke = replace(smoke, architecture=arch)
+    op_spec = PrecomputeEmbeddings(text_encoders=["clip_l", "clip_g", "t5"], vae_latents=True)
+    record = kit.image_record("a", 1, caption="a cat")
+    raw = sample(record)  # before the op adds its members
+    (kept,) = kit.run_op(op_spec, [record], smoke, impl=PrecomputeConditioning(op_spec, smoke)).kept
+    members = {name: np.load(io.BytesIO(data)) for name, data in kept.columns.items()}
+    assert members["text.npy"].shape == (8 + 6, 16)  # the CLIPs' 8 positions, then T5's 5 bytes + EOS
+    assert members["text_mask.npy"].tolist() == [1] * 6 + [0, 0] + [1] * 6
+    assert members["pooled.npy"].shape == (16,)
+    precomputed = BatchBuilder(arch, mask_from=None)([sample(kept)], size=(96, 128))
+    expected = on_the_fly_builder(arch, smoke)([raw], size=(96, 128))
+    assert expected.cond.text.shape == (1, 8 + 12, 16)
+    torch.testing.assert_close(precomputed.cond.text, bf16(expected.cond.text[:, :14]), rtol=0, atol=0)
+    assert precomputed.cond.text_mask.tolist() == expected.cond.text_mask[:, :14].tolist()
+    torch.testing.assert_close(precomputed.cond.pooled, bf16(expected.cond.pooled), rtol=0, atol=0)

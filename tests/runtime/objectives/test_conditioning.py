@@ -5,14 +5,22 @@ import math
 import pytest
 import torch
 
+import specs
 from compiler.schema.architecture import TextEncoder
 from compiler.schema.objective import CfgDropout
 from runtime.objectives import Conditioning, ConditioningDropout, augment_lowres, cell_mask, guided, masked_mean
 from runtime.objectives.cfg import dropout_rates
 
 N = 100_000
-T5 = TextEncoder(name="t5", model="google/t5-v1_1-xxl", role="tokens")
-CLIP = TextEncoder(name="clip", model="openai/clip-vit-large-patch14", role="pooled")
+T5 = TextEncoder(name="t5", model="google/t5-v1_1-xxl", role="tokens", dim=2, max_tokens=3)
+CLIP = TextEncoder(name="clip", model="openai/clip-vit-large-patch14", role="pooled", dim=4, max_tokens=3)
+
+
+def architecture(*encoders, joint_tokens=()):
+    """An architecture with these text encoders (the backbone is FLUX.1 dev's; ConditioningDropout reads only
+    the encoders and how they are joined)."""
+    base = specs.load("flux1-dev").architecture
+    return base.model_copy(update={"text_encoders": list(encoders), "joint_tokens": [list(g) for g in joint_tokens]})
 
 
 def conditioning(n=N):
@@ -29,7 +37,7 @@ def test_joint_rate_splits_as_p_to_the_one_over_k():
 
 
 def test_cfg_dropout_rates_are_met_empirically():
-    dropout = ConditioningDropout(CfgDropout(joint_rate=0.1), [T5, CLIP])
+    dropout = ConditioningDropout(CfgDropout(joint_rate=0.1), architecture(T5, CLIP))
     out = dropout(conditioning(), torch.Generator().manual_seed(0))
     text_dropped = out.text.abs().sum(dim=(1, 2)) == 0
     pooled_dropped = out.pooled.abs().sum(dim=1) == 0
@@ -42,7 +50,7 @@ def test_cfg_dropout_rates_are_met_empirically():
 
 
 def test_cfg_dropout_matches_null_conditioning():
-    dropout = ConditioningDropout(CfgDropout(joint_rate=0.999999), [T5, CLIP])
+    dropout = ConditioningDropout(CfgDropout(joint_rate=0.999999), architecture(T5, CLIP))
     out = dropout(conditioning(8), torch.Generator().manual_seed(0))
     null = conditioning(8).null()
     assert torch.equal(out.text, null.text) and torch.equal(out.pooled, null.pooled)
@@ -54,18 +62,36 @@ def test_cfg_dropout_errors_name_the_field():
         dropout_rates(CfgDropout(joint_rate=0.1, per_encoder={"umt5": 0.1}), [T5])
     with pytest.raises(ValueError, match="joint_rate"):
         dropout_rates(CfgDropout(joint_rate=0.5, per_encoder={"clip": 0.1}), [T5, CLIP])
-    second_tokens = TextEncoder(name="umt5", model="google/umt5-xxl", role="cross_attention")
-    with pytest.raises(NotImplementedError, match="text"):
-        ConditioningDropout(CfgDropout(joint_rate=0.1), [T5, second_tokens])
 
 
 def test_glyph_encoder_drops_on_its_own_input():
-    glyph = TextEncoder(name="byt5", model="google/byt5-small", role="glyph")
-    dropout = ConditioningDropout(CfgDropout(joint_rate=0.5, per_encoder={"t5": 0.0, "byt5": 0.5}), [T5, glyph])
+    glyph = TextEncoder(name="byt5", model="google/byt5-small", role="glyph", dim=2, max_tokens=2)
+    dropout = ConditioningDropout(CfgDropout(joint_rate=0.5, per_encoder={"t5": 0.0, "byt5": 0.5}),
+                                  architecture(T5, glyph))
     cond = Conditioning(text=torch.ones(N, 3, 2), glyph=torch.ones(N, 2, 2))
     out = dropout(cond, torch.Generator().manual_seed(0))
     assert torch.all(out.text == 1)
     assert (out.glyph.abs().sum(dim=(1, 2)) == 0).double().mean().item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_cfg_dropout_of_joined_encoders_nulls_each_encoders_own_region():
+    """SD3's layout at toy widths: CLIP-L (2) and CLIP-G (3) tokens side by side for 2 positions, padded to
+    T5's 4 and followed by T5's 3 tokens; both CLIPs also feed the pooled vector (2 + 3)."""
+    clip_l = TextEncoder(name="clip_l", model="openai/clip-vit-large-patch14", role="tokens", pooled=True, dim=2,
+                         max_tokens=2)
+    clip_g = clip_l.model_copy(update={"name": "clip_g", "dim": 3})
+    t5 = TextEncoder(name="t5", model="google/t5-v1_1-xxl", role="tokens", dim=4, max_tokens=3)
+    joined = architecture(clip_l, clip_g, t5, joint_tokens=[["clip_l", "clip_g"], ["t5"]])
+    rates = {"clip_l": 0.0, "clip_g": 1.0, "t5": 0.0}
+    dropout = ConditioningDropout(CfgDropout(joint_rate=0.0, per_encoder=rates), joined)
+    mask = torch.tensor([[1, 0, 1, 1, 0]])
+    cond = Conditioning(text=torch.ones(1, 5, 4), pooled=torch.ones(1, 5), text_mask=mask)
+    out = dropout(cond, torch.Generator().manual_seed(0))
+    expected = torch.ones(5, 4)
+    expected[:2, 2:5] = 0  # CLIP-G's tokens: positions 0-1, features 2-4
+    assert torch.equal(out.text[0], expected)
+    assert out.pooled[0].tolist() == [1, 1, 0, 0, 0]  # CLIP-G's pooled share
+    assert out.text_mask[0].tolist() == [1, 1, 1, 1, 0]  # the dropped positions are visible, as in null()
 
 
 def test_masked_loss_ignores_masked_cells():

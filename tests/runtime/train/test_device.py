@@ -25,7 +25,7 @@ from compiler.schema.schedule import AdversarialDistillation, GuidanceDistillati
 from runtime.curation.precompute import bf16_bits
 from runtime.encoders import build_encoders
 from runtime.objectives import ConditioningDropout, build_objective
-from runtime.objectives.conditioning import encoder_inputs
+from runtime.objectives.conditioning import text_input_widths
 from runtime.train.batch import BatchBuilder
 from runtime.train.device import frozen
 from runtime.train.ema import EMA
@@ -80,15 +80,14 @@ class Samples:
         samples = []
         for index in range(MICRO_BATCH):
             sample = {"__key__": f"pre{index}".encode(), "latents.npy": stored(self.shape, self.rng)}
-            for encoder in self.spec.architecture.text_encoders:
-                slot = encoder_inputs(self.spec.architecture.text_encoders)[encoder.name]
+            for slot, dim in text_input_widths(self.spec.architecture).items():
                 if slot == "pooled":
-                    sample["pooled.npy"] = stored((encoder.dim,), self.rng)
+                    sample["pooled.npy"] = stored((dim,), self.rng)
                 elif slot == "glyph":
-                    sample["glyph.npy"] = stored((3, encoder.dim), self.rng)
+                    sample["glyph.npy"] = stored((3, dim), self.rng)
                 else:
                     length = 2 + 3 * index  # unpadded: each sample its own length
-                    sample["text.npy"] = stored((length, encoder.dim), self.rng)
+                    sample["text.npy"] = stored((length, dim), self.rng)
                     sample["text_mask.npy"] = npy(np.ones(length, dtype=bool))
             if self.edit:
                 sample["context.npy"] = stored(self.shape, self.rng)
@@ -127,7 +126,7 @@ class Samples:
 def stage_loss(spec, stage, factory, dtype, objective, probe):
     """The stage's loss as Run._stage_loss builds it, its frozen model built on the device."""
     config = spec.objective.cfg_dropout
-    dropout = None if config is None else ConditioningDropout(config, spec.architecture.text_encoders)
+    dropout = None if config is None else ConditioningDropout(config, spec.architecture)
     loss = stage.loss
     cascade_augment = isinstance(spec.architecture.backbone, Cascade) and any(
         unet.name == stage.model and unet.noise_conditioning_augmentation for unet in spec.architecture.backbone.stages
