@@ -145,6 +145,7 @@ class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
     gpu_memory_gb: float = 0.0
+    dtype: str = "auto"  # inference precision of the op's model (runtime/curation/modelzoo/weights.py inference_dtype)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ class OpImpl:
             cpus=default.cpus if wanted.cpus is None else wanted.cpus,
             gpus=default.gpus if wanted.gpus is None else wanted.gpus,
             gpu_memory_gb=default.gpu_memory_gb,
+            dtype=default.dtype if wanted.dtype is None else wanted.dtype,
         ), wanted.concurrency
 
     def scoring_params(self) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import pytest
 
 import specs
 from compiler.schema.data import (
+    Aesthetic,
     AspectRatioFilter,
     Blur,
     DurationFilter,
@@ -203,3 +204,42 @@ def test_killed_run_resumes_to_identical_outputs(many_shards, tmp_path, monkeypa
         assert member_keys(killed / "shards" / path.name) == member_keys(path)
         assert (killed / "shards" / path.name).read_bytes() == path.read_bytes()
     assert list(killed.rglob("*.tmp-*")) == []
+
+
+def test_model_op_stages_decode_ahead_in_threads_with_the_same_outputs(shards, tmp_path, monkeypatch):
+    """A stage with a model op decodes the next batches in decode threads while the op scores; the shards and
+    ledger are those of a run decoding in the op itself."""
+    import threading
+
+    from runtime.curation.decode import Decoded
+    from runtime.curation.runner import StageRunner
+    from tests.runtime.curation.model_ops import register
+
+    register()
+    ops = [Blur(min_laplacian_var=20), Aesthetic(scorer="test-mean-luma", min_score=124, use="filter")]
+    images = f"{shards}/images-*.tar"
+    loads: list[str] = []
+    original = Decoded.load
+
+    def load(self, side, grey=False):
+        loads.append(threading.current_thread().name)
+        return original(self, side, grey)
+
+    monkeypatch.setattr(Decoded, "load", load)
+    run(ops, images, tmp_path / "ahead", workers=1)
+    ahead = loads[:]
+    assert ahead and any(name.startswith("decode") for name in ahead)
+    monkeypatch.setattr(StageRunner, "prefetch_target", lambda self: None)
+    loads.clear()
+    run(ops, images, tmp_path / "inline", workers=1)
+    assert loads and not any(name.startswith("decode") for name in loads)
+    shards_written = sorted(p.relative_to(tmp_path / "inline") for p in (tmp_path / "inline").rglob("*.tar"))
+    assert shards_written
+    for path in shards_written:
+        assert (tmp_path / "ahead" / path).read_bytes() == (tmp_path / "inline" / path).read_bytes(), path
+
+    def ledger(root):  # op timings (trace) differ between runs; every other field must not
+        return [{k: v for k, v in entry.items() if k != "trace"} for manifest in sorted(root.glob("_work/*/*.json"))
+                for entry in json.loads(manifest.read_text())["records"]]
+
+    assert ledger(tmp_path / "inline") and ledger(tmp_path / "ahead") == ledger(tmp_path / "inline")
