@@ -126,8 +126,10 @@ def pairs_within(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray
     if not found:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
-    pairs = np.sort(np.concatenate(found))  # a pair found through several chunks counts once
-    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
+    pairs = np.sort(np.concatenate(found))
+    first = np.ones(len(pairs), bool)
+    first[1:] = pairs[1:] != pairs[:-1]  # a pair found through several chunks counts once
+    pairs = pairs[first]
     query, neighbour = pairs // count, pairs % count
     distance = _distance(words[query], words[neighbour])
     return query, neighbour, distance

@@ -79,6 +79,12 @@ def test_mixed_flip_shape_matches_brute_force(monkeypatch):
     assert [None if m < 0 else m for m in originals.tolist()] == keep_first_brute_force(codes, 4)
 
 
+def test_candidates_that_all_fail_verification_find_nothing():
+    """Codes sharing chunks but 8 bits apart: every candidate is rejected by the popcount."""
+    originals, distances = near_duplicates(pack(["0000000000000000", "00000000000000ff"], 64), 1)
+    assert originals.tolist() == [-1, -1] and distances.tolist() == [0, 0]
+
+
 def test_search_reports_the_earliest_kept_match():
     originals, distances = near_duplicates(pack(["000000000000000f", "0000000000000007", "0000000000000003"], 64), 1)
     assert originals.tolist() == [-1, 0, -1]  # the third is 1 bit from the second, which was dropped
