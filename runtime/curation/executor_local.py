@@ -1,20 +1,28 @@
-"""The embedded executor: a process pool over shards on this machine.
+"""The embedded executor: a pool of workers over shards on this machine (also what each Slurm array task runs).
 
-Each worker process runs whole shards (`runner.process_shard`), so a shard's decode cache, score cache
-connection and op instances stay in one process; a finished shard is never redone on a rerun. Workers
-are spawned, not forked: model-backed ops load torch, which must not be forked after initialisation.
+Each worker runs whole shards (`runner.process_shard`); a finished shard is never redone on a rerun.
+Workers are processes, spawned, not forked (model-backed ops load torch, which must not be forked after
+initialisation), except in a stage with a model op on a GPU (`shares_models`): there the workers are
+threads of this process, so each model is loaded once and shared (W processes would hold W copies on
+the one GPU), its batches scored one at a time (runner.BoundOp) while the other threads read and decode.
 With one worker (or one shard) everything runs in this process, which keeps tests and debugging simple.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
 from tqdm import tqdm
 
-from runtime.curation.runner import process_shard
+from runtime.curation.runner import process_shard, stage_ops
 from runtime.curation.stages import ShardJob
+
+
+def shares_models(job: ShardJob) -> bool:
+    """Whether the stage of `job` runs a model op on a GPU: its workers are then threads sharing one copy."""
+    impls, barrier = stage_ops(job)
+    return any(op.stateful and op.planned_resources()[0].gpus > 0 for op in [*impls, *([barrier] if barrier else [])])
 
 
 def run_jobs(jobs: list[ShardJob], workers: int, description: str) -> None:
@@ -28,8 +36,10 @@ def run_jobs(jobs: list[ShardJob], workers: int, description: str) -> None:
                 process_shard(job)
                 progress.update()
             return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        count = min(workers, len(jobs))
+        pool: Executor = (ThreadPoolExecutor(count, thread_name_prefix="shard") if shares_models(jobs[0]) else
+                          ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")))
+        with pool:
             futures = [pool.submit(process_shard, job) for job in jobs]
             for future in as_completed(futures):
                 future.result()

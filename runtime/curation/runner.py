@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +154,9 @@ class BoundOp:
     def _checked_score(self, records: list[Record]) -> list[Score | None]:
         from runtime.curation.modelzoo.weights import precision
 
-        with precision(self.dtype):
+        # A model op's instance is shared by the shard threads of a GPU stage (executor_local): one batch on
+        # its model at a time, the first call loading it once.
+        with _model_lock(self.impl) if self.impl.stateful else nullcontext(), precision(self.dtype):
             scores = self.impl.score(records)
         if len(scores) != len(records):
             raise RuntimeError(
@@ -205,6 +209,13 @@ def apply_verdict(record: Record, verdict: Verdict, op: str) -> bool:
 
 def quarantine(record: Record, op: str, error: str) -> None:
     record.fate = Fate("quarantined", op, "unreadable", error)
+
+
+_MODEL_LOCKS: dict[int, threading.Lock] = {}
+
+
+def _model_lock(impl: OpImpl) -> threading.Lock:
+    return _MODEL_LOCKS.setdefault(id(impl), threading.Lock())  # setdefault is atomic: one lock per instance
 
 
 # One shard through one stage ------------------------------------------------------------------------

@@ -243,3 +243,42 @@ def test_model_op_stages_decode_ahead_in_threads_with_the_same_outputs(shards, t
                 for entry in json.loads(manifest.read_text())["records"]]
 
     assert ledger(tmp_path / "inline") and ledger(tmp_path / "ahead") == ledger(tmp_path / "inline")
+
+
+def test_a_gpu_model_stage_shares_one_model_between_thread_workers(shards, tmp_path):
+    """A stage whose model op asks for a GPU runs its shards in threads of one process, over one instance of
+    the op (one copy of its model); the outputs are those of one worker. A CPU model op keeps processes."""
+    import threading
+
+    from runtime.curation.api import Resources
+    from runtime.curation.curate import CurationRun
+    from tests.runtime.curation.model_ops import MeanLuma, register
+
+    scoring: set[int] = set()  # op instances that scored: each would hold a copy of the model (loaded lazily)
+    threads: set[str] = set()
+
+    class GpuMeanLuma(MeanLuma):
+        def resources(self):
+            return Resources(cpus=1.0, gpus=0.5)
+
+        def score(self, records):
+            scoring.add(id(self))
+            threads.add(threading.current_thread().name)
+            return super().score(records)
+
+    register()
+    registry._IMPLEMENTATIONS[("aesthetic", "test-gpu-mean-luma")] = GpuMeanLuma
+    gpu = [Blur(min_laplacian_var=20), Aesthetic(scorer="test-gpu-mean-luma", min_score=124, use="filter")]
+    cpu = [Blur(min_laplacian_var=20), Aesthetic(scorer="test-mean-luma", min_score=124, use="filter")]
+    images = f"{shards}/images-*.tar"
+    for ops, shared in ((gpu, True), (cpu, False)):
+        plan = CurationRun.plan(ops, images, tmp_path / "unused")
+        assert executor_local.shares_models(plan.jobs(plan.stages[0])[0]) == shared
+
+    run(gpu, images, tmp_path / "threads", workers=2)
+    assert len(scoring) == 1 and threads and all(name.startswith("shard") for name in threads)
+    run(gpu, images, tmp_path / "one", workers=1)  # shard after shard in this process
+    written = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.tar"))
+    assert written
+    for path in written:
+        assert (tmp_path / "threads" / path).read_bytes() == (tmp_path / "one" / path).read_bytes(), path
