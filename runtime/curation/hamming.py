@@ -111,8 +111,11 @@ def pairs_within(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray
         # The codes in bucket order: a bucket's candidates are then one contiguous run of words, read
         # sequentially instead of gathered through `order` (at 1M codes the words outgrow the cache).
         bucketed = words[order]
-        sizes = np.bincount(keys, minlength=1 << width).astype(np.int32)
-        offsets = (np.cumsum(sizes) - sizes).astype(np.int32)  # where each bucket starts in `order`
+        counts = np.bincount(keys, minlength=1 << width)
+        offsets = (np.cumsum(counts) - counts).astype(np.int32)  # where each bucket starts in `order`
+        # Probed at random, the table is read from memory, not cache: the narrowest type that holds the
+        # largest bucket halves (or quarters) those reads.
+        sizes = counts.astype(np.uint16 if counts.max() < 2**16 else np.int32)
         for flipped in (f for n in range(flips + 1) for f in combinations(range(width), n)):
             mask = np.int32(sum(1 << b for b in flipped))
             # A pair whose keys differ by a non-zero mask would be found from both ends; probe only from
