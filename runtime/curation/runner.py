@@ -68,6 +68,15 @@ class BoundOp:
 
     def process(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
         """Score and decide `records`; returns the survivors (and children), appends the others to `ended`."""
+        with self._exclusive():
+            return self._process(records, cache, ended)
+
+    def _exclusive(self):
+        """A model op's instance is shared by the shard threads of a GPU stage (executor_local): one batch
+        at a time goes through its model and its limits (a stand-in's limits learn from the scores seen)."""
+        return _model_lock(self.impl) if self.impl.stateful else nullcontext()
+
+    def _process(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
         started = time.perf_counter()
         targets = [r for r in records if self.impl.applies(r)]
         scores = self._scores(targets, cache, ended)
@@ -95,7 +104,8 @@ class BoundOp:
     def score_only(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
         """A barrier's scoring pass at the end of a stage: store the score, keep every readable record."""
         started = time.perf_counter()
-        scores = self._scores(records, cache, ended)
+        with self._exclusive():
+            scores = self._scores(records, cache, ended)
         per_record = (time.perf_counter() - started) / max(1, len(records))
         for record in records:
             record.trace[self.name] = per_record
@@ -154,9 +164,7 @@ class BoundOp:
     def _checked_score(self, records: list[Record]) -> list[Score | None]:
         from runtime.curation.modelzoo.weights import precision
 
-        # A model op's instance is shared by the shard threads of a GPU stage (executor_local): one batch on
-        # its model at a time, the first call loading it once.
-        with _model_lock(self.impl) if self.impl.stateful else nullcontext(), precision(self.dtype):
+        with precision(self.dtype):
             scores = self.impl.score(records)
         if len(scores) != len(records):
             raise RuntimeError(
