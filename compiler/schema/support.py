@@ -1,7 +1,7 @@
 """What the runtime builds and runs, declared without importing it: the contract between a spec and runtime/.
 
 A spec can name anything the schema accepts; the runtime implements a subset (runtime/models/factory.py,
-runtime/objectives, runtime/samplers/from_checkpoint.py, runtime/curation/ops_*.py). This module states that subset so that
+runtime/objectives, runtime/samplers/from_checkpoint.py, runtime/curation/ops/*.py). This module states that subset so that
 `genspec validate` and `compile` refuse a spec the runtime cannot run, naming the field, instead of a
 NotImplementedError minutes into a run. Like compiler/schema/bundle.py it is a contract: it imports only the
 standard library and pydantic, and tests/runtime/test_support.py fails when the runtime builds something
@@ -127,7 +127,7 @@ class OpSupport:
     instead_is: str = ""
 
 
-# Curation op kind -> scorer ("*" for every scorer) -> its implementation (runtime/curation/ops_*.py).
+# Curation op kind -> scorer ("*" for every scorer) -> its implementation (runtime/curation/ops/*.py).
 OPS: dict[str, dict[str, OpSupport]] = {
     **{kind: {ANY_SCORER: OpSupport()} for kind in (
         "active_learning", "aesthetic", "ai_generated", "aspect_ratio", "balance", "blur", "caption_pii",

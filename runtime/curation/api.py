@@ -37,7 +37,7 @@ An implementation is a class registered for a kind, and optionally for one score
                 return Verdict.drop("aesthetic below min_score", f"{score['value']:.2f} < {self.spec.min_score}")
             return KEEP
 
-Registering is the whole job: the registry imports every `runtime/curation/ops_*.py` module, so a new
+Registering is the whole job: the registry imports every `runtime/curation/ops/*.py` module, so a new
 module named that way is found without touching any list. Modules must stay cheap to import (no torch or
 transformers at module level: the compiler asks the registry which kinds exist).
 

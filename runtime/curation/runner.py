@@ -72,7 +72,7 @@ class BoundOp:
             return self._process(records, cache, ended)
 
     def _exclusive(self):
-        """A model op's instance is shared by the shard threads of a GPU stage (executor_local): one batch
+        """A model op's instance is shared by the shard threads of a GPU stage (executors/local.py): one batch
         at a time goes through its model and its limits (a stand-in's limits learn from the scores seen)."""
         return _model_lock(self.impl) if self.impl.stateful else nullcontext()
 

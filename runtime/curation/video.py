@@ -28,7 +28,7 @@ X264_PRESET = "veryfast"  # clips are training data, re-encoded once: speed over
 X264_CRF = "18"  # visually lossless for x264; the source was already lossy
 # One encoder thread per clip: clips are encoded side by side by the workers, so threads inside x264 only
 # add contention. (Even so, a second encode in one process was not always byte-identical to the first here:
-# scene_split therefore cuts by stream copy only; see ops_video.at_keyframes.)
+# scene_split therefore cuts by stream copy only; see ops/video.py at_keyframes.)
 X264_THREADS = "1"
 
 

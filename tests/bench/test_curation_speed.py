@@ -9,7 +9,7 @@ per-op curation tools do. Scores are not cached, so every round computes them.
 
 Groups "near-duplicate search, N hashes": keep-first deduplication of 64-bit perceptual hashes within 4
 bits, where every fifth hash is a copy of an earlier one with 0-6 bits flipped. The multi-index hash
-(runtime/curation/hamming.py) against the all-pairs baseline (numpy XOR + popcount over the lower triangle,
+(runtime/curation/ops/hamming.py) against the all-pairs baseline (numpy XOR + popcount over the lower triangle,
 in row chunks) on the same 20,000 and on the same 200,000 hashes (2e10 comparisons: one round); both must
 find exactly the same duplicates. Goals: >= 20x all-pairs at 200,000; 1,000,000 hashes (index only)
 within 6x of 200,000's time (its extra_info time_vs_multi_index_hash-200000). Timed by process CPU time.
@@ -38,7 +38,7 @@ from compiler.schema.data import (
     ResolutionFilter,
 )
 from runtime.curation.api import OpContext
-from runtime.curation.hamming import near_duplicates
+from runtime.curation.ops.hamming import near_duplicates
 from runtime.curation.records import Record
 from runtime.curation.registry import build
 from runtime.curation.runner import BoundOp, plan_color, plan_side

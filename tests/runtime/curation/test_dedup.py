@@ -13,9 +13,9 @@ from PIL import Image
 from compiler.schema.data import ExactDedup, PerceptualDedup
 from runtime.curation import run
 from runtime.curation.api import OpConfigError, OpContext
-from runtime.curation import hamming
-from runtime.curation.hamming import near_duplicates, pack
-from runtime.curation.ops_dedup import dhash, phash
+from runtime.curation.ops import hamming
+from runtime.curation.ops.hamming import near_duplicates, pack
+from runtime.curation.ops.dedup import dhash, phash
 from runtime.curation.records import Record
 from runtime.curation.registry import build
 from runtime.curation.runner import plan_color, plan_side

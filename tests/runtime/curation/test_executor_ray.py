@@ -10,7 +10,7 @@ from compiler.schema.data import Aesthetic, Blur, OpResources, PerceptualDedup, 
 from runtime.curation import run
 from runtime.curation.api import CurationError, Resources
 from runtime.curation.curate import CurationRun
-from runtime.curation.executor_ray import Segment, fit_resources, segments
+from runtime.curation.executors.ray_data import Segment, fit_resources, segments
 from runtime.curation.report import load_manifests
 from runtime.curation.shards import member_keys, shard_stem
 from tests.runtime.curation.model_ops import register

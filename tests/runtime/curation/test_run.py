@@ -25,7 +25,9 @@ from compiler.schema.data import (
     ResolutionFilter,
     SceneSplit,
 )
-from runtime.curation import CurationError, executor_local, ops_image, registry, run
+from runtime.curation import CurationError, registry, run
+from runtime.curation.executors import local as executor_local
+from runtime.curation.ops import image as ops_image
 from runtime.curation.curate import select_pipeline
 from runtime.curation.shards import member_keys, read_shard
 from tests.runtime.curation.conftest import encode, meta, shard, sharp_image
