@@ -19,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	command -v shellcheck >/dev/null && command -v dot >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck graphviz; }
-	# CJK font for synthetic_text's Chinese samples (runtime/curation/ops_synthetic.py).
+	# CJK font for synthetic_text's Chinese samples (runtime/curation/ops/synthetic.py).
 	test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

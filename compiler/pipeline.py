@@ -96,7 +96,7 @@ def check(spec: Spec, scale: str = "full", overrides: list[str] | tuple[str, ...
     missing = [Diagnostic(m.path, VALUE_NEEDED, f"the value is {m.status}, and the planner and runtime need it",
                           f"supply it with --set {m.path}=VALUE, or state an assumption in the spec")
                for m in resolved.missing]
-    diagnostics = (*missing, *validate(resolved.spec, stage_graph))
+    diagnostics = (*missing, *validate(resolved.spec, stage_graph, scale))
     return Checked(resolved.spec, scale, resolved, stage_graph, diagnostics)
 
 

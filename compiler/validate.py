@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from compiler.graph import StageGraph
 
 RUNTIME_SUPPORT = "runtime.supported"
+STAND_IN_AT_FULL_SCALE = "runtime.stand-in-at-full-scale"
 
 RuleFunction = Callable[[Spec], Iterator[Diagnostic]]
 
@@ -75,11 +76,26 @@ def runtime_support(spec: Spec) -> list[Diagnostic]:
     ]
 
 
-def validate(spec: Spec, stage_graph: StageGraph | None = None) -> list[Diagnostic]:
-    """Every check compile runs on a resolved spec: semantic rules, the stage graph's checks (on
-    `stage_graph`, built here when not given) and runtime support."""
+def stand_ins_at_full_scale(spec: Spec, scale: str) -> list[Diagnostic]:
+    """Ops only a smoke-scale stand-in runs, as errors at full scale: the curation job would stop on them
+    before reading a sample, after the GPU-hours of every stage before it were spent."""
+    from compiler.schema.support import stand_ins
+
+    if scale == "smoke":
+        return []
+    return [
+        Diagnostic(path, STAND_IN_AT_FULL_SCALE,
+                   f"scorer {scorer!r} runs only at smoke scale (a reported random stand-in): {support.why}",
+                   f"--set {path}={support.instead} ({support.instead_is}), or compile at --scale smoke")
+        for path, scorer, support in stand_ins(spec)
+    ]
+
+
+def validate(spec: Spec, stage_graph: StageGraph | None = None, scale: str = "full") -> list[Diagnostic]:
+    """Every check compile runs on a resolved spec at `scale`: semantic rules, the stage graph's checks (on
+    `stage_graph`, built here when not given), runtime support and stand-ins at full scale."""
     if stage_graph is None:
         from compiler.graph import build
 
         stage_graph = build(spec)
-    return [*check_rules(spec), *stage_graph.diagnostics, *runtime_support(spec)]
+    return [*check_rules(spec), *stage_graph.diagnostics, *runtime_support(spec), *stand_ins_at_full_scale(spec, scale)]

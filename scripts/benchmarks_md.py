@@ -40,6 +40,8 @@ def other_ratios(benchmarks: list[dict], baseline_key: str | None) -> list[str]:
             other = field.removeprefix("speed_vs_")
             if field.startswith("speed_vs_") and other not in (own, baseline_key):
                 lines.append(f"- `{own}`: {speed:.2f}x the speed of `{other}`")
+            if field.startswith("time_vs_"):  # a figure from another group, e.g. the same search on fewer items
+                lines.append(f"- `{own}`: {speed:.2f}x the time of `{field.removeprefix('time_vs_')}`")
     timing = next((b["extra_info"] for b in benchmarks if "timer" in b["extra_info"]), None)
     if timing:
         lines.append(f"- timed by {timing['timer']}, {timing.get('threads', '?')} thread(s), "

@@ -46,6 +46,7 @@ from compiler.schema import (
     ResolutionShift,
     Rope,
     Safety,
+    Scale,
     SceneSplit,
     ScheduleSpec,
     SemanticDedup,
@@ -126,10 +127,19 @@ ALLEGRO_DATA = DataSpec(
                     ),
                     Trim(head=10, tail=10, unit="frames"),
                     # 3. Low-level metrics: DOVER (brightness / clarity), LPIPS (consistency), UniMatch (motion).
-                    TechnicalQuality(scorer="dover", min_score=threshold(0.0)),
+                    # genspec has not ported DOVER or UniMatch (compiler/schema/support.py says why; the
+                    # compiler refuses them at full scale): a CLIP technical regressor and RAFT score instead.
+                    TechnicalQuality(
+                        scorer=assumed("clip-technical-regressor", "the card's DOVER is not ported to genspec; a "
+                                       "regression head on CLIP features trained on the lab's own ratings"),
+                        scale=assumed(Scale(low=0, high=1, unit="technical quality rating regressed on CLIP features"),
+                                      "the ratings the regression head is trained on, scaled to 0-1"),
+                        min_score=threshold(0.5),
+                    ),
                     FrameConsistency(scorer="lpips", min_score=threshold(0.001), max_score=threshold(0.3)),
                     MotionScore(
-                        scorer="unimatch",
+                        scorer=assumed("raft", "the card's UniMatch is not ported to genspec; torchvision's RAFT "
+                                       "measures the same optical flow in pixels per frame"),
                         fps=threshold(2.0),
                         min_score=threshold(0.25),
                         note="the fine-tune keeps moderate motion; the schema's subsets select on minimum scores only",

@@ -32,6 +32,7 @@ from compiler.schema import (
     ResolutionShift,
     Rope,
     Safety,
+    Scale,
     ScheduleSpec,
     Size,
     Source,
@@ -128,11 +129,15 @@ DATA = DataSpec(
                         frames=assumed(8, "frames sampled per video; one flagged frame drops the clip"),
                         reduce=assumed("max", MAX_FRAME),
                     ),
-                    # "Quality/consistency checks" name no metric; DOVER and LPIPS are the open ones.
+                    # "Quality/consistency checks" name no metric. DOVER and LPIPS are the open ones, but genspec
+                    # has not ported DOVER (compiler/schema/support.py): a CLIP technical regressor scores quality.
                     TechnicalQuality(
                         name="quality",
-                        scorer=assumed("dover", "the survey's quality check names no metric; DOVER is the open one"),
-                        min_score=tool_default(0.0),
+                        scorer=assumed("clip-technical-regressor", "the survey's quality check names no metric; "
+                                       "DOVER, the open one, is not ported to genspec"),
+                        scale=assumed(Scale(low=0, high=1, unit="technical quality rating regressed on CLIP features"),
+                                      "the ratings the regression head is trained on, scaled to 0-1"),
+                        min_score=tool_default(0.5),
                         note="Quality/consistency checks",
                     ),
                     FrameConsistency(

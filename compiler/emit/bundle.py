@@ -185,7 +185,8 @@ def render_bundle(compiled: Compiled) -> Bundle:
                                                "`genspec validate spec.resolved.yaml` checks it."))
     bundle.add("assumptions.md", env.get_template("assumptions.md.j2").render(
         groups=assumption_groups(compiled.checked.resolved.table, spec), smoke_only=smoke_only_ops(spec), **common))
-    bundle.add("plan.md", env.get_template("plan.md.j2").render(plan=planned, sample_seconds=SAMPLE_SECONDS, **common))
+    bundle.add("plan.md", env.get_template("plan.md.j2").render(
+        plan=planned, sample_seconds=SAMPLE_SECONDS, curation_ops=curation_op_rows(spec, stage_graph), **common))
     bundle.add("plan.json", _json(plan_json(planned, how)))
     _add_graph(bundle, stage_graph, how)
 
@@ -243,6 +244,21 @@ def _curation_resources(stage_graph, pipeline: str, cluster: Cluster, scale: str
     gpus = min(max((j.gpus for j in jobs), default=0), cluster.gpus_per_node)
     # Smoke runs read a handful of shards: two tasks exercise the array without 64 interpreter starts.
     return {"job_cpus": cpus, "job_gpus": gpus, "array_tasks": 2 if scale == "smoke" else 64}
+
+
+def curation_op_rows(spec: Spec, stage_graph) -> list[dict[str, Any]]:
+    """Per curation op, in run order: its job, where it runs and the GPU memory one copy of its model needs
+    (compiler/graph/contracts.py), for plan.md."""
+    from compiler.graph.contracts import contract
+
+    rows = []
+    for job in stage_graph.jobs:
+        ops = {op.name: op for p in spec.data.pipelines if p.name == job.pipeline for op in p.ops}
+        for name in job.ops:
+            needs = contract(ops[name])
+            rows.append({"pipeline": job.pipeline, "job": job.name, "op": name, "resource": needs.resource,
+                         "gpu_memory_gib": needs.gpu_memory_gib, "cpu_cores": needs.cpu_cores})
+    return rows
 
 
 def curation_stages(pipeline) -> int:

@@ -1,7 +1,7 @@
 """Frozen conditioning of a training stage: precomputed by curation or encoded by the trainer, and what
 precomputing stores per sample.
 
-precompute_embeddings (runtime/curation/precompute.py) writes, per sample, bf16 arrays: the latents of the
+precompute_embeddings (runtime/curation/ops/precompute.py) writes, per sample, bf16 arrays: the latents of the
 image or of the stage's clip, the caption's real tokens of the token encoder (unpadded: at most max_tokens),
 the pooled vector, glyph tokens padded to max_tokens, and an edit's reference latents. It encodes at the size
 (and clip) of the first training stage reading the pipeline's output; a stage at another size encodes its

@@ -45,6 +45,9 @@ class OpResources(Node):
     gpus: float | None = Field(None, ge=0, description="GPUs per copy; a fraction shares one GPU between copies")
     batch_size: int | None = Field(None, ge=1, description="records per score() call")
     concurrency: int | None = Field(None, ge=1, description="copies of the op (Ray actors) running at once")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = Field(
+        None, description="inference precision of the op's model; auto: bf16 on a GPU (fp16 where bf16 is "
+        "missing), fp32 on CPU")
 
 
 class Op(Node):

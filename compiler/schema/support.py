@@ -1,7 +1,7 @@
 """What the runtime builds and runs, declared without importing it: the contract between a spec and runtime/.
 
 A spec can name anything the schema accepts; the runtime implements a subset (runtime/models/factory.py,
-runtime/objectives, runtime/samplers/from_checkpoint.py, runtime/curation/ops_*.py). This module states that subset so that
+runtime/objectives, runtime/samplers/from_checkpoint.py, runtime/curation/ops/*.py). This module states that subset so that
 `genspec validate` and `compile` refuse a spec the runtime cannot run, naming the field, instead of a
 NotImplementedError minutes into a run. Like compiler/schema/bundle.py it is a contract: it imports only the
 standard library and pydantic, and tests/runtime/test_support.py fails when the runtime builds something
@@ -14,6 +14,7 @@ Public API (stable; docs/reference.md's "runtime supports" column is generated f
                                              supports when it is narrower than the schema, else None
   op_implemented(kind, scorer) -> bool       whether a curation op kind (with that scorer) has an implementation
   op_smoke_only(kind, scorer) -> bool        whether that implementation is a stand-in run only at smoke scale
+  stand_ins(spec) -> list                    (path, scorer, support) of each op of a spec only a stand-in runs
 
 The tables (FAMILIES, QK_NORMS, OBJECTIVES, SAMPLERS, OPS, ...) are data; read them, do not mutate them.
 """
@@ -126,12 +127,16 @@ ENCODER_INPUTS = ROLE_INPUT
 
 @dataclass(frozen=True)
 class OpSupport:
-    """A curation op implementation: `smoke_only` marks a stand-in that refuses full scale."""
+    """A curation op implementation: `smoke_only` marks a stand-in that the compiler refuses at full scale,
+    `why` says what is not ported, `instead` names the full-scale scorer to use and `instead_is` what it is."""
 
     smoke_only: bool = False
+    why: str = ""
+    instead: str = ""
+    instead_is: str = ""
 
 
-# Curation op kind -> scorer ("*" for every scorer) -> its implementation (runtime/curation/ops_*.py).
+# Curation op kind -> scorer ("*" for every scorer) -> its implementation (runtime/curation/ops/*.py).
 OPS: dict[str, dict[str, OpSupport]] = {
     **{kind: {ANY_SCORER: OpSupport()} for kind in (
         "active_learning", "aesthetic", "ai_generated", "aspect_ratio", "balance", "blur", "caption_pii",
@@ -140,10 +145,16 @@ OPS: dict[str, dict[str, OpSupport]] = {
         "score_conditioning", "semantic_dedup", "synthetic_text", "trim", "visual_quality",
     )},
     "frame_consistency": {"dssim": OpSupport(), "lpips": OpSupport()},
-    "motion_score": {"farneback": OpSupport(), "raft": OpSupport(), "unimatch": OpSupport(smoke_only=True)},
+    "motion_score": {"farneback": OpSupport(), "raft": OpSupport(), "unimatch": OpSupport(
+        smoke_only=True, why="the UniMatch flow network (Xu et al. 2023) is not ported",
+        instead="raft", instead_is="torchvision's RAFT, a real optical-flow network on the same pixels-per-frame scale")},
     "ocr_text_area": {"craft": OpSupport()},
     "watermark": {ANY_SCORER: OpSupport(), "laion-watermark": OpSupport()},
-    "technical_quality": {"clip-technical-regressor": OpSupport(), "dover": OpSupport(smoke_only=True)},
+    "technical_quality": {"clip-technical-regressor": OpSupport(), "dover": OpSupport(
+        smoke_only=True, why="DOVER's released checkpoint (DOVER.pth: a fragment-sampled Video Swin-T technical "
+        "branch and an inflated ConvNeXt-T aesthetic branch, each with its own head) is not ported",
+        instead="clip-technical-regressor",
+        instead_is="a regression head on CLIP features; state its `scale`, that of the ratings it learned")},
 }
 
 
@@ -171,6 +182,17 @@ def op_smoke_only(kind: str, scorer: str | None = None) -> bool:
     """Whether the implementation of `kind` / `scorer` is a stand-in the runtime runs only at smoke scale."""
     found = _op_support(kind, scorer)
     return found is not None and found.smoke_only
+
+
+def stand_ins(spec: Any) -> list[tuple[str, str, OpSupport]]:
+    """(path of the scorer, scorer, support) of every op of `spec` that only a smoke-scale stand-in runs."""
+    found = []
+    for pipeline in spec.data.pipelines:
+        for op in pipeline.ops:
+            support = _op_support(op.kind, getattr(op, "scorer", None))
+            if support is not None and support.smoke_only:
+                found.append((f"data.pipelines[{pipeline.name}].ops[{op.name}].scorer", op.scorer, support))
+    return found
 
 
 # What the runtime supports where it is narrower than the schema: (schema class, field) -> in words.

@@ -37,7 +37,7 @@ An implementation is a class registered for a kind, and optionally for one score
                 return Verdict.drop("aesthetic below min_score", f"{score['value']:.2f} < {self.spec.min_score}")
             return KEEP
 
-Registering is the whole job: the registry imports every `runtime/curation/ops_*.py` module, so a new
+Registering is the whole job: the registry imports every `runtime/curation/ops/*.py` module, so a new
 module named that way is found without touching any list. Modules must stay cheap to import (no torch or
 transformers at module level: the compiler asks the registry which kinds exist).
 
@@ -145,6 +145,7 @@ class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
     gpu_memory_gb: float = 0.0
+    dtype: str = "auto"  # inference precision of the op's model (runtime/curation/modelzoo/weights.py inference_dtype)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ class OpImpl:
             cpus=default.cpus if wanted.cpus is None else wanted.cpus,
             gpus=default.gpus if wanted.gpus is None else wanted.gpus,
             gpu_memory_gb=default.gpu_memory_gb,
+            dtype=default.dtype if wanted.dtype is None else wanted.dtype,
         ), wanted.concurrency
 
     def scoring_params(self) -> dict[str, Any] | None:

@@ -333,9 +333,9 @@ def run(
     plan = CurationRun.plan(spec_or_ops, input, output, pipeline, scale, model_dir, cache_dir, architecture,
                             encode_size, encode_clip, limit)
     if executor == "local":
-        from runtime.curation.executor_local import run_jobs
+        from runtime.curation.executors.local import run_jobs
     elif executor == "ray":
-        from runtime.curation.executor_ray import run_jobs
+        from runtime.curation.executors.ray_data import run_jobs
     else:
         raise CurationError(f"executor must be 'local' or 'ray', got {executor!r}")
     for stage in plan.stages:

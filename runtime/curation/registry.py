@@ -43,11 +43,10 @@ def register(kind: str, scorer: str | None = None) -> Callable[[type[OpImpl]], t
 
 @cache
 def _discover() -> None:
-    """Import every runtime/curation/ops_*.py; their decorators fill the table."""
-    package = importlib.import_module("runtime.curation")
+    """Import every module of runtime/curation/ops/; their decorators fill the table."""
+    package = importlib.import_module("runtime.curation.ops")
     for module in pkgutil.iter_modules(package.__path__):
-        if module.name.startswith("ops_"):
-            importlib.import_module(f"runtime.curation.{module.name}")
+        importlib.import_module(f"runtime.curation.ops.{module.name}")
 
 
 def registered() -> dict[str, list[str]]:
@@ -92,7 +91,7 @@ def implementation_for(op: Op) -> type[OpImpl]:
         )
     raise OpConfigError(
         f"op {op.name!r}: kind {op.kind!r} has no runtime implementation; register one with "
-        f"@register({op.kind!r}) in runtime/curation/ops_*.py or remove the op from the pipeline"
+        f"@register({op.kind!r}) in runtime/curation/ops/*.py or remove the op from the pipeline"
     )
 
 

@@ -2,17 +2,22 @@
 
 `BoundOp` runs one op over a batch (cache lookups, one score() call, verdicts); `StageRunner` runs a
 stage's ops over a batch (both executors use it); `ShardSink` writes one shard's outputs and manifest.
-The local executor (and the Slurm task) run `process_shard`: read a shard, run the stage batch by batch,
-write the kept, review and quarantine shards atomically and the shard's manifest last. The manifest is the done-marker: a rerun skips a
-shard whose manifest matches the job, and redoes (overwrites) any other, so no sample is ever written twice.
+The local executor (and the Slurm task) run `process_shard`: read a shard, run the stage batch by batch
+(decoding ahead in threads when the stage has a model op), write the kept, review and quarantine shards
+atomically and the shard's manifest last. The manifest is the done-marker: a rerun skips a shard whose
+manifest matches the job, and redoes (overwrites) any other, so no sample is ever written twice.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,8 @@ from runtime.curation.shards import (
 from runtime.curation.stages import ShardJob, op_from_json
 
 _UNSCORED = object()  # process(): a record the op does not apply to
+DECODE_THREADS = 2  # per worker process: enough to keep one model op fed on a GPU without oversubscribing the CPUs
+PREFETCH_BATCHES = 2  # decoded batches held ahead of the model ops: bounds the pixels in memory
 
 
 class BoundOp:
@@ -50,7 +57,10 @@ class BoundOp:
         self.name = impl.name
         self.decode_side = impl.decode_side()
         self.grey = not impl.needs_color  # the op reads luma: from a luma-only decode if the stage has one
+        self.dtype = impl.planned_resources()[0].dtype
         params = impl.scoring_params()
+        if params is not None and self.dtype != "auto":  # a score in another precision is another score
+            params = {**params, "dtype": self.dtype}
         decode: int | str | None = plan_side if self.decode_side is not None else None
         if decode is not None and self.grey and not color:
             decode = f"{plan_side} luma"  # JPEG's Y channel, not luma(RGB): equal up to rounding, not bit-exact
@@ -58,6 +68,15 @@ class BoundOp:
 
     def process(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
         """Score and decide `records`; returns the survivors (and children), appends the others to `ended`."""
+        with self._exclusive():
+            return self._process(records, cache, ended)
+
+    def _exclusive(self):
+        """A model op's instance is shared by the shard threads of a GPU stage (executors/local.py): one batch
+        at a time goes through its model and its limits (a stand-in's limits learn from the scores seen)."""
+        return _model_lock(self.impl) if self.impl.stateful else nullcontext()
+
+    def _process(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
         started = time.perf_counter()
         targets = [r for r in records if self.impl.applies(r)]
         scores = self._scores(targets, cache, ended)
@@ -85,7 +104,8 @@ class BoundOp:
     def score_only(self, records: list[Record], cache: ScoreCache | None, ended: list[Record]) -> list[Record]:
         """A barrier's scoring pass at the end of a stage: store the score, keep every readable record."""
         started = time.perf_counter()
-        scores = self._scores(records, cache, ended)
+        with self._exclusive():
+            scores = self._scores(records, cache, ended)
         per_record = (time.perf_counter() - started) / max(1, len(records))
         for record in records:
             record.trace[self.name] = per_record
@@ -142,7 +162,10 @@ class BoundOp:
                 ended.append(record)
 
     def _checked_score(self, records: list[Record]) -> list[Score | None]:
-        scores = self.impl.score(records)
+        from runtime.curation.modelzoo.weights import precision
+
+        with precision(self.dtype):
+            scores = self.impl.score(records)
         if len(scores) != len(records):
             raise RuntimeError(
                 f"{type(self.impl).__name__}.score returned {len(scores)} scores for {len(records)} records"
@@ -194,6 +217,13 @@ def apply_verdict(record: Record, verdict: Verdict, op: str) -> bool:
 
 def quarantine(record: Record, op: str, error: str) -> None:
     record.fate = Fate("quarantined", op, "unreadable", error)
+
+
+_MODEL_LOCKS: dict[int, threading.Lock] = {}
+
+
+def _model_lock(impl: OpImpl) -> threading.Lock:
+    return _MODEL_LOCKS.setdefault(id(impl), threading.Lock())  # setdefault is atomic: one lock per instance
 
 
 # One shard through one stage ------------------------------------------------------------------------
@@ -274,6 +304,25 @@ class StageRunner:
             if isinstance(record, Record):
                 record.release()
         return sorted([*ended, *live], key=lambda item: item.seq)
+
+    def prefetch_target(self) -> tuple[int, bool] | None:
+        """(side, grey) of the decode the stage's first model op reads, or None when the stage has no model
+        op (then nothing is decoded ahead: a header-only op may drop a record that would never be decoded)."""
+        first = next((op for op in self.bound if op.impl.stateful and op.decode_side is not None), None)
+        return None if first is None else (first.decode_side, first.grey)
+
+    def predecode(self, batch: list[Record | Unreadable]) -> list[Record | Unreadable]:
+        """Decode `batch` as the first model op will read it (in a decode thread, while the model scores the
+        batch before); a failure is left for that op to meet again and quarantine."""
+        side, grey = self.prefetch_target()
+        for record in batch:
+            if isinstance(record, Record) and record.fate is None:
+                record.attach_decoder(self.side, color=self.color)  # what run() attaches: it keeps this one
+                try:
+                    record.pixels.load(side, grey)
+                except Exception:  # noqa: BLE001 - the op's own decode raises it again, in order, and quarantines
+                    pass
+        return batch
 
     def close(self) -> None:
         self.cache.close()
@@ -367,7 +416,10 @@ def process_shard(job: ShardJob) -> dict[str, Any]:
     sink = ShardSink(job)
     runner = StageRunner(job)
     try:
-        for batch in _batches(read_items(job.source, job.limit), runner.batch_size):
+        batches = _batches(read_items(job.source, job.limit), runner.batch_size)
+        if runner.prefetch_target() is not None:
+            batches = _prefetched(batches, runner.predecode)
+        for batch in batches:
             for item in runner.run(batch):
                 sink.add(item)
         return sink.close()
@@ -376,6 +428,20 @@ def process_shard(job: ShardJob) -> dict[str, Any]:
         raise
     finally:
         runner.close()
+
+
+def _prefetched(batches: Iterator[list[Any]], decode: Callable[[list[Any]], list[Any]]) -> Iterator[list[Any]]:
+    """`batches`, each decoded by `decode` in one of DECODE_THREADS threads, up to PREFETCH_BATCHES ahead of
+    the batch being scored. The shard is read in this thread, in order; decoders (libjpeg, libavcodec,
+    OpenCV) and torch release the GIL, so decoding overlaps model inference."""
+    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode") as pool:
+        pending: deque[Future] = deque()
+        for batch in batches:
+            pending.append(pool.submit(decode, batch))
+            if len(pending) > PREFETCH_BATCHES:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from compiler.schema.data import Pipeline
 from runtime.curation.api import CurationError, OpConfigError, OpContext
 from runtime.curation.curate import CurationRun, select_pipeline, spec_encoding
-from runtime.curation.executor_local import run_jobs
+from runtime.curation.executors.local import run_jobs
 from runtime.curation.stages import plan_stages
 
 

@@ -28,8 +28,9 @@ X264_PRESET = "veryfast"  # clips are training data, re-encoded once: speed over
 X264_CRF = "18"  # visually lossless for x264; the source was already lossy
 # One encoder thread per clip: clips are encoded side by side by the workers, so threads inside x264 only
 # add contention. (Even so, a second encode in one process was not always byte-identical to the first here:
-# scene_split therefore cuts by stream copy only; see ops_video.at_keyframes.)
+# scene_split therefore cuts by stream copy only; see ops/video.py at_keyframes.)
 X264_THREADS = "1"
+ANALYSIS_SHRINK = 2  # frames at most half the source's short side skip the deblocking filter (stream_frames)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,12 @@ def stream_frames(media: bytes, size: tuple[int, int] | None = None, grey: bool 
     with _open(media) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame and slice threads inside FFmpeg's decoder
+        context = stream.codec_context
+        if size is not None and min(size) * ANALYSIS_SHRINK <= min(context.width, context.height):
+            # Frames for analysis, downscaled: the deblocking filter only smooths codec block edges, which
+            # the area downscale averages away; skipping it (and allowing FFmpeg's fast, non-bit-exact
+            # paths) saves about 17% of the decoder's CPU at 1080p (tests/bench/test_video_speed.py).
+            context.options = {"skip_loop_filter": "all", "flags2": "+fast"}
         first = None
         try:
             for frame in container.decode(stream):

@@ -134,7 +134,7 @@ def latent_frames(space: LatentSpace | PixelSpace, frames: int) -> int:
 
 def stored_tensor(array: np.ndarray) -> torch.Tensor:
     """A precomputed member as a tensor on the host: bfloat16 for uint16 arrays, which hold bfloat16 bit patterns
-    (numpy has no bfloat16; runtime/curation/precompute.py stores conditioning so, at half the bytes of float32),
+    (numpy has no bfloat16; runtime/curation/ops/precompute.py stores conditioning so, at half the bytes of float32),
     else float32. Batches are float32: convert after the move to the device, which then copies half the bytes."""
     if array.dtype == np.uint16:
         return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)

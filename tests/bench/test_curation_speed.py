@@ -9,10 +9,10 @@ per-op curation tools do. Scores are not cached, so every round computes them.
 
 Groups "near-duplicate search, N hashes": keep-first deduplication of 64-bit perceptual hashes within 4
 bits, where every fifth hash is a copy of an earlier one with 0-6 bits flipped. The multi-index hash
-(runtime/curation/hamming.py) against the all-pairs baseline (numpy XOR + popcount over the lower triangle,
+(runtime/curation/ops/hamming.py) against the all-pairs baseline (numpy XOR + popcount over the lower triangle,
 in row chunks) on the same 20,000 and on the same 200,000 hashes (2e10 comparisons: one round); both must
 find exactly the same duplicates. Goals: >= 20x all-pairs at 200,000; 1,000,000 hashes (index only)
-within 6x of 200,000's time.
+within 6x of 200,000's time (its extra_info time_vs_multi_index_hash-200000). Timed by process CPU time.
 
 Group "curation executors": the same CPU pipeline over the same shards with the local executor and with
 Ray Data (one local Ray of 2 CPUs, started once); goal: Ray within 1.3x of local.
@@ -21,6 +21,7 @@ Ray Data (one local Ray of 2 CPUs, started once); goal: Ray within 1.3x of local
 from __future__ import annotations
 
 import io
+import time
 
 import cv2
 import imagehash
@@ -37,7 +38,7 @@ from compiler.schema.data import (
     ResolutionFilter,
 )
 from runtime.curation.api import OpContext
-from runtime.curation.hamming import near_duplicates
+from runtime.curation.ops.hamming import near_duplicates
 from runtime.curation.records import Record
 from runtime.curation.registry import build
 from runtime.curation.runner import BoundOp, plan_color, plan_side
@@ -162,19 +163,27 @@ def dedup_all_pairs(codes: np.ndarray, rows: int = 256) -> np.ndarray:
 SEARCHES = [("all_pairs_numpy", 20_000), ("multi_index_hash", 20_000),
             ("all_pairs_numpy", 200_000), ("multi_index_hash", 200_000), ("multi_index_hash", 1_000_000)]
 _FOUND: dict[tuple[str, int], np.ndarray] = {}
+_MEDIAN: dict[tuple[str, int], float] = {}
 
 
+# Process CPU time: both contenders are single-threaded numpy, and on a shared machine wall time mostly
+# measures the other processes (here a 0.25 s CPU search took 0.8 s of wall time under load).
+@pytest.mark.benchmark(timer=time.process_time)
 @pytest.mark.parametrize("contender, count", SEARCHES)
 def test_near_duplicate_search(benchmark, contender, count):
     benchmark.group = f"near-duplicate search, {count:,} hashes"
-    benchmark.extra_info["baseline"] = "all_pairs_numpy" if count < 1_000_000 else "multi_index_hash at 200,000"
     benchmark.extra_info["hashes"] = count
+    if count < 1_000_000:
+        benchmark.extra_info["baseline"] = "all_pairs_numpy"
     codes = planted_hashes(count)
     function = dedup_all_pairs if contender == "all_pairs_numpy" else dedup_index
     # All-pairs on 200,000 hashes is 2e10 comparisons (about a minute here): one round; 1M not at all (5e11).
     rounds = 1 if (contender, count) == ("all_pairs_numpy", 200_000) else 3
     found = benchmark.pedantic(function, args=(codes,), rounds=rounds, iterations=1)
     assert found.sum() > count // 10  # most planted copies are within the radius
+    _MEDIAN[contender, count] = benchmark.stats.stats.median
+    if count == 1_000_000 and (contender, 200_000) in _MEDIAN:  # goal: within 6x of 200,000's time
+        benchmark.extra_info["time_vs_multi_index_hash-200000"] = _MEDIAN[contender, count] / _MEDIAN[contender, 200_000]
     _FOUND[contender, count] = found
     other = _FOUND.get(("all_pairs_numpy" if contender != "all_pairs_numpy" else "multi_index_hash", count))
     if other is not None:

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from compiler.schema.data import SceneSplit
-from runtime.curation.ops_video import SCENE_SIDE, cut_frames, hsv_frame_scores
+from runtime.curation.ops.video import SCENE_SIDE, cut_frames, hsv_frame_scores
 from runtime.curation.records import Record
 from runtime.curation.registry import build
 
@@ -64,7 +64,7 @@ def ffmpeg_split(media: bytes) -> int:
 
 
 def opencv_mp4v_split(media: bytes) -> int:
-    """The runtime's video path before FFmpeg (decode.py + ops_video.encode_ranges), kept here as the baseline."""
+    """The runtime's video path before FFmpeg (decode.py + ops/video.py encode_ranges), kept here as the baseline."""
     handle, path = tempfile.mkstemp(suffix=".mp4")
     with os.fdopen(handle, "wb") as file:
         file.write(media)

@@ -15,7 +15,7 @@ from PIL import Image
 from compiler.schema.data import Blur
 from runtime.curation.api import UnreadableSample
 from runtime.curation.decode import Decoded
-from runtime.curation.ops_video import cut_frames, hsv_frame_scores
+from runtime.curation.ops.video import cut_frames, hsv_frame_scores
 from runtime.synthetic_data import (
     Limits,
     edit_triplet_samples,

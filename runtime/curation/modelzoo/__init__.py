@@ -1,4 +1,4 @@
-"""Model loading for the curation ops in runtime/curation/ops_model_*.py, and the tiny stand-ins.
+"""Model loading for the curation ops in runtime/curation/ops/model_*.py, and the tiny stand-ins.
 
 - weights.py: where weights live (MODEL_DIR/<model id>), the full-scale error, the smoke stand-in and its
   note, quantile thresholds for stand-ins (`Limit`)

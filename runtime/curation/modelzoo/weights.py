@@ -22,6 +22,8 @@ import hashlib
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -153,11 +155,30 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# The inference precision of the op being scored: its `resources.dtype`, set by the runner around score()
+# (models load lazily, on their op's first score() call, so they are built in their op's precision).
+PRECISION: ContextVar[str] = ContextVar("curation_precision", default="auto")
+
+
+@contextmanager
+def precision(dtype: str):
+    """Models built and run inside load and infer in `dtype` ("auto", "float32", "bfloat16", "float16")."""
+    token = PRECISION.set(dtype)
+    try:
+        yield
+    finally:
+        PRECISION.reset(token)
+
+
 def inference_dtype(on: str):
-    """bf16 on a GPU that has it (fp16 on older ones), fp32 on CPU: the scorers only rank and threshold, and
-    half precision halves their memory and doubles their throughput on a GPU; CPU half matmuls are slow."""
+    """The op's `resources.dtype`, or by default ("auto") bf16 on a GPU that has it (fp16 on older ones) and
+    fp32 on CPU: the scorers only rank and threshold, and half precision halves their memory and doubles
+    their throughput on a GPU; CPU half matmuls are slow."""
     import torch
 
+    wanted = PRECISION.get()
+    if wanted != "auto":
+        return getattr(torch, wanted)
     if on != "cuda":
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

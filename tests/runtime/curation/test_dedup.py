@@ -13,8 +13,9 @@ from PIL import Image
 from compiler.schema.data import ExactDedup, PerceptualDedup
 from runtime.curation import run
 from runtime.curation.api import OpConfigError, OpContext
-from runtime.curation.hamming import near_duplicates, pack
-from runtime.curation.ops_dedup import dhash, phash
+from runtime.curation.ops import hamming
+from runtime.curation.ops.hamming import near_duplicates, pack
+from runtime.curation.ops.dedup import dhash, phash
 from runtime.curation.records import Record
 from runtime.curation.registry import build
 from runtime.curation.runner import plan_color, plan_side
@@ -57,6 +58,31 @@ def test_multi_index_search_matches_brute_force(bits, radius):
     for position, match in enumerate(found):
         if match is not None:
             assert distances[position] == (codes[position] ^ codes[match]).bit_count()
+
+
+@pytest.mark.parametrize("bits, radius, count", [(64, 4, 1_000_000), (64, 4, 200_000), (64, 8, 100_000), (256, 10, 10**6)])
+def test_multi_index_shape_is_exact_by_pigeonhole(bits, radius, count):
+    shape = hamming.multi_hash_shape(bits, radius, count)
+    assert sum(width for width, _ in shape) == bits
+    assert sum(flips + 1 for _, flips in shape) > radius  # some chunk is within its flips for every pair
+    assert max(width for width, _ in shape) <= hamming.MAX_CHUNK_BITS
+
+
+def test_mixed_flip_shape_matches_brute_force(monkeypatch):
+    """The shape chosen for 1M 64-bit hashes (chunks probed with one flip beside an exact chunk), forced
+    onto a set small enough to check against brute force."""
+    shape = hamming.multi_hash_shape(64, 4, 1_000_000)
+    assert {flips for _, flips in shape} == {0, 1}
+    monkeypatch.setattr(hamming, "multi_hash_shape", lambda bits, radius, count: shape)
+    codes = planted(1500, 64, 4, seed=7)
+    originals, _ = hamming.near_duplicates(pack([f"{c:016x}" for c in codes], 64), 4)
+    assert [None if m < 0 else m for m in originals.tolist()] == keep_first_brute_force(codes, 4)
+
+
+def test_candidates_that_all_fail_verification_find_nothing():
+    """Codes sharing chunks but 8 bits apart: every candidate is rejected by the popcount."""
+    originals, distances = near_duplicates(pack(["0000000000000000", "00000000000000ff"], 64), 1)
+    assert originals.tolist() == [-1, -1] and distances.tolist() == [0, 0]
 
 
 def test_search_reports_the_earliest_kept_match():

@@ -10,7 +10,7 @@ from compiler.schema.data import Aesthetic, Blur, OpResources, PerceptualDedup, 
 from runtime.curation import run
 from runtime.curation.api import CurationError, Resources
 from runtime.curation.curate import CurationRun
-from runtime.curation.executor_ray import Segment, fit_resources, segments
+from runtime.curation.executors.ray_data import Segment, fit_resources, segments
 from runtime.curation.report import load_manifests
 from runtime.curation.shards import member_keys, shard_stem
 from tests.runtime.curation.model_ops import register
@@ -48,6 +48,9 @@ def test_actor_pools_fit_the_cluster_and_leave_a_cpu_for_tasks():
     assert [(s.actors, s.resources.cpus) for s in fitted[1:]] == [(1, 0.5), (1, 0.5)]
     roomy = fit_resources(plan, cpus=64, gpus=0, workers=2)
     assert [(s.actors, s.resources.cpus) for s in roomy[1:]] == [(2, 1.0), (4, 1.0)]
+    two_on_one_gpu = [Segment(1, 2, "a", 4, Resources(cpus=1, gpus=1), None), Segment(2, 3, "b", 4, Resources(cpus=1, gpus=1), 4)]
+    shared = fit_resources(two_on_one_gpu, cpus=8, gpus=1, workers=1)
+    assert [(s.actors, s.resources.cpus, s.resources.gpus) for s in shared] == [(1, 1, 0.5), (1, 1, 0.5)]
     with pytest.raises(CurationError, match=r"'a' asks for 1 GPUs.*has 0"):
         fit_resources([Segment(0, 1, "a", 4, Resources(cpus=1, gpus=1), None)], cpus=8, gpus=0, workers=1)
 

@@ -8,12 +8,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from compiler.schema.data import SyntheticText
-from runtime.curation import ops_synthetic, run
+from runtime.curation import run
+from runtime.curation.ops import synthetic as ops_synthetic
 from runtime.curation.api import OpConfigError
-from runtime.curation.ops_synthetic import RENDERERS, SCRIPTS, _font
+from runtime.curation.ops.synthetic import RENDERERS, SCRIPTS, _font
 from runtime.curation.registry import build
 from runtime.curation.shards import member_keys, read_shard
-from runtime.curation.vocabulary import CHINESE
+from runtime.curation.ops.vocabulary import CHINESE
 
 LEVELS = {"pure_rendering", "compositional", "complex_layout"}
 

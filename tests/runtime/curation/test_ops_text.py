@@ -13,7 +13,7 @@ from compiler.schema.data import (
 )
 from runtime.curation import run
 from runtime.curation.api import OpConfigError
-from runtime.curation.pii import ENTITIES, redact
+from runtime.curation.ops.pii import ENTITIES, redact
 from runtime.curation.records import Record
 from runtime.curation.registry import build
 from runtime.curation.shards import member_keys, read_shard

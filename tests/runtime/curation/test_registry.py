@@ -27,8 +27,8 @@ MODEL_KINDS = {
 }
 
 
-CORE_MODULES = {f"runtime.curation.{name}" for name in
-                ("ops_header", "ops_image", "ops_video", "ops_motion", "ops_dedup", "ops_text", "ops_synthetic")}
+CORE_MODULES = {f"runtime.curation.ops.{name}" for name in
+                ("header", "image", "video", "motion", "dedup", "text", "synthetic")}
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 import specs
 from compiler.schema.data import (
+    Aesthetic,
     AspectRatioFilter,
     Blur,
     DurationFilter,
@@ -24,7 +25,9 @@ from compiler.schema.data import (
     ResolutionFilter,
     SceneSplit,
 )
-from runtime.curation import CurationError, executor_local, ops_image, registry, run
+from runtime.curation import CurationError, registry, run
+from runtime.curation.executors import local as executor_local
+from runtime.curation.ops import image as ops_image
 from runtime.curation.curate import select_pipeline
 from runtime.curation.shards import member_keys, read_shard
 from tests.runtime.curation.conftest import encode, meta, shard, sharp_image
@@ -203,3 +206,81 @@ def test_killed_run_resumes_to_identical_outputs(many_shards, tmp_path, monkeypa
         assert member_keys(killed / "shards" / path.name) == member_keys(path)
         assert (killed / "shards" / path.name).read_bytes() == path.read_bytes()
     assert list(killed.rglob("*.tmp-*")) == []
+
+
+def test_model_op_stages_decode_ahead_in_threads_with_the_same_outputs(shards, tmp_path, monkeypatch):
+    """A stage with a model op decodes the next batches in decode threads while the op scores; the shards and
+    ledger are those of a run decoding in the op itself."""
+    import threading
+
+    from runtime.curation.decode import Decoded
+    from runtime.curation.runner import StageRunner
+    from tests.runtime.curation.model_ops import register
+
+    register()
+    ops = [Blur(min_laplacian_var=20), Aesthetic(scorer="test-mean-luma", min_score=124, use="filter")]
+    images = f"{shards}/images-*.tar"
+    loads: list[str] = []
+    original = Decoded.load
+
+    def load(self, side, grey=False):
+        loads.append(threading.current_thread().name)
+        return original(self, side, grey)
+
+    monkeypatch.setattr(Decoded, "load", load)
+    run(ops, images, tmp_path / "ahead", workers=1)
+    ahead = loads[:]
+    assert ahead and any(name.startswith("decode") for name in ahead)
+    monkeypatch.setattr(StageRunner, "prefetch_target", lambda self: None)
+    loads.clear()
+    run(ops, images, tmp_path / "inline", workers=1)
+    assert loads and not any(name.startswith("decode") for name in loads)
+    shards_written = sorted(p.relative_to(tmp_path / "inline") for p in (tmp_path / "inline").rglob("*.tar"))
+    assert shards_written
+    for path in shards_written:
+        assert (tmp_path / "ahead" / path).read_bytes() == (tmp_path / "inline" / path).read_bytes(), path
+
+    def ledger(root):  # op timings (trace) differ between runs; every other field must not
+        return [{k: v for k, v in entry.items() if k != "trace"} for manifest in sorted(root.glob("_work/*/*.json"))
+                for entry in json.loads(manifest.read_text())["records"]]
+
+    assert ledger(tmp_path / "inline") and ledger(tmp_path / "ahead") == ledger(tmp_path / "inline")
+
+
+def test_a_gpu_model_stage_shares_one_model_between_thread_workers(shards, tmp_path):
+    """A stage whose model op asks for a GPU runs its shards in threads of one process, over one instance of
+    the op (one copy of its model); the outputs are those of one worker. A CPU model op keeps processes."""
+    import threading
+
+    from runtime.curation.api import Resources
+    from runtime.curation.curate import CurationRun
+    from tests.runtime.curation.model_ops import MeanLuma, register
+
+    scoring: set[int] = set()  # op instances that scored: each would hold a copy of the model (loaded lazily)
+    threads: set[str] = set()
+
+    class GpuMeanLuma(MeanLuma):
+        def resources(self):
+            return Resources(cpus=1.0, gpus=0.5)
+
+        def score(self, records):
+            scoring.add(id(self))
+            threads.add(threading.current_thread().name)
+            return super().score(records)
+
+    register()
+    registry._IMPLEMENTATIONS[("aesthetic", "test-gpu-mean-luma")] = GpuMeanLuma
+    gpu = [Blur(min_laplacian_var=20), Aesthetic(scorer="test-gpu-mean-luma", min_score=124, use="filter")]
+    cpu = [Blur(min_laplacian_var=20), Aesthetic(scorer="test-mean-luma", min_score=124, use="filter")]
+    images = f"{shards}/images-*.tar"
+    for ops, shared in ((gpu, True), (cpu, False)):
+        plan = CurationRun.plan(ops, images, tmp_path / "unused")
+        assert executor_local.shares_models(plan.jobs(plan.stages[0])[0]) == shared
+
+    run(gpu, images, tmp_path / "threads", workers=2)
+    assert len(scoring) == 1 and threads and all(name.startswith("shard") for name in threads)
+    run(gpu, images, tmp_path / "one", workers=1)  # shard after shard in this process
+    written = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.tar"))
+    assert written
+    for path in written:
+        assert (tmp_path / "threads" / path).read_bytes() == (tmp_path / "one" / path).read_bytes(), path

@@ -125,7 +125,7 @@ def test_scene_split_memory_stays_bounded_on_a_long_video(tmp_path):
 
 
 def test_scene_clips_start_on_keyframes():
-    from runtime.curation.ops_video import at_keyframes
+    from runtime.curation.ops.video import at_keyframes
 
     times = tuple(i / 10 for i in range(30))
     keyframes = (0.0, 1.2, 2.4)  # frames 0, 12, 24

@@ -20,7 +20,7 @@ from compiler.schema.architecture import (
 )
 from compiler.schema.data import PrecomputeEmbeddings
 from runtime.curation.api import OpConfigError, OpContext
-from runtime.curation.ops_model_captions import PrecomputeConditioning
+from runtime.curation.ops.model_captions import PrecomputeConditioning
 from runtime.curation.registry import build
 from runtime.train.batch import BatchBuilder
 

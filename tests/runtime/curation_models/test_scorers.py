@@ -153,3 +153,26 @@ def test_video_frames_are_scored_and_reduced(kit, full):
     run = kit.run_op(Aesthetic(use="score_only", frames=3, reduce="min"), [kit.video_record("v", frames)], full)
     score = run.kept[0].scores["aesthetic"]
     assert len(score["frames"]) == 3 and score["value"] == pytest.approx(min(score["frames"]), abs=1e-4)
+
+
+def test_an_op_runs_its_model_in_the_precision_its_resources_name(kit, full):
+    """resources.dtype: the CLIP tower and the head load and infer in bf16 (here on CPU), the scores stay
+    within bf16's rounding of the fp32 ones, and a bf16 score is cached apart from an fp32 one."""
+    import torch
+
+    from compiler.schema.data import OpResources
+    from runtime.curation.runner import BoundOp
+
+    records = [kit.image_record(f"p{i}", seed=i) for i in range(3)]
+    fp32 = build(Aesthetic(min_score=-100.0), full)
+    bf16 = build(Aesthetic(min_score=-100.0, resources=OpResources(dtype="bfloat16")), full)
+    exact = {r.key: r.scores["aesthetic"]["value"] for r in kit.run_op(None, records, full, impl=fp32).kept}
+    for record in records:
+        record.scores.clear()
+    half = {r.key: r.scores["aesthetic"]["value"] for r in kit.run_op(None, records, full, impl=bf16).kept}
+    clip, _ = bf16.model
+    assert clip.model.dtype == torch.bfloat16 and fp32.model[0].model.dtype == torch.float32
+    assert half.keys() == exact.keys() and half != exact
+    for key, value in exact.items():
+        assert half[key] == pytest.approx(value, rel=0.05, abs=0.05)
+    assert BoundOp(bf16, 224).score_id != BoundOp(fp32, 224).score_id

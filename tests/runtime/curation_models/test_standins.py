@@ -1,4 +1,5 @@
-"""Scorers the model cards name but genspec has not ported: refused at full scale, reported at smoke."""
+"""Scorers the model cards name but genspec has not ported: refused at full scale (by the compiler and by
+the runtime), reported at smoke."""
 
 import pytest
 
@@ -18,16 +19,22 @@ def test_unported_scorer_refuses_at_full_scale_and_says_so_at_smoke(op, tmp_path
     assert any("not implemented" in note for note in smoke.notes())
 
 
-def test_bundle_lists_ops_that_run_at_smoke_scale_only():
+def test_stand_ins_are_listed_at_smoke_scale_and_refused_at_full_scale():
     import specs
     from compiler.emit import render
+    from compiler.pipeline import CompileError, compile
     from compiler.schema.cluster import PRESETS
 
     allegro = specs.load("allegro")
-    report = render(allegro, PRESETS["h100-64"], "full").files["assumptions.md"]
+    ported = [f"data.pipelines[allegro].ops[{op}].scorer={scorer}"
+              for op, scorer in (("technical_quality", "dover"), ("motion_score", "unimatch"))]
+    report = render(allegro, PRESETS["local-cpu"], "smoke", ported).files["assumptions.md"]
     assert "## Runs at smoke scale only" in report
-    unported = [(p.name, op.name) for p in allegro.data.pipelines for op in p.ops
-                if getattr(op, "scorer", None) in ("dover", "unimatch")]
-    assert len(unported) == 2
-    for pipeline, op in unported:
-        assert f"data.pipelines[{pipeline}].ops[{op}]" in report
+    for op in ("technical_quality", "motion_score"):
+        assert f"data.pipelines[allegro].ops[{op}]" in report
+    with pytest.raises(CompileError) as refused:
+        compile(allegro, PRESETS["h100-64"], "full", ported)
+    message = str(refused.value)
+    assert message.count("[runtime.stand-in-at-full-scale]") == 2
+    assert "DOVER's released checkpoint" in message and "scorer=clip-technical-regressor" in message
+    assert "UniMatch flow network" in message and "scorer=raft" in message

@@ -22,7 +22,7 @@ import specs
 from compiler.scale import scaled
 from compiler.schema.architecture import Cascade
 from compiler.schema.schedule import AdversarialDistillation, GuidanceDistillation, PreferenceLoss, TimestepDistillation
-from runtime.curation.precompute import bf16_bits
+from runtime.curation.ops.precompute import bf16_bits
 from runtime.encoders import build_encoders
 from runtime.objectives import ConditioningDropout, build_objective
 from runtime.objectives.conditioning import text_input_widths

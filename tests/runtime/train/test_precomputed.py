@@ -11,7 +11,7 @@ from conftest import SIDE, TEXT_LEN, VIDEO_FRAMES, architecture, write_mp4, writ
 from ruamel.yaml import YAML
 
 from compiler.schema.architecture import ArchitectureSpec
-from runtime.curation.precompute import TrainerMembers
+from runtime.curation.ops.precompute import TrainerMembers
 from runtime.curation.records import Record
 from runtime.train import RunOptions, train
 from runtime.train.metrics import read_metrics

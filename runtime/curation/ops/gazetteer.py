@@ -1,4 +1,4 @@
-"""Common English given names: caption_pii's person-name gazetteer (runtime/curation/pii.py).
+"""Common English given names: caption_pii's person-name gazetteer (runtime/curation/ops/pii.py).
 
 Written by hand for genspec: frequent given names in the English-speaking world, chosen to overlap the
 most popular names of the US Social Security Administration's baby-name tables

@@ -6,7 +6,7 @@ paragraph and a bullet list). Each sample that reaches the op adds, on average, 
 rendered images, so they make up `fraction` of the op's output. Everything derives from the sample key
 (language, text, level, font, layout), so reruns render the same bytes.
 
-Languages (vocabularies in runtime/curation/vocabulary.py):
+Languages (vocabularies in runtime/curation/ops/vocabulary.py):
 
 - en: the DejaVu faces that matplotlib ships, so English needs no system fonts;
 - zh: Simplified Chinese in WenQuanYi Micro Hei, a CJK font from the Debian package fonts-wqy-microhei
@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from runtime.curation.api import OpConfigError, Score, SplitOp, Verdict, derive_key
 from runtime.curation.records import Record
 from runtime.curation.registry import register
-from runtime.curation.vocabulary import CHINESE, ENGLISH
+from runtime.curation.ops.vocabulary import CHINESE, ENGLISH
 
 SIZE = 512  # rendered images are SIZE x SIZE
 CJK_PACKAGE = "fonts-wqy-microhei"  # Debian / Ubuntu package of the CJK font

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from runtime.curation.api import OpConfigError
-from runtime.curation.ops_model_scorers import ClipTechnicalRegressor
-from runtime.curation.ops_motion import MotionScore
+from runtime.curation.ops.model_scorers import ClipTechnicalRegressor
+from runtime.curation.ops.motion import MotionScore
 from runtime.curation.registry import register
 
 

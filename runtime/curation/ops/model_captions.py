@@ -29,7 +29,7 @@ from runtime.curation.modelzoo.captioner import (
     remote_code,
 )
 from runtime.curation.modelzoo.weights import ModelBacked, model_resources
-from runtime.curation.precompute import TrainerMembers
+from runtime.curation.ops.precompute import TrainerMembers
 from runtime.curation.records import Record
 from runtime.curation.registry import register
 
@@ -145,7 +145,7 @@ class VlmRecaption(ModelBacked, MapOp):
 
 @register("precompute_embeddings")
 class PrecomputeConditioning(MapOp):
-    """The trainer's precomputed members written into the shards (runtime/curation/precompute.py): latents.npy
+    """The trainer's precomputed members written into the shards (runtime/curation/ops/precompute.py): latents.npy
     (and context.npy for edit triplets) with vae_latents, and text.npy / text_mask.npy / pooled.npy / glyph.npy
     of the `text_encoders` named, with the architecture's encoders as the trainer builds them.
 

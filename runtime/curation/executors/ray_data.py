@@ -1,6 +1,7 @@
 """The Ray Data executor: the same stages and ops as the local executor, on a Ray cluster.
 
-Per stage:
+A stage without model ops runs each shard whole in one Ray task (`process_shard`, as a local worker
+does). A stage with model ops streams:
 
     shard jobs -> flat_map(read)            one row per record (pickled), with its shard and position
                -> map_batches per segment   stateless ops as tasks; each model op on its own actor pool
@@ -33,11 +34,12 @@ from typing import Any
 
 from runtime.curation.api import CurationError, Resources
 from runtime.curation.layout import Layout
-from runtime.curation.runner import ShardSink, StageRunner, read_items, stage_ops
+from runtime.curation.runner import ShardSink, StageRunner, process_shard, read_items, stage_ops
 from runtime.curation.stages import ShardJob
 
 RESERVED_CPUS = 1.0  # kept free of actors on every cluster: read, stateless and write tasks run there
 WRITE_TASK_CPUS = 0.5  # per-shard merge + write: file I/O mostly
+SHARD_TASK_CPUS = 1.0  # a whole shard through a stage without model ops: decode and CPU filters
 
 
 def _ray():
@@ -96,8 +98,9 @@ def fit_resources(plan: list[Segment], cpus: float, gpus: float, workers: int) -
 
     Each pool gets its asked size (default `workers`); while the pools' CPUs exceed the budget, the
     largest pool shrinks by one actor; if one actor per pool is still too much, every actor's CPUs are
-    scaled down by the same factor (Ray accepts fractions: the actors then share cores). GPUs are not
-    scaled: an op asking for more GPUs than the cluster has is an error naming the op and the fix.
+    scaled down by the same factor (Ray accepts fractions: the actors then share cores). So are GPUs when
+    the pools together ask for more than the cluster has; one actor asking for more GPUs than the cluster
+    has is an error naming the op and the fix.
     """
     budget = max(cpus - RESERVED_CPUS, cpus / 2)
     pools = [s for s in plan if s.resources is not None]
@@ -119,16 +122,22 @@ def fit_resources(plan: list[Segment], cpus: float, gpus: float, workers: int) -
         largest = max(pools, key=lambda s: (sizes[s.name] * s.resources.cpus, s.name))
         sizes[largest.name] -= 1
     scale = min(1.0, budget / used()) if pools and used() > 0 else 1.0
+    # Pools of several model ops that together ask for more GPUs than there are (two ops of one GPU each on
+    # a one-GPU machine) would wait forever for the last one: they share the GPUs by fractions instead.
+    gpus_used = sum(sizes[s.name] * s.resources.gpus for s in pools)
+    gpu_scale = min(1.0, gpus / gpus_used) if gpus_used > 0 else 1.0
     fitted = []
     for segment in plan:
         if segment.resources is None:
             fitted.append(segment)
             continue
-        resources = replace(segment.resources, cpus=round(segment.resources.cpus * scale, 4))
-        if (sizes[segment.name], resources.cpus) != (segment.actors or workers, segment.resources.cpus):
-            print(f"ray: op {segment.name!r} runs on {sizes[segment.name]} actor(s) x {resources.cpus:g} CPU "
-                  f"(asked {segment.actors or workers} x {segment.resources.cpus:g}; the cluster has {cpus:g} CPUs, "
-                  f"{RESERVED_CPUS:g} kept for tasks)", file=sys.stderr)
+        asked = segment.resources
+        resources = replace(asked, cpus=round(asked.cpus * scale, 4), gpus=round(asked.gpus * gpu_scale, 4))
+        if (sizes[segment.name], resources.cpus, resources.gpus) != (segment.actors or workers, asked.cpus, asked.gpus):
+            print(f"ray: op {segment.name!r} runs on {sizes[segment.name]} actor(s) x {resources.cpus:g} CPU, "
+                  f"{resources.gpus:g} GPU (asked {segment.actors or workers} x {asked.cpus:g} CPU, {asked.gpus:g} "
+                  f"GPU; the cluster has {cpus:g} CPUs, {RESERVED_CPUS:g} kept for tasks, and {gpus:g} GPUs)",
+                  file=sys.stderr)
         fitted.append(replace(segment, resources=resources, actors=sizes[segment.name]))
     return fitted
 
@@ -230,6 +239,12 @@ def run_jobs(jobs: list[ShardJob], workers: int, description: str) -> None:
     template = jobs[0]
     cluster = ray.cluster_resources()
     plan = fit_resources(segments(template), float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0)), workers)
+    if all(segment.resources is None for segment in plan):
+        # No model op: each shard runs whole in one task, as a local worker runs it. Streamed through Ray
+        # Data, every sample would be pickled into the object store and out again (2.6x local's time here).
+        task = ray.remote(process_shard).options(num_cpus=SHARD_TASK_CPUS)
+        ray.get([task.remote(job) for job in jobs])
+        return
     parts = Layout(Path(template.output)).root / "_work" / f"stage{template.stage.index}" / "ray-parts"
     shutil.rmtree(parts, ignore_errors=True)  # a killed run's parts: their shards are redone from the start
     payload = pickle.dumps(template)

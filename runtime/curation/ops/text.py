@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runtime.curation.api import KEEP, MapOp, OpConfigError, Score, Verdict
-from runtime.curation.pii import redact
+from runtime.curation.ops.pii import redact
 from runtime.curation.records import Record
 from runtime.curation.registry import register
 
@@ -11,7 +11,7 @@ from runtime.curation.registry import register
 @register("caption_pii")
 class CaptionPii(MapOp):
     """Replaces the spec's entities (e-mails, URLs, phone numbers, addresses, person names) in the original
-    and every synthetic caption by tags (runtime/curation/pii.py says how each is found). Samples are kept;
+    and every synthetic caption by tags (runtime/curation/ops/pii.py says how each is found). Samples are kept;
     the counts per entity go to metadata["pii_redacted"]."""
 
     def notes(self) -> list[str]:

@@ -1,7 +1,7 @@
 """motion_score with a learned optical-flow network: RAFT (runtime/curation/modelzoo/raft.py, torchvision's
 released checkpoints) between consecutive frames sampled at the op's fps, at the analysis size.
 
-The per-step statistics and the summary are motion_score's (runtime/curation/ops_motion.py), so the score
+The per-step statistics and the summary are motion_score's (runtime/curation/ops/motion.py), so the score
 is on the same scale as Farneback's: mean flow magnitude in pixels per sampled step at the analysis size.
 Frames are cropped to multiples of 8 (RAFT's stride) before the flow.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from runtime.curation.api import KEEP, Resources, Score, Verdict
 from runtime.curation.modelzoo.raft import RAFT_FOLDER, RAFT_VARIANTS, WEIGHT_FILES
 from runtime.curation.modelzoo.weights import Limit, ModelBacked, device, model_resources
-from runtime.curation.ops_motion import MotionScore, motion_summary, step_statistics
+from runtime.curation.ops.motion import MotionScore, motion_summary, step_statistics
 from runtime.curation.records import Record
 from runtime.curation.registry import register
 

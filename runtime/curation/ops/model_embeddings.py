@@ -26,7 +26,7 @@ from runtime.curation.api import (
     Score,
     Verdict,
 )
-from runtime.curation.hamming import keep_first
+from runtime.curation.ops.hamming import keep_first
 from runtime.curation.modelzoo.classifier import (
     CLASSIFIER_FOLDER,
     CLASSIFIER_REQUIRED,
@@ -45,7 +45,7 @@ from runtime.curation.modelzoo.weights import (
     model_resources,
     processor_side,
 )
-from runtime.curation.ops_model_scorers import caption_of
+from runtime.curation.ops.model_scorers import caption_of
 from runtime.curation.records import Record
 from runtime.curation.registry import register
 

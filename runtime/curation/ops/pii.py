@@ -14,7 +14,7 @@ addresses contain names and digit groups, so each goes before the entities it co
   apart.
 - phone: digit groups with optional country and area code, 7 to 15 digits in all (E.164 numbers have at
   most 15), not ISO dates, so years, dates and sizes ("1920 x 1080") survive.
-- person_name: NOT a named-entity model. A given name from the gazetteer (runtime/curation/gazetteer.py)
+- person_name: NOT a named-entity model. A given name from the gazetteer (runtime/curation/ops/gazetteer.py)
   followed by an optional initial and a capitalised surname ("John Smith", "Mary J. Blige"), unless the
   next word is a place word ("James Park", "Madison Square"); or an honorific (Mr, Mrs, Ms, Mx, Dr, Prof)
   followed by one or two capitalised words ("Dr. Patel"). Missed: names outside the list, lower-case
@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from runtime.curation.gazetteer import GIVEN_NAMES
+from runtime.curation.ops.gazetteer import GIVEN_NAMES
 
 ENTITIES = ("email", "url", "address", "phone", "person_name")  # replacement order, see the module docstring
 

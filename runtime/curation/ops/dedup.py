@@ -3,7 +3,7 @@
 Both keep the first sample by key order and decide every later one against the samples already kept.
 The perceptual hash is computed in the workers on the reduced luma decode (pHash resizes to 4x the hash
 side anyway; the reference measures 0.2 of 64 bits between a 256 px and a full-size hash) and cached; the
-search runs once per stage through a vectorised multi-index hash (runtime/curation/hamming.py), not all pairs.
+search runs once per stage through a vectorised multi-index hash (runtime/curation/ops/hamming.py), not all pairs.
 
 The hashes are imagehash's algorithms (`imagehash.phash`, `imagehash.dhash`) computed with OpenCV on the
 grey image, about 10x faster than imagehash's PIL + scipy round trip (see `phash`). Individual bits may
@@ -26,7 +26,7 @@ from runtime.curation.api import (
     Score,
     Verdict,
 )
-from runtime.curation.hamming import near_duplicates, pack
+from runtime.curation.ops.hamming import near_duplicates, pack
 from runtime.curation.records import Record
 from runtime.curation.registry import register
 
