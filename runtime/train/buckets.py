@@ -4,7 +4,7 @@ The plan's bucket table (stage.yaml `buckets`, compiler/plan/buckets.py) lists, 
 the buckets' pixel sizes, frame counts and micro-batches. A sample's bucket (`BucketTable.assign`), at the
 resolution the step trains:
   precomputed latents only (no media member, or stage.conditioning 'precomputed'): the latents' own shape.
-      Curation stores latents unpadded, one array per sample (runtime/curation/precompute.py), so samples are
+      Curation stores latents unpadded, one array per sample (runtime/curation/ops/precompute.py), so samples are
       grouped by latent shape and trained at it; a shape the table lacks gets the micro-batch of the same
       token budget as the table's largest bucket (its micro-batch x tokens / the shape's tokens, at least 1)
   an image: the bucket of nearest aspect ratio (by |log(width / height)|) among the image buckets (frames
