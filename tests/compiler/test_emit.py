@@ -245,7 +245,7 @@ def test_hostile_values_end_up_quoted(tmp_path, container_runtime):
             *[["bash", str(s), "--dry-run"] for s in out.glob("train/*/launch.sh")],
             *[["bash", str(s)] for s in out.glob("train/*/sbatch.sh")],
             *[["bash", str(s), "--raw", str(raw)] for s in out.glob("curation/*/run_local.sh")],
-            *[["bash", str(s)] for s in out.glob("curation/*/sbatch_array.sh")],
+            *[["bash", str(s)] for s in out.glob("curation/*/sbatch_*.sh")],
             ["bash", str(out / "preflight.sbatch.sh")]]
     for command in runs:
         completed = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
