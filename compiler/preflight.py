@@ -2,10 +2,11 @@
 
 Checks, each problem naming the path it expected:
   - models: every model id the stages (text encoders, VAE, released init_from weights) and curation pipelines
-    (model fields) name is in the model directory, as an `org/name` folder, the runtime's `org--name` folder,
-    or the Hugging Face hub cache layout `models--org--name/snapshots/<revision>/`;
-  - shards: each curation source has input shards (*.tar) under RAW/SOURCE, at least as many as the array
-    tasks of its pipeline's sbatch_array.sh;
+    (model fields) name is where the runtime will load it from (compiler/schema/model_dir.py, the resolver both
+    use): a folder with a config.json as `org/name`, `org--name`, the Hugging Face hub cache layout
+    `models--org--name/snapshots/<rev>/` (directly or under hub/), or wherever the model directory's models.yaml
+    maps the id;
+  - shards: each curation source has input shards (*.tar) under RAW/SOURCE;
   - run root: writable, with free space for one checkpoint of every stage (plan.json's parameter counts at
     16 bytes each: bf16 weights, fp32 master weights and two fp32 Adam moments).
 
@@ -19,28 +20,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
 
+from compiler.schema.model_dir import ModelDirectory
+
 CHECKPOINT_BYTES_PER_PARAM = 16
-
-
-def model_folders(model_dir: Path, model_id: str) -> list[Path]:
-    """Where `model_id`'s weights may be: org/name, org--name, or the HF hub cache's snapshots."""
-    org_name = model_id.replace("/", "--")
-    candidates = [model_dir / model_id, model_dir / org_name]
-    for cache in (model_dir / f"models--{org_name}", model_dir / "hub" / f"models--{org_name}"):
-        candidates += sorted((cache / "snapshots").glob("*"))
-    return candidates
-
-
-def find_model(model_dir: Path, model_id: str) -> Path | None:
-    """The first folder of model_folders holding files, or None."""
-    for folder in model_folders(model_dir, model_id):
-        if folder.is_dir() and any(folder.iterdir()):
-            return folder
-    return None
 
 
 def _model_ids(bundle: Path) -> tuple[dict[str, str], set[str]]:
@@ -57,20 +44,15 @@ def _model_ids(bundle: Path) -> tuple[dict[str, str], set[str]]:
             needed.setdefault(init_from["released"], str(stage_yaml.relative_to(bundle)))
         for encoder in architecture.get("text_encoders") or []:
             needed.setdefault(encoder["model"], str(stage_yaml.relative_to(bundle)))
-        vae = str((architecture.get("space") or {}).get("vae") or "")
-        if "/" in vae.split(" ")[0]:
-            needed.setdefault(vae.split(" ")[0], str(stage_yaml.relative_to(bundle)))
+        space = architecture.get("space") or {}
+        if space.get("kind") == "latent":  # the runtime looks the VAE up by the space's whole `vae` string
+            needed.setdefault(space["vae"], str(stage_yaml.relative_to(bundle)))
     for pipeline_json in sorted(bundle.glob("curation/*/pipeline.json")):
         text = pipeline_json.read_text()
         for model_id in re.findall(r'"model": "([^"]+/[^"]+)"', text):
             needed.setdefault(model_id, str(pipeline_json.relative_to(bundle)))
         scorers |= set(re.findall(r'"scorer": "([^"/]+)"', text))
     return needed, scorers
-
-
-def _array_tasks(script: Path) -> int:
-    match = re.search(r"^#SBATCH --array=0-(\d+)$", script.read_text(), re.M)
-    return int(match.group(1)) + 1 if match else 1
 
 
 def preflight(bundle: Path, model_dir: Path | None, run_root: Path | None, raw: Path | None) -> tuple[list[str], list[str]]:
@@ -87,32 +69,46 @@ def preflight(bundle: Path, model_dir: Path | None, run_root: Path | None, raw: 
         problems.append(f"no model directory: pass --model-dir DIR or set GENSPEC_MODEL_DIR "
                         f"({len(needed)} model(s) needed: {', '.join(sorted(needed))})")
     else:
-        for model_id, needed_by in sorted(needed.items()):
-            if find_model(model_dir, model_id) is None:
-                expected = model_folders(model_dir, model_id)[:2]
-                problems.append(f"model {model_id} (needed by {needed_by}): missing; expected {expected[0]} or "
-                                f"{expected[1]} or {model_dir}/models--{model_id.replace('/', '--')}/snapshots/REV")
+        problems += _model_problems(ModelDirectory(model_dir), needed)
     if scorers:
         notes.append(f"curation scorers not checked (their weights are named by the runtime's model zoo): "
                      f"{', '.join(sorted(scorers))}")
 
     if raw is not None:
+        # submit_slurm.sh sizes each array to the shards it finds: any number from one up will do.
         for script in sorted(bundle.glob("curation/*/sbatch_array.sh")):
-            tasks = _array_tasks(script)
             for quoted in re.findall(r'--input "\$raw/"(\S+)', script.read_text()):
-                import shlex
-
                 source = shlex.split(quoted)[0]
-                shards = sorted((raw / source).glob("*.tar"))
-                if len(shards) < tasks:
-                    problems.append(f"shards of source {source} ({script.relative_to(bundle)}): {len(shards)} "
-                                    f"*.tar under {raw / source}, fewer than the array's {tasks} task(s)")
+                if not any((raw / source).glob("*.tar")):
+                    problems.append(f"shards of source {source} ({script.relative_to(bundle)}): no *.tar under "
+                                    f"{raw / source}; put the source's webdataset shards there")
 
     if run_root is None:
         problems.append("no run root: pass --run-root DIR (shared storage every node reaches)")
     else:
         problems += _run_root_problems(bundle, run_root)
     return problems, notes
+
+
+def _model_problems(directory: ModelDirectory, needed: dict[str, str]) -> list[str]:
+    """One line per model the runtime would not find, with the folder it would read (its first layout)."""
+    problems = []
+    for model_id, needed_by in sorted(needed.items()):
+        try:
+            entry = directory.entry(model_id)
+        except (OSError, ValueError, TypeError) as error:  # an ambiguous hub cache, a malformed models.yaml
+            problems.append(f"model {model_id} (needed by {needed_by}): {error}")
+            continue
+        if entry.present:
+            continue
+        if entry.mapped:
+            where = f"no config.json in {entry.path}, where {directory.root}/models.yaml maps it"
+        else:
+            folder = entry.path.name if entry.path else model_id
+            where = (f"no config.json in {entry.path} (also accepted: {directory.root}/{model_id}, "
+                     f"{directory.root}/models--{folder}/snapshots/REV, or a models.yaml entry)")
+        problems.append(f"model {model_id} (needed by {needed_by}): missing; {where}")
+    return problems
 
 
 def _run_root_problems(bundle: Path, run_root: Path) -> list[str]:

@@ -72,6 +72,16 @@ class Cluster(Node):
     model_dir: str | None = Field(None, description="pretrained weights (org/name or HF hub cache layout)")
     cache_dir: str | None = Field(None, description="HF_HOME, torch inductor and extension caches")
     environment: dict[str, str] = Field(default_factory=dict, description="extra environment for every job")
+    # Curation arrays are sized when submit_slurm.sh runs, from the input shards it finds (compiler/plan/curation_time.py).
+    curation_shards_per_task: int = Field(
+        4, gt=0, description="input shards one curation array task reads; the array has ceil(shards / this) "
+        "tasks")
+    curation_samples_per_shard: int = Field(
+        10_000, gt=0, description="samples in one raw input shard, for the curation jobs' --time estimate; "
+        "default: img2dataset's number_sample_per_shard")
+    max_array_tasks: int = Field(
+        1000, gt=0, description="most tasks one Slurm array may have (the site's MaxArraySize - 1; Slurm's "
+        "default MaxArraySize is 1001); more shards go to each task beyond it")
     memory_headroom: float = Field(0.85, gt=0, le=1, description="fraction of device memory a plan may use")
     storage_write_gbps: float | None = Field(
         None, gt=0,
@@ -158,6 +168,7 @@ PRESETS: dict[str, Cluster] = {
         name="local-cpu", nodes=1, gpus_per_node=0, cpus_per_node=2, memory_gib_per_node=24,
         cpu_peak_tflops=0.1, interconnect="none", scheduler="local", memory_headroom=0.7,
         storage_write_gbps=0.5,  # one local SSD, sequential writes; a conservative figure for a laptop or VM
+        curation_shards_per_task=1,  # a handful of shards: one task each, so even two exercise an array
     ),
     "h100-8": _gpu_cluster("h100-8", 1, H100, "NVLink 900 GB/s"),
     "h100-64": _gpu_cluster("h100-64", 8, H100, "NVLink 900 GB/s + InfiniBand 8x400 Gb/s"),

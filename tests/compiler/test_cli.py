@@ -361,3 +361,34 @@ def test_preflight_names_every_missing_model_and_an_unwritable_run_root(tmp_path
     for model_id in needed[:2]:
         assert any(model_id in line and str(models) in line for line in errors), (model_id, done.stderr)
     assert any(str(run_root) in line and "not writable" in line for line in errors), done.stderr
+
+
+def test_preflight_finds_models_where_the_runtime_loads_them(tmp_path):
+    """Every layout the runtime's ModelDirectory reads (org/name, org--name, the hub cache's refs/main snapshot,
+    a models.yaml mapping) passes preflight; a folder without config.json, which the runtime refuses, does not."""
+    from compiler.preflight import _model_ids, _model_problems
+    from compiler.schema.model_dir import ModelDirectory
+
+    bundle = tmp_path / "bundle"
+    assert runner.invoke(app, ["compile", "flux1-dev", "--cluster", "h100-64", "-o", str(bundle)]).exit_code == 0
+    needed = _model_ids(bundle)[0]
+    ids = sorted(needed)
+    assert len(ids) >= 4, ids
+    models = tmp_path / "models"
+    hub = models / f"models--{ids[2].replace('/', '--')}"
+    folders = [models / ids[0], models / ids[1].replace("/", "--"), hub / "snapshots" / "rev2",
+               models / "elsewhere"]
+    (hub / "snapshots" / "rev1").mkdir(parents=True)  # an older snapshot: refs/main chooses rev2
+    (hub / "refs").mkdir()
+    (hub / "refs" / "main").write_text("rev2")
+    (models / "models.yaml").write_text(f"{json.dumps(ids[3])}: elsewhere\n")
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    directory = ModelDirectory(models)
+    assert [directory.entry(model_id).path for model_id in ids[:4]] == folders
+    unchecked = {model_id: needed[model_id] for model_id in ids[:4]}
+    assert _model_problems(directory, unchecked) == []
+    (folders[1] / "config.json").unlink()
+    (problem,) = _model_problems(directory, unchecked)
+    assert ids[1] in problem and str(folders[1]) in problem and "config.json" in problem, problem

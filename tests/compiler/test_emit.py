@@ -176,17 +176,33 @@ def test_every_generated_file_says_what_generated_it():
 HOSTILE = "x'; touch CANARY; echo \"$(touch CANARY)\" `touch CANARY` ; \n touch CANARY #"
 
 
-# Every string a cluster file gives the scripts (compiler/schema/cluster.py's site settings).
+# Every field of a cluster file (compiler/schema/cluster.py), each string one the scripts could execute.
 HOSTILE_CLUSTER = {
-    "name": "evil cluster", "nodes": 1, "gpus_per_node": 0, "cpus_per_node": 2, "memory_gib_per_node": 24,
+    "name": HOSTILE, "nodes": 1, "gpus_per_node": 0, "cpus_per_node": 2, "memory_gib_per_node": 24,
+    "gpu": {"name": HOSTILE, "memory_gib": 80, "peak_bf16_tflops": 989}, "cpu_peak_tflops": 0.1,
+    "interconnect": HOSTILE, "cpu_ranks_per_node": 1,
     "scheduler": "slurm", "partition": HOSTILE, "account": "a;b", "qos": HOSTILE, "memory_request": "0",
     "exclusive": True, "time_limit_minutes": 30, "signal_grace_seconds": 60, "modules": [HOSTILE, "cuda/12.4"],
     "container": HOSTILE, "container_mounts": [HOSTILE, "/data:/data"], "run_root": HOSTILE,
     "model_dir": HOSTILE, "cache_dir": HOSTILE, "environment": {"GENSPEC_NOTE": HOSTILE, "NCCL_IB_HCA": HOSTILE},
+    "curation_shards_per_task": 3, "curation_samples_per_shard": 500, "max_array_tasks": 7,
+    "memory_headroom": 0.8, "storage_write_gbps": 1.5, "device_hours_per_interruption": 5000,
 }
+# Fields no string can reach: a hostile string in any of them is refused, naming the field.
+TYPED_FIELDS = sorted(field for field, value in HOSTILE_CLUSTER.items()
+                      if isinstance(value, (bool, int, float)) and field != "scheduler")
 
 
-@pytest.mark.parametrize("field, value", [("memory_request", HOSTILE), ("environment", {HOSTILE: "1"})])
+def test_the_hostile_cluster_sets_every_cluster_field():
+    from compiler.schema.cluster import Cluster
+
+    # container_runtime is set by test_hostile_values_end_up_quoted's parameter.
+    assert set(HOSTILE_CLUSTER) | {"container_runtime"} == set(Cluster.model_fields)
+
+
+@pytest.mark.parametrize("field, value", [("memory_request", HOSTILE), ("environment", {HOSTILE: "1"}),
+                                          ("scheduler", HOSTILE), ("container_runtime", HOSTILE),
+                                          *[(field, HOSTILE) for field in TYPED_FIELDS]])
 def test_hostile_cluster_values_that_cannot_be_quoted_are_refused(tmp_path, field, value):
     cluster = tmp_path / "hostile.yaml"
     cluster.write_text(json.dumps({**HOSTILE_CLUSTER, field: value}))
@@ -222,24 +238,27 @@ def test_hostile_values_end_up_quoted(tmp_path, container_runtime):
     env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "n1", "SLURM_JOB_ID": "42",
            "GENSPEC_RAW": str(tmp_path / "raw"), "GENSPEC_BUNDLE": str(out), "GENSPEC_RUN_ROOT": str(tmp_path / "run")}
     raw = tmp_path / "raw"
-    raw.mkdir()
+    (raw / HOSTILE).mkdir(parents=True)  # submit_slurm.sh sizes the curation arrays to the shards it finds
+    (raw / HOSTILE / "shard-00000.tar").touch()
     runs = [["bash", str(out / "run_local.sh"), "--raw", str(raw)],
             ["bash", str(out / "submit_slurm.sh"), "--raw", str(raw)],
             *[["bash", str(s), "--dry-run"] for s in out.glob("train/*/launch.sh")],
             *[["bash", str(s)] for s in out.glob("train/*/sbatch.sh")],
             *[["bash", str(s), "--raw", str(raw)] for s in out.glob("curation/*/run_local.sh")],
-            *[["bash", str(s)] for s in out.glob("curation/*/sbatch_array.sh")],
+            *[["bash", str(s)] for s in out.glob("curation/*/sbatch_*.sh")],
             ["bash", str(out / "preflight.sbatch.sh")]]
     for command in runs:
         completed = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
         assert completed.returncode == 0, (command, completed.stderr[-2000:])
     assert not any(p.name == "CANARY" for p in tmp_path.rglob("*")), "an injected command ran"
     sbatch_lines = [line for s in out.rglob("*.sh") for line in s.read_text().splitlines() if line.startswith("#SBATCH")]
+    assert len(sbatch_lines) > 10 and any("--partition=" in line for line in sbatch_lines), sbatch_lines
     assert all("'" not in line and ";" not in line for line in sbatch_lines)
     # Each field reached the scripts (quoted): a field the templates dropped would pass the checks above.
     text = "\n".join(s.read_text() for s in out.rglob("*.sh"))
     for needle in ("--qos=", "--mem=0", "--exclusive", "--time=0-00:30:00", "USR1@60", "module load", "cuda/12.4",
-                   "/data:/data", "NCCL_IB_HCA=", "GENSPEC_MODEL_DIR", "HF_HOME="):
+                   "/data:/data", "NCCL_IB_HCA=", "GENSPEC_MODEL_DIR", "HF_HOME=", "shards_per_task=3", "max_array_tasks=7",
+                   "time_limit_minutes=30"):
         assert needle in text, needle
     assert ("--container-image=" if container_runtime == "pyxis" else "apptainer exec") in text
 
@@ -358,7 +377,7 @@ def test_gpu_cluster_stages_start_ranks_with_srun_and_requeue_within_the_partiti
         assert re.search(r"^ranks=\(srun ", text, re.M), script
         assert f"#SBATCH --ntasks-per-node={preset.gpus_per_node}\n" in text
         assert "#SBATCH --requeue\n" in text and "#SBATCH --signal=B:USR1@" in text
-        assert "trap requeue USR1" in text and 'scontrol requeue "$SLURM_JOB_ID"' in text
+        assert "trap request_stop USR1" in text and 'scontrol requeue "$SLURM_JOB_ID"' in text
         days, hours, minutes, seconds = map(int, re.search(r"^#SBATCH --time=(\d+)-(\d+):(\d+):(\d+)$", text,
                                                            re.M).groups())
         assert 0 < (days * 24 + hours) * 60 + minutes <= preset.time_limit_minutes, script

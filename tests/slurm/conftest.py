@@ -36,6 +36,7 @@ SCRIPTS = ROOT / "scripts"
 VENV_BIN = Path(sys.executable).parent
 SPEC, CLUSTER, SCALE = "flux1-dev", "local-cpu", "smoke"
 DAEMONS = ("munged", "slurmctld", "slurmd")
+STUB_SHARDS = 3  # input shards per source in the stub run: local-cpu gives each its own array task
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
                 "DEADLINE", "PREEMPTED"}
@@ -220,17 +221,30 @@ class Job:
     array: list[int] | None  # task IDs of an array job
 
 
-def bundle_jobs(bundle: Path) -> list[Job]:
+def bundle_jobs(bundle: Path, raw: Path) -> list[Job]:
     """The DAG as submit_slurm.sh submits it: `submit NAME SCRIPT "PARENTS" [OPTIONS] -- [ARGS]` lines, in
-    order. An --array option on the line overrides the script's own #SBATCH --array."""
-    jobs = []
-    for line in (bundle / "submit_slurm.sh").read_text().splitlines():
-        if line.startswith("submit "):
+    order. A curation job's options are "${sized[@]}", set by the `size_job PIPELINE array|single SECONDS` line
+    before it: an array has one task per `shards_per_task` of the pipeline's input shards under RAW (its
+    `count_shards PIPELINE SOURCE...` line), at most `max_array_tasks`; a single job is no array."""
+    text = (bundle / "submit_slurm.sh").read_text()
+    settings = {name: int(value) for name, value in re.findall(r"^(shards_per_task|max_array_tasks)=(\d+)$", text, re.M)}
+    assert set(settings) == {"shards_per_task", "max_array_tasks"}, f"no array settings in {bundle / 'submit_slurm.sh'}"
+    shards: dict[str, int] = {}
+    jobs, sized = [], None
+    for line in text.splitlines():
+        if line.startswith("count_shards "):
+            pipeline, *sources = shlex.split(line)[1:]
+            shards[pipeline] = sum(len(list((raw / source).glob("*.tar"))) for source in sources)
+        elif line.startswith("size_job "):
+            pipeline, kind, _seconds = shlex.split(line)[1:]
+            tasks = min(-(-shards[pipeline] // settings["shards_per_task"]), settings["max_array_tasks"])
+            sized = list(range(tasks)) if kind == "array" else None
+        elif line.startswith("submit "):
             name, script, parents, *rest = shlex.split(line)[1:]
             options = rest[: rest.index("--")] if "--" in rest else rest
-            override = next((o.split("=", 1)[1] for o in options if o.startswith("--array=")), None)
-            array = parse_array(override) if override is not None else array_tasks(bundle / script)
+            array = sized if "${sized[@]}" in options else array_tasks(bundle / script)
             jobs.append(Job(name, script, parents.split(), array))
+            sized = None
     assert jobs, f"no `submit` lines in {bundle / 'submit_slurm.sh'}"
     return jobs
 
@@ -483,8 +497,10 @@ def run_dag(slurm: SlurmCluster, stub_bundle: Path, stub_dir: Path, tmp_path: Pa
             stub_log, adapted = None, []
         else:
             shutil.copytree(stub_bundle, bundle)
-            for source in bundle_sources(bundle):
+            for source in bundle_sources(bundle):  # the stubs read nothing: empty shards size the arrays
                 (raw / source).mkdir(parents=True)
+                for shard in range(STUB_SHARDS):
+                    (raw / source / f"{source}-{shard:05d}.tar").touch()
             adapted = fit_to_node(bundle, int(slurm.node()["CPUTot"]))
             stub_log = tmp_path / "stub-calls.jsonl"
             # Each call lasts a moment, so a job started too early overlaps its parent's and is caught.
@@ -496,7 +512,7 @@ def run_dag(slurm: SlurmCluster, stub_bundle: Path, stub_dir: Path, tmp_path: Pa
         # trainer tests (submit_slurm.sh exports the environment, and a stale MASTER_PORT is still bound).
         for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
             env.pop(name, None)
-        dag = DagRun(slurm, bundle, run_root, raw, bundle_jobs(bundle), stub_log=stub_log, adapted=adapted)
+        dag = DagRun(slurm, bundle, run_root, raw, bundle_jobs(bundle, raw), stub_log=stub_log, adapted=adapted)
         done = subprocess.run(["bash", str(bundle / "submit_slurm.sh"), "--raw", str(raw), "--run-root",
                                str(run_root)], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
         dag.ids = dict(re.findall(r"^submitted (\S+) as job (\d+)$", done.stdout, re.M))

@@ -8,7 +8,12 @@
 
 The bundle is flux1-dev at smoke scale for a test cluster file: one node of two CPU ranks, a one-minute
 partition limit with 30 s of grace. GENSPEC_STEP_DELAY_S (runtime/train/preemption.py) makes each step last
-long enough for the stage to outlast that limit without a bigger model.
+long enough for the stage to outlast that limit without a bigger model: four steps of 16 s, 64 s of training
+(plus each job's start-up) against the one-minute limit. Slurm sends the USR1 up to a minute early, so with a
+one-minute limit it comes in the first half minute of every job, often during start-up: each job trains a
+step or two (a rank stops after the first step it finishes), checkpoints and requeues. A job then lasts
+start-up + 16 s + checkpoint and exit: about 25 s on an idle two-core machine, 50 s on one loaded ten times
+over, where longer steps ran past the limit while the ranks exited (TIMEOUT, which Slurm never requeues).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -26,7 +32,7 @@ from ruamel.yaml import YAML
 
 from tests.slurm.conftest import FINAL_STATES, HOPELESS, ROOT, VENV_BIN, slurm_time
 
-STAGE, STEPS = "pretrain", 8
+STAGE, STEPS = "pretrain", 4
 CLUSTER = {"name": "two-cpu-ranks", "nodes": 1, "gpus_per_node": 0, "cpus_per_node": 2, "cpu_ranks_per_node": 2,
            "memory_gib_per_node": 8, "scheduler": "slurm", "time_limit_minutes": 1, "signal_grace_seconds": 30}
 
@@ -147,20 +153,23 @@ def test_a_stage_longer_than_its_time_limit_completes_across_requeues(slurm, sta
     script = (stage_bundle / "train" / STAGE / "sbatch.sh").read_text()
     assert "#SBATCH --time=0-00:01:00\n" in script and "#SBATCH --signal=B:USR1@30\n" in script
     run_root = run_root_with_data(stage_bundle, tmp_path / "run")
-    # 8 steps of at least 15 s: two minutes of training, twice the job's limit.
-    job = submit(slurm, stage_bundle, run_root, GENSPEC_STEP_DELAY_S="15")
+    delay = 16
+    assert STEPS * delay > 60, "the stage must need more than its one-minute limit"
+    job = submit(slurm, stage_bundle, run_root, GENSPEC_STEP_DELAY_S=str(delay))
     after = subprocess.run(["sbatch", "--parsable", f"--dependency=afterok:{job}", "--kill-on-invalid-dep=yes",
                             f"--output={run_root}/logs/after-%j.out", "--wrap", "true"],
                            env=slurm.env(), capture_output=True, text=True, timeout=60)
     assert after.returncode == 0, after.stderr
     dependant = after.stdout.strip()
-    # Slurm sends USR1 up to a minute early, so with a one-minute limit each job trains about one step: eight
-    # jobs of about a minute each.
-    records = wait(slurm, [job, dependant], run_root, timeout=900)
+    records = wait(slurm, [job, dependant], run_root, timeout=420)
     log = "\n".join(f"----- {p.name}\n{p.read_text()}" for p in sorted(run_root.glob("logs/*")))
     stage, next_job = records[job], records[dependant]
     assert stage["JobState"] == "COMPLETED" and int(stage["Restarts"]) >= 1, f"{stage}\n{log[-4000:]}"
-    assert "requeueing job" in log, log[-4000:]
+    # Each requeued job stopped after a later step than the one before it (every job moved the stage on).
+    stopped = sorted({int(step) for step in re.findall(r"stopped after step (\d+)", log)})
+    restarts = int(stage["Restarts"])
+    assert len(stopped) == restarts == log.count("requeueing job") and stopped[-1] < STEPS, log[-4000:]
     assert next_job["JobState"] == "COMPLETED", next_job
     assert slurm_time(next_job["StartTime"]) >= slurm_time(stage["EndTime"]), (stage, next_job)
     assert losses(run_root) == launcher_losses
+    assert not list(run_root.glob("logs/stop-*")), "the stop file outlived its job"

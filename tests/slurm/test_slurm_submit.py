@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.slurm.conftest import STUB_SHARDS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,7 +74,7 @@ def test_requests_fit_the_cluster_they_were_compiled_for(slurm, stub_bundle):
     node = slurm.node()
     assert int(node["CPUTot"]) >= preset.cpus_per_node, f"test node has fewer CPUs than local-cpu: {node}"
     refused = []
-    scripts = sorted(stub_bundle.glob("curation/*/sbatch_array.sh")) + sorted(stub_bundle.glob("train/*/sbatch.sh"))
+    scripts = sorted(stub_bundle.glob("curation/*/sbatch_*.sh")) + sorted(stub_bundle.glob("train/*/sbatch.sh"))
     assert scripts
     for script in scripts:
         text = script.read_text()
@@ -116,7 +118,15 @@ def test_every_job_runs_in_dependency_order(run_dag, use_real_runtime):
 
     assert {name: states for name, states in dag.states().items() if states != ["COMPLETED"]} == {}, \
         dag.diagnostics()
+    arrays = [job for job in dag.jobs if job.array is not None]
+    assert arrays, "no curation array in the DAG"
+    if not use_real_runtime:  # local-cpu: one task per input shard, STUB_SHARDS shards per source
+        assert {len(job.array) for job in arrays} == {STUB_SHARDS}, [(job.name, job.array) for job in arrays]
     for job in dag.jobs:
+        if job.script.startswith("curation/"):
+            # Every curation job has a --time from its estimate, never the partition's default (UNLIMITED here).
+            limits = {r["TimeLimit"] for r in dag.records[job.name]}
+            assert limits and "UNLIMITED" not in limits, f"{job.name}: TimeLimit {limits}"
         if job.array is not None:
             tasks = sorted(int(r["ArrayTaskId"]) for r in dag.records[job.name])
             assert tasks == job.array, f"{job.name}: array tasks {tasks}, expected {job.array}"
@@ -156,6 +166,12 @@ def check_stub_calls(dag) -> None:
                 assert options["--output"].startswith(f"{dag.run_root}/curated/"), argv
                 assert call["env"]["GENSPEC_RUN_ROOT"] == str(dag.run_root)
                 assert call["env"]["GENSPEC_RAW"] == str(dag.raw)
+        elif job.script.endswith("sbatch_single.sh"):  # a barrier decision or the finalize check: one task
+            mine = [c for c in calls if c["job_id"] == job_id]
+            assert len(mine) == 1 and mine[0]["argv"][:2] == ["-m", "runtime.curation.slurm_task"], mine
+            argv = mine[0]["argv"]
+            assert argv[-3:] == ["--stage", argv[-2], "--barrier"] or argv[-1] == "--finalize", argv
+            assert mine[0]["array_task_id"] is None, mine
         elif job.name == "preflight":
             mine = [c for c in calls if c["job_id"] == job_id]
             assert [c["tool"] for c in mine] == ["genspec"] and mine[0]["argv"][:2] == ["preflight", str(dag.bundle)], mine
@@ -178,6 +194,12 @@ def check_stub_calls(dag) -> None:
             parent_ended = max(c["t_end"] for c in when[parent])
             assert started > parent_ended, f"{job.name} started {parent_ended - started:.2f} s before {parent} ended"
     assert len(calls) == sum(len(c) for c in when.values()), "stub calls from outside the submitted jobs"
+    # flux's perceptual_dedup barrier is decided once, in its own job, not by the array tasks.
+    barriers = [name for name, mine in when.items() if mine and mine[0]["argv"][-1] == "--barrier"]
+    assert len(barriers) == 1, barriers
+    (barrier,) = barriers
+    after = [job for job in dag.jobs if barrier in job.parents]
+    assert [job.array is not None for job in after] == [True], after
 
 
 def check_real_outputs(dag) -> None:
