@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from compiler.plan.cost import PlanError, activation_bytes, loss_passes, training_flops, workload
+from compiler.plan.cost import PlanError, loss_passes, sample_activation_bytes, training_flops, workload
 from compiler.plan.memory import GIB
 from compiler.schema.architecture import Cascade, LatentSpace
 from compiler.schema.bundle import root_dataset
@@ -154,7 +154,7 @@ def plan_buckets(spec: Spec, stage, cluster, stage_plan) -> tuple[BucketPlan, ..
                 shape = stage.model_copy(update={"resolutions": [Size(height=height, width=width)], "frames": frames})
                 work = workload(spec, shape)
                 flops = training_flops(work, checkpointing, passes)
-                per_sample = _activations(work, passes, checkpointing, sp, stage_plan.precision) / GIB
+                per_sample = sample_activation_bytes(work, passes, checkpointing, sp, stage_plan.precision) / GIB
                 if fixed + per_sample > capacity:
                     raise PlanError(
                         f"schedule.stages[{stage.name}]: bucket {height}x{width}"
@@ -173,14 +173,6 @@ def plan_buckets(spec: Spec, stage, cluster, stage_plan) -> tuple[BucketPlan, ..
     buckets = _with_shares(spec, stage, buckets)
     _check_feasible(spec, stage, stage_plan.dp_size, buckets)
     return tuple(buckets)
-
-
-def _activations(work, passes, checkpointing: bool, sp: int, precision: str) -> float:
-    """Activation bytes per sample of a bucket, counted as planner.py `_activations` counts the stage's: the
-    student's over the samples its loss runs, and LADD's teacher's, whole and un-checkpointed."""
-    student = activation_bytes(work, checkpointing, sp, precision) * passes.student_samples
-    teacher = activation_bytes(work, False, 1, precision, frozen=True) if passes.teacher_activations else 0.0
-    return student + teacher
 
 
 def parse_ratio(text: str, field: str) -> float:

@@ -341,6 +341,16 @@ def training_flops(work: Workload, checkpointing: bool, passes: LossPasses = Los
                       + teacher_recompute)
 
 
+def sample_activation_bytes(work: Workload, passes: LossPasses, checkpointing: bool, sp: int, precision: str) -> float:
+    """Activation bytes per micro-batch sample of a stage (the planner's and each bucket's): the student's over
+    the samples its loss runs (DPO: preferred + rejected), with 1/sp of the image/video tokens under sequence
+    parallelism, and LADD's teacher's: a frozen network's, checkpointed with the student, whole under sequence
+    parallelism (LossPasses)."""
+    student = activation_bytes(work, checkpointing, sp, precision) * passes.student_samples
+    teacher = activation_bytes(work, checkpointing, 1, precision, frozen=True) if passes.teacher_activations else 0.0
+    return student + teacher
+
+
 def activation_bytes(work: Workload, checkpointing: bool, sequence_parallel: int = 1,
                      precision: str = "bf16", frozen: bool = False) -> float:
     """Bytes of activations kept for backward, per sample and rank.

@@ -25,11 +25,11 @@ from compiler.plan.comm import communication_seconds, step_seconds
 from compiler.plan.cost import (
     PlanError,
     Workload,
-    activation_bytes,
     encoder_size,
     frozen_sizes,
     loss_passes,
     mean_forward_flops,
+    sample_activation_bytes,
     training_flops,
     workload,
 )
@@ -125,16 +125,6 @@ def _extra_copies(spec: Spec, stage, params: int, ranks: int, zero: ZeroChoice, 
     if loss_passes(stage).frozen_copy:
         extra += (4 if precision == "fp32" else 2) * params
     return extra
-
-
-def _activations(work: Workload, stage, checkpointing: bool, micro: int, sp: int, precision: str) -> float:
-    """The student's activations per rank over the samples its loss runs (DPO: preferred + rejected), with
-    1/sp of the image/video tokens under sequence parallelism, and LADD's teacher's: a frozen network's,
-    checkpointed with the student, whole under sequence parallelism (cost.LossPasses)."""
-    passes = loss_passes(stage)
-    student = activation_bytes(work, checkpointing, sp, precision) * passes.student_samples
-    teacher = activation_bytes(work, checkpointing, 1, precision, frozen=True) if passes.teacher_activations else 0.0
-    return (student + teacher) * micro
 
 
 def _frozen_bytes(spec: Spec, work: Workload) -> float:
@@ -262,7 +252,7 @@ def _layouts(spec: Spec, stage, cluster: Cluster, work: Workload, sp: int) -> tu
         states = model_state_bytes(work.params.total, work.params.largest_layer, ranks, zero, precision) + zero_buffer_bytes(zero, precision, cluster.gpu is not None)
         copies = _extra_copies(spec, stage, work.params.total, ranks, zero, precision)
         for micro in micro_options:
-            activations = _activations(work, stage, checkpointing, micro, sp, precision)
+            activations = sample_activation_bytes(work, loss_passes(stage), checkpointing, sp, precision) * micro
             need = (states + frozen + copies + activations) / GIB
             best_need = need if best_need is None else min(best_need, need)
             if need <= capacity:

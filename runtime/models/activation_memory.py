@@ -34,6 +34,7 @@ from compiler.resolve import apply_overrides
 from compiler.schema.architecture import DiT, MMDiT
 from compiler.schema.spec import Spec
 from runtime.models.factory import FAMILY_INPUTS, ModelAdapter, build_model
+from runtime.objectives.conditioning import text_input_widths
 
 OUTSIDE = "outside"
 TEXT_TOKENS = (16, 8)  # two text lengths, for the text slope
@@ -47,18 +48,16 @@ def _inputs(model: ModelAdapter, spec: Spec, side: int, text_tokens: int, frames
     channels = architecture.space.channels
     latents = torch.randn(1, channels, *((frames,) if video else ()), side, side, dtype=dtype)
     wanted = FAMILY_INPUTS[model.family]
-    token_encoder = next(e for e in architecture.text_encoders if e.role in ("tokens", "cross_attention"))
-    inputs = {"text": torch.randn(1, text_tokens, token_encoder.dim, dtype=dtype)}
+    widths = text_input_widths(architecture)  # joined encoders (SD3's CLIP-L + CLIP-G | T5) give one width
+    inputs = {"text": torch.randn(1, text_tokens, widths["text"], dtype=dtype)}
     if "text_mask" in wanted and model.family != "flux":  # FLUX attends to every token; the mask is unused
         inputs["text_mask"] = torch.ones(1, text_tokens, dtype=torch.long)
-    pooled = [e for e in architecture.text_encoders if e.role == "pooled"]
-    if pooled and "pooled" in wanted:
-        inputs["pooled"] = torch.randn(1, pooled[0].dim, dtype=dtype)
+    if "pooled" in widths and "pooled" in wanted:
+        inputs["pooled"] = torch.randn(1, widths["pooled"], dtype=dtype)
     if getattr(architecture.backbone, "guidance_embed", False):
         inputs["guidance"] = torch.full((1,), 3.5, dtype=dtype)
-    glyphs = [e for e in architecture.text_encoders if e.role == "glyph"]
-    if glyphs and "glyph" in wanted:
-        inputs["glyph"] = torch.randn(1, text_tokens, glyphs[0].dim, dtype=dtype)
+    if "glyph" in widths and "glyph" in wanted:
+        inputs["glyph"] = torch.randn(1, text_tokens, widths["glyph"], dtype=dtype)
     if model.family == "unet" and model.model.config.low_res_conditioning:
         inputs["lowres"] = torch.randn(1, channels, side // 2, side // 2, dtype=dtype)
         if model.model.config.noise_conditioning_augmentation:
