@@ -23,7 +23,42 @@ case "$run_root" in /*) ;; *) run_root="$PWD/$run_root" ;; esac
 mkdir -p "$run_root/logs"
 # Values with commas cannot pass through --export: the jobs read these from the environment sbatch copies.
 export GENSPEC_BUNDLE="$bundle" GENSPEC_RUN_ROOT="$run_root" GENSPEC_RAW="$raw" GENSPEC_MODEL_DIR="$model_dir"
-declare -A job_ids
+declare -A job_ids shards
+# Curation jobs are sized to the input: an array task per 4 input shard(s) (at most 1000 tasks; past that, each task
+# takes more), and a --time of the shards one task reads x the estimated seconds per shard (plan.md, curation) plus
+# 10 minutes of start-up, within the partition's 2880 minutes.
+shards_per_task=4
+max_array_tasks=1000
+time_limit_minutes=2880
+startup_minutes=10
+# count_shards PIPELINE SOURCE...: how many input shards (RAW/SOURCE/*.tar) a pipeline reads; none is an error
+count_shards() {
+  local pipeline="$1" source found count=0
+  shift
+  for source in "$@"; do
+    found=("$raw/$source"/*.tar)
+    if [ ! -e "${found[0]}" ]; then
+      echo "submit_slurm.sh: no input shards for curation pipeline $pipeline: $raw/$source/*.tar matches nothing" >&2
+      exit 2
+    fi
+    count=$((count + ${#found[@]}))
+  done
+  shards[$pipeline]="$count"
+}
+# size_job PIPELINE array|single SECONDS_PER_SHARD: sets `sized` to the job's --time (and --array) options
+size_job() {
+  local total="${shards[$1]}" tasks=1 per_task minutes
+  if [ "$2" = array ]; then
+    tasks=$(( (total + shards_per_task - 1) / shards_per_task ))
+    if [ "$tasks" -gt "$max_array_tasks" ]; then tasks="$max_array_tasks"; fi
+  fi
+  per_task=$(( (total + tasks - 1) / tasks ))
+  minutes=$(( (per_task * $3 + 59) / 60 + startup_minutes ))
+  if [ "$minutes" -gt "$time_limit_minutes" ]; then minutes="$time_limit_minutes"; fi
+  sized=("--time=$minutes")
+  if [ "$2" = array ]; then sized+=("--array=0-$((tasks - 1))"); fi
+}
+count_shards flux image_text
 # submit NAME SCRIPT "PARENT ..." [SBATCH OPTION ...] -- [SCRIPT ARGUMENT ...]
 # A job whose parent fails is cancelled (--kill-on-invalid-dep), never left pending.
 submit() {
@@ -40,9 +75,14 @@ submit() {
   echo "submitted $name as job ${job_ids[$name]}"
 }
 submit preflight preflight.sbatch.sh '' --
-submit curate-flux-s0 curation/flux/sbatch_array.sh preflight -- --stage 0
-submit curate-flux-s1 curation/flux/sbatch_array.sh curate-flux-s0 -- --stage 1
-submit curate-flux curation/flux/sbatch_array.sh curate-flux-s1 --array=0 -- --finalize
+size_job flux array 120
+submit curate-flux-s0 curation/flux/sbatch_array.sh preflight "${sized[@]}" -- --stage 0
+size_job flux single 20
+submit curate-flux-s1-barrier curation/flux/sbatch_single.sh curate-flux-s0 "${sized[@]}" -- --stage 1 --barrier
+size_job flux array 10302
+submit curate-flux-s1 curation/flux/sbatch_array.sh curate-flux-s1-barrier "${sized[@]}" -- --stage 1
+size_job flux single 4
+submit curate-flux curation/flux/sbatch_single.sh curate-flux-s1 "${sized[@]}" -- --finalize
 submit train-pretrain train/pretrain/sbatch.sh curate-flux --
 submit train-highres_finetune train/highres_finetune/sbatch.sh 'curate-flux train-pretrain' --
 submit train-timestep_shifting train/timestep_shifting/sbatch.sh 'curate-flux train-highres_finetune' --

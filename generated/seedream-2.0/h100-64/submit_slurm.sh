@@ -23,7 +23,42 @@ case "$run_root" in /*) ;; *) run_root="$PWD/$run_root" ;; esac
 mkdir -p "$run_root/logs"
 # Values with commas cannot pass through --export: the jobs read these from the environment sbatch copies.
 export GENSPEC_BUNDLE="$bundle" GENSPEC_RUN_ROOT="$run_root" GENSPEC_RAW="$raw" GENSPEC_MODEL_DIR="$model_dir"
-declare -A job_ids
+declare -A job_ids shards
+# Curation jobs are sized to the input: an array task per 4 input shard(s) (at most 1000 tasks; past that, each task
+# takes more), and a --time of the shards one task reads x the estimated seconds per shard (plan.md, curation) plus
+# 10 minutes of start-up, within the partition's 2880 minutes.
+shards_per_task=4
+max_array_tasks=1000
+time_limit_minutes=2880
+startup_minutes=10
+# count_shards PIPELINE SOURCE...: how many input shards (RAW/SOURCE/*.tar) a pipeline reads; none is an error
+count_shards() {
+  local pipeline="$1" source found count=0
+  shift
+  for source in "$@"; do
+    found=("$raw/$source"/*.tar)
+    if [ ! -e "${found[0]}" ]; then
+      echo "submit_slurm.sh: no input shards for curation pipeline $pipeline: $raw/$source/*.tar matches nothing" >&2
+      exit 2
+    fi
+    count=$((count + ${#found[@]}))
+  done
+  shards[$pipeline]="$count"
+}
+# size_job PIPELINE array|single SECONDS_PER_SHARD: sets `sized` to the job's --time (and --array) options
+size_job() {
+  local total="${shards[$1]}" tasks=1 per_task minutes
+  if [ "$2" = array ]; then
+    tasks=$(( (total + shards_per_task - 1) / shards_per_task ))
+    if [ "$tasks" -gt "$max_array_tasks" ]; then tasks="$max_array_tasks"; fi
+  fi
+  per_task=$(( (total + tasks - 1) / tasks ))
+  minutes=$(( (per_task * $3 + 59) / 60 + startup_minutes ))
+  if [ "$minutes" -gt "$time_limit_minutes" ]; then minutes="$time_limit_minutes"; fi
+  sized=("--time=$minutes")
+  if [ "$2" = array ]; then sized+=("--array=0-$((tasks - 1))"); fi
+}
+count_shards seedream image_text
 # submit NAME SCRIPT "PARENT ..." [SBATCH OPTION ...] -- [SCRIPT ARGUMENT ...]
 # A job whose parent fails is cancelled (--kill-on-invalid-dep), never left pending.
 submit() {
@@ -40,10 +75,18 @@ submit() {
   echo "submitted $name as job ${job_ids[$name]}"
 }
 submit preflight preflight.sbatch.sh '' --
-submit curate-seedream-s0 curation/seedream/sbatch_array.sh preflight -- --stage 0
-submit curate-seedream-s1 curation/seedream/sbatch_array.sh curate-seedream-s0 -- --stage 1
-submit curate-seedream-s2 curation/seedream/sbatch_array.sh curate-seedream-s1 -- --stage 2
-submit curate-seedream curation/seedream/sbatch_array.sh curate-seedream-s2 --array=0 -- --finalize
+size_job seedream array 235
+submit curate-seedream-s0 curation/seedream/sbatch_array.sh preflight "${sized[@]}" -- --stage 0
+size_job seedream single 20
+submit curate-seedream-s1-barrier curation/seedream/sbatch_single.sh curate-seedream-s0 "${sized[@]}" -- --stage 1 --barrier
+size_job seedream array 62
+submit curate-seedream-s1 curation/seedream/sbatch_array.sh curate-seedream-s1-barrier "${sized[@]}" -- --stage 1
+size_job seedream single 20
+submit curate-seedream-s2-barrier curation/seedream/sbatch_single.sh curate-seedream-s1 "${sized[@]}" -- --stage 2 --barrier
+size_job seedream array 10245
+submit curate-seedream-s2 curation/seedream/sbatch_array.sh curate-seedream-s2-barrier "${sized[@]}" -- --stage 2
+size_job seedream single 4
+submit curate-seedream curation/seedream/sbatch_single.sh curate-seedream-s2 "${sized[@]}" -- --finalize
 submit train-pretrain train/pretrain/sbatch.sh curate-seedream --
 submit train-highres train/highres/sbatch.sh 'curate-seedream train-pretrain' --
 submit train-sft train/sft/sbatch.sh 'curate-seedream train-highres' --

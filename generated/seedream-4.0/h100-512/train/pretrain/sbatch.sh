@@ -16,15 +16,28 @@
 # Do not edit: change the spec and run `genspec compile` again.
 # Slurm job for training stage pretrain: srun starts one rank per GPU (8 per node on
 # 64 node(s)); they meet at the first node of the allocation, on a port derived from the job ID.
-# The stage may need more than the partition's time limit (2-00:00:00): 300 s before it, Slurm
-# signals this script (USR1), which passes the signal to the ranks; they checkpoint and exit, and the job requeues
-# itself and resumes from that checkpoint. Jobs after it (--dependency=afterok) start once the stage has finished.
+# The stage may need more than the partition's time limit (2-00:00:00): 300 s before it (Slurm may
+# send it up to a minute earlier), Slurm signals this script (USR1), which writes a stop file the ranks look for
+# after every step; they checkpoint and exit, and the job requeues itself and resumes from that checkpoint. Jobs
+# after it (--dependency=afterok) start once the stage has finished.
 # Submit: sbatch --chdir=BUNDLE_DIR train/pretrain/sbatch.sh (submit_slurm.sh does this for the whole DAG).
 set -euo pipefail
+# A file, not a signal, tells the ranks to stop: USR1 may come at any moment (Slurm sends it up to a minute early,
+# so with a short limit even during this script's first lines), when a signal would kill a rank still starting.
+# The trap goes first; it is per job ID on the run root (every node sees it), and a requeued job starts without it.
+stop_requested=0
+# shellcheck disable=SC2317 # called by the USR1 trap
+request_stop() {
+  stop_requested=1
+  touch "$GENSPEC_STOP_FILE"
+}
+run_root="${GENSPEC_RUN_ROOT:?set GENSPEC_RUN_ROOT to the run root on shared storage (submit_slurm.sh --run-root)}"
+mkdir -p "$run_root/logs"
+export GENSPEC_STOP_FILE="$run_root/logs/stop-$SLURM_JOB_ID"
+rm -f "$GENSPEC_STOP_FILE"
+trap request_stop USR1
 bundle="${GENSPEC_BUNDLE:-$PWD}"
 here="$bundle/train/pretrain"
-run_root="${GENSPEC_RUN_ROOT:?set GENSPEC_RUN_ROOT to the run root on shared storage (submit_slurm.sh --run-root)}"
-mkdir -p "$run_root"
 export NCCL_DEBUG=WARN
 export NCCL_SOCKET_IFNAME='^lo,docker'
 export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
@@ -41,26 +54,19 @@ rank='export RANK="$SLURM_PROCID" LOCAL_RANK="$SLURM_LOCALID" WORLD_SIZE="$SLURM
 trainer=(python -m runtime.train --stage "$here/stage.yaml" --ds-config "$here/ds_config.json" --run-root "$run_root")
 if [ -n "${GENSPEC_MODEL_DIR:-}" ]; then trainer+=(--model-dir "$GENSPEC_MODEL_DIR"); fi
 ranks=(srun --kill-on-bad-exit=1 bash -c "$rank" rank "${trainer[@]}")
-# The trainer exits with 75 when it stopped for a signal after saving a checkpoint (runtime/train/preemption.py).
+# The trainer exits with 75 when it stopped after saving a checkpoint (runtime/train/preemption.py).
 preempted=75
-# shellcheck disable=SC2317 # called by the USR1 trap
-requeue() {
-  echo "stage pretrain: time limit near; checkpointing and requeueing job $SLURM_JOB_ID"
-  kill -USR1 "$ranks_pid" 2>/dev/null || true
-  status=0
-  wait "$ranks_pid" || status=$?
-  # 0: the stage finished anyway. Otherwise requeue, also when srun (--kill-on-bad-exit) killed a rank still
-  # exiting after the checkpoint, whose status is then not 75: the requeued job resumes from the last checkpoint.
-  if [ "$status" = 0 ]; then exit 0; fi
-  scontrol requeue "$SLURM_JOB_ID"
-  exit 0
-}
-trap requeue USR1
 "${ranks[@]}" &
 ranks_pid=$!
+# The USR1 trap interrupts `wait` while srun runs on: wait until srun has ended, then take its status.
+while kill -0 "$ranks_pid" 2>/dev/null; do wait "$ranks_pid" || true; done
 status=0
 wait "$ranks_pid" || status=$?
-if [ "$status" = "$preempted" ]; then
+rm -f "$GENSPEC_STOP_FILE"
+# Requeue on 75, and also on any failure after a stop was asked for (srun's --kill-on-bad-exit may kill a rank
+# still exiting after the checkpoint): the requeued job resumes from the last checkpoint.
+if [ "$status" = "$preempted" ] || { [ "$status" != 0 ] && [ "$stop_requested" = 1 ]; }; then
+  echo "stage pretrain: time limit near; checkpointed, requeueing job $SLURM_JOB_ID"
   scontrol requeue "$SLURM_JOB_ID"
   exit 0
 fi
