@@ -142,3 +142,23 @@ def test_every_spec_runs_end_to_end_at_smoke_scale(spec, demo_runs, capsys):
         assert f"stage {stage}: already trained" in out
         final = run_root / demo.stage_output(bundle, stage) / "final" / "model.safetensors"
         assert final.stat().st_mtime_ns == finals[stage], stage
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dominant_colour_is_a_synthetic_pictures_background(seed):
+    """The colour check the learning run is judged by reads a synthetic picture's background colour, which
+    its caption names (the checker itself, on pictures drawn by runtime.synthetic_data)."""
+    import numpy as np
+
+    from runtime.synthetic_data import random_scene, render
+
+    scene = random_scene(np.random.default_rng(seed))
+    caption = scene.caption()
+    assert demo.prompt_background(caption) == scene.background
+    assert demo.dominant_colour(np.asarray(render(scene, 64, 64))) == scene.background, caption
+
+
+def test_every_demo_prompt_names_a_background_of_the_synthetic_data():
+    from runtime.synthetic_data import BACKGROUNDS
+
+    assert [demo.prompt_background(prompt) in BACKGROUNDS for prompt in demo.PROMPTS] == [True] * 4
