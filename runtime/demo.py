@@ -21,8 +21,9 @@ video / pixel space gives the plain smoke run, which only proves every step runs
 what it needs for its samples to follow their prompts, each said in the report and the bundle:
 - the smoke VAE is fitted to the synthetic data (runtime/smoke_vae.py) before curation, written to
   WORKDIR/models and found there through GENSPEC_MODEL_DIR (by curation's precompute, the trainer, the sampler);
-- the bundle is compiled with `--set` overrides (LEARN_*: steps, batch size, learning rate per stage), which
-  the bundle records as overrides of the smoke values;
+- the bundle is compiled with `--set` overrides (LEARN_*: steps, batch size, learning rate per stage, and
+  text encoders' max_tokens long enough for a whole caption), which the bundle records as overrides of the
+  smoke values (assumptions.md);
 - more raw samples (LEARN_RAW) and more sampling steps (LEARN_SAMPLE_STEPS).
 The text encoders stay the smoke stand-ins: randomly initialised, but over a byte-level tokenizer, so their
 outputs differ by prompt word and the backbone learns which words mean which colour.
@@ -53,6 +54,10 @@ LEARN_STEPS = 800  # per stage: a 64 px step of batch 8 takes about 0.05 s of CP
 LEARN_TEACHER_STEPS = 100  # per stage that distils a teacher (it starts from the teacher: little to learn)
 LEARN_BATCH = 8
 LEARN_LR = 1e-3  # the spec's 1e-4 (1e-5 for a student) is for billions of parameters and samples
+# Byte-level tokens (the smoke stand-ins' ByT5 tokenizer): the longest synthetic caption, two shapes and a
+# background, is under 64 bytes. Smoke scale's 16 cut "a red circle on a blue background" after "on ", so no
+# encoder ever saw the background colour, the colour covering most of a picture.
+LEARN_TEXT_TOKENS = 64
 LEARN_RAW = 96  # raw samples per source (plain smoke: 48); about 60% survive curation
 LEARN_VAE_STEPS = 400
 LEARN_SAMPLE_STEPS = 16
@@ -151,6 +156,8 @@ def learn_overrides(smoke_spec) -> list[str]:
         base = f"schedule.stages[{stage.name}]"
         steps = LEARN_TEACHER_STEPS if stage.teacher else LEARN_STEPS
         overrides += [f"{base}.steps={steps}", f"{base}.batch_size={LEARN_BATCH}", f"{base}.optimizer.lr={LEARN_LR}"]
+    for encoder in smoke_spec.architecture.text_encoders:
+        overrides.append(f"architecture.text_encoders[{encoder.name}].max_tokens={LEARN_TEXT_TOKENS}")
     return overrides
 
 
