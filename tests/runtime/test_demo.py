@@ -123,15 +123,9 @@ def test_every_spec_runs_end_to_end_at_smoke_scale(spec, demo_runs, capsys):
     if spec != LEARNING_SPEC:
         return
 
-    # The learning run: every stage sampled, and the last stage's samples follow their prompts' colours.
     run_root, bundle = workdir / "run", workdir / "bundle"
-    for stage in stages:
+    for stage in stages:  # the learning run samples every stage
         assert (run_root / "samples" / f"{stage}.png").read_bytes()[:8] == PNG, stage
-    matches = demo.colour_matches(run_root / "samples" / f"{stages[-1]}.png")
-    assert len(matches) == len(demo.PROMPTS) == 4
-    assert all(named is not None for _, named, _ in matches), matches
-    hits = [(prompt, named, found) for prompt, named, found in matches if named == found]
-    assert len(hits) >= 3, f"dominant colours {matches}"
 
     finals = {stage: (run_root / demo.stage_output(bundle, stage) / "final" / "model.safetensors").stat().st_mtime_ns
               for stage in stages}
@@ -142,6 +136,13 @@ def test_every_spec_runs_end_to_end_at_smoke_scale(spec, demo_runs, capsys):
         assert f"stage {stage}: already trained" in out
         final = run_root / demo.stage_output(bundle, stage) / "final" / "model.safetensors"
         assert final.stat().st_mtime_ns == finals[stage], stage
+
+    # Last, after the resume checks: the final samples follow their prompts' colours.
+    matches = demo.colour_matches(run_root / "samples" / f"{stages[-1]}.png")
+    assert len(matches) == len(demo.PROMPTS) == 4
+    assert all(named is not None for _, named, _ in matches), matches
+    hits = [(prompt, named, found) for prompt, named, found in matches if named == found]
+    assert len(hits) >= 3, f"dominant colours {matches}"
 
 
 @pytest.mark.parametrize("seed", range(6))
