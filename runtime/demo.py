@@ -10,9 +10,23 @@ Steps:
      must catch (corrupt, duplicate, near-duplicate, blurry, tiny; clips without frames, too short, static);
   3. run the bundle's run_local.sh with --raw WORKDIR/raw --run-root WORKDIR/run, output streamed. Curation
      skips finished shards and the trainer returns at once for a finished stage, so a rerun resumes;
-  4. sample from the last stage's final checkpoint (python -m runtime.samplers) into WORKDIR/run/samples/;
+  4. sample from every stage's final checkpoint (python -m runtime.samplers) into WORKDIR/run/samples/;
   5. write WORKDIR/report.md with the stage graph (graph.dot rendered by Graphviz), the curation funnel
-     (report.json and its histograms), a loss curve per stage (metrics.jsonl) and the sample grid.
+     (report.json and its histograms), a loss curve per stage (metrics.jsonl) and each stage's samples beside
+     their prompts, with whether each sample's dominant colour is its prompt's background colour.
+
+Learning run (the default for specs whose latent space is a 2D KL VAE, e.g. flux1-dev; `quick=True` or a
+video / pixel space gives the plain smoke run, which only proves every step runs): plain smoke scale trains
+3 steps of batch 2 through a randomly initialised VAE, so its samples are noise. The learning run changes
+what it needs for its samples to follow their prompts, each said in the report and the bundle:
+- the smoke VAE is fitted to the synthetic data (runtime/smoke_vae.py) before curation, written to
+  WORKDIR/models and found there through GENSPEC_MODEL_DIR (by curation's precompute, the trainer, the sampler);
+- the bundle is compiled with `--set` overrides (LEARN_*: steps, batch size, learning rate per stage, and
+  text encoders' max_tokens long enough for a whole caption), which the bundle records as overrides of the
+  smoke values (assumptions.md);
+- more raw samples (LEARN_RAW) and more sampling steps (LEARN_SAMPLE_STEPS).
+The text encoders stay the smoke stand-ins: randomly initialised, but over a byte-level tokenizer, so their
+outputs differ by prompt word and the backbone learns which words mean which colour.
 """
 
 from __future__ import annotations
@@ -31,8 +45,23 @@ from runtime.synthetic_data import make_raw
 
 CLUSTER, SCALE = "local-cpu", "smoke"
 ROOT = Path(__file__).resolve().parents[1]
+# In the synthetic data's vocabulary (runtime/synthetic_data.py COLOURS, BACKGROUNDS, SHAPES), so a model
+# trained on it can follow them.
 PROMPTS = ("a red circle on a blue background", "a yellow square on a green background",
-           "a white triangle on a black background", "a blue star on an orange background")
+           "a white triangle on a purple background", "a blue star on an orange background")
+# The learning run (module docstring). Sized for about 5 minutes of CPU time on 2 cores (docs/demo.md).
+LEARN_STEPS = 800  # per stage: a 64 px step of batch 8 takes about 0.05 s of CPU here
+LEARN_TEACHER_STEPS = 100  # per stage that distils a teacher (it starts from the teacher: little to learn)
+LEARN_BATCH = 8
+LEARN_LR = 1e-3  # the spec's 1e-4 (1e-5 for a student) is for billions of parameters and samples
+# Byte-level tokens (the smoke stand-ins' ByT5 tokenizer): the longest synthetic caption, two shapes and a
+# background, is under 64 bytes. Smoke scale's 16 cut "a red circle on a blue background" after "on ", so no
+# encoder ever saw the background colour, the colour covering most of a picture.
+LEARN_TEXT_TOKENS = 64
+LEARN_RAW = 96  # raw samples per source (plain smoke: 48); about 60% survive curation
+LEARN_VAE_STEPS = 400
+LEARN_SAMPLE_STEPS = 16
+MODEL_DIR_VARIABLE = "GENSPEC_MODEL_DIR"  # runtime/encoders/model_directory.py
 
 
 def log(message: str) -> None:
@@ -92,14 +121,15 @@ def genspec_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "compiler.cli"]
 
 
-def compile_bundle(spec: str, bundle: Path, name: str | None = None) -> None:
-    """Compile TARGET `spec` (absolute, as runs start in the project root) into `bundle`, unless the bundle
-    there is of the same spec (named `name`, by default `spec`) and the same content."""
+def compile_bundle(spec: str, bundle: Path, name: str | None = None, overrides: list[str] | None = None) -> None:
+    """Compile TARGET `spec` (absolute, as runs start in the project root) with the `--set` OVERRIDES into
+    `bundle`, unless the bundle there is of the same spec (named `name`, by default `spec`) and the same content."""
+    sets = [word for override in overrides or [] for word in ("--set", override)]
     if bundle_matches(bundle, name or spec):
         # The manifest matches; still recompile into a scratch dir only if the spec itself changed.
         fresh = bundle.parent / ".bundle-check"
         shutil.rmtree(fresh, ignore_errors=True)
-        run([*genspec_command(), "compile", spec, "--cluster", CLUSTER, "--scale", SCALE, "-o", str(fresh)],
+        run([*genspec_command(), "compile", spec, "--cluster", CLUSTER, "--scale", SCALE, *sets, "-o", str(fresh)],
             quiet=True)
         same = json.loads((fresh / "manifest.json").read_text()).get("spec_sha256") == json.loads(
             (bundle / "manifest.json").read_text()).get("spec_sha256")
@@ -107,8 +137,28 @@ def compile_bundle(spec: str, bundle: Path, name: str | None = None) -> None:
         if same:
             log(f"reusing bundle {bundle} (manifest matches)")
             return
-    log(f"compiling {spec} --cluster {CLUSTER} --scale {SCALE} -> {bundle}")
-    run([*genspec_command(), "compile", spec, "--cluster", CLUSTER, "--scale", SCALE, "-o", str(bundle), "--force"])
+    log(f"compiling {spec} --cluster {CLUSTER} --scale {SCALE}{''.join(' --set ' + o for o in overrides or [])} -> {bundle}")
+    run([*genspec_command(), "compile", spec, "--cluster", CLUSTER, "--scale", SCALE, *sets, "-o", str(bundle),
+         "--force"])
+
+
+def learns(spec_obj) -> bool:
+    """Whether SPEC_OBJ gets the learning run: its latent space is one the demo can fit a smoke VAE for."""
+    from runtime.smoke_vae import fittable
+
+    return fittable(spec_obj.architecture.space)
+
+
+def learn_overrides(smoke_spec) -> list[str]:
+    """The `--set` overrides of the learning run, per stage of SMOKE_SPEC (the spec at smoke scale)."""
+    overrides = []
+    for stage in smoke_spec.schedule.stages:
+        base = f"schedule.stages[{stage.name}]"
+        steps = LEARN_TEACHER_STEPS if stage.teacher else LEARN_STEPS
+        overrides += [f"{base}.steps={steps}", f"{base}.batch_size={LEARN_BATCH}", f"{base}.optimizer.lr={LEARN_LR}"]
+    for encoder in smoke_spec.architecture.text_encoders:
+        overrides.append(f"architecture.text_encoders[{encoder.name}].max_tokens={LEARN_TEXT_TOKENS}")
+    return overrides
 
 
 def run(command: list[str], quiet: bool = False, env: dict | None = None) -> None:
@@ -148,25 +198,67 @@ def stage_done(bundle: Path, run_root: Path, stage: str) -> bool:
     return (run_root / stage_output(bundle, stage) / "final" / "done.json").exists()
 
 
-def run_pipeline(bundle: Path, raw: Path, run_root: Path) -> list[str]:
+def run_pipeline(bundle: Path, raw: Path, run_root: Path, env: dict | None = None) -> list[str]:
     """Run run_local.sh. Finished curation and training stages return at once (the runtime checks its own
     outputs), so a rerun resumes. Returns the training stages that had finished before this run."""
     skipped = [stage for stage in stage_order(bundle) if stage_done(bundle, run_root, stage)]
     if skipped:
         log(f"resuming: {', '.join(skipped)} already trained")
-    run(["bash", str(bundle / "run_local.sh"), "--raw", str(raw.resolve()), "--run-root", str(run_root.resolve())])
+    run(["bash", str(bundle / "run_local.sh"), "--raw", str(raw.resolve()), "--run-root", str(run_root.resolve())],
+        env=env)
     return skipped
 
 
-def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None) -> Path:
+def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None, env: dict | None = None) -> Path:
     out = run_root / "samples" / f"{stage}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "runtime.samplers", "--stage", str((bundle / "train" / stage / "stage.yaml").resolve()),
                "--run-root", str(run_root.resolve()), "--prompts", *PROMPTS, "--out", str(out.resolve())]
     if steps is not None:
         command += ["--steps", str(steps)]
-    run(command)
+    run(command, env=env)
     return out
+
+
+# --- do the samples follow their prompts? ----------------------------------------------------------------------
+
+
+def sample_tiles(png: Path) -> list[tuple[str, "np.ndarray"]]:  # noqa: F821
+    """(prompt, RGB tile) per prompt of an image sample grid, read with its sidecar (the .png made .json)."""
+    import numpy as np
+    from PIL import Image
+
+    sidecar = json.loads(png.with_suffix(".json").read_text())
+    height, width = sidecar["resolution"]["height"], sidecar["resolution"]["width"]
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    columns = pixels.shape[1] // width
+    return [(prompt, pixels[(i // columns) * height:(i // columns + 1) * height, (i % columns) * width:(i % columns + 1) * width])
+            for i, prompt in enumerate(sidecar["prompts"])]
+
+
+def dominant_colour(tile) -> str:
+    """The synthetic palette's colour (runtime/synthetic_data.py COLOURS) most of TILE's pixels are nearest to."""
+    import numpy as np
+
+    from runtime.synthetic_data import COLOURS
+
+    names = list(COLOURS)
+    palette = np.array([COLOURS[name] for name in names], dtype=np.float32)
+    distances = ((tile.reshape(-1, 1, 3).astype(np.float32) - palette[None]) ** 2).sum(-1)
+    return names[int(np.bincount(distances.argmin(1), minlength=len(names)).argmax())]
+
+
+def prompt_background(prompt: str) -> str | None:
+    """The background colour a prompt names ("... on a blue background" -> "blue"), else None."""
+    found = re.search(r"on an? (\w+) background", prompt)
+    return found.group(1) if found else None
+
+
+def colour_matches(png: Path) -> list[tuple[str, str | None, str]]:
+    """Per prompt of an image sample grid: (prompt, the background colour it names, the sample's dominant
+    colour). The background covers most of a synthetic picture, so a sample that follows its prompt is
+    dominated by that colour."""
+    return [(prompt, prompt_background(prompt), dominant_colour(tile)) for prompt, tile in sample_tiles(png)]
 
 
 # --- the report -----------------------------------------------------------------------------------------------
@@ -236,10 +328,15 @@ def funnel_markdown(report: dict, report_dir: Path, workdir: Path) -> list[str]:
 
 
 def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: Path | None,
-                 sample_png: Path, timings: dict[str, float], skipped: list[str]) -> Path:
+                 samples: dict[str, Path], timings: dict[str, float], skipped: list[str],
+                 notes: list[str] | None = None) -> Path:
+    """WORKDIR/report.md. SAMPLES: the sample grid per sampled stage, in stage order; NOTES: what the learning
+    run changed (module docstring)."""
     lines = [f"# genspec demo: {spec} ({CLUSTER}, {SCALE} scale)", "",
              f"Bundle: `{bundle}`; run root: `{run_root}`.", "",
              "Timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()) + ".", ""]
+    if notes:
+        lines += ["Learning run: " + "; ".join(notes) + ".", ""]
     if skipped:
         lines += [f"Already trained on an earlier run, skipped: {', '.join(skipped)}.", ""]
     lines += ["## Stage graph", ""]
@@ -257,8 +354,20 @@ def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: 
         png = plot_losses(stage, records, workdir / "figures" / f"loss_{stage}.png")
         summary = (f"{len(losses)} steps, loss {losses[0]:.4g} -> {losses[-1]:.4g}" if losses else "no steps logged")
         lines += [f"### {stage}", "", summary + ".", "", f"![loss {stage}]({png.relative_to(workdir)})", ""]
-    lines += ["## Samples", "", f"From the last stage's final checkpoint; prompts: {', '.join(PROMPTS)}.", "",
-              f"![samples]({sample_png.relative_to(workdir)})", ""]
+    lines += ["## Samples", "", "From each sampled stage's final checkpoint, one tile per prompt (left to right, "
+              "top to bottom).", ""]
+    for stage, png in samples.items():
+        lines += [f"### {stage}", "", f"![samples {stage}]({png.relative_to(workdir)})", ""]
+        if notes:  # the learning run: image grids whose colours can be read
+            matches = colour_matches(png)
+            hits = sum(named == found for _, named, found in matches)
+            lines += [f"Dominant colour = the prompt's background colour: {hits} of {len(matches)}.", "",
+                      "| prompt | background named | dominant colour |", "|---|---|---|"]
+            lines += [f"| {prompt} | {named} | {found}{'' if named == found else ' (no match)'} |"
+                      for prompt, named, found in matches]
+        else:
+            lines += ["Prompts: " + "; ".join(PROMPTS) + "."]
+        lines.append("")
     path = workdir / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -267,20 +376,26 @@ def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: 
 # --- main -----------------------------------------------------------------------------------------------------
 
 
-def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
+def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool = False) -> Path:
     """Compile, make raw data, run the whole DAG locally, sample and write WORKDIR/report.md; returns its path.
-    SPEC is any TARGET (shipped name, file.py:ATTR, .yaml/.json); a file is found from the current directory."""
+    SPEC is any TARGET (shipped name, file.py:ATTR, .yaml/.json); a file is found from the current directory.
+    QUICK: the plain smoke run even where the learning run applies (module docstring)."""
+    from compiler.scale import scaled
     from compiler.targets import absolute_target
 
     spec = absolute_target(spec)
     spec_obj = load_spec(spec)
+    smoke_spec = scaled(spec_obj, SCALE)
+    learning = not quick and learns(spec_obj)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     bundle, raw, run_root = workdir / "bundle", workdir / "raw", workdir / "run"
     timings: dict[str, float] = {}
+    overrides = learn_overrides(smoke_spec) if learning else []
+    env, notes = None, []
 
     started = time.perf_counter()
-    compile_bundle(spec, bundle, spec_obj.name)
+    compile_bundle(spec, bundle, spec_obj.name, overrides)
     timings["compile"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -288,27 +403,41 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
         log(f"raw data present in {raw}, reused")
     else:
         log(f"writing synthetic raw shards into {raw}")
-        from compiler.scale import scaled
-
-        make_raw(raw, scaled(spec_obj, SCALE))  # the bundle's thresholds (smoke shortens clip durations)
+        make_raw(raw, smoke_spec, **({"count": LEARN_RAW} if learning else {}))  # the bundle's thresholds
     timings["raw data"] = time.perf_counter() - started
 
+    if learning:
+        from runtime.smoke_vae import fit_smoke_vae
+
+        started = time.perf_counter()
+        models = workdir / "models"
+        fit_smoke_vae(smoke_spec.architecture.space, models, steps=LEARN_VAE_STEPS, log=log)
+        env = {MODEL_DIR_VARIABLE: str(models)}
+        timings["smoke VAE fit"] = time.perf_counter() - started
+        notes = [f"smoke VAE fitted to the synthetic data ({LEARN_VAE_STEPS} steps, {models}, "
+                 f"fit.json there)", f"{LEARN_RAW} raw samples per source",
+                 "compiled with " + " ".join(f"`--set {o}`" for o in overrides),
+                 f"{LEARN_SAMPLE_STEPS} sampling steps"]
+
     started = time.perf_counter()
-    skipped = run_pipeline(bundle, raw, run_root)
+    skipped = run_pipeline(bundle, raw, run_root, env)
     timings["curation + training"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    last = stage_order(bundle)[-1]
-    sample_png = run_root / "samples" / f"{last}.png"
-    if sample_png.exists() and last in skipped:
-        log(f"samples of {last} present, reused: {sample_png}")
-    else:
-        log(f"sampling from {last}")
-        sample_png = sample(bundle, run_root, last)
+    stages = stage_order(bundle) if learning else stage_order(bundle)[-1:]
+    samples = {}
+    for stage in stages:
+        png = run_root / "samples" / f"{stage}.png"
+        if png.exists() and stage in skipped:
+            log(f"samples of {stage} present, reused: {png}")
+        else:
+            log(f"sampling from {stage}")
+            png = sample(bundle, run_root, stage, LEARN_SAMPLE_STEPS if learning else None, env)
+        samples[stage] = png
     timings["sampling"] = time.perf_counter() - started
 
     graph = render_graph(bundle, workdir / "figures" / "graph.png")
-    report = write_report(spec, bundle, run_root, workdir, graph, sample_png, timings, skipped)
+    report = write_report(spec, bundle, run_root, workdir, graph, samples, timings, skipped, notes)
     log(f"report: {report}")
     return report
 

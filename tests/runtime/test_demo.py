@@ -1,6 +1,9 @@
 """The end-to-end demo (runtime/demo.py) for every shipped spec at smoke scale: compile for local-cpu,
 curate synthetic raw data of the spec's modalities, train every stage through DeepSpeed, sample, report.
-The default spec (flux1-dev, what `make demo` runs) is then rerun and must resume instead of starting over.
+The default spec (flux1-dev, what `make demo` runs) gets the learning run (fitted smoke VAE, more steps): its
+final samples must be dominated by the background colours their prompts name (at least 3 of 4), and a rerun
+must resume instead of starting over. The other specs run with --quick (3 steps per stage), which proves every
+step runs.
 
 The demos run as `genspec demo` processes, two at a time: much of a demo is one core importing torch and
 DeepSpeed in a new process per stage, or the DeepSpeed launcher polling once a second, so one after the
@@ -26,7 +29,8 @@ from specs import SHIPPED
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CONCURRENT_DEMOS = 2  # this machine's cores; each demo's processes get one OpenMP thread
-DEMO_TIMEOUT_S = 900  # one demo took 45-105 s alone
+DEMO_TIMEOUT_S = 900  # one quick demo took 45-105 s alone
+LEARNING_SPEC = "flux1-dev"
 
 
 def selected_specs(session: pytest.Session) -> list[str]:
@@ -52,6 +56,8 @@ def run_demo(spec: str, workdir: Path) -> DemoRun:
     """`genspec demo --spec SPEC --workdir WORKDIR` in its own session, killed whole (launcher and trainer
     processes included) if it outlives DEMO_TIMEOUT_S."""
     command = [str(Path(sys.executable).parent / "genspec"), "demo", "--spec", spec, "--workdir", str(workdir)]
+    if spec != LEARNING_SPEC:
+        command.append("--quick")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
@@ -138,10 +144,13 @@ def test_every_spec_runs_end_to_end_at_smoke_scale(spec, demo_runs, capsys):
     assert result.returncode == 0, output
     assert f"report: {workdir / 'report.md'}" in result.stdout
     stages = check_report(workdir, spec)
-    if spec != "flux1-dev":
+    if spec != LEARNING_SPEC:
         return
 
     run_root, bundle = workdir / "run", workdir / "bundle"
+    for stage in stages:  # the learning run samples every stage
+        assert (run_root / "samples" / f"{stage}.png").read_bytes()[:8] == PNG, stage
+
     finals = {stage: (run_root / demo.stage_output(bundle, stage) / "final" / "model.safetensors").stat().st_mtime_ns
               for stage in stages}
     demo.main(spec, workdir)
@@ -151,3 +160,30 @@ def test_every_spec_runs_end_to_end_at_smoke_scale(spec, demo_runs, capsys):
         assert f"stage {stage}: already trained" in out
         final = run_root / demo.stage_output(bundle, stage) / "final" / "model.safetensors"
         assert final.stat().st_mtime_ns == finals[stage], stage
+
+    # Last, after the resume checks: the final samples follow their prompts' colours.
+    matches = demo.colour_matches(run_root / "samples" / f"{stages[-1]}.png")
+    assert len(matches) == len(demo.PROMPTS) == 4
+    assert all(named is not None for _, named, _ in matches), matches
+    hits = [(prompt, named, found) for prompt, named, found in matches if named == found]
+    assert len(hits) >= 3, f"dominant colours {matches}"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dominant_colour_is_a_synthetic_pictures_background(seed):
+    """The colour check the learning run is judged by reads a synthetic picture's background colour, which
+    its caption names (the checker itself, on pictures drawn by runtime.synthetic_data)."""
+    import numpy as np
+
+    from runtime.synthetic_data import random_scene, render
+
+    scene = random_scene(np.random.default_rng(seed))
+    caption = scene.caption()
+    assert demo.prompt_background(caption) == scene.background
+    assert demo.dominant_colour(np.asarray(render(scene, 64, 64))) == scene.background, caption
+
+
+def test_every_demo_prompt_names_a_background_of_the_synthetic_data():
+    from runtime.synthetic_data import BACKGROUNDS
+
+    assert [demo.prompt_background(prompt) in BACKGROUNDS for prompt in demo.PROMPTS] == [True] * 4
