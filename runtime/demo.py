@@ -67,8 +67,8 @@ PROMPTS = ("a red circle on a blue background", "a yellow square on a green back
            "a white triangle on a purple background", "a blue star on an orange background")
 # The learning run (module docstring). What each value fixes was measured in-process at smoke widths (the
 # module docstring's findings).
-LEARN_FIRST_STEPS = 1000  # the first stage (pretrain, 32 px: 4 image tokens, cheap) learns the colours
-LEARN_STEPS = 200  # each later stage refines at its own resolution
+LEARN_FIRST_STEPS = 400  # the first stage (pretrain, 32 px: 4 image tokens, cheap) learns the colours
+LEARN_STEPS = 150  # each later stage refines at its own resolution
 LEARN_TEACHER_STEPS = 100  # per stage that distils a teacher (it starts from the teacher: little to learn)
 LEARN_BATCH = 16
 LEARN_LR = 2e-3  # the spec's 1e-4 (1e-5 for a student) is for billions of parameters and samples
@@ -81,6 +81,7 @@ LEARN_WIDTH = 64
 LEARN_TEXT_TOKENS = 64
 LEARN_RAW = 96  # raw samples per source (plain smoke: 48); about 60% survive curation
 LEARN_VAE_STEPS = 400
+LEARN_TEXT_FIT_STEPS = 150  # runtime/smoke_text.py: the pooled encoder names the background 99% of the time
 LEARN_SAMPLE_STEPS = 16
 MODEL_DIR_VARIABLE = "GENSPEC_MODEL_DIR"  # runtime/encoders/model_directory.py
 
@@ -453,15 +454,23 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool 
     timings["raw data"] = time.perf_counter() - started
 
     if learning:
+        from runtime.smoke_text import fit_smoke_text_encoders
         from runtime.smoke_vae import fit_smoke_vae
 
         started = time.perf_counter()
         models = workdir / "models"
         fit_smoke_vae(smoke_spec.architecture.space, models, steps=LEARN_VAE_STEPS, log=log)
+        # Fitted at the length the bundle's encoders read (CLIP's learned positions are that many).
+        encoders = [e.model_copy(update={"max_tokens": LEARN_TEXT_TOKENS}) for e in smoke_spec.architecture.text_encoders]
+        fitted = fit_smoke_text_encoders(smoke_spec.architecture.model_copy(update={"text_encoders": encoders}), models,
+                                         steps=LEARN_TEXT_FIT_STEPS, log=log)
         env = {MODEL_DIR_VARIABLE: str(models)}
-        timings["smoke VAE fit"] = time.perf_counter() - started
+        timings["smoke VAE and text encoder fits"] = time.perf_counter() - started
         notes = [f"smoke VAE fitted to the synthetic data ({LEARN_VAE_STEPS} steps, {models}, "
-                 f"fit.json there)", f"{LEARN_RAW} raw samples per source",
+                 f"fit.json there)",
+                 f"pooled smoke text encoders fitted to the synthetic captions ({LEARN_TEXT_FIT_STEPS} steps: "
+                 + ", ".join(f"`{folder.name}`" for folder in fitted) + "; runtime/smoke_text.py)",
+                 f"{LEARN_RAW} raw samples per source",
                  "compiled with " + " ".join(f"`--set {o}`" for o in overrides),
                  f"{LEARN_SAMPLE_STEPS} sampling steps"]
 
