@@ -94,8 +94,8 @@ def fit_smoke_text_encoders(architecture: ArchitectureSpec, model_dir: str | Pat
         encoder.model.save_pretrained(folder)
         encoder.tokenizer.save_pretrained(folder)
         seconds = time.perf_counter() - started
-        result = {"stamp": stamp, "held_out_accuracy": dict(zip(("background", "shape_colour", "shape_kind"), accuracy)),
-                  "last_loss": loss.item(), "seconds": seconds}
+        named = dict(zip(("background", "shape_colour", "shape_kind"), accuracy))
+        result = {"stamp": stamp, "held_out_accuracy": named, "last_loss": loss.item(), "seconds": seconds}
         (folder / "fit.json").write_text(json.dumps(result, indent=2) + "\n")
         log(f"smoke text encoder {spec.name} ({spec.model}): fitted {steps} steps in {seconds:.0f} s; held-out "
             f"accuracy from its pooled vector: background {accuracy[0]:.0%}, shape colour {accuracy[1]:.0%}, "
