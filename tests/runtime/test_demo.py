@@ -1,9 +1,9 @@
 """The end-to-end demo (runtime/demo.py) for every shipped spec at smoke scale: compile for local-cpu,
 curate synthetic raw data of the spec's modalities, train every stage through DeepSpeed, sample, report.
-The default spec (flux1-dev, what `make demo` runs) gets the learning run (fitted smoke VAE, more steps): its
-final samples must be dominated by the background colours their prompts name (at least 3 of 4), and a rerun
-must resume instead of starting over. The other specs run with --quick (3 steps per stage), which proves every
-step runs.
+The default spec (flux1-dev, what `make demo` runs) gets the learning run (fitted smoke VAE and pooled text
+encoder, more steps): its final samples must be dominated by the background colours their prompts name (at
+least 3 of 4), and a rerun must resume instead of starting over. The other specs run with --quick (3 steps
+per stage), which proves every step runs.
 
 The demos run as `genspec demo` processes, two at a time: much of a demo is one core importing torch and
 DeepSpeed in a new process per stage, or the DeepSpeed launcher polling once a second, so one after the
