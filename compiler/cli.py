@@ -360,15 +360,19 @@ def demo(
         "--spec", help="Any TARGET to run end to end: a shipped name (`genspec list`), file.py:ATTR or a "
         ".yaml/.json file, found from the current directory.")] = "flux1-dev",
     workdir: Annotated[str, typer.Option("--workdir", help="Where the bundle, data, run and report go.")] = "demo-run",
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Only prove every step runs (3 steps per stage, random smoke VAE), also for specs with a "
+        "2D latent space, which otherwise get the learning run (fitted smoke VAE, more steps).")] = False,
 ) -> None:
     """Compile SPEC at smoke scale for this machine, make synthetic raw data, run curation, every training
-    stage through DeepSpeed and sampling, and write WORKDIR/report.md. A rerun resumes."""
+    stage through DeepSpeed and sampling, and write WORKDIR/report.md. A rerun resumes. For specs with a 2D
+    latent space (flux1-dev) it is a learning run whose samples follow their prompts (runtime/demo.py)."""
     from runtime.demo import main as run_demo
 
     from compiler.targets import TargetError
 
     try:
-        report = run_demo(spec, workdir)
+        report = run_demo(spec, workdir, quick)
     except (NotImplementedError, TargetError) as error:
         raise _fail(f"genspec demo --spec {spec}: {error}") from None
     except RuntimeError as error:  # a step of the run failed; its output is above

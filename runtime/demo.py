@@ -10,9 +10,41 @@ Steps:
      must catch (corrupt, duplicate, near-duplicate, blurry, tiny; clips without frames, too short, static);
   3. run the bundle's run_local.sh with --raw WORKDIR/raw --run-root WORKDIR/run, output streamed. Curation
      skips finished shards and the trainer returns at once for a finished stage, so a rerun resumes;
-  4. sample from the last stage's final checkpoint (python -m runtime.samplers) into WORKDIR/run/samples/;
+  4. sample from every stage's final checkpoint (python -m runtime.samplers) into WORKDIR/run/samples/;
   5. write WORKDIR/report.md with the stage graph (graph.dot rendered by Graphviz), the curation funnel
-     (report.json and its histograms), a loss curve per stage (metrics.jsonl) and the sample grid.
+     (report.json and its histograms), a loss curve per stage (metrics.jsonl) and each stage's samples beside
+     their prompts, with whether each sample's dominant colour is its prompt's background colour.
+
+Learning run (the default for specs whose latent space is a 2D KL VAE, e.g. flux1-dev; `quick=True` or a
+video / pixel space gives the plain smoke run, which only proves every step runs): plain smoke scale trains
+3 steps of batch 2 through a randomly initialised VAE, so its samples are noise. The learning run changes
+what it needs for its samples to follow their prompts, each said in the report and the bundle:
+- the smoke VAE is fitted to the synthetic data (runtime/smoke_vae.py) and the text encoders with a pooled
+  output (CLIP's stand-in) to the synthetic captions (runtime/smoke_text.py) before curation, written to
+  WORKDIR/models and found there through GENSPEC_MODEL_DIR (by curation's precompute, the trainer, the sampler);
+- the bundle is compiled with `--set` overrides (learn_overrides: steps, batch size and learning rate per
+  stage, text encoders' max_tokens long enough for a whole caption, a backbone LEARN_WIDTH wide, a resolution
+  shift's base scaled like the smoke resolutions), which the bundle records as overrides (assumptions.md);
+- more raw samples (LEARN_RAW) and more sampling steps (LEARN_SAMPLE_STEPS); stages of a model that embeds a
+  guidance scale are sampled at guidance 1 until it is guidance-distilled (trained_guidance).
+The token encoders (T5's stand-in) stay random: byte-level, so their outputs differ by prompt word.
+
+Findings (in-process experiments at smoke widths, flux1-dev, 64 synthetic pictures) behind the settings:
+- the smoke VAE fit at Adam 1e-2 kept the background colour of 19 of 64 held-out pictures through
+  encode/decode (MSE 0.19); at 3e-3, 43-49 of 64 (MSE 0.10-0.13). Class-mean latents decode to their colour.
+- the background colour explains 70% of the latents' variance, so a model that reads its prompt has much to
+  gain at high noise; but FLUX's resolution shift keeps its full-scale base (65536 px) at smoke scale, so
+  training at 64 px used shift 0.25 and almost never drew t > 0.8, where a sample's colours are decided;
+- the 32-wide smoke backbone cannot carry a 16-channel latent's 2x2 patches (64 numbers per token): its loss
+  stalls near 0.75; 64 wide reaches 0.3;
+- with a one-hot background colour in place of the pooled text vector, the 64-wide model learns the colours
+  within 300 steps (loss at t = 0.95: 0.30 with its own prompts, 0.97 with shuffled ones); with the random
+  smoke text encoders' outputs it barely does (0.57 against 0.63 after 400 steps), although a linear probe
+  reads the background colour from their outputs (T5 token mean 90%, CLIP pooled 71%): the random byte-level
+  encoders were the bottleneck; with CLIP's stand-in fitted to the captions (runtime/smoke_text.py) it is
+  0.26 against 1.08 after 250 steps.
+- models that embed a guidance scale (FLUX.1 dev) are trained with guidance 1 until guidance distillation,
+  so those stages are sampled at guidance 1, the distilled one at the spec's value.
 """
 
 from __future__ import annotations
@@ -31,8 +63,29 @@ from runtime.synthetic_data import make_raw
 
 CLUSTER, SCALE = "local-cpu", "smoke"
 ROOT = Path(__file__).resolve().parents[1]
+# In the synthetic data's vocabulary (runtime/synthetic_data.py COLOURS, BACKGROUNDS, SHAPES), so a model
+# trained on it can follow them.
 PROMPTS = ("a red circle on a blue background", "a yellow square on a green background",
-           "a white triangle on a black background", "a blue star on an orange background")
+           "a white triangle on a purple background", "a blue star on an orange background")
+# The learning run (module docstring). What each value fixes was measured in-process at smoke widths (the
+# module docstring's findings).
+LEARN_FIRST_STEPS = 800  # the first stage (pretrain, 32 px: 4 image tokens, cheap) learns the colours
+LEARN_STEPS = 250  # each later stage refines at its own resolution
+LEARN_TEACHER_STEPS = 100  # per stage that distils a teacher (it starts from the teacher: little to learn)
+LEARN_BATCH = 16
+LEARN_LR = 2e-3  # the spec's 1e-4 (1e-5 for a student) is for billions of parameters and samples
+# Smoke scale's 32-wide backbone cannot pass a 16-channel latent's 2x2 patch (64 numbers per token) through
+# its 32-wide residual stream: its velocity loss stalls near 0.75 whatever it is taught; 64 wide reaches 0.3.
+LEARN_WIDTH = 64
+# Byte-level tokens (the smoke stand-ins' ByT5 tokenizer): the longest synthetic caption, two shapes and a
+# background, is under 64 bytes. Smoke scale's 16 cut "a red circle on a blue background" after "on ", so no
+# encoder ever saw the background colour, the colour covering most of a picture.
+LEARN_TEXT_TOKENS = 64
+LEARN_RAW = 96  # raw samples per source (plain smoke: 48); about 60% survive curation
+LEARN_VAE_STEPS = 400
+LEARN_TEXT_FIT_STEPS = 150  # runtime/smoke_text.py: the pooled encoder names the background 99% of the time
+LEARN_SAMPLE_STEPS = 16
+MODEL_DIR_VARIABLE = "GENSPEC_MODEL_DIR"  # compiler/schema/model_dir.py
 
 
 def log(message: str) -> None:
@@ -92,14 +145,15 @@ def genspec_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "compiler.cli"]
 
 
-def compile_bundle(spec: str, bundle: Path, name: str | None = None) -> None:
-    """Compile TARGET `spec` (absolute, as runs start in the project root) into `bundle`, unless the bundle
-    there is of the same spec (named `name`, by default `spec`) and the same content."""
+def compile_bundle(spec: str, bundle: Path, name: str | None = None, overrides: list[str] | None = None) -> None:
+    """Compile TARGET `spec` (absolute, as runs start in the project root) with the `--set` OVERRIDES into
+    `bundle`, unless the bundle there is of the same spec (named `name`, by default `spec`) and the same content."""
+    sets = [word for override in overrides or [] for word in ("--set", override)]
     if bundle_matches(bundle, name or spec):
         # The manifest matches; still recompile into a scratch dir only if the spec itself changed.
         fresh = bundle.parent / ".bundle-check"
         shutil.rmtree(fresh, ignore_errors=True)
-        run([*genspec_command(), "compile", spec, "--cluster", CLUSTER, "--scale", SCALE, "-o", str(fresh)],
+        run([*genspec_command(), "compile", spec, "--cluster", CLUSTER, "--scale", SCALE, *sets, "-o", str(fresh)],
             quiet=True)
         same = json.loads((fresh / "manifest.json").read_text()).get("spec_sha256") == json.loads(
             (bundle / "manifest.json").read_text()).get("spec_sha256")
@@ -107,8 +161,50 @@ def compile_bundle(spec: str, bundle: Path, name: str | None = None) -> None:
         if same:
             log(f"reusing bundle {bundle} (manifest matches)")
             return
-    log(f"compiling {spec} --cluster {CLUSTER} --scale {SCALE} -> {bundle}")
-    run([*genspec_command(), "compile", spec, "--cluster", CLUSTER, "--scale", SCALE, "-o", str(bundle), "--force"])
+    log(f"compiling {spec} --cluster {CLUSTER} --scale {SCALE}{''.join(' --set ' + o for o in overrides or [])} -> {bundle}")
+    run([*genspec_command(), "compile", spec, "--cluster", CLUSTER, "--scale", SCALE, *sets, "-o", str(bundle),
+         "--force"])
+
+
+def learns(spec_obj) -> bool:
+    """Whether SPEC_OBJ gets the learning run: its latent space is one the demo can fit a smoke VAE for."""
+    from runtime.smoke_vae import fittable
+
+    return fittable(spec_obj.architecture.space)
+
+
+def trained_guidance(smoke_spec, stage: str) -> float | None:
+    """The embedded guidance to sample STAGE with: 1 (the value the trainer feeds) for a model that embeds a
+    guidance scale but has not been guidance-distilled yet, whose guidance input never saw the spec's 3.5;
+    None (the spec's value) otherwise."""
+    if not getattr(smoke_spec.architecture.backbone, "guidance_embed", False):
+        return None
+    named = {s.name: s for s in smoke_spec.schedule.stages}[stage]
+    return None if getattr(named.loss, "kind", None) == "guidance_distillation" else 1.0
+
+
+def learn_overrides(spec_obj, smoke_spec) -> list[str]:
+    """The `--set` overrides of the learning run for SPEC_OBJ, whose smoke-scale version is SMOKE_SPEC."""
+    overrides = []
+    for number, stage in enumerate(smoke_spec.schedule.stages):
+        base = f"schedule.stages[{stage.name}]"
+        steps = LEARN_TEACHER_STEPS if stage.teacher else LEARN_FIRST_STEPS if number == 0 else LEARN_STEPS
+        overrides += [f"{base}.steps={steps}", f"{base}.batch_size={LEARN_BATCH}", f"{base}.optimizer.lr={LEARN_LR}"]
+    for encoder in smoke_spec.architecture.text_encoders:
+        overrides.append(f"architecture.text_encoders[{encoder.name}].max_tokens={LEARN_TEXT_TOKENS}")
+    backbone = smoke_spec.architecture.backbone
+    if getattr(backbone, "hidden_size", None) and getattr(backbone, "head_dim", None):
+        overrides += [f"architecture.backbone.hidden_size={LEARN_WIDTH}",
+                      f"architecture.backbone.num_heads={LEARN_WIDTH // backbone.head_dim}"]
+    shift = smoke_spec.objective.shift
+    if getattr(shift, "kind", None) == "resolution" and shift.base_pixels:
+        # A resolution shift sqrt(pixels / base_pixels) keeps its full-scale base at smoke scale, so FLUX's
+        # shift 4 at 1024 px becomes 0.25 at 64 px: training then almost never sees t > 0.8, where a sample's
+        # colours are decided. Scaling the base like the largest resolution gives the full-scale shifts.
+        full, smoke = (max(r.height * r.width for s in spec.schedule.stages for r in s.resolutions)
+                       for spec in (spec_obj, smoke_spec))
+        overrides.append(f"objective.shift.base_pixels={max(1, round(shift.base_pixels * smoke / full))}")
+    return overrides
 
 
 def run(command: list[str], quiet: bool = False, env: dict | None = None) -> None:
@@ -148,25 +244,70 @@ def stage_done(bundle: Path, run_root: Path, stage: str) -> bool:
     return (run_root / stage_output(bundle, stage) / "final" / "done.json").exists()
 
 
-def run_pipeline(bundle: Path, raw: Path, run_root: Path) -> list[str]:
+def run_pipeline(bundle: Path, raw: Path, run_root: Path, env: dict | None = None) -> list[str]:
     """Run run_local.sh. Finished curation and training stages return at once (the runtime checks its own
     outputs), so a rerun resumes. Returns the training stages that had finished before this run."""
     skipped = [stage for stage in stage_order(bundle) if stage_done(bundle, run_root, stage)]
     if skipped:
         log(f"resuming: {', '.join(skipped)} already trained")
-    run(["bash", str(bundle / "run_local.sh"), "--raw", str(raw.resolve()), "--run-root", str(run_root.resolve())])
+    run(["bash", str(bundle / "run_local.sh"), "--raw", str(raw.resolve()), "--run-root", str(run_root.resolve())],
+        env=env)
     return skipped
 
 
-def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None) -> Path:
+def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None, env: dict | None = None,
+           guidance: float | None = None) -> Path:
     out = run_root / "samples" / f"{stage}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "runtime.samplers", "--stage", str((bundle / "train" / stage / "stage.yaml").resolve()),
                "--run-root", str(run_root.resolve()), "--prompts", *PROMPTS, "--out", str(out.resolve())]
     if steps is not None:
         command += ["--steps", str(steps)]
-    run(command)
+    if guidance is not None:
+        command += ["--cfg", str(guidance)]
+    run(command, env=env)
     return out
+
+
+# --- do the samples follow their prompts? ----------------------------------------------------------------------
+
+
+def sample_tiles(png: Path) -> list[tuple[str, "np.ndarray"]]:  # noqa: F821
+    """(prompt, RGB tile) per prompt of an image sample grid, read with its sidecar (the .png made .json)."""
+    import numpy as np
+    from PIL import Image
+
+    sidecar = json.loads(png.with_suffix(".json").read_text())
+    height, width = sidecar["resolution"]["height"], sidecar["resolution"]["width"]
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    columns = pixels.shape[1] // width
+    return [(prompt, pixels[(i // columns) * height:(i // columns + 1) * height, (i % columns) * width:(i % columns + 1) * width])
+            for i, prompt in enumerate(sidecar["prompts"])]
+
+
+def dominant_colour(tile) -> str:
+    """The synthetic palette's colour (runtime/synthetic_data.py COLOURS) most of TILE's pixels are nearest to."""
+    import numpy as np
+
+    from runtime.synthetic_data import COLOURS
+
+    names = list(COLOURS)
+    palette = np.array([COLOURS[name] for name in names], dtype=np.float32)
+    distances = ((tile.reshape(-1, 1, 3).astype(np.float32) - palette[None]) ** 2).sum(-1)
+    return names[int(np.bincount(distances.argmin(1), minlength=len(names)).argmax())]
+
+
+def prompt_background(prompt: str) -> str | None:
+    """The background colour a prompt names ("... on a blue background" -> "blue"), else None."""
+    found = re.search(r"on an? (\w+) background", prompt)
+    return found.group(1) if found else None
+
+
+def colour_matches(png: Path) -> list[tuple[str, str | None, str]]:
+    """Per prompt of an image sample grid: (prompt, the background colour it names, the sample's dominant
+    colour). The background covers most of a synthetic picture, so a sample that follows its prompt is
+    dominated by that colour."""
+    return [(prompt, prompt_background(prompt), dominant_colour(tile)) for prompt, tile in sample_tiles(png)]
 
 
 # --- the report -----------------------------------------------------------------------------------------------
@@ -236,10 +377,15 @@ def funnel_markdown(report: dict, report_dir: Path, workdir: Path) -> list[str]:
 
 
 def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: Path | None,
-                 sample_png: Path, timings: dict[str, float], skipped: list[str]) -> Path:
+                 samples: dict[str, Path], timings: dict[str, float], skipped: list[str],
+                 notes: list[str] | None = None) -> Path:
+    """WORKDIR/report.md. SAMPLES: the sample grid per sampled stage, in stage order; NOTES: what the learning
+    run changed (module docstring)."""
     lines = [f"# genspec demo: {spec} ({CLUSTER}, {SCALE} scale)", "",
              f"Bundle: `{bundle}`; run root: `{run_root}`.", "",
              "Timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()) + ".", ""]
+    if notes:
+        lines += ["Learning run: " + "; ".join(notes) + ".", ""]
     if skipped:
         lines += [f"Already trained on an earlier run, skipped: {', '.join(skipped)}.", ""]
     lines += ["## Stage graph", ""]
@@ -257,8 +403,20 @@ def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: 
         png = plot_losses(stage, records, workdir / "figures" / f"loss_{stage}.png")
         summary = (f"{len(losses)} steps, loss {losses[0]:.4g} -> {losses[-1]:.4g}" if losses else "no steps logged")
         lines += [f"### {stage}", "", summary + ".", "", f"![loss {stage}]({png.relative_to(workdir)})", ""]
-    lines += ["## Samples", "", f"From the last stage's final checkpoint; prompts: {', '.join(PROMPTS)}.", "",
-              f"![samples]({sample_png.relative_to(workdir)})", ""]
+    lines += ["## Samples", "", "From each sampled stage's final checkpoint, one tile per prompt (left to right, "
+              "top to bottom).", ""]
+    for stage, png in samples.items():
+        lines += [f"### {stage}", "", f"![samples {stage}]({png.relative_to(workdir)})", ""]
+        if notes:  # the learning run: image grids whose colours can be read
+            matches = colour_matches(png)
+            hits = sum(named == found for _, named, found in matches)
+            lines += [f"Dominant colour = the prompt's background colour: {hits} of {len(matches)}.", "",
+                      "| prompt | background named | dominant colour |", "|---|---|---|"]
+            lines += [f"| {prompt} | {named} | {found}{'' if named == found else ' (no match)'} |"
+                      for prompt, named, found in matches]
+        else:
+            lines += ["Prompts: " + "; ".join(PROMPTS) + "."]
+        lines.append("")
     path = workdir / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -267,20 +425,26 @@ def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: 
 # --- main -----------------------------------------------------------------------------------------------------
 
 
-def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
+def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool = False) -> Path:
     """Compile, make raw data, run the whole DAG locally, sample and write WORKDIR/report.md; returns its path.
-    SPEC is any TARGET (shipped name, file.py:ATTR, .yaml/.json); a file is found from the current directory."""
+    SPEC is any TARGET (shipped name, file.py:ATTR, .yaml/.json); a file is found from the current directory.
+    QUICK: the plain smoke run even where the learning run applies (module docstring)."""
+    from compiler.scale import scaled
     from compiler.targets import absolute_target
 
     spec = absolute_target(spec)
     spec_obj = load_spec(spec)
+    smoke_spec = scaled(spec_obj, SCALE)
+    learning = not quick and learns(spec_obj)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     bundle, raw, run_root = workdir / "bundle", workdir / "raw", workdir / "run"
     timings: dict[str, float] = {}
+    overrides = learn_overrides(spec_obj, smoke_spec) if learning else []
+    env, notes = None, []
 
     started = time.perf_counter()
-    compile_bundle(spec, bundle, spec_obj.name)
+    compile_bundle(spec, bundle, spec_obj.name, overrides)
     timings["compile"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -288,27 +452,51 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run") -> Path:
         log(f"raw data present in {raw}, reused")
     else:
         log(f"writing synthetic raw shards into {raw}")
-        from compiler.scale import scaled
-
-        make_raw(raw, scaled(spec_obj, SCALE))  # the bundle's thresholds (smoke shortens clip durations)
+        make_raw(raw, smoke_spec, **({"count": LEARN_RAW} if learning else {}))  # the bundle's thresholds
     timings["raw data"] = time.perf_counter() - started
 
+    if learning:
+        from runtime.smoke_text import fit_smoke_text_encoders
+        from runtime.smoke_vae import fit_smoke_vae
+
+        started = time.perf_counter()
+        models = workdir / "models"
+        fit_smoke_vae(smoke_spec.architecture.space, models, steps=LEARN_VAE_STEPS, log=log)
+        # Fitted at the length the bundle's encoders read (CLIP's learned positions are that many).
+        encoders = [encoder.model_copy(update={"max_tokens": LEARN_TEXT_TOKENS})
+                    for encoder in smoke_spec.architecture.text_encoders]
+        fitted = fit_smoke_text_encoders(smoke_spec.architecture.model_copy(update={"text_encoders": encoders}), models,
+                                         steps=LEARN_TEXT_FIT_STEPS, log=log)
+        env = {MODEL_DIR_VARIABLE: str(models)}
+        timings["smoke VAE and text encoder fits"] = time.perf_counter() - started
+        notes = [f"smoke VAE fitted to the synthetic data ({LEARN_VAE_STEPS} steps, {models}, "
+                 f"fit.json there)",
+                 f"pooled smoke text encoders fitted to the synthetic captions ({LEARN_TEXT_FIT_STEPS} steps: "
+                 + ", ".join(f"`{folder.name}`" for folder in fitted) + "; runtime/smoke_text.py)",
+                 f"{LEARN_RAW} raw samples per source",
+                 "compiled with " + " ".join(f"`--set {o}`" for o in overrides),
+                 f"{LEARN_SAMPLE_STEPS} sampling steps"]
+
     started = time.perf_counter()
-    skipped = run_pipeline(bundle, raw, run_root)
+    skipped = run_pipeline(bundle, raw, run_root, env)
     timings["curation + training"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    last = stage_order(bundle)[-1]
-    sample_png = run_root / "samples" / f"{last}.png"
-    if sample_png.exists() and last in skipped:
-        log(f"samples of {last} present, reused: {sample_png}")
-    else:
-        log(f"sampling from {last}")
-        sample_png = sample(bundle, run_root, last)
+    stages = stage_order(bundle) if learning else stage_order(bundle)[-1:]
+    samples = {}
+    for stage in stages:
+        png = run_root / "samples" / f"{stage}.png"
+        if png.exists() and stage in skipped:
+            log(f"samples of {stage} present, reused: {png}")
+        else:
+            log(f"sampling from {stage}")
+            png = (sample(bundle, run_root, stage, LEARN_SAMPLE_STEPS, env, trained_guidance(smoke_spec, stage))
+                   if learning else sample(bundle, run_root, stage))
+        samples[stage] = png
     timings["sampling"] = time.perf_counter() - started
 
     graph = render_graph(bundle, workdir / "figures" / "graph.png")
-    report = write_report(spec, bundle, run_root, workdir, graph, sample_png, timings, skipped)
+    report = write_report(spec, bundle, run_root, workdir, graph, samples, timings, skipped, notes)
     log(f"report: {report}")
     return report
 

@@ -12,6 +12,9 @@ elsewhere:
 
 A folder counts as present when it holds a `config.json` (transformers and diffusers both write one).
 
+With no directory given, the environment variable GENSPEC_MODEL_DIR names one: that is how a bundle's scripts
+(run_local.sh, launch.sh, which pass no --model-dir) reach weights, e.g. the demo's fitted smoke VAE.
+
 Pure path logic shared by the runtime (runtime/encoders/model_directory.py re-exports it; the encoders and
 curation ops load from the folder it finds) and `genspec preflight` (compiler/preflight.py checks the same
 folders before a job starts), so the two can never disagree about where a model is.
@@ -19,10 +22,12 @@ folders before a job starts), so the two can never disagree about where a model 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 MODELS_YAML = "models.yaml"
+ENVIRONMENT = "GENSPEC_MODEL_DIR"  # the model directory when none is passed
 ENTRY_KEYS = frozenset({"path", "family"})
 
 
@@ -45,6 +50,7 @@ class ModelDirectory:
     """A local folder of released weights, one sub-folder per model id ('/' replaced by '--')."""
 
     def __init__(self, root: str | Path | None):
+        root = root if root is not None else (os.environ.get(ENVIRONMENT) or None)
         self.root = Path(root).expanduser().resolve() if root is not None else None
         self._mapping = self._read_mapping() if self.root is not None else {}
 

@@ -4,6 +4,7 @@ with `genspec preflight`, which checks the very folders the runtime loads from),
 from __future__ import annotations
 
 from compiler.schema.model_dir import (
+    ENVIRONMENT,
     MODELS_YAML,
     ModelDirectory,
     ModelEntry,
@@ -12,8 +13,8 @@ from compiler.schema.model_dir import (
     model_folder,
 )
 
-__all__ = ["MODELS_YAML", "MissingWeightsError", "ModelDirectory", "ModelEntry", "folder_name", "hub_snapshot",
-           "model_folder"]
+__all__ = ["ENVIRONMENT", "MODELS_YAML", "MissingWeightsError", "ModelDirectory", "ModelEntry", "folder_name",
+           "hub_snapshot", "model_folder"]
 
 
 class MissingWeightsError(FileNotFoundError):

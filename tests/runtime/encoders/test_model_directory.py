@@ -49,3 +49,18 @@ def test_a_folder_without_config_is_reported_as_incomplete(tmp_path):
 def test_without_a_directory_the_error_asks_for_one():
     message = missing(ModelDirectory(None), "Wan-VAE", "architecture.space.vae", "a VAE folder")
     assert "pass model_dir=<folder> holding the sub-folder 'Wan-VAE'" in message
+
+
+def test_genspec_model_dir_names_the_directory_when_none_is_passed(tmp_path, monkeypatch):
+    """Bundle scripts pass no --model-dir: GENSPEC_MODEL_DIR is how their processes find weights (the demo's
+    fitted smoke VAE); an explicit directory still wins."""
+    (tmp_path / "org--vae").mkdir()
+    (tmp_path / "org--vae" / "config.json").write_text("{}")
+    monkeypatch.setenv("GENSPEC_MODEL_DIR", str(tmp_path))
+    assert ModelDirectory(None).entry("org/vae").path == tmp_path / "org--vae"
+    assert ModelDirectory(None).entry("org/vae").present
+    other = tmp_path / "other"
+    other.mkdir()
+    assert ModelDirectory(other).entry("org/vae").path == other / "org--vae"
+    monkeypatch.delenv("GENSPEC_MODEL_DIR")
+    assert ModelDirectory(None).entry("org/vae").path is None
