@@ -117,7 +117,7 @@ def trained_encoders(spec: Spec) -> list[TextEncoder]:
 KNOWN_ENCODER_PARAMS = {"t5_xxl": 4.76e9, "umt5_xxl": 5.68e9, "qwen2_5_vl": 8.29e9, "glyph_byt5": 0.22e9}
 KNOWN_MODEL_PARAMS = {
     "google/t5-v1_1-xxl": 4.76e9, "google/umt5-xxl": 5.68e9, "Qwen/Qwen2.5-VL-7B-Instruct": 8.29e9,
-    "google/byt5-small": 0.22e9, "openai/clip-vit-large-patch14": 0.123e9, "laion/CLIP-ViT-bigG-14": 0.695e9,
+    "google/byt5-small": 0.22e9, "openai/clip-vit-large-patch14": 0.123e9, "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k": 0.695e9,
     "xtuner/llava-llama-3-8b-v1_1-transformers": 8.03e9,
 }
 # Documented VAE sizes by `vae`: FLUX.1's autoencoder (diffusers AutoencoderKL of ae.safetensors, 83.8M) and
