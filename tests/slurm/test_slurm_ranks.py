@@ -119,17 +119,28 @@ def submit(slurm, bundle: Path, run_root: Path, *options: str, **env: str) -> st
     return done.stdout.strip().split(";")[0]
 
 
+# How long a requeued job is held before the test lets it start (slurmctld holds it for two minutes, so that
+# the node has let go of its old credential: started within a second, it failed at launch with "Job credential
+# revoked" on this loaded one-node cluster).
+REQUEUE_HOLD_S = 10
+
+
 def wait(slurm, job_ids: list[str], run_root: Path, timeout: float) -> dict[str, dict[str, str]]:
     deadline = time.monotonic() + timeout
+    held_since: dict[str, float] = {}
     while True:
         records = {job_id: slurm.jobs(job_id)[0] for job_id in job_ids}
         if all(r.get("JobState") in FINAL_STATES for r in records.values()):
             return records
         for job_id, record in records.items():
-            # slurmctld holds a requeued job for two minutes (Reason=BeginTime): let it start now, so a
-            # test of several requeues takes minutes rather than a quarter of an hour.
+            # slurmctld holds a requeued job for two minutes (Reason=BeginTime): let it start after
+            # REQUEUE_HOLD_S, so a test of several requeues takes minutes rather than a quarter of an hour.
             if record.get("JobState") == "PENDING" and record.get("Reason") == "BeginTime":
-                slurm.run("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False)
+                since = held_since.setdefault(job_id, time.monotonic())
+                if time.monotonic() - since >= REQUEUE_HOLD_S:
+                    slurm.run("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False)
+            else:
+                held_since.pop(job_id, None)
         stuck = [r for r in records.values() if r.get("JobState") == "PENDING" and r.get("Reason") in HOPELESS]
         if stuck or time.monotonic() > deadline:
             logs = "\n".join(f"----- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(run_root.glob("logs/*")))
