@@ -55,8 +55,9 @@ class Cluster(Node):
         description="the partition's wall-clock limit: a longer stage runs as a chain of requeued jobs",
     )
     signal_grace_seconds: int = Field(
-        300, ge=30,
-        description="USR1 this long before the limit: the trainer checkpoints and the job requeues itself",
+        300, ge=10,
+        description="USR1 this long before the limit (Slurm may send it up to a minute sooner): "
+                    "the trainer checkpoints and the job requeues itself",
     )
     memory_request: str | None = Field(
         None, description="sbatch --mem per node, e.g. '0' (all of it) or '1800G'; unset: no --mem")

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -144,49 +145,97 @@ def free_port_pair() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
-@pytest.fixture(scope="session")
-def slurm() -> Iterator[SlurmCluster]:
-    if os.geteuid() != 0:
-        pytest.fail("tests/slurm start a Slurm cluster and need root (as on the project's machines and CI)",
-                    pytrace=False)
-    # Not under pytest's tmp (mode 0700): munged runs as the munge user and must reach its directory.
-    state = Path(tempfile.mkdtemp(prefix="genspec-slurm-", dir="/tmp"))
-    state.chmod(0o755)
-    env = {**os.environ, "GENSPEC_SLURMCTLD_PORT": str(free_port_pair()), "GENSPEC_SLURM_TIMEOUT": "60",
-           # Many small jobs share the two cores, so a 64-task array of stubs takes seconds, not minutes.
-           "GENSPEC_SLURM_OVERSUBSCRIBE": "8"}
-    cluster = SlurmCluster(state, env)
-    started = False
-    try:
+class SlurmStartError(RuntimeError):
+    """The cluster did not start (the message has the daemons' logs)."""
+
+
+class SessionCluster:
+    """The session's one cluster, started by whoever asks first: the `slurm` fixture, or a test module's
+    background work (tests/slurm/test_slurm_ranks.py starts its requeue run when the session starts), from any
+    thread; stopped once, by whoever stops it first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cluster: SlurmCluster | None = None
+        self._error: SlurmStartError | None = None
+        self._started = False
+
+    def get(self) -> SlurmCluster:
+        with self._lock:
+            if self._error is None and self._cluster is None:
+                try:
+                    self._cluster = self._start()
+                except SlurmStartError as error:
+                    self._error = error
+            if self._error is not None:
+                raise self._error
+            return self._cluster
+
+    def _start(self) -> SlurmCluster:
+        if os.geteuid() != 0:
+            raise SlurmStartError("tests/slurm start a Slurm cluster and need root (as on the project's machines "
+                                  "and CI)")
+        # Not under pytest's tmp (mode 0700): munged runs as the munge user and must reach its directory.
+        state = Path(tempfile.mkdtemp(prefix="genspec-slurm-", dir="/tmp"))
+        state.chmod(0o755)
+        env = {**os.environ, "GENSPEC_SLURMCTLD_PORT": str(free_port_pair()), "GENSPEC_SLURM_TIMEOUT": "60",
+               # Many small jobs share the two cores, so a 64-task array of stubs takes seconds, not minutes.
+               "GENSPEC_SLURM_OVERSUBSCRIBE": "8"}
+        cluster = SlurmCluster(state, env)
+        self._cluster = cluster  # from here on, stop() takes down whatever slurm-up.sh started
         try:
             up = subprocess.run(["bash", str(SCRIPTS / "slurm-up.sh"), str(state)], env=env, capture_output=True,
                                 text=True, timeout=300)
         except subprocess.TimeoutExpired as error:
-            pytest.fail(f"slurm-up.sh did not finish in 300 s:\n{error.stdout}{error.stderr}\n{cluster.log_tails()}",
-                        pytrace=False)
+            raise SlurmStartError(f"slurm-up.sh did not finish in 300 s:\n{error.stdout}{error.stderr}\n"
+                                  f"{cluster.log_tails()}") from None
         if up.returncode != 0:
-            pytest.fail(f"slurm-up.sh exited {up.returncode}:\n{up.stdout}{up.stderr}\n{cluster.log_tails()}",
-                        pytrace=False)
-        started = True
+            raise SlurmStartError(f"slurm-up.sh exited {up.returncode}:\n{up.stdout}{up.stderr}\n{cluster.log_tails()}")
+        self._started = True
+        return cluster
+
+    def stop(self) -> list[str]:
+        """Stop the cluster if one was started; the problems found (daemons or PID files left behind)."""
+        with self._lock:
+            cluster, self._cluster = self._cluster, None
+            if cluster is None:
+                return []
+            pids = cluster.recorded_pids()
+            down = subprocess.run(["bash", str(SCRIPTS / "slurm-down.sh"), str(cluster.state)], capture_output=True,
+                                  text=True, timeout=120)
+            left = {name: pid for name, pid in pids.items() if cluster.is_running(name, pid)}
+            problems = []
+            if down.returncode != 0:
+                problems.append(f"slurm-down.sh exited {down.returncode}:\n{down.stdout}{down.stderr}")
+            if left:
+                problems.append(f"daemons still running after slurm-down.sh: {left}")
+            if list((cluster.state / "pids").glob("*.pid")):
+                problems.append(f"PID files left: {sorted(p.name for p in (cluster.state / 'pids').glob('*.pid'))}")
+            if problems:
+                problems.append(f"(state kept in {cluster.state})")
+            else:
+                shutil.rmtree(cluster.state, ignore_errors=True)
+            if not self._started:  # the start failed and that is the error to show; this one goes to stderr
+                print("\n".join(problems), file=sys.stderr)
+                return []
+            return problems
+
+
+SESSION_CLUSTER = SessionCluster()
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SlurmCluster]:
+    try:
+        try:
+            cluster = SESSION_CLUSTER.get()
+        except SlurmStartError as error:
+            pytest.fail(str(error), pytrace=False)
         yield cluster
     finally:
-        pids = cluster.recorded_pids()
-        down = subprocess.run(["bash", str(SCRIPTS / "slurm-down.sh"), str(state)], capture_output=True, text=True,
-                              timeout=120)
-        left = {name: pid for name, pid in pids.items() if cluster.is_running(name, pid)}
-        problems = []
-        if down.returncode != 0:
-            problems.append(f"slurm-down.sh exited {down.returncode}:\n{down.stdout}{down.stderr}")
-        if left:
-            problems.append(f"daemons still running after slurm-down.sh: {left}")
-        if list((state / "pids").glob("*.pid")):
-            problems.append(f"PID files left: {sorted(p.name for p in (state / 'pids').glob('*.pid'))}")
-        if problems and started:
-            pytest.fail("\n".join(problems) + f"\n(state kept in {state})", pytrace=False)
-        if problems:  # the start failed and that is the error to show; this one goes to stderr
-            print("\n".join(problems) + f"\n(state kept in {state})", file=sys.stderr)
-        else:
-            shutil.rmtree(state, ignore_errors=True)
+        problems = SESSION_CLUSTER.stop()
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
 
 
 # Bundles ------------------------------------------------------------------------------------------------------

@@ -2,18 +2,22 @@
 
 - srun-started ranks (sbatch.sh: one srun task per rank, rendezvous from Slurm's environment) train exactly as
   the same stage under the DeepSpeed launcher (launch.sh, the local path), two CPU ranks on gloo;
-- a stage longer than its one-minute time limit checkpoints on the USR1 Slurm sends before the limit,
-  requeues itself, resumes, and ends with the losses of an uninterrupted run; a job after it (afterok) starts
-  only once it has finished.
+- a stage with three minutes of training against its one-minute time limit checkpoints on the USR1 Slurm sends
+  before the limit, requeues itself, resumes, and ends with the losses of an uninterrupted run, however many
+  jobs it took; a job after it (afterok) starts only once it has finished.
 
 The bundle is flux1-dev at smoke scale for a test cluster file: one node of two CPU ranks, a one-minute
-partition limit with 30 s of grace. GENSPEC_STEP_DELAY_S (runtime/train/preemption.py) makes each step last
-long enough for the stage to outlast that limit without a bigger model: four steps of 16 s, 64 s of training
-(plus each job's start-up) against the one-minute limit. Slurm sends the USR1 up to a minute early, so with a
-one-minute limit it comes in the first half minute of every job, often during start-up: each job trains a
-step or two (a rank stops after the first step it finishes), checkpoints and requeues. A job then lasts
-start-up + 16 s + checkpoint and exit: about 25 s on an idle two-core machine, 50 s on one loaded ten times
-over, where longer steps ran past the limit while the ranks exited (TIMEOUT, which Slurm never requeues).
+partition limit with 20 s of grace. GENSPEC_STEP_DELAY_S (runtime/train/preemption.py) makes each step last
+long enough for the stage to outlast that limit without a bigger model: 18 steps of 10 s, three minutes of
+training. slurmctld looks at time limits every 30 s and sends the USR1 once a job has less than grace + 30 s
+left (measured on this cluster: 6-29 s after the start with 30 s of grace, 13-36 s with 20 s), so with a
+one-minute limit it comes 10-40 s into every job: after the batch shell's trap exists (with 30 s it came at
+once in one job of 11 under load, and killed the shell before its trap was set), and early enough for the step
+in progress (10 s), the checkpoint and the exit to end before the limit (a TIMEOUT is never requeued). Each job
+trains two or three steps, so the stage takes eight or so jobs.
+
+That run takes 7-9 minutes of waiting, most of it sleep: it starts when the session starts (tests/conftest.py
+`start_in_background`: this module's tests run last) and its test only checks what it recorded.
 """
 
 from __future__ import annotations
@@ -23,18 +27,22 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from tests.slurm.conftest import FINAL_STATES, HOPELESS, ROOT, VENV_BIN, slurm_time
+from tests.slurm.conftest import FINAL_STATES, HOPELESS, ROOT, SESSION_CLUSTER, VENV_BIN, slurm_time
 
-STAGE, STEPS = "pretrain", 4
+STAGE, STEPS, STEP_DELAY_S = "pretrain", 18, 10
 CLUSTER = {"name": "two-cpu-ranks", "nodes": 1, "gpus_per_node": 0, "cpus_per_node": 2, "cpu_ranks_per_node": 2,
-           "memory_gib_per_node": 8, "scheduler": "slurm", "time_limit_minutes": 1, "signal_grace_seconds": 30}
+           "memory_gib_per_node": 8, "scheduler": "slurm", "time_limit_minutes": 1, "signal_grace_seconds": 20}
+REQUEUE_TIMEOUT_S = 1200  # about 8 jobs of under a minute each, with REQUEUE_HOLD_S between them
 
 
 def write_image_shard(directory: Path) -> None:
@@ -52,15 +60,14 @@ def write_image_shard(directory: Path) -> None:
                         "json": {"width": 2048, "height": 2048}})
 
 
-@pytest.fixture(scope="module")
-def stage_bundle(tmp_path_factory) -> Path:
-    """The compiled bundle with its pretrain stage cut to STEPS steps, checkpointed only at the end (and on a
-    signal) and never validated, so the checkpoints a run has come from preemption alone."""
-    out = tmp_path_factory.mktemp("ranks") / "bundle"
+def compile_stage_bundle(out: Path) -> Path:
+    """The compiled bundle in OUT with its pretrain stage cut to STEPS steps, checkpointed only at the end (and
+    on a signal) and never validated, so the checkpoints a run has come from preemption alone."""
     cluster = out.parent / "cluster.json"
     cluster.write_text(json.dumps(CLUSTER))
     done = subprocess.run([str(VENV_BIN / "genspec"), "compile", "flux1-dev", "--cluster", str(cluster),
-                           "--scale", "smoke", "-o", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+                           "--scale", "smoke", "-o", str(out)],
+                          env=fresh_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     path = out / "train" / STAGE / "stage.yaml"
     yaml = YAML(typ="safe")
@@ -71,6 +78,11 @@ def stage_bundle(tmp_path_factory) -> Path:
     with open(path, "w") as stream:
         yaml.dump(stage, stream)
     return out
+
+
+@pytest.fixture(scope="module")
+def stage_bundle(tmp_path_factory) -> Path:
+    return compile_stage_bundle(tmp_path_factory.mktemp("ranks") / "bundle")
 
 
 def run_root_with_data(bundle: Path, path: Path) -> Path:
@@ -86,19 +98,25 @@ def losses(run_root: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
+# The environment of the session's start, before any test ran: the requeue run submits from a thread while
+# in-process trainer tests set RANK and MASTER_PORT (and monkeypatch others) in os.environ.
+SESSION_ENVIRONMENT = dict(os.environ)
+
+
 def fresh_env(**extra: str) -> dict[str, str]:
-    """This environment without torch.distributed variables an in-process test may have left behind."""
-    env = {k: v for k, v in os.environ.items()
+    """The session's starting environment without torch.distributed variables (a shell of the user's would
+    have none)."""
+    env = {k: v for k, v in SESSION_ENVIRONMENT.items()
            if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
     return {**env, **extra}
 
 
-@pytest.fixture(scope="module")
-def launcher_losses(stage_bundle, tmp_path_factory) -> dict[int, float]:
-    """The stage through the DeepSpeed launcher with two processes (launch.sh, uninterrupted)."""
-    run_root = run_root_with_data(stage_bundle, tmp_path_factory.mktemp("launcher"))
-    launch = stage_bundle / "train" / STAGE / "launch.sh"
+def launcher_run_losses(bundle: Path, directory: Path) -> dict[int, float]:
+    """The stage of BUNDLE through the DeepSpeed launcher with two processes (launch.sh, uninterrupted), run
+    in DIRECTORY."""
+    run_root = run_root_with_data(bundle, directory)
+    launch = bundle / "train" / STAGE / "launch.sh"
     assert "--num_gpus 2 --no_local_rank" in launch.read_text()
     done = subprocess.run(["bash", str(launch), "--run-root", str(run_root)], env=fresh_env(), capture_output=True,
                           text=True, timeout=600)
@@ -108,12 +126,18 @@ def launcher_losses(stage_bundle, tmp_path_factory) -> dict[int, float]:
     return found
 
 
+@pytest.fixture(scope="module")
+def launcher_losses(stage_bundle, tmp_path_factory) -> dict[int, float]:
+    return launcher_run_losses(stage_bundle, tmp_path_factory.mktemp("launcher"))
+
+
 def submit(slurm, bundle: Path, run_root: Path, *options: str, **env: str) -> str:
     (run_root / "logs").mkdir(parents=True, exist_ok=True)  # Slurm fails the launch when --output's folder is missing
     done = subprocess.run(["sbatch", "--parsable", f"--chdir={bundle}", "--export=ALL",
                            f"--output={run_root}/logs/slurm-%x-%j.out", *options,
                            str(bundle / "train" / STAGE / "sbatch.sh")],
-                          env=slurm.env(**fresh_env(GENSPEC_BUNDLE=str(bundle), GENSPEC_RUN_ROOT=str(run_root), **env)),
+                          env=fresh_env(SLURM_CONF=str(slurm.conf), GENSPEC_BUNDLE=str(bundle),
+                                        GENSPEC_RUN_ROOT=str(run_root), **env),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().split(";")[0]
@@ -125,7 +149,10 @@ def submit(slurm, bundle: Path, run_root: Path, *options: str, **env: str) -> st
 REQUEUE_HOLD_S = 10
 
 
-def wait(slurm, job_ids: list[str], run_root: Path, timeout: float) -> dict[str, dict[str, str]]:
+def wait(slurm, job_ids: list[str], run_root: Path, timeout: float,
+         stopping: threading.Event | None = None) -> dict[str, dict[str, str]]:
+    """The jobs' scontrol records once all are finished; fails at TIMEOUT, on a job that can never start, or when
+    STOPPING is set (the session is ending)."""
     deadline = time.monotonic() + timeout
     held_since: dict[str, float] = {}
     while True:
@@ -142,7 +169,7 @@ def wait(slurm, job_ids: list[str], run_root: Path, timeout: float) -> dict[str,
             else:
                 held_since.pop(job_id, None)
         stuck = [r for r in records.values() if r.get("JobState") == "PENDING" and r.get("Reason") in HOPELESS]
-        if stuck or time.monotonic() > deadline:
+        if stuck or time.monotonic() > deadline or (stopping is not None and stopping.is_set()):
             logs = "\n".join(f"----- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(run_root.glob("logs/*")))
             pytest.fail(f"jobs not finished: {records}\n{logs}\n{slurm.log_tails()}", pytrace=False)
         time.sleep(1)
@@ -160,27 +187,99 @@ def test_srun_ranks_train_as_the_deepspeed_launcher_does(slurm, stage_bundle, la
     assert losses(run_root) == launcher_losses
 
 
-def test_a_stage_longer_than_its_time_limit_completes_across_requeues(slurm, stage_bundle, launcher_losses, tmp_path):
-    script = (stage_bundle / "train" / STAGE / "sbatch.sh").read_text()
-    assert "#SBATCH --time=0-00:01:00\n" in script and "#SBATCH --signal=B:USR1@30\n" in script
-    run_root = run_root_with_data(stage_bundle, tmp_path / "run")
-    delay = 16
-    assert STEPS * delay > 60, "the stage must need more than its one-minute limit"
-    job = submit(slurm, stage_bundle, run_root, GENSPEC_STEP_DELAY_S=str(delay))
-    after = subprocess.run(["sbatch", "--parsable", f"--dependency=afterok:{job}", "--kill-on-invalid-dep=yes",
-                            f"--output={run_root}/logs/after-%j.out", "--wrap", "true"],
-                           env=slurm.env(), capture_output=True, text=True, timeout=60)
-    assert after.returncode == 0, after.stderr
-    dependant = after.stdout.strip()
-    records = wait(slurm, [job, dependant], run_root, timeout=420)
-    log = "\n".join(f"----- {p.name}\n{p.read_text()}" for p in sorted(run_root.glob("logs/*")))
-    stage, next_job = records[job], records[dependant]
-    assert stage["JobState"] == "COMPLETED" and int(stage["Restarts"]) >= 1, f"{stage}\n{log[-4000:]}"
+@dataclass
+class RequeueRun:
+    """What the requeue run recorded: the stage job's and its afterok dependant's final scontrol records, and
+    every job log."""
+
+    run_root: Path
+    stage: dict[str, str]
+    dependant: dict[str, str]
+    log: str
+    uninterrupted: dict[int, float]  # the same bundle's losses through the DeepSpeed launcher, run afterwards
+    seconds: float  # from the stage's submission to the end of the job after it
+
+
+class BackgroundRequeue:
+    """The requeue run, in a thread from the session's start: compile, write the data, submit the stage (each
+    step GENSPEC_STEP_DELAY_S long) and an afterok job after it, and wait for both."""
+
+    def __init__(self, directory: Path):
+        self._stopping = threading.Event()
+        self._jobs: list[str] = []
+        self._cluster = None
+        self._pool = ThreadPoolExecutor(1)
+        self._future = self._pool.submit(self._run, directory)
+
+    def _run(self, directory: Path) -> RequeueRun:
+        cluster = self._cluster = SESSION_CLUSTER.get()
+        bundle = compile_stage_bundle(directory / "bundle")
+        run_root = run_root_with_data(bundle, directory / "run")
+        if self._stopping.is_set():
+            pytest.fail("the session ended before the requeue run was submitted", pytrace=False)
+        submitted = time.monotonic()
+        job = submit(cluster, bundle, run_root, GENSPEC_STEP_DELAY_S=str(STEP_DELAY_S))
+        self._jobs.append(job)
+        after = subprocess.run(["sbatch", "--parsable", f"--dependency=afterok:{job}", "--kill-on-invalid-dep=yes",
+                                f"--output={run_root}/logs/after-%j.out", "--wrap", "true"],
+                               env=fresh_env(SLURM_CONF=str(cluster.conf)), capture_output=True, text=True,
+                               timeout=60)
+        assert after.returncode == 0, after.stderr
+        dependant = after.stdout.strip()
+        self._jobs.append(dependant)
+        records = wait(cluster, [job, dependant], run_root, timeout=REQUEUE_TIMEOUT_S, stopping=self._stopping)
+        seconds = time.monotonic() - submitted
+        log = "\n".join(f"----- {p.name}\n{p.read_text()}" for p in sorted(run_root.glob("logs/*")))
+        # After the Slurm jobs, not beside them: two more ranks starting would slow the jobs towards their limit.
+        uninterrupted = launcher_run_losses(bundle, directory / "uninterrupted")
+        return RequeueRun(run_root, records[job], records[dependant], log, uninterrupted, seconds)
+
+    def result(self) -> RequeueRun:
+        return self._future.result()
+
+    def stop(self) -> None:
+        """End of the session: cancel what is still queued or running, and stop the cluster if this run was its
+        only user (the `slurm` fixture stops it otherwise)."""
+        self._stopping.set()
+        if not self._future.done() and self._jobs and self._cluster is not None:
+            try:
+                self._cluster.run("scancel", *self._jobs, check=False, timeout=10)
+            except subprocess.TimeoutExpired:
+                pass  # the `slurm` fixture has already stopped the cluster
+        self._pool.shutdown(wait=True)
+        problems = SESSION_CLUSTER.stop()
+        assert not problems, "\n".join(problems)
+
+
+_requeue: BackgroundRequeue | None = None
+
+
+def start_in_background(session: pytest.Session, tmp_path_factory: pytest.TempPathFactory):
+    """Called by tests/conftest.py before the session's first test: starts the requeue run if its test is
+    selected; returns what stops it."""
+    global _requeue
+    test = test_a_stage_longer_than_its_time_limit_completes_across_requeues.__name__
+    if not any(getattr(item, "originalname", None) == test for item in session.items):
+        return lambda: None
+    _requeue = BackgroundRequeue(tmp_path_factory.mktemp("requeue"))
+    return _requeue.stop
+
+
+def test_a_stage_longer_than_its_time_limit_completes_across_requeues(slurm):
+    assert _requeue is not None, "tests/conftest.py's background_work fixture did not start the requeue run"
+    assert STEPS * STEP_DELAY_S >= 180, "the stage must need several times its one-minute limit"
+    run = _requeue.result()
+    script = (run.run_root.parent / "bundle" / "train" / STAGE / "sbatch.sh").read_text()
+    assert "#SBATCH --time=0-00:01:00\n" in script and "#SBATCH --signal=B:USR1@20\n" in script
+    stage, next_job, log = run.stage, run.dependant, run.log
+    print(f"requeue run: {STEPS} steps of {STEP_DELAY_S} s in {int(stage['Restarts']) + 1} jobs of a one-minute "
+          f"limit, {run.seconds:.0f} s from submission to the end of the job after it")
+    assert stage["JobState"] == "COMPLETED" and int(stage["Restarts"]) >= 2, f"{stage}\n{log[-4000:]}"
     # Each requeued job stopped after a later step than the one before it (every job moved the stage on).
     stopped = sorted({int(step) for step in re.findall(r"stopped after step (\d+)", log)})
     restarts = int(stage["Restarts"])
     assert len(stopped) == restarts == log.count("requeueing job") and stopped[-1] < STEPS, log[-4000:]
     assert next_job["JobState"] == "COMPLETED", next_job
     assert slurm_time(next_job["StartTime"]) >= slurm_time(stage["EndTime"]), (stage, next_job)
-    assert losses(run_root) == launcher_losses
-    assert not list(run_root.glob("logs/stop-*")), "the stop file outlived its job"
+    assert losses(run.run_root) == run.uninterrupted
+    assert not list(run.run_root.glob("logs/stop-*")), "the stop file outlived its job"

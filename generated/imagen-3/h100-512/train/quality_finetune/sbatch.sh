@@ -22,20 +22,24 @@
 # after it (--dependency=afterok) start once the stage has finished.
 # Submit: sbatch --chdir=BUNDLE_DIR train/quality_finetune/sbatch.sh (submit_slurm.sh does this for the whole DAG).
 set -euo pipefail
-# A file, not a signal, tells the ranks to stop: USR1 may come at any moment (Slurm sends it up to a minute early,
-# so with a short limit even during this script's first lines), when a signal would kill a rank still starting.
-# The trap goes first; it is per job ID on the run root (every node sees it), and a requeued job starts without it.
+# A file, not a signal, tells the ranks to stop: USR1 may come at any moment (Slurm sends it up to a minute early),
+# when a signal would kill a rank still starting. The trap comes first, since an unhandled USR1 kills the batch
+# shell itself. The stop file is per job ID on the run root (every node sees it); a requeued job starts without it.
 stop_requested=0
+unset GENSPEC_STOP_FILE  # set below for this job; one inherited from the submitting shell is not ours
 # shellcheck disable=SC2317 # called by the USR1 trap
 request_stop() {
   stop_requested=1
-  touch "$GENSPEC_STOP_FILE"
+  if [ -n "${GENSPEC_STOP_FILE:-}" ]; then touch "$GENSPEC_STOP_FILE"; fi
 }
+trap request_stop USR1
 run_root="${GENSPEC_RUN_ROOT:?set GENSPEC_RUN_ROOT to the run root on shared storage (submit_slurm.sh --run-root)}"
 mkdir -p "$run_root/logs"
-export GENSPEC_STOP_FILE="$run_root/logs/stop-$SLURM_JOB_ID"
-rm -f "$GENSPEC_STOP_FILE"
-trap request_stop USR1
+stop_file="$run_root/logs/stop-$SLURM_JOB_ID"
+rm -f "$stop_file"
+export GENSPEC_STOP_FILE="$stop_file"
+# A USR1 before the line above found no file to write.
+if [ "$stop_requested" = 1 ]; then touch "$GENSPEC_STOP_FILE"; fi
 bundle="${GENSPEC_BUNDLE:-$PWD}"
 here="$bundle/train/quality_finetune"
 export NCCL_DEBUG=WARN
