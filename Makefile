@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[runtime,ray,test]'
+	# DeepSpeed builds its shared-memory op (C++, a minute here) the first time a process initialises it: build
+	# it once now, so that no stage pays for it, and no process killed mid-build (a Slurm time limit, a test's
+	# timeout) leaves the others a half-built op in TORCH_EXTENSIONS_DIR.
+	$(BIN)/python -c 'from deepspeed.accelerator import get_accelerator; get_accelerator().create_op_builder("ShareMemCommBuilder").load()'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -196,7 +196,7 @@ class RequeueRun:
     stage: dict[str, str]
     dependant: dict[str, str]
     log: str
-    uninterrupted: dict[int, float]  # the same bundle's losses through the DeepSpeed launcher, run afterwards
+    uninterrupted: dict[int, float]  # the same bundle's losses through the DeepSpeed launcher
     seconds: float  # from the stage's submission to the end of the job after it
 
 
@@ -214,6 +214,9 @@ class BackgroundRequeue:
     def _run(self, directory: Path) -> RequeueRun:
         cluster = self._cluster = SESSION_CLUSTER.get()
         bundle = compile_stage_bundle(directory / "bundle")
+        # The uninterrupted run first: on a fresh virtualenv its ranks build DeepSpeed's shared-memory op (a
+        # minute or more of C++), which a requeued job's ranks would have to do inside their one-minute limit.
+        uninterrupted = launcher_run_losses(bundle, directory / "uninterrupted")
         run_root = run_root_with_data(bundle, directory / "run")
         if self._stopping.is_set():
             pytest.fail("the session ended before the requeue run was submitted", pytrace=False)
@@ -230,8 +233,6 @@ class BackgroundRequeue:
         records = wait(cluster, [job, dependant], run_root, timeout=REQUEUE_TIMEOUT_S, stopping=self._stopping)
         seconds = time.monotonic() - submitted
         log = "\n".join(f"----- {p.name}\n{p.read_text()}" for p in sorted(run_root.glob("logs/*")))
-        # After the Slurm jobs, not beside them: two more ranks starting would slow the jobs towards their limit.
-        uninterrupted = launcher_run_losses(bundle, directory / "uninterrupted")
         return RequeueRun(run_root, records[job], records[dependant], log, uninterrupted, seconds)
 
     def result(self) -> RequeueRun:
