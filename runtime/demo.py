@@ -71,7 +71,10 @@ PROMPTS = ("a red circle on a blue background", "a yellow square on a green back
 # module docstring's findings).
 LEARN_FIRST_STEPS = 800  # the first stage (pretrain, 32 px: 4 image tokens, cheap) learns the colours
 LEARN_STEPS = 250  # each later stage refines at its own resolution
-LEARN_TEACHER_STEPS = 100  # per stage that distils a teacher (it starts from the teacher: little to learn)
+# Per stage that distils a teacher: the student starts from its teacher but must learn what its guidance input
+# means (never trained before); at 100 steps its samples at guidance 3.5 kept 8 of 16 background colours where
+# its teacher under true CFG 3.5 kept 16; at 200, 15 of 16.
+LEARN_TEACHER_STEPS = 200
 LEARN_BATCH = 16
 LEARN_LR = 2e-3  # the spec's 1e-4 (1e-5 for a student) is for billions of parameters and samples
 # Smoke scale's 32-wide backbone cannot pass a 16-channel latent's 2x2 patch (64 numbers per token) through
@@ -82,9 +85,14 @@ LEARN_WIDTH = 64
 # encoder ever saw the background colour, the colour covering most of a picture.
 LEARN_TEXT_TOKENS = 64
 LEARN_RAW = 96  # raw samples per source (plain smoke: 48); about 60% survive curation
-LEARN_VAE_STEPS = 400
+# runtime/smoke_vae.py at 400 steps decoded every blue and green background teal (0 of 37 kept); 800 steps keep
+# 63-64 of 64 held-out backgrounds, 600 steps (or batch 8) 48-53.
+LEARN_VAE_STEPS = 800
 LEARN_TEXT_FIT_STEPS = 150  # runtime/smoke_text.py: the pooled encoder names the background 99% of the time
-LEARN_SAMPLE_STEPS = 16
+LEARN_SAMPLE_STEPS = 16  # 8, 16 and 32 Euler steps gave the same colours
+# A recaptioner's stand-in (random weights at smoke scale) writes meaningless text that training never reads (the
+# original caption wins: runtime/train/media.py); at the spec's 512 new tokens it took most of curation's time.
+LEARN_CAPTION_TOKENS = 16
 MODEL_DIR_VARIABLE = "GENSPEC_MODEL_DIR"  # compiler/schema/model_dir.py
 
 
@@ -173,14 +181,21 @@ def learns(spec_obj) -> bool:
     return fittable(spec_obj.architecture.space)
 
 
-def trained_guidance(smoke_spec, stage: str) -> float | None:
-    """The embedded guidance to sample STAGE with: 1 (the value the trainer feeds) for a model that embeds a
-    guidance scale but has not been guidance-distilled yet, whose guidance input never saw the spec's 3.5;
-    None (the spec's value) otherwise."""
+def sampling_guidance(smoke_spec, stage: str) -> tuple[float | None, float | None]:
+    """(embedded guidance, true CFG weight) to sample STAGE with; None: the spec's value.
+
+    A model that embeds a guidance scale (FLUX.1 dev) is fed guidance 1 by the trainer until it is
+    guidance-distilled, so its earlier stages are sampled at guidance 1 with true classifier-free guidance at
+    the spec's embedded value (3.5), the guidance its distilled student stands in for (its teacher's CFG
+    targets span the distillation's guidance_range): without it a conditional flow model's samples drift to
+    the mean colour (teal). The distilled stage is sampled as the spec says (embedded guidance, one pass).
+    Other models: the spec's sampling as is."""
     if not getattr(smoke_spec.architecture.backbone, "guidance_embed", False):
-        return None
+        return None, None
     named = {s.name: s for s in smoke_spec.schedule.stages}[stage]
-    return None if getattr(named.loss, "kind", None) == "guidance_distillation" else 1.0
+    if getattr(named.loss, "kind", None) == "guidance_distillation":
+        return None, None
+    return 1.0, smoke_spec.inference.guidance_embedded
 
 
 def learn_overrides(spec_obj, smoke_spec) -> list[str]:
@@ -192,6 +207,9 @@ def learn_overrides(spec_obj, smoke_spec) -> list[str]:
         overrides += [f"{base}.steps={steps}", f"{base}.batch_size={LEARN_BATCH}", f"{base}.optimizer.lr={LEARN_LR}"]
     for encoder in smoke_spec.architecture.text_encoders:
         overrides.append(f"architecture.text_encoders[{encoder.name}].max_tokens={LEARN_TEXT_TOKENS}")
+    for pipeline in smoke_spec.data.pipelines:
+        overrides += [f"data.pipelines[{pipeline.name}].ops[{op.name}].max_new_tokens={LEARN_CAPTION_TOKENS}"
+                      for op in pipeline.ops if op.kind == "recaption"]
     backbone = smoke_spec.architecture.backbone
     if getattr(backbone, "hidden_size", None) and getattr(backbone, "head_dim", None):
         overrides += [f"architecture.backbone.hidden_size={LEARN_WIDTH}",
@@ -256,7 +274,7 @@ def run_pipeline(bundle: Path, raw: Path, run_root: Path, env: dict | None = Non
 
 
 def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None, env: dict | None = None,
-           guidance: float | None = None) -> Path:
+           guidance: float | None = None, true_cfg: float | None = None) -> Path:
     out = run_root / "samples" / f"{stage}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "runtime.samplers", "--stage", str((bundle / "train" / stage / "stage.yaml").resolve()),
@@ -265,6 +283,8 @@ def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None, e
         command += ["--steps", str(steps)]
     if guidance is not None:
         command += ["--cfg", str(guidance)]
+    if true_cfg is not None:
+        command += ["--true-cfg", str(true_cfg)]
     run(command, env=env)
     return out
 
@@ -376,6 +396,14 @@ def funnel_markdown(report: dict, report_dir: Path, workdir: Path) -> list[str]:
     return lines
 
 
+def sampled_with(sidecar: dict) -> str:
+    """How a sample grid was drawn, from its sidecar (runtime/samplers/from_checkpoint.py)."""
+    cfg, guidance = sidecar.get("cfg_scale"), sidecar.get("guidance_embedded")
+    return (f"Sampled from `{sidecar.get('weights')}` weights with {sidecar.get('sampler')}, {sidecar.get('steps')} steps, "
+            + (f"true classifier-free guidance {cfg:g}" if cfg not in (None, 1.0) else "no classifier-free guidance")
+            + (f", embedded guidance {guidance:g}" if guidance is not None else "") + f", seed {sidecar.get('seed')}.")
+
+
 def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: Path | None,
                  samples: dict[str, Path], timings: dict[str, float], skipped: list[str],
                  notes: list[str] | None = None) -> Path:
@@ -407,6 +435,9 @@ def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: 
               "top to bottom).", ""]
     for stage, png in samples.items():
         lines += [f"### {stage}", "", f"![samples {stage}]({png.relative_to(workdir)})", ""]
+        sidecar = png.with_suffix(".json")
+        if sidecar.is_file():
+            lines += [sampled_with(json.loads(sidecar.read_text())), ""]
         if notes:  # the learning run: image grids whose colours can be read
             matches = colour_matches(png)
             hits = sum(named == found for _, named, found in matches)
@@ -456,18 +487,28 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool 
     timings["raw data"] = time.perf_counter() - started
 
     if learning:
+        import torch
+
         from runtime.smoke_text import fit_smoke_text_encoders
         from runtime.smoke_vae import fit_smoke_vae
 
         started = time.perf_counter()
         models = workdir / "models"
-        fit_smoke_vae(smoke_spec.architecture.space, models, steps=LEARN_VAE_STEPS, log=log)
-        # Fitted at the length the bundle's encoders read (CLIP's learned positions are that many).
-        encoders = [encoder.model_copy(update={"max_tokens": LEARN_TEXT_TOKENS})
-                    for encoder in smoke_spec.architecture.text_encoders]
-        fitted = fit_smoke_text_encoders(smoke_spec.architecture.model_copy(update={"text_encoders": encoders}), models,
-                                         steps=LEARN_TEXT_FIT_STEPS, log=log)
-        env = {MODEL_DIR_VARIABLE: str(models)}
+        # One thread for the whole learning run (the fits here, and through OMP_NUM_THREADS every process it
+        # starts): its ops are tiny, so a second thread buys little, and the sums then come out the same in
+        # `make demo` as in the test suite, which runs demos with one thread: the same weights, the same samples.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            fit_smoke_vae(smoke_spec.architecture.space, models, steps=LEARN_VAE_STEPS, log=log)
+            # Fitted at the length the bundle's encoders read (CLIP's learned positions are that many).
+            encoders = [encoder.model_copy(update={"max_tokens": LEARN_TEXT_TOKENS})
+                        for encoder in smoke_spec.architecture.text_encoders]
+            fitted = fit_smoke_text_encoders(smoke_spec.architecture.model_copy(update={"text_encoders": encoders}),
+                                             models, steps=LEARN_TEXT_FIT_STEPS, log=log)
+        finally:
+            torch.set_num_threads(threads)
+        env = {MODEL_DIR_VARIABLE: str(models), "OMP_NUM_THREADS": "1"}
         timings["smoke VAE and text encoder fits"] = time.perf_counter() - started
         notes = [f"smoke VAE fitted to the synthetic data ({LEARN_VAE_STEPS} steps, {models}, "
                  f"fit.json there)",
@@ -475,7 +516,9 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool 
                  + ", ".join(f"`{folder.name}`" for folder in fitted) + "; runtime/smoke_text.py)",
                  f"{LEARN_RAW} raw samples per source",
                  "compiled with " + " ".join(f"`--set {o}`" for o in overrides),
-                 f"{LEARN_SAMPLE_STEPS} sampling steps"]
+                 f"{LEARN_SAMPLE_STEPS} sampling steps, each stage with the guidance its samples' json and the "
+                 "table below state (sampling_guidance: true CFG before guidance distillation)",
+                 "one thread (OMP_NUM_THREADS=1) for the fits, curation and training"]
 
     started = time.perf_counter()
     skipped = run_pipeline(bundle, raw, run_root, env)
@@ -490,7 +533,7 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool 
             log(f"samples of {stage} present, reused: {png}")
         else:
             log(f"sampling from {stage}")
-            png = (sample(bundle, run_root, stage, LEARN_SAMPLE_STEPS, env, trained_guidance(smoke_spec, stage))
+            png = (sample(bundle, run_root, stage, LEARN_SAMPLE_STEPS, env, *sampling_guidance(smoke_spec, stage))
                    if learning else sample(bundle, run_root, stage))
         samples[stage] = png
     timings["sampling"] = time.perf_counter() - started
