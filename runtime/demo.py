@@ -26,12 +26,21 @@ what it needs for its samples to follow their prompts, each said in the report a
   stage, text encoders' max_tokens long enough for a whole caption, a backbone LEARN_WIDTH wide, a resolution
   shift's base scaled like the smoke resolutions), which the bundle records as overrides (assumptions.md);
 - more raw samples (LEARN_RAW) and more sampling steps (LEARN_SAMPLE_STEPS); stages of a model that embeds a
-  guidance scale are sampled at guidance 1 until it is guidance-distilled (trained_guidance).
+  guidance scale are sampled at guidance 1 with true classifier-free guidance at the spec's embedded value
+  until it is guidance-distilled, the distilled stage as the spec says (sampling_guidance); each stage's
+  sidecar json and the report say which;
+- the recaptioner's random stand-in writes LEARN_CAPTION_TOKENS tokens, not the spec's 512 (training reads the
+  original captions);
+- one thread (OMP_NUM_THREADS=1) for the fits, curation and training, so `make demo` and the test suite compute
+  the same sums and get the same samples.
 The token encoders (T5's stand-in) stay random: byte-level, so their outputs differ by prompt word.
 
 Findings (in-process experiments at smoke widths, flux1-dev, 64 synthetic pictures) behind the settings:
 - the smoke VAE fit at Adam 1e-2 kept the background colour of 19 of 64 held-out pictures through
-  encode/decode (MSE 0.19); at 3e-3, 43-49 of 64 (MSE 0.10-0.13). Class-mean latents decode to their colour.
+  encode/decode (MSE 0.19); at 3e-3 and 400 steps, 41-49 of 64 (MSE 0.11-0.15), and the fit a demo used
+  decoded every blue and green background teal and every red and yellow one orange (65 of 128 kept): no
+  backbone could then draw a blue background. 800 steps keep 63-64 of 64 (MSE 0.05-0.06, 40 s on one core);
+  600 steps, batch 8, a cosine decay, 16-px crops or an extra loss on 8x8-pooled colours did worse (31-53).
 - the background colour explains 70% of the latents' variance, so a model that reads its prompt has much to
   gain at high noise; but FLUX's resolution shift keeps its full-scale base (65536 px) at smoke scale, so
   training at 64 px used shift 0.25 and almost never drew t > 0.8, where a sample's colours are decided;
@@ -44,7 +53,26 @@ Findings (in-process experiments at smoke widths, flux1-dev, 64 synthetic pictur
   encoders were the bottleneck; with CLIP's stand-in fitted to the captions (runtime/smoke_text.py) it is
   0.26 against 1.08 after 250 steps.
 - models that embed a guidance scale (FLUX.1 dev) are trained with guidance 1 until guidance distillation,
-  so those stages are sampled at guidance 1, the distilled one at the spec's value.
+  so those stages are sampled at guidance 1, the distilled one at the spec's value. Without classifier-free
+  guidance the undistilled stages drift to the data's mean colour (blue and green prompts came out teal): in
+  a run of 800 pretraining steps and 250 per later stage, over 8 seeds x 4 prompts, the pretrained model kept
+  22 of 32 background colours without CFG and 28 with true CFG 3.5 (4 seeds: 14 of 16 at CFG 2, 3.5 and 5),
+  the timestep-shifting stage 10 of 16 (4 seeds) without and 32 of 32 with CFG 3.5. The stages train with
+  cfg_dropout (joint rate 0.1), so the unconditional branch is a trained one.
+- the guidance-distilled student at 100 steps (Adam 2e-3) followed its guidance input badly: 8 of 16 at
+  guidance 3.5 where its teacher under true CFG 3.5 kept 16; at 200 steps 15 of 16; at 100 steps of 5e-4,
+  12 of 16, nearly the same at every guidance (it had not learned what the input means).
+- later stages at a lower rate (150 steps at 5e-4 or 1e-3) kept fewer colours (21-24 of 32) than 250 steps at
+  2e-3 (32); 500 pretraining steps fewer than 800 (24 and 28 of 32 with CFG); 8, 16 and 32 sampling steps the
+  same.
+- runs repeat: the trainer gives bit-identical weights for every stage from the same inputs and thread count,
+  and curation keeps the same samples in the same order; the fits (in this process) did not repeat across
+  thread counts (held-out VAE MSE 0.065 with two threads, 0.057 with one), which changed every later number.
+- still weak: "a white triangle on a purple background". The model draws the white shape as a large soft
+  blob whose edge blends white and purple into pink, the palette colour most of those pixels are nearest
+  to, so that prompt's dominant colour flips between purple and pink with small numerical differences (8 of 8
+  seeds purple in a two-thread run, 0 of 8 with one thread); the other three prompts kept their background
+  in 22-24 of 24 seed-prompt pairs at the final stage.
 """
 
 from __future__ import annotations
@@ -274,7 +302,7 @@ def run_pipeline(bundle: Path, raw: Path, run_root: Path, env: dict | None = Non
 
 
 def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None, env: dict | None = None,
-           guidance: float | None = None, true_cfg: float | None = None) -> Path:
+           guidance: float | None = None) -> Path:
     out = run_root / "samples" / f"{stage}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "runtime.samplers", "--stage", str((bundle / "train" / stage / "stage.yaml").resolve()),
@@ -283,10 +311,29 @@ def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None, e
         command += ["--steps", str(steps)]
     if guidance is not None:
         command += ["--cfg", str(guidance)]
-    if true_cfg is not None:
-        command += ["--true-cfg", str(true_cfg)]
     run(command, env=env)
     return out
+
+
+def sample_here(bundle: Path, run_root: Path, stage: str, models: Path, steps: int, guidance: float | None,
+                true_cfg: float | None) -> Path:
+    """As `sample`, in this process with one thread (what `python -m runtime.samplers` runs, with the same
+    options and sums as there under OMP_NUM_THREADS=1): the learning run samples every stage, and a new
+    process per stage cost more in imports than the sampling itself."""
+    import torch
+
+    from runtime.samplers import from_checkpoint
+
+    out = run_root / "samples" / f"{stage}.png"
+    options = from_checkpoint.SampleOptions(stage=(bundle / "train" / stage / "stage.yaml").resolve(),
+                                            prompts=list(PROMPTS), out=out.resolve(), run_root=run_root.resolve(),
+                                            steps=steps, cfg=guidance, true_cfg=true_cfg, model_dir=models)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return from_checkpoint.sample(options)
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- do the samples follow their prompts? ----------------------------------------------------------------------
@@ -533,7 +580,8 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool 
             log(f"samples of {stage} present, reused: {png}")
         else:
             log(f"sampling from {stage}")
-            png = (sample(bundle, run_root, stage, LEARN_SAMPLE_STEPS, env, *sampling_guidance(smoke_spec, stage))
+            png = (sample_here(bundle, run_root, stage, models, LEARN_SAMPLE_STEPS,
+                               *sampling_guidance(smoke_spec, stage))
                    if learning else sample(bundle, run_root, stage))
         samples[stage] = png
     timings["sampling"] = time.perf_counter() - started
