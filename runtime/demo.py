@@ -26,12 +26,21 @@ what it needs for its samples to follow their prompts, each said in the report a
   stage, text encoders' max_tokens long enough for a whole caption, a backbone LEARN_WIDTH wide, a resolution
   shift's base scaled like the smoke resolutions), which the bundle records as overrides (assumptions.md);
 - more raw samples (LEARN_RAW) and more sampling steps (LEARN_SAMPLE_STEPS); stages of a model that embeds a
-  guidance scale are sampled at guidance 1 until it is guidance-distilled (trained_guidance).
+  guidance scale are sampled at guidance 1 with true classifier-free guidance at the spec's embedded value
+  until it is guidance-distilled, the distilled stage as the spec says (sampling_guidance); each stage's
+  sidecar json and the report say which;
+- the recaptioner's random stand-in writes LEARN_CAPTION_TOKENS tokens, not the spec's 512 (training reads the
+  original captions);
+- one thread (OMP_NUM_THREADS=1) for the fits, curation and training, so `make demo` and the test suite compute
+  the same sums and get the same samples.
 The token encoders (T5's stand-in) stay random: byte-level, so their outputs differ by prompt word.
 
 Findings (in-process experiments at smoke widths, flux1-dev, 64 synthetic pictures) behind the settings:
 - the smoke VAE fit at Adam 1e-2 kept the background colour of 19 of 64 held-out pictures through
-  encode/decode (MSE 0.19); at 3e-3, 43-49 of 64 (MSE 0.10-0.13). Class-mean latents decode to their colour.
+  encode/decode (MSE 0.19); at 3e-3 and 400 steps, 41-49 of 64 (MSE 0.11-0.15), and the fit a demo used
+  decoded every blue and green background teal and every red and yellow one orange (65 of 128 kept): no
+  backbone could then draw a blue background. 800 steps keep 63-64 of 64 (MSE 0.05-0.06, 40 s on one core);
+  600 steps, batch 8, a cosine decay, 16-px crops or an extra loss on 8x8-pooled colours did worse (31-53).
 - the background colour explains 70% of the latents' variance, so a model that reads its prompt has much to
   gain at high noise; but FLUX's resolution shift keeps its full-scale base (65536 px) at smoke scale, so
   training at 64 px used shift 0.25 and almost never drew t > 0.8, where a sample's colours are decided;
@@ -44,7 +53,35 @@ Findings (in-process experiments at smoke widths, flux1-dev, 64 synthetic pictur
   encoders were the bottleneck; with CLIP's stand-in fitted to the captions (runtime/smoke_text.py) it is
   0.26 against 1.08 after 250 steps.
 - models that embed a guidance scale (FLUX.1 dev) are trained with guidance 1 until guidance distillation,
-  so those stages are sampled at guidance 1, the distilled one at the spec's value.
+  so those stages are sampled at guidance 1, the distilled one at the spec's value. Without classifier-free
+  guidance the undistilled stages drift to the data's mean colour (blue and green prompts came out teal): in
+  a run of 800 pretraining steps and 250 per later stage, over 8 seeds x 4 prompts, the pretrained model kept
+  22 of 32 background colours without CFG and 28 with true CFG 3.5 (4 seeds: 14 of 16 at CFG 2, 3.5 and 5),
+  the timestep-shifting stage 10 of 16 (4 seeds) without and 32 of 32 with CFG 3.5. The stages train with
+  cfg_dropout (joint rate 0.1), so the unconditional branch is a trained one.
+- the guidance-distilled student at 100 steps (Adam 2e-3) followed its guidance input badly: 8 of 16 at
+  guidance 3.5 where its teacher under true CFG 3.5 kept 16; at 200 steps 15 of 16; at 100 steps of 5e-4,
+  12 of 16, nearly the same at every guidance (it had not learned what the input means). From a one-thread
+  teacher, over 16 seeds per prompt (blue, green, purple, orange): 200 steps 13, 16, 0, 16; 300 steps 16, 16,
+  4, 16.
+- later stages at a lower rate (150 steps at 5e-4 or 1e-3) kept fewer colours (21-24 of 32) than 250 steps at
+  2e-3 (32); 500 pretraining steps fewer than 800 (24 and 28 of 32 with CFG); 8, 16 and 32 sampling steps the
+  same.
+- runs repeat: the trainer gives bit-identical weights for every stage from the same inputs and thread count,
+  and curation keeps the same samples in the same order; the fits (in this process) did not repeat across
+  thread counts (held-out VAE MSE 0.065 with two threads, 0.057 with one), which changed every later number.
+  With one thread throughout, a `genspec demo` run, the test suite's run and a third run gave bit-identical
+  weights for all four stages and identical sample PNGs (with 200 distillation steps: 3 of 4 colours at
+  every stage).
+- time (2 cores, shared): the whole run took 4 min 10 s at load 1-2 (fits 44 s, curation and training 200 s
+  of which pretraining 52 s, sampling 2 s in this process where four sampler processes took 20-35 s), with
+  200 distillation steps 4 min 20 s at load 3.9 falling to 1.3 and 9 min 47 s at load 5. The recaptioner's
+  stand-in at 512 tokens took 76 s of curation's worker time.
+- still weak: "a white triangle on a purple background". The model draws the white shape as a large soft
+  blob whose edge blends white and purple into pink, the palette colour most of those pixels are nearest
+  to, so that prompt's dominant colour flips between purple and pink with small numerical differences: the
+  undistilled stages keep it in 0-1 of 16 seeds (one thread; 8 of 8 in a two-thread run), the final stage in
+  4 of 16 (seed 0, the report's, among them) while keeping blue, green and orange in 16 of 16 each.
 """
 
 from __future__ import annotations
@@ -71,7 +108,10 @@ PROMPTS = ("a red circle on a blue background", "a yellow square on a green back
 # module docstring's findings).
 LEARN_FIRST_STEPS = 800  # the first stage (pretrain, 32 px: 4 image tokens, cheap) learns the colours
 LEARN_STEPS = 250  # each later stage refines at its own resolution
-LEARN_TEACHER_STEPS = 100  # per stage that distils a teacher (it starts from the teacher: little to learn)
+# Per stage that distils a teacher: the student starts from its teacher but must learn what its guidance input
+# means (never trained before); at 100 steps its samples at guidance 3.5 kept 8 of 16 background colours where
+# its teacher under true CFG 3.5 kept 16; at 200, 45 of 64 (blue 13 of 16); at 300, 52 of 64 (blue 16 of 16).
+LEARN_TEACHER_STEPS = 300
 LEARN_BATCH = 16
 LEARN_LR = 2e-3  # the spec's 1e-4 (1e-5 for a student) is for billions of parameters and samples
 # Smoke scale's 32-wide backbone cannot pass a 16-channel latent's 2x2 patch (64 numbers per token) through
@@ -82,9 +122,14 @@ LEARN_WIDTH = 64
 # encoder ever saw the background colour, the colour covering most of a picture.
 LEARN_TEXT_TOKENS = 64
 LEARN_RAW = 96  # raw samples per source (plain smoke: 48); about 60% survive curation
-LEARN_VAE_STEPS = 400
+# runtime/smoke_vae.py at 400 steps decoded every blue and green background teal (0 of 37 kept); 800 steps keep
+# 63-64 of 64 held-out backgrounds, 600 steps (or batch 8) 48-53.
+LEARN_VAE_STEPS = 800
 LEARN_TEXT_FIT_STEPS = 150  # runtime/smoke_text.py: the pooled encoder names the background 99% of the time
-LEARN_SAMPLE_STEPS = 16
+LEARN_SAMPLE_STEPS = 16  # 8, 16 and 32 Euler steps gave the same colours
+# A recaptioner's stand-in (random weights at smoke scale) writes meaningless text that training never reads (the
+# original caption wins: runtime/train/media.py); at the spec's 512 new tokens it took most of curation's time.
+LEARN_CAPTION_TOKENS = 16
 MODEL_DIR_VARIABLE = "GENSPEC_MODEL_DIR"  # compiler/schema/model_dir.py
 
 
@@ -173,14 +218,21 @@ def learns(spec_obj) -> bool:
     return fittable(spec_obj.architecture.space)
 
 
-def trained_guidance(smoke_spec, stage: str) -> float | None:
-    """The embedded guidance to sample STAGE with: 1 (the value the trainer feeds) for a model that embeds a
-    guidance scale but has not been guidance-distilled yet, whose guidance input never saw the spec's 3.5;
-    None (the spec's value) otherwise."""
+def sampling_guidance(smoke_spec, stage: str) -> tuple[float | None, float | None]:
+    """(embedded guidance, true CFG weight) to sample STAGE with; None: the spec's value.
+
+    A model that embeds a guidance scale (FLUX.1 dev) is fed guidance 1 by the trainer until it is
+    guidance-distilled, so its earlier stages are sampled at guidance 1 with true classifier-free guidance at
+    the spec's embedded value (3.5), the guidance its distilled student stands in for (its teacher's CFG
+    targets span the distillation's guidance_range): without it a conditional flow model's samples drift to
+    the mean colour (teal). The distilled stage is sampled as the spec says (embedded guidance, one pass).
+    Other models: the spec's sampling as is."""
     if not getattr(smoke_spec.architecture.backbone, "guidance_embed", False):
-        return None
+        return None, None
     named = {s.name: s for s in smoke_spec.schedule.stages}[stage]
-    return None if getattr(named.loss, "kind", None) == "guidance_distillation" else 1.0
+    if getattr(named.loss, "kind", None) == "guidance_distillation":
+        return None, None
+    return 1.0, smoke_spec.inference.guidance_embedded
 
 
 def learn_overrides(spec_obj, smoke_spec) -> list[str]:
@@ -192,6 +244,9 @@ def learn_overrides(spec_obj, smoke_spec) -> list[str]:
         overrides += [f"{base}.steps={steps}", f"{base}.batch_size={LEARN_BATCH}", f"{base}.optimizer.lr={LEARN_LR}"]
     for encoder in smoke_spec.architecture.text_encoders:
         overrides.append(f"architecture.text_encoders[{encoder.name}].max_tokens={LEARN_TEXT_TOKENS}")
+    for pipeline in smoke_spec.data.pipelines:
+        overrides += [f"data.pipelines[{pipeline.name}].ops[{op.name}].max_new_tokens={LEARN_CAPTION_TOKENS}"
+                      for op in pipeline.ops if op.kind == "recaption"]
     backbone = smoke_spec.architecture.backbone
     if getattr(backbone, "hidden_size", None) and getattr(backbone, "head_dim", None):
         overrides += [f"architecture.backbone.hidden_size={LEARN_WIDTH}",
@@ -267,6 +322,27 @@ def sample(bundle: Path, run_root: Path, stage: str, steps: int | None = None, e
         command += ["--cfg", str(guidance)]
     run(command, env=env)
     return out
+
+
+def sample_here(bundle: Path, run_root: Path, stage: str, models: Path, steps: int, guidance: float | None,
+                true_cfg: float | None) -> Path:
+    """As `sample`, in this process with one thread (what `python -m runtime.samplers` runs, with the same
+    options and sums as there under OMP_NUM_THREADS=1): the learning run samples every stage, and a new
+    process per stage cost more in imports than the sampling itself."""
+    import torch
+
+    from runtime.samplers import from_checkpoint
+
+    out = run_root / "samples" / f"{stage}.png"
+    options = from_checkpoint.SampleOptions(stage=(bundle / "train" / stage / "stage.yaml").resolve(),
+                                            prompts=list(PROMPTS), out=out.resolve(), run_root=run_root.resolve(),
+                                            steps=steps, cfg=guidance, true_cfg=true_cfg, model_dir=models)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return from_checkpoint.sample(options)
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- do the samples follow their prompts? ----------------------------------------------------------------------
@@ -376,6 +452,14 @@ def funnel_markdown(report: dict, report_dir: Path, workdir: Path) -> list[str]:
     return lines
 
 
+def sampled_with(sidecar: dict) -> str:
+    """How a sample grid was drawn, from its sidecar (runtime/samplers/from_checkpoint.py)."""
+    cfg, guidance = sidecar.get("cfg_scale"), sidecar.get("guidance_embedded")
+    return (f"Sampled from `{sidecar.get('weights')}` weights with {sidecar.get('sampler')}, {sidecar.get('steps')} steps, "
+            + (f"true classifier-free guidance {cfg:g}" if cfg not in (None, 1.0) else "no classifier-free guidance")
+            + (f", embedded guidance {guidance:g}" if guidance is not None else "") + f", seed {sidecar.get('seed')}.")
+
+
 def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: Path | None,
                  samples: dict[str, Path], timings: dict[str, float], skipped: list[str],
                  notes: list[str] | None = None) -> Path:
@@ -407,6 +491,9 @@ def write_report(spec: str, bundle: Path, run_root: Path, workdir: Path, graph: 
               "top to bottom).", ""]
     for stage, png in samples.items():
         lines += [f"### {stage}", "", f"![samples {stage}]({png.relative_to(workdir)})", ""]
+        sidecar = png.with_suffix(".json")
+        if sidecar.is_file():
+            lines += [sampled_with(json.loads(sidecar.read_text())), ""]
         if notes:  # the learning run: image grids whose colours can be read
             matches = colour_matches(png)
             hits = sum(named == found for _, named, found in matches)
@@ -456,18 +543,28 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool 
     timings["raw data"] = time.perf_counter() - started
 
     if learning:
+        import torch
+
         from runtime.smoke_text import fit_smoke_text_encoders
         from runtime.smoke_vae import fit_smoke_vae
 
         started = time.perf_counter()
         models = workdir / "models"
-        fit_smoke_vae(smoke_spec.architecture.space, models, steps=LEARN_VAE_STEPS, log=log)
-        # Fitted at the length the bundle's encoders read (CLIP's learned positions are that many).
-        encoders = [encoder.model_copy(update={"max_tokens": LEARN_TEXT_TOKENS})
-                    for encoder in smoke_spec.architecture.text_encoders]
-        fitted = fit_smoke_text_encoders(smoke_spec.architecture.model_copy(update={"text_encoders": encoders}), models,
-                                         steps=LEARN_TEXT_FIT_STEPS, log=log)
-        env = {MODEL_DIR_VARIABLE: str(models)}
+        # One thread for the whole learning run (the fits here, and through OMP_NUM_THREADS every process it
+        # starts): its ops are tiny, so a second thread buys little, and the sums then come out the same in
+        # `make demo` as in the test suite, which runs demos with one thread: the same weights, the same samples.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            fit_smoke_vae(smoke_spec.architecture.space, models, steps=LEARN_VAE_STEPS, log=log)
+            # Fitted at the length the bundle's encoders read (CLIP's learned positions are that many).
+            encoders = [encoder.model_copy(update={"max_tokens": LEARN_TEXT_TOKENS})
+                        for encoder in smoke_spec.architecture.text_encoders]
+            fitted = fit_smoke_text_encoders(smoke_spec.architecture.model_copy(update={"text_encoders": encoders}),
+                                             models, steps=LEARN_TEXT_FIT_STEPS, log=log)
+        finally:
+            torch.set_num_threads(threads)
+        env = {MODEL_DIR_VARIABLE: str(models), "OMP_NUM_THREADS": "1"}
         timings["smoke VAE and text encoder fits"] = time.perf_counter() - started
         notes = [f"smoke VAE fitted to the synthetic data ({LEARN_VAE_STEPS} steps, {models}, "
                  f"fit.json there)",
@@ -475,7 +572,9 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool 
                  + ", ".join(f"`{folder.name}`" for folder in fitted) + "; runtime/smoke_text.py)",
                  f"{LEARN_RAW} raw samples per source",
                  "compiled with " + " ".join(f"`--set {o}`" for o in overrides),
-                 f"{LEARN_SAMPLE_STEPS} sampling steps"]
+                 f"{LEARN_SAMPLE_STEPS} sampling steps, each stage with the guidance its samples' json and the "
+                 "table below state (sampling_guidance: true CFG before guidance distillation)",
+                 "one thread (OMP_NUM_THREADS=1) for the fits, curation and training"]
 
     started = time.perf_counter()
     skipped = run_pipeline(bundle, raw, run_root, env)
@@ -490,7 +589,8 @@ def main(spec: str = "flux1-dev", workdir: str | Path = "demo-run", quick: bool 
             log(f"samples of {stage} present, reused: {png}")
         else:
             log(f"sampling from {stage}")
-            png = (sample(bundle, run_root, stage, LEARN_SAMPLE_STEPS, env, trained_guidance(smoke_spec, stage))
+            png = (sample_here(bundle, run_root, stage, models, LEARN_SAMPLE_STEPS,
+                               *sampling_guidance(smoke_spec, stage))
                    if learning else sample(bundle, run_root, stage))
         samples[stage] = png
     timings["sampling"] = time.perf_counter() - started

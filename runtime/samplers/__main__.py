@@ -1,5 +1,5 @@
 """python -m runtime.samplers --stage train/<stage>/stage.yaml --run-root R --prompts P [P ...] --out R/samples/S.png
-[--steps N] [--cfg W] [--seed S] [--sampler NAME] [--model-dir DIR] [--model-factory module:function]
+[--steps N] [--cfg W] [--true-cfg W] [--seed S] [--sampler NAME] [--model-dir DIR] [--model-factory module:function]
 
 Samples from a trained stage's final checkpoint (runtime/samplers/from_checkpoint.py)."""
 
@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> from_checkpoint.SampleOptions:
         default=None,
         help="CFG weight, or the embedded guidance of a guidance-distilled model",
     )
+    parser.add_argument(
+        "--true-cfg",
+        type=float,
+        default=None,
+        help="true classifier-free guidance weight (two passes per step), also for a model with a guidance input",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--sampler",
@@ -63,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> from_checkpoint.SampleOptions:
         run_root=args.run_root,
         steps=args.steps,
         cfg=args.cfg,
+        true_cfg=args.true_cfg,
         seed=args.seed,
         sampler=args.sampler,
         model_dir=args.model_dir,

@@ -1,7 +1,7 @@
 """Sample from a trained stage: its final checkpoint, the spec's inference defaults, a PNG grid and a sidecar.
 
     python -m runtime.samplers --stage train/<stage>/stage.yaml --run-root R --prompts "a red circle" "a blue square" \
-        --out R/samples/<stage>.png [--steps N] [--cfg W] [--seed S] [--sampler NAME] [--model-dir DIR]
+        --out R/samples/<stage>.png [--steps N] [--cfg W] [--true-cfg W] [--seed S] [--sampler NAME] [--model-dir DIR]
 
 Passes:
   1. read the stage file; find R/<output_dir>/final/ and its weights, ema.safetensors when present, else
@@ -12,7 +12,8 @@ Passes:
        flow matching            -> "euler" (flow_euler), "heun" (flow_heun, 2nd order), "dpm_solver"
                                    (DPM-Solver++ 2M) or "unipc" (UniPC bh2, as diffusers runs Wan 2.1), along
                                    sampling_sigmas with the inference shift (else the objective's), true CFG
-                                   (cfg_scale) and/or embedded guidance
+                                   (cfg_scale; --true-cfg also for a model that embeds a guidance scale, as
+                                   diffusers' FluxPipeline true_cfg_scale) and/or embedded guidance
        score matching (EDM)     -> "heun" (edm_heun): Heun on the Karras schedule with the EDM paper's sigma_min
                                    0.002, sigma_max 80, rho 7 (the schema has no fields for them; said in the
                                    sidecar's notes), the preconditioning the trainer used, CFG
@@ -74,6 +75,7 @@ class SampleOptions:
     run_root: Path = Path(".")
     steps: int | None = None
     cfg: float | None = None
+    true_cfg: float | None = None
     seed: int = 0
     sampler: str | None = None
     model_dir: Path | None = None
@@ -157,12 +159,18 @@ def settings_for(stage_file: StageFile, architecture: ArchitectureSpec, options:
     per_stage = inference.cfg_scale_per_stage.get(stage_file.stage.model)
     spec_cfg = per_stage if per_stage is not None else inference.cfg_scale
     if getattr(architecture.backbone, "guidance_embed", False):
-        # A guidance-distilled model (FLUX.1 dev): --cfg sets the guidance scale fed to the model.
+        # A guidance-distilled model (FLUX.1 dev): --cfg sets the guidance scale fed to the model; --true-cfg
+        # adds real classifier-free guidance, for a stage whose guidance input was never trained (before
+        # guidance distillation).
         guidance = options.cfg if options.cfg is not None else (inference.guidance_embedded or 1.0)
-        cfg_scale = spec_cfg
+        cfg_scale = options.true_cfg if options.true_cfg is not None else spec_cfg
     else:
+        if options.cfg is not None and options.true_cfg is not None and options.cfg != options.true_cfg:
+            raise ValueError(f"--cfg {options.cfg} and --true-cfg {options.true_cfg} both set the CFG weight of a "
+                             "model without a guidance input; pass one")
         guidance = None
-        cfg_scale = options.cfg if options.cfg is not None else spec_cfg
+        given = options.true_cfg if options.true_cfg is not None else options.cfg
+        cfg_scale = given if given is not None else spec_cfg
     threshold = inference.dynamic_thresholding.percentile if inference.dynamic_thresholding else None
     notes = []
     if isinstance(objective, (FlowMatching, ScoreMatching)):

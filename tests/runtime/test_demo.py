@@ -1,8 +1,8 @@
 """The end-to-end demo (runtime/demo.py) for every shipped spec at smoke scale: compile for local-cpu,
 curate synthetic raw data of the spec's modalities, train every stage through DeepSpeed, sample, report.
 The default spec (flux1-dev, what `make demo` runs) gets the learning run (fitted smoke VAE and pooled text
-encoder, more steps): its final samples must be dominated by the background colours their prompts name (at
-least 3 of 4: an expected failure while issue 18 is open), and a rerun must resume instead of starting over. The
+encoder, more steps, true CFG before guidance distillation, one thread): its final samples must be dominated by
+the background colours their prompts name (at least 3 of 4), and a rerun must resume instead of starting over. The
 other specs run with --quick (3 steps per stage), which proves every step runs.
 
 The demos run as `genspec demo` processes, started in the background when the session starts (tests/conftest.py
@@ -225,8 +225,6 @@ def test_every_spec_runs_end_to_end_at_smoke_scale(spec, demo_runs, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 18 is open: across runs the learning run's final samples matched 3, 2 "
-                   "and 1 of 4 prompt colours (the fitted smoke VAE turns blue teal and purple pink)")
 def test_the_learning_runs_final_samples_follow_their_prompts_colours(demo_runs):
     """Issue 18: at least 3 of the 4 final samples are dominated by the background colour their prompt names."""
     workdir = demo_runs[LEARNING_SPEC].workdir

@@ -25,8 +25,16 @@ def test_flux_learning_overrides_scale_the_shift_base_widen_the_backbone_and_rea
         f"schedule.stages[guidance_distillation].steps={demo.LEARN_TEACHER_STEPS}"]
 
 
-def test_undistilled_stages_of_a_guidance_embedding_model_are_sampled_at_guidance_one():
+def test_undistilled_stages_of_a_guidance_embedding_model_are_sampled_at_guidance_one_with_true_cfg():
     smoke = scaled(load("flux1-dev"), "smoke")
-    assert [demo.trained_guidance(smoke, s.name) for s in smoke.schedule.stages] == [1.0, 1.0, 1.0, None]
+    cfg = smoke.inference.guidance_embedded
+    assert [demo.sampling_guidance(smoke, s.name) for s in smoke.schedule.stages] == [
+        (1.0, cfg), (1.0, cfg), (1.0, cfg), (None, None)]  # the distilled stage: the spec's embedded guidance
     schnell = scaled(load("flux1-schnell"), "smoke")  # no guidance embedding: the spec's sampling as is
-    assert {demo.trained_guidance(schnell, s.name) for s in schnell.schedule.stages} == {None}
+    assert {demo.sampling_guidance(schnell, s.name) for s in schnell.schedule.stages} == {(None, None)}
+
+
+def test_the_learning_run_shortens_the_recaptioners_meaningless_smoke_captions():
+    spec = load("flux1-dev")
+    overrides = demo.learn_overrides(spec, scaled(spec, "smoke"))
+    assert f"data.pipelines[flux].ops[recaption].max_new_tokens={demo.LEARN_CAPTION_TOKENS}" in overrides

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -18,6 +19,7 @@ import webdataset as wds
 from PIL import Image
 from ruamel.yaml import YAML
 
+from runtime.samplers import from_checkpoint
 from runtime.samplers.__main__ import main
 
 STAGE = "pretrain"
@@ -135,6 +137,20 @@ def test_sample_writes_a_deterministic_grid_and_sidecar(tmp_path, capsys):
         == 0
     )
     assert other.read_bytes() != out.read_bytes()
+
+    # True CFG on a model with a guidance input (a stage before guidance distillation): both, in the sidecar.
+    guided = run_root / "samples" / "true_cfg.png"
+    assert main([*args, "--cfg", "1", "--true-cfg", "3.5", "--out", str(guided)]) == 0, capsys.readouterr().err
+    guided_sidecar = json.loads(guided.with_suffix(".json").read_text())
+    assert (guided_sidecar["cfg_scale"], guided_sidecar["guidance_embedded"]) == (3.5, 1.0)
+    stage_file = from_checkpoint.load_stage_file(stage_dir / "stage.yaml")
+    plain = stage_file.architecture.model_copy(
+        update={"backbone": stage_file.architecture.backbone.model_copy(update={"guidance_embed": False})})
+    options = from_checkpoint.SampleOptions(stage_dir / "stage.yaml", ["a red circle"], guided, true_cfg=2.0)
+    settings = from_checkpoint.settings_for(stage_file, plain, options)
+    assert (settings.cfg_scale, settings.guidance) == (2.0, None)  # without a guidance input, --true-cfg is --cfg
+    with pytest.raises(ValueError, match="--cfg 3.0 and --true-cfg 2.0"):
+        from_checkpoint.settings_for(stage_file, plain, replace(options, cfg=3.0))
 
     # The other flow samplers give a finite sample (sample() refuses non-finite latents). Their images may equal
     # Euler's: two training steps leave the zero-initialised output layer near zero, so v barely depends on x.
