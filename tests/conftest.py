@@ -34,6 +34,11 @@ def rendezvous_variables_stay_in_their_test():
 # 15 demos) has slow subprocess work started before the first test so that it overlaps the rest of the suite,
 # which mostly keeps one of this machine's two cores busy; its tests run last and wait for that work.
 BACKGROUND_HOOK = "start_in_background"
+# Such a module may also have `the_rest_has_run()`, called once when the first test of a background module is
+# about to run: work that needs the machine quieter than the rest of the suite leaves it (tests/slurm/
+# test_slurm_ranks.py: Slurm jobs with a one-minute time limit) waits for it.
+REST_DONE_HOOK = "the_rest_has_run"
+_rest_done_called = False
 
 
 def _background_module(item: pytest.Item):
@@ -43,6 +48,17 @@ def _background_module(item: pytest.Item):
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: _background_module(item) is not None)  # stable: the rest keeps its order
+
+
+def pytest_runtest_setup(item):
+    global _rest_done_called
+    if _rest_done_called or _background_module(item) is None:
+        return
+    _rest_done_called = True
+    modules = dict.fromkeys(filter(None, map(_background_module, item.session.items)))
+    for module in modules:
+        if hasattr(module, REST_DONE_HOOK):
+            getattr(module, REST_DONE_HOOK)()
 
 
 @pytest.fixture(scope="session", autouse=True)
