@@ -207,7 +207,6 @@ class BackgroundRequeue:
 
     def __init__(self, directory: Path):
         self._stopping = threading.Event()
-        self.rest_has_run = threading.Event()
         self._jobs: list[str] = []
         self._cluster = None
         self._pool = ThreadPoolExecutor(1)
@@ -223,7 +222,7 @@ class BackgroundRequeue:
         # The jobs wait for the rest of the suite: beside it (load 10 on two cores, in a clean-clone run) a
         # requeued job's ranks were still starting when its one minute ran out (TIMEOUT). Beside the demos
         # alone, which run at a lower priority (tests/runtime/test_demo.py DEMO_NICENESS), they are not.
-        while not (self.rest_has_run.wait(5) or self._stopping.is_set()):
+        while not (REST_HAS_RUN.wait(5) or self._stopping.is_set()):
             pass
         if self._stopping.is_set():
             pytest.fail("the session ended before the requeue run was submitted", pytrace=False)
@@ -260,6 +259,9 @@ class BackgroundRequeue:
 
 
 _requeue: BackgroundRequeue | None = None
+# Set by the_rest_has_run, which may come before start_in_background: when only background modules' tests are
+# selected, the first of them is set up before the session fixture that starts the background work.
+REST_HAS_RUN = threading.Event()
 
 
 def start_in_background(session: pytest.Session, tmp_path_factory: pytest.TempPathFactory):
@@ -275,8 +277,7 @@ def start_in_background(session: pytest.Session, tmp_path_factory: pytest.TempPa
 
 def the_rest_has_run() -> None:
     """Called by tests/conftest.py when the tests outside background modules have run: submit the requeue run."""
-    if _requeue is not None:
-        _requeue.rest_has_run.set()
+    REST_HAS_RUN.set()
 
 
 def test_a_stage_longer_than_its_time_limit_completes_across_requeues(slurm):
