@@ -46,6 +46,11 @@ def _background_module(item: pytest.Item):
     return module if hasattr(module, BACKGROUND_HOOK) else None
 
 
+def _background_modules(session: pytest.Session) -> list:
+    """The collected modules with background work, in collection order."""
+    return list(dict.fromkeys(filter(None, map(_background_module, session.items))))
+
+
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: _background_module(item) is not None)  # stable: the rest keeps its order
 
@@ -55,8 +60,7 @@ def pytest_runtest_setup(item):
     if _rest_done_called or _background_module(item) is None:
         return
     _rest_done_called = True
-    modules = dict.fromkeys(filter(None, map(_background_module, item.session.items)))
-    for module in modules:
+    for module in _background_modules(item.session):
         if hasattr(module, REST_DONE_HOOK):
             getattr(module, REST_DONE_HOOK)()
 
@@ -65,8 +69,8 @@ def pytest_runtest_setup(item):
 def background_work(request, tmp_path_factory):
     """Start the background work of every collected module that has some, and stop what is left of it when
     the session ends."""
-    modules = dict.fromkeys(filter(None, map(_background_module, request.session.items)))
-    stops = [getattr(module, BACKGROUND_HOOK)(request.session, tmp_path_factory) for module in modules]
+    stops = [getattr(module, BACKGROUND_HOOK)(request.session, tmp_path_factory)
+             for module in _background_modules(request.session)]
     yield
     for stop in stops:
         stop()

@@ -151,7 +151,7 @@ class SlurmStartError(RuntimeError):
 
 class SessionCluster:
     """The session's one cluster, started by whoever asks first: the `slurm` fixture, or a test module's
-    background work (tests/slurm/test_slurm_ranks.py starts its requeue run when the session starts), from any
+    background work (tests/slurm/test_slurm_ranks.py prepares its requeue run when the session starts), from any
     thread; stopped once, by whoever stops it first."""
 
     def __init__(self) -> None:
@@ -190,7 +190,8 @@ class SessionCluster:
             raise SlurmStartError(f"slurm-up.sh did not finish in 300 s:\n{error.stdout}{error.stderr}\n"
                                   f"{cluster.log_tails()}") from None
         if up.returncode != 0:
-            raise SlurmStartError(f"slurm-up.sh exited {up.returncode}:\n{up.stdout}{up.stderr}\n{cluster.log_tails()}")
+            raise SlurmStartError(f"slurm-up.sh exited {up.returncode}:\n{up.stdout}{up.stderr}\n"
+                                  f"{cluster.log_tails()}")
         self._started = True
         return cluster
 
